@@ -1,0 +1,5 @@
+"""``python -m logferry``."""
+
+from logferry.cli.main import main
+
+main()

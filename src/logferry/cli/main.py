@@ -1,0 +1,37 @@
+"""The ``logferry`` command: a thin layer of subcommands over the library."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import click
+
+from logferry import __version__
+from logferry.cli.demo import demo
+from logferry.cli.pull import pull
+from logferry.cli.purge import purge
+from logferry.cli.ship import ship
+from logferry.cli.status import status
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="logferry")
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+def cli(verbose: int) -> None:
+    """Ferry logs from buckets to where people read them: every line once, nothing lost."""
+    level = {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # botocore's debug logs print request headers; keep them out unless asked explicitly.
+    if not os.environ.get("LOGFERRY_DEBUG_BOTO"):
+        logging.getLogger("botocore").setLevel(logging.WARNING)
+        logging.getLogger("urllib3").setLevel(logging.WARNING)
+
+
+for command in (ship, pull, purge, status, demo):
+    cli.add_command(command)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="logferry")

@@ -1,0 +1,68 @@
+"""``logferry pull``: download objects as the lines that would be shipped."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from logferry.cli.common import handle_errors, make_progress, print_summary
+from logferry.cli.ship import decode_options, source_options
+from logferry.config import ShipOptions, build
+from logferry.ledger import SQLiteLedger
+from logferry.runner import Runner
+from logferry.sinks import ConcatSink, FileSink, Sink
+from logferry.sources import open_source
+
+
+@click.command()
+@click.argument("source")
+@click.option("--dest", type=click.Path(file_okay=False), help="Directory for one .log file per object.")
+@click.option("--concat", type=click.Path(dir_okay=False), help="Append every object's lines to this one file.")
+@click.option("--latest", type=click.IntRange(min=1), metavar="N", help="Only the N newest objects.")
+@decode_options
+@source_options
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary as the last line of stdout.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress output.")
+@handle_errors
+def pull(
+    source: str,
+    dest: str | None,
+    concat: str | None,
+    latest: int | None,
+    fmt: str,
+    expand: str | None,
+    timestamp_fields: tuple[str, ...],
+    endpoint_url: str | None,
+    no_verify_tls: bool,
+    as_json: bool,
+    quiet: bool,
+) -> None:
+    """Download the objects of SOURCE, decoded to the lines logferry would ship.
+
+    Writes DEST/<key>.log per object, or one file with --concat (oldest object
+    first). The ledger is not touched: pulling never marks anything shipped.
+    """
+    if not dest and not concat:
+        raise click.UsageError("give --dest DIR, --concat FILE, or both")
+    extra = {"timestamp_fields": timestamp_fields} if timestamp_fields else {}
+    options = build(
+        ShipOptions, mode="latest" if latest else "catchup", latest=latest, format=fmt,
+        expand=expand, workers=1 if concat else 4, **extra,
+    )  # fmt: skip
+    assert isinstance(options, ShipOptions)
+    sinks: list[Sink] = []
+    if dest:
+        sinks.append(FileSink(dest, raw=True))
+    if concat:
+        sinks.append(ConcatSink(concat))
+    src = open_source(source, endpoint_url=endpoint_url, verify=not no_verify_tls)
+    ledger = SQLiteLedger(":memory:")
+    try:
+        result = Runner(src, sinks, ledger, options, progress=make_progress(quiet)).run()
+    finally:
+        for s in sinks:
+            s.close()
+        ledger.close()
+        src.close()
+    sys.exit(print_summary(result, as_json=as_json, quiet=quiet, verb="pulled"))

@@ -1,0 +1,138 @@
+"""``logferry ship``: ship a bucket's objects to one or more sinks."""
+
+from __future__ import annotations
+
+import sys
+import threading
+
+import click
+
+from logferry.cli.common import (
+    fail_usage,
+    handle_errors,
+    install_signal_handlers,
+    make_progress,
+    print_summary,
+)
+from logferry.codecs.formats import FORMATS
+from logferry.config import ShipOptions, SinkOptions, build
+from logferry.ledger import open_ledger
+from logferry.runner import Runner
+from logferry.sinks import open_sink
+from logferry.sources import open_source
+
+FORMAT_CHOICES = sorted({"auto", *FORMATS})
+
+
+def source_options(func):  # type: ignore[no-untyped-def]
+    """Options every command that reads a source accepts."""
+    func = click.option(
+        "--endpoint-url",
+        envvar=None,
+        help="S3-compatible endpoint (default: AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, COS_ENDPOINT for cos://).",
+    )(func)
+    func = click.option(
+        "--no-verify-tls", is_flag=True, help="Do not verify TLS certificates (self-signed test endpoints only)."
+    )(func)
+    return func
+
+
+def decode_options(func):  # type: ignore[no-untyped-def]
+    """Options that choose how objects are decoded."""
+    func = click.option(
+        "--format",
+        "fmt",
+        default="auto",
+        show_default=True,
+        type=click.Choice(FORMAT_CHOICES),
+        help="How to turn objects into records; auto picks from the key and content.",
+    )(func)
+    func = click.option("--expand", metavar="FIELD", help="json format: one record per element of FIELD.")(func)
+    func = click.option(
+        "--timestamp-field",
+        "timestamp_fields",
+        multiple=True,
+        metavar="FIELD",
+        help="ndjson/json: field holding the event time (repeatable; default timestamp, @timestamp, time, ts).",
+    )(func)
+    return func
+
+
+@click.command()
+@click.argument("source")
+@click.option("--to", "sinks", multiple=True, required=True, metavar="SINK",
+              help="Sink URL (repeatable): mezmo+https://HOST/logs/ingest, logdna:REGION, file:///DIR, -.")
+@decode_options
+@click.option("--key", help="Ship exactly this object (what a bucket notification names).")
+@click.option("--latest", type=click.IntRange(min=1), metavar="N", help="Ship the N newest objects not yet done.")
+@click.option("--all", "resend_all", is_flag=True, help="Re-send every object, whatever the ledger says.")
+@click.option("--ledger", metavar="URL", help="Ledger URL (default: LOGFERRY_LEDGER or the user state dir).")
+@source_options
+@click.option("--app", default="logferry", show_default=True, help="Mezmo app name.")
+@click.option("--hostname", help="Mezmo hostname (default: this machine's).")
+@click.option("--tags", help="Mezmo tags, comma-separated.")
+@click.option("--max-line-bytes", type=click.IntRange(min=256), default=32 * 1024, show_default=True,
+              help="Longer lines are truncated with a marker (and counted).")
+@click.option("--workers", type=click.IntRange(1, 64), default=4, show_default=True,
+              help="Objects shipped at the same time.")
+@click.option("--batch-bytes", type=click.IntRange(min=1024), default=2 * 1024 * 1024, show_default=True,
+              help="Bytes of log lines per batch (the unit of checkpointing).")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary as the last line of stdout.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress output.")
+@handle_errors
+def ship(
+    source: str,
+    sinks: tuple[str, ...],
+    fmt: str,
+    expand: str | None,
+    timestamp_fields: tuple[str, ...],
+    key: str | None,
+    latest: int | None,
+    resend_all: bool,
+    ledger: str | None,
+    endpoint_url: str | None,
+    no_verify_tls: bool,
+    app: str,
+    hostname: str | None,
+    tags: str | None,
+    max_line_bytes: int,
+    workers: int,
+    batch_bytes: int,
+    as_json: bool,
+    quiet: bool,
+) -> None:
+    """Ship the objects of SOURCE (s3://, cos://, file:///DIR or a path) to every --to sink.
+
+    By default it catches up: every object the ledger has not seen done, oldest
+    first, listing again until nothing new arrives. Exit 0 when everything
+    shipped, 1 when any object failed, 2 for usage errors.
+    """
+    if sum(map(bool, (key, latest, resend_all))) > 1:
+        fail_usage("--key, --latest and --all are exclusive: pick one")
+    if "-" in sinks and as_json:
+        fail_usage("--json and the stdout sink (-) would share stdout: pick one")
+    mode = "key" if key else "latest" if latest else "all" if resend_all else "catchup"
+    extra = {"timestamp_fields": timestamp_fields} if timestamp_fields else {}
+    options = build(
+        ShipOptions, mode=mode, key=key, latest=latest, format=fmt, expand=expand,
+        workers=workers, batch_bytes=batch_bytes, force=resend_all, **extra,
+    )  # fmt: skip
+    sink_options = build(
+        SinkOptions, app=app, hostname=hostname, tags=tags, max_line_bytes=max_line_bytes,
+        verify_tls=not no_verify_tls,
+    )  # fmt: skip
+    assert isinstance(options, ShipOptions) and isinstance(sink_options, SinkOptions)
+    src = open_source(source, endpoint_url=endpoint_url, verify=not no_verify_tls)
+    opened = [open_sink(s, sink_options) for s in sinks]
+    led = open_ledger(ledger)
+    stop = threading.Event()
+    install_signal_handlers(stop)
+    progress = make_progress(quiet)
+    try:
+        result = Runner(src, opened, led, options, progress=progress, stop=stop).run()
+    finally:
+        for s in opened:
+            s.close()
+        led.close()
+        src.close()
+    sys.exit(print_summary(result, as_json=as_json, quiet=quiet))

@@ -1,0 +1,60 @@
+"""``logferry status``: progress per source, from the ledger."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from logferry.cli.common import emit_json, handle_errors, human_bytes
+from logferry.ledger import Status, open_ledger
+
+
+def _when(ts: float | None) -> str | None:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if ts else None
+
+
+@click.command()
+@click.option("--ledger", metavar="URL", help="Ledger URL (default: LOGFERRY_LEDGER or the user state dir).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@handle_errors
+def status(ledger: str | None, as_json: bool) -> None:
+    """Show per source: objects done, failed, in progress, lines, bytes, last shipped."""
+    led = open_ledger(ledger)
+    try:
+        rows = led.status()
+        failures = led.entries(status=Status.FAILED)[:10]
+    finally:
+        led.close()
+    if as_json:
+        emit_json(
+            {
+                "ledger": led.display,
+                "sources": [
+                    {
+                        "source": r.source, "done": r.done, "failed": r.failed,
+                        "in_progress": r.in_progress, "lines": r.lines, "bytes": r.bytes,
+                        "last_shipped": _when(r.last_shipped),
+                    }
+                    for r in rows
+                ],
+            }
+        )  # fmt: skip
+        return
+    console = Console()
+    if not rows:
+        console.print(f"nothing shipped yet (ledger {led.display})")
+        return
+    table = Table(title=f"ledger {led.display}")
+    for col in ("source", "done", "failed", "in progress", "lines", "bytes", "last shipped"):
+        table.add_column(col, justify="left" if col in ("source", "last shipped") else "right")
+    for r in rows:
+        table.add_row(
+            r.source, str(r.done), str(r.failed), str(r.in_progress), f"{r.lines:,}",
+            human_bytes(r.bytes), _when(r.last_shipped) or "-",
+        )  # fmt: skip
+    console.print(table)
+    for e in failures:
+        console.print(f"[red]failed[/] {e.source} {e.key}: {e.last_error}", soft_wrap=True)

@@ -1,0 +1,51 @@
+"""Ledger backends and the URL that picks one."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import platformdirs
+
+from logferry.errors import ConfigError
+from logferry.ledger.base import Claim, ClaimLostError, Entry, Ledger, SourceStatus, Status
+from logferry.ledger.sqlite import SQLiteLedger
+
+__all__ = [
+    "Claim",
+    "ClaimLostError",
+    "Entry",
+    "Ledger",
+    "SQLiteLedger",
+    "SourceStatus",
+    "Status",
+    "default_ledger_path",
+    "open_ledger",
+]
+
+
+def default_ledger_path() -> Path:
+    """Where the ledger lives when none is given: the user's state directory."""
+    return Path(platformdirs.user_state_dir("logferry")) / "ledger.db"
+
+
+def open_ledger(url: str | None = None) -> Ledger:
+    """Open the ledger named by ``url``, ``$LOGFERRY_LEDGER``, or the default path.
+
+    ``sqlite:///relative.db``, ``sqlite:////abs/path.db``, ``sqlite:///:memory:`` or a plain path.
+    """
+    url = url or os.environ.get("LOGFERRY_LEDGER") or str(default_ledger_path())
+    if "://" not in url:
+        return SQLiteLedger(url)
+    parts = urlsplit(url)
+    if parts.scheme == "sqlite":
+        path = url[len("sqlite:///") :] if url.startswith("sqlite:///") else ""
+        if not path:
+            raise ConfigError(f"bad ledger URL {url!r}: use sqlite:///PATH or sqlite:////ABS/PATH")
+        return SQLiteLedger(path)
+    if parts.scheme in ("postgres", "postgresql"):
+        raise ConfigError(
+            "a PostgreSQL ledger is not available in this version: use sqlite:///PATH"
+        )
+    raise ConfigError(f"unknown ledger URL scheme {parts.scheme!r}: use sqlite:///PATH")

@@ -1,0 +1,300 @@
+"""SQLite ledger (WAL): the embedded default, safe for several processes on one host."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from logferry.errors import ConfigError
+from logferry.ledger.base import (
+    Claim,
+    ClaimLostError,
+    Entry,
+    Ledger,
+    SourceStatus,
+    Status,
+    owner_is_dead,
+)
+from logferry.records import ObjectInfo
+
+# Each entry upgrades the schema by one version; never edit a released step.
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE objects (
+        source TEXT NOT NULL,
+        key TEXT NOT NULL,
+        etag TEXT NOT NULL,
+        size INTEGER NOT NULL DEFAULT 0,
+        last_modified_ms INTEGER NOT NULL DEFAULT 0,
+        status TEXT NOT NULL,
+        position INTEGER NOT NULL DEFAULT 0,
+        lines INTEGER NOT NULL DEFAULT 0,
+        bytes INTEGER NOT NULL DEFAULT 0,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT,
+        owner TEXT,
+        lease_until REAL,
+        first_seen REAL NOT NULL,
+        updated REAL NOT NULL,
+        done_at REAL,
+        PRIMARY KEY (source, key, etag)
+    );
+    CREATE INDEX objects_source_key ON objects (source, key);
+    CREATE INDEX objects_status ON objects (source, status);
+    """,
+]
+
+_COLUMNS = "source, key, etag, status, position, lines, bytes, attempts, last_error, owner, updated"
+
+
+def _entry(row: tuple) -> Entry:  # type: ignore[type-arg]
+    return Entry(
+        row[0], row[1], row[2], Status(row[3]), row[4], row[5], row[6], row[7], row[8], row[9],
+        row[10],
+    )  # fmt: skip
+
+
+class SQLiteLedger(Ledger):
+    """Ledger in one SQLite file; one connection per thread."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        self.display = f"sqlite:///{self.path}"
+        self._local = threading.local()
+        self._conns: list[sqlite3.Connection] = []
+        self._conns_lock = threading.Lock()
+        if self.path != ":memory:":
+            parent = Path(self.path).parent
+            try:
+                parent.mkdir(parents=True, exist_ok=True)
+                # Created 0600: the ledger names buckets and keys of the user's data.
+                os.close(os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600))
+            except OSError as exc:
+                raise ConfigError(f"cannot create ledger {self.path}: {exc.strerror}") from None
+        else:
+            # One shared in-memory database for every thread of this process.
+            self.path = f"file:logferry-{id(self)}?mode=memory&cache=shared"
+        self._migrate()
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            try:
+                conn = sqlite3.connect(
+                    self.path,
+                    timeout=60,
+                    isolation_level=None,
+                    check_same_thread=False,
+                    uri=self.path.startswith("file:"),
+                )
+            except sqlite3.Error as exc:
+                raise ConfigError(f"cannot open ledger {self.display}: {exc}") from None
+            conn.execute("PRAGMA busy_timeout = 60000")
+            if not self.path.startswith("file:"):
+                conn.execute("PRAGMA journal_mode = WAL")
+            # NORMAL is durable across process crashes in WAL mode (only power loss can
+            # drop the last transactions), which is the failure the ledger must survive.
+            conn.execute("PRAGMA synchronous = NORMAL")
+            self._local.conn = conn
+            with self._conns_lock:
+                self._conns.append(conn)
+        return conn
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def _migrate(self) -> None:
+        try:
+            with self._tx() as conn:
+                conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+                row = conn.execute("SELECT max(version) FROM schema_version").fetchone()
+                current = row[0] or 0
+                if current > len(MIGRATIONS):
+                    raise ConfigError(
+                        f"ledger {self.display} has schema v{current}, newer than this logferry "
+                        f"understands (v{len(MIGRATIONS)}): upgrade logferry"
+                    )
+                for version in range(current + 1, len(MIGRATIONS) + 1):
+                    for statement in MIGRATIONS[version - 1].split(";"):
+                        if statement.strip():
+                            conn.execute(statement)
+                    conn.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
+        except sqlite3.DatabaseError as exc:
+            raise ConfigError(f"{self.display} is not a usable ledger: {exc}") from None
+
+    def lookup(self, source: str, keys: Iterable[str]) -> dict[str, tuple[str, Status]]:
+        """Map each known key to (etag, status) of its most recently updated row."""
+        found: dict[str, tuple[str, Status]] = {}
+        keys = list(keys)
+        conn = self._conn()
+        for i in range(0, len(keys), 500):
+            part = keys[i : i + 500]
+            marks = ",".join("?" * len(part))
+            rows = conn.execute(
+                f"SELECT key, etag, status FROM objects WHERE source = ? AND key IN ({marks}) "
+                "ORDER BY updated",
+                (source, *part),
+            ).fetchall()
+            for key, etag, status in rows:
+                found[key] = (etag, Status(status))
+        return found
+
+    def get(self, source: str, key: str, etag: str) -> Entry | None:
+        """Return one object version's row."""
+        row = (
+            self._conn()
+            .execute(
+                f"SELECT {_COLUMNS} FROM objects WHERE source = ? AND key = ? AND etag = ?",
+                (source, key, etag),
+            )
+            .fetchone()
+        )
+        return _entry(row) if row else None
+
+    def claim(
+        self, source: str, obj: ObjectInfo, owner: str, lease_seconds: float, *, force: bool = False
+    ) -> Claim | None:
+        """Claim ``obj`` in one IMMEDIATE transaction, so two processes cannot both win."""
+        now = time.time()
+        with self._tx() as conn:
+            row = conn.execute(
+                "SELECT status, position, attempts, owner, lease_until FROM objects "
+                "WHERE source = ? AND key = ? AND etag = ?",
+                (source, obj.key, obj.etag),
+            ).fetchone()
+            if row is None:
+                conn.execute(
+                    "INSERT INTO objects (source, key, etag, size, last_modified_ms, status, "
+                    "attempts, owner, lease_until, first_seen, updated) "
+                    "VALUES (?, ?, ?, ?, ?, 'active', 1, ?, ?, ?, ?)",
+                    (source, obj.key, obj.etag, obj.size, obj.last_modified_ms, owner,
+                     now + lease_seconds, now, now),
+                )  # fmt: skip
+                return Claim(source, obj.key, obj.etag, owner, 0, 1)
+            status, position, attempts, holder, lease_until = row
+            if status == Status.DONE and not force:
+                return None
+            held = (
+                status == Status.ACTIVE
+                and holder not in (None, owner)
+                and (lease_until or 0) > now
+                and not owner_is_dead(holder)
+            )
+            if held:
+                return None
+            if force:
+                position = 0
+            conn.execute(
+                "UPDATE objects SET status = 'active', owner = ?, lease_until = ?, attempts = ?, "
+                "position = ?, lines = CASE WHEN ? THEN 0 ELSE lines END, "
+                "bytes = CASE WHEN ? THEN 0 ELSE bytes END, updated = ? "
+                "WHERE source = ? AND key = ? AND etag = ?",
+                (owner, now + lease_seconds, attempts + 1, position, force, force, now,
+                 source, obj.key, obj.etag),
+            )  # fmt: skip
+            return Claim(source, obj.key, obj.etag, owner, position, attempts + 1)
+
+    def _update_held(self, claim: Claim, sql: str, params: tuple) -> None:  # type: ignore[type-arg]
+        with self._tx() as conn:
+            cur = conn.execute(
+                f"UPDATE objects SET {sql} WHERE source = ? AND key = ? AND etag = ? AND owner = ?",
+                (*params, claim.source, claim.key, claim.etag, claim.owner),
+            )
+            if cur.rowcount != 1:
+                raise ClaimLostError(f"claim on {claim.key} was taken over by another runner")
+
+    def checkpoint(self, claim: Claim, position: int, add_bytes: int, lease_seconds: float) -> None:
+        """Advance the acknowledged position (only ever called after every sink acked)."""
+        now = time.time()
+        self._update_held(
+            claim,
+            "position = ?, lines = ?, bytes = bytes + ?, lease_until = ?, updated = ?",
+            (position, position, add_bytes, now + lease_seconds, now),
+        )
+
+    def renew(self, claims: Iterable[Claim], lease_seconds: float) -> None:
+        """Heartbeat: extend leases of claims we still hold."""
+        until = time.time() + lease_seconds
+        with self._tx() as conn:
+            for c in claims:
+                conn.execute(
+                    "UPDATE objects SET lease_until = ? "
+                    "WHERE source = ? AND key = ? AND etag = ? AND owner = ?",
+                    (until, c.source, c.key, c.etag, c.owner),
+                )
+
+    def complete(self, claim: Claim) -> None:
+        """Mark done and drop the claim."""
+        now = time.time()
+        self._update_held(
+            claim,
+            "status = 'done', owner = NULL, lease_until = NULL, last_error = NULL, "
+            "updated = ?, done_at = ?",
+            (now, now),
+        )
+
+    def fail(self, claim: Claim, error: str) -> None:
+        """Mark failed with a one-line reason."""
+        self._update_held(
+            claim,
+            "status = 'failed', owner = NULL, lease_until = NULL, last_error = ?, updated = ?",
+            (error.splitlines()[0] if error else "unknown error", time.time()),
+        )
+
+    def release(self, claim: Claim) -> None:
+        """Hand the object back unfinished; the next claim resumes at its position."""
+        self._update_held(
+            claim,
+            "status = 'pending', owner = NULL, lease_until = NULL, updated = ?",
+            (time.time(),),
+        )
+
+    def entries(self, source: str | None = None, status: Status | None = None) -> list[Entry]:
+        """Rows filtered by source and status, most recently updated first."""
+        where, params = [], []
+        if source is not None:
+            where.append("source = ?")
+            params.append(source)
+        if status is not None:
+            where.append("status = ?")
+            params.append(str(status))
+        sql = f"SELECT {_COLUMNS} FROM objects"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY updated DESC"
+        return [_entry(r) for r in self._conn().execute(sql, params).fetchall()]
+
+    def status(self) -> list[SourceStatus]:
+        """Per source: counts by status, lines, bytes, last shipped time."""
+        rows = (
+            self._conn()
+            .execute(
+                "SELECT source, "
+                "sum(status = 'done'), sum(status = 'failed'), "
+                "sum(status IN ('active', 'pending')), sum(lines), sum(bytes), max(done_at) "
+                "FROM objects GROUP BY source ORDER BY source"
+            )
+            .fetchall()
+        )
+        return [SourceStatus(r[0], r[1], r[2], r[3], r[4] or 0, r[5] or 0, r[6]) for r in rows]
+
+    def close(self) -> None:
+        """Close every thread's connection."""
+        with self._conns_lock:
+            for conn in self._conns:
+                conn.close()
+            self._conns.clear()
+        self._local = threading.local()

@@ -1,0 +1,446 @@
+"""The runner: picks objects by mode, claims them, pipes batches to every sink, checkpoints.
+
+Per object, decoding runs in a producer thread a couple of batches ahead of the
+sinks, so reading, decompressing and parsing overlap with compressing and
+sending (zlib and sockets release the GIL). Several objects are shipped at once
+by ``workers`` threads, which matters for buckets of many small objects.
+
+The ledger advances only after every sink acknowledged a batch (invariant 1).
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import queue
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from logferry.codecs import decode_object
+from logferry.codecs.formats.base import DecodeContext, FormatOptions
+from logferry.config import ShipOptions
+from logferry.errors import LogferryError, ObjectError
+from logferry.ledger.base import Claim, ClaimLostError, Ledger, Status, new_owner_id
+from logferry.records import Batch, Chunk, ObjectInfo
+from logferry.sinks.base import Sink
+from logferry.sources.base import BucketSource
+
+log = logging.getLogger("logferry")
+
+
+class Progress:
+    """Receives progress events; the default ignores them. Called from worker threads."""
+
+    def start_pass(self, objects: int, nbytes: int) -> None:
+        """A pass over ``objects`` objects of ``nbytes`` stored bytes begins."""
+
+    def object_started(self, obj: ObjectInfo) -> None:
+        """A worker begins ``obj``."""
+
+    def advanced(self, lines: int, raw_bytes: int) -> None:
+        """``lines`` were acknowledged; ``raw_bytes`` stored bytes were read."""
+
+    def object_finished(self, obj: ObjectInfo, error: str | None) -> None:
+        """``obj`` is done (``error`` None) or failed."""
+
+    def message(self, text: str) -> None:
+        """A notice for the user (skips, re-sends)."""
+
+    def close(self) -> None:
+        """The run is over."""
+
+
+@dataclass
+class Failure:
+    """An object that could not be shipped, with a one-line reason."""
+
+    key: str
+    error: str
+
+
+@dataclass
+class ShipResult:
+    """Summary of a run; ``to_dict`` is the ``--json`` output."""
+
+    source: str
+    objects: int = 0
+    lines: int = 0
+    bytes: int = 0
+    skipped: int = 0
+    failed: list[Failure] = field(default_factory=list)
+    counters: dict[str, int] = field(default_factory=dict)
+    interrupted: bool = False
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing failed and the run was not interrupted."""
+        return not self.failed and not self.interrupted
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON summary."""
+        return {
+            "source": self.source,
+            "objects": self.objects,
+            "lines": self.lines,
+            "bytes": self.bytes,
+            "skipped": self.skipped,
+            "failed": [{"key": f.key, "error": f.error} for f in self.failed],
+            "counters": dict(sorted(self.counters.items())),
+            "interrupted": self.interrupted,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def one_line(exc: BaseException) -> str:
+    """A one-line reason for an exception, naming its type when it is not one of ours."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    if isinstance(exc, LogferryError):
+        return text or type(exc).__name__
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+class _Stop(Exception):
+    """Raised inside a worker when shutdown was requested."""
+
+
+_DONE = object()
+
+
+def prefetch(items: Iterator[Any], depth: int, cancel: threading.Event) -> Iterator[Any]:
+    """Run ``items`` in a thread, ``depth`` items ahead of the consumer; errors propagate."""
+    q: queue.Queue[Any] = queue.Queue(depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        q.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put(_DONE)
+        except BaseException as exc:  # handed to the consumer, which re-raises it
+            q.put(exc)
+        finally:
+            close = getattr(items, "close", None)
+            if close:
+                close()
+
+    thread = threading.Thread(target=produce, name="logferry-decode", daemon=True)
+    thread.start()
+    try:
+        while True:
+            try:
+                item = q.get(timeout=0.1)
+            except queue.Empty:
+                if cancel.is_set():
+                    raise _Stop() from None
+                continue
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                thread.join(0.05)
+
+
+def batches(
+    chunks: Iterable[Chunk],
+    *,
+    source: str,
+    key: str,
+    skip: int,
+    max_lines: int,
+    max_bytes: int,
+    max_wait: float,
+) -> Iterator[Batch]:
+    """Regroup decoded chunks into batches, dropping the first ``skip`` (acknowledged) records."""
+    seen = 0
+    start = skip
+    lines: list[str] = []
+    stamps: list[int] = []
+    fields: list[dict[str, Any] | None] | None = None
+    nbytes = 0
+    began = time.monotonic()
+
+    def flush() -> Batch:
+        nonlocal lines, stamps, fields, nbytes, start, began
+        b = Batch(source, key, start, start + len(lines), lines, stamps, fields, nbytes)
+        start += len(lines)
+        lines, stamps, fields, nbytes = [], [], None, 0
+        began = time.monotonic()
+        return b
+
+    for chunk in chunks:
+        n = len(chunk)
+        if seen + n <= skip:
+            seen += n
+            continue
+        if seen < skip:
+            chunk = chunk.slice(skip - seen)
+            seen = skip
+        seen += len(chunk)
+        i = 0
+        while i < len(chunk):
+            room = max_lines - len(lines)
+            piece = chunk if i == 0 and room >= len(chunk) else chunk.slice(i, i + room)
+            size = sum(map(len, piece.lines))
+            # A piece of huge lines is cut until it fits the byte budget (one line at least).
+            while nbytes + size > max_bytes and len(piece) > 1:
+                piece = piece.slice(0, max(1, len(piece) // 2))
+                size = sum(map(len, piece.lines))
+            if piece.fields is not None or fields is not None:
+                if fields is None:
+                    fields = [None] * len(lines)
+                fields.extend(piece.fields if piece.fields is not None else [None] * len(piece))
+            lines.extend(piece.lines)
+            stamps.extend(piece.timestamps)
+            nbytes += size
+            i += len(piece)
+            if len(lines) >= max_lines or nbytes >= max_bytes:
+                yield flush()
+        if lines and time.monotonic() - began >= max_wait:
+            yield flush()
+    if lines:
+        yield flush()
+
+
+class Runner:
+    """Ships objects of one source to sinks according to ``options.mode``."""
+
+    def __init__(
+        self,
+        source: BucketSource,
+        sinks: list[Sink],
+        ledger: Ledger,
+        options: ShipOptions | None = None,
+        *,
+        progress: Progress | None = None,
+        stop: threading.Event | None = None,
+    ) -> None:
+        if not sinks:
+            raise ValueError("at least one sink is needed")
+        self.source = source
+        self.sinks = sinks
+        self.ledger = ledger
+        self.options = options or ShipOptions()
+        self.progress = progress or Progress()
+        self.stop = stop or threading.Event()
+        self.owner = new_owner_id()
+        self.result = ShipResult(source.display)
+        self._lock = threading.Lock()
+        self._claims: dict[tuple[str, str], Claim] = {}
+        self._counters: collections.Counter[str] = collections.Counter()
+        self._hb_stop = threading.Event()
+        self.format_options = FormatOptions(
+            expand=self.options.expand,
+            timestamp_fields=self.options.timestamp_fields,
+            max_document_bytes=self.options.max_document_bytes,
+        )
+
+    # -- selecting objects -------------------------------------------------
+
+    def pending(self, *, include_done: bool = False) -> list[ObjectInfo]:
+        """Objects not yet done (all with ``include_done``), oldest first (LastModified, key)."""
+        todo: list[ObjectInfo] = []
+        for page in self.source.list():
+            if include_done:
+                todo.extend(page)
+                continue
+            known = self.ledger.lookup(self.source.id, (o.key for o in page))
+            for obj in page:
+                seen = known.get(obj.key)
+                if seen is None or seen[0] != obj.etag or seen[1] != Status.DONE:
+                    todo.append(obj)
+        todo.sort(key=lambda o: (o.last_modified_ms, o.key))
+        return todo
+
+    # -- running ------------------------------------------------------------
+
+    def run(self) -> ShipResult:
+        """Run the selected mode to the end (or until ``stop`` is set)."""
+        began = time.monotonic()
+        heartbeat = threading.Thread(target=self._heartbeat, name="logferry-lease", daemon=True)
+        heartbeat.start()
+        try:
+            mode = self.options.mode
+            if mode == "key":
+                assert self.options.key is not None
+                self._ship_key(self.options.key)
+            elif mode == "latest":
+                assert self.options.latest is not None
+                self._ship_pass(self.pending()[-self.options.latest :])
+            elif mode == "all":
+                self.progress.message("--all: re-sending every object, whatever the ledger says")
+                self._ship_pass(self.pending(include_done=True), force=True)
+            else:
+                self._catchup()
+        finally:
+            self.result.interrupted = self.stop.is_set()
+            self.result.seconds = time.monotonic() - began
+            counters = collections.Counter(self._counters)
+            for sink in self.sinks:
+                counters.update(sink.counters())
+            self.result.counters = {k: v for k, v in counters.items() if v}
+            self._hb_stop.set()
+            self.progress.close()
+        return self.result
+
+    def _catchup(self) -> None:
+        # List again after each pass: objects keep arriving during long catch-ups.
+        attempted: set[tuple[str, str]] = set()
+        while not self.stop.is_set():
+            todo = [o for o in self.pending() if (o.key, o.etag) not in attempted]
+            if not todo:
+                return
+            attempted.update((o.key, o.etag) for o in todo)
+            self._ship_pass(todo)
+
+    def _ship_key(self, key: str) -> None:
+        try:
+            obj = self.source.head(key)
+        except ObjectError as exc:
+            self._failed(ObjectInfo(key, 0, "", 0), one_line(exc))
+            return
+        entry = self.ledger.get(self.source.id, obj.key, obj.etag)
+        if entry is not None and entry.status == Status.DONE and not self.options.force:
+            self.progress.message(f"{key}: already shipped (ledger says done); skipped")
+            self.result.skipped += 1
+            return
+        self._ship_pass([obj], force=self.options.force)
+
+    def _ship_pass(self, objects: list[ObjectInfo], force: bool = False) -> None:
+        self.progress.start_pass(len(objects), sum(o.size for o in objects))
+        items = iter(objects)
+        lock = threading.Lock()
+
+        def work() -> None:
+            while not self.stop.is_set():
+                with lock:
+                    obj = next(items, None)
+                if obj is None:
+                    return
+                self._ship_object(obj, force)
+
+        n = min(self.options.workers, len(objects))
+        if n <= 1:
+            work()
+            return
+        threads = [threading.Thread(target=work, name=f"logferry-worker-{i}") for i in range(n)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+
+    def _heartbeat(self) -> None:
+        # Long sink retries must not let a live claim expire and be taken over.
+        interval = self.options.lease_seconds / 3
+        while not self._hb_stop.wait(interval):
+            with self._lock:
+                claims = list(self._claims.values())
+            if claims:
+                try:
+                    self.ledger.renew(claims, self.options.lease_seconds)
+                except Exception as exc:  # a missed heartbeat is retried next time
+                    log.warning("lease renewal failed: %s", one_line(exc))
+
+    def _failed(self, obj: ObjectInfo, error: str) -> None:
+        with self._lock:
+            self.result.failed.append(Failure(obj.key, error))
+        self.progress.object_finished(obj, error)
+
+    def _ship_object(self, obj: ObjectInfo, force: bool) -> None:
+        opts = self.options
+        claim = self.ledger.claim(self.source.id, obj, self.owner, opts.lease_seconds, force=force)
+        if claim is None:
+            with self._lock:
+                self.result.skipped += 1
+            return
+        with self._lock:
+            self._claims[(obj.key, obj.etag)] = claim
+        self.progress.object_started(obj)
+        opened: list[Sink] = []
+        ctx = DecodeContext(obj.key, obj.last_modified_ms, self.format_options, collections.Counter())
+        shipped_lines = 0
+        shipped_bytes = 0
+        try:
+            for sink in self.sinks:
+                sink.open(self.source.id, obj, claim.position)
+                opened.append(sink)
+            raw = self._counted(self.source.open(obj, opts.read_chunk))
+            chunks = decode_object(raw, ctx, opts.format)
+            stream = batches(
+                chunks,
+                source=self.source.id,
+                key=obj.key,
+                skip=claim.position,
+                max_lines=opts.batch_lines,
+                max_bytes=opts.batch_bytes,
+                max_wait=opts.batch_wait,
+            )
+            for batch in prefetch(stream, 2, self.stop):
+                for sink in self.sinks:
+                    sink.write(batch)
+                # Every sink acknowledged: only now may the ledger move (invariant 1).
+                self.ledger.checkpoint(claim, batch.end, batch.nbytes, opts.lease_seconds)
+                shipped_lines += len(batch)
+                shipped_bytes += batch.nbytes
+                self.progress.advanced(len(batch), 0)
+                if self.stop.is_set():
+                    raise _Stop()
+            for sink in self.sinks:
+                sink.commit(self.source.id, obj)
+            self.ledger.complete(claim)
+        except _Stop:
+            for sink in opened:
+                sink.abort(self.source.id, obj)
+            self.ledger.release(claim)
+        except ClaimLostError as exc:
+            for sink in opened:
+                sink.abort(self.source.id, obj)
+            self.progress.message(str(exc))
+        except Exception as exc:
+            for sink in opened:
+                sink.abort(self.source.id, obj)
+            error = one_line(exc)
+            if not isinstance(exc, LogferryError):
+                log.debug("unexpected error shipping %s", obj.key, exc_info=True)
+            try:
+                self.ledger.fail(claim, error)
+            except ClaimLostError:
+                pass
+            self._failed(obj, error)
+        else:
+            with self._lock:
+                self.result.objects += 1
+            self.progress.object_finished(obj, None)
+        finally:
+            with self._lock:
+                self._claims.pop((obj.key, obj.etag), None)
+                self.result.lines += shipped_lines
+                self.result.bytes += shipped_bytes
+                self._counters.update(ctx.counters)
+
+    def _counted(self, chunks: Iterator[bytes]) -> Iterator[bytes]:
+        try:
+            for chunk in chunks:
+                self.progress.advanced(0, len(chunk))
+                yield chunk
+        finally:
+            close = getattr(chunks, "close", None)
+            if close:
+                close()

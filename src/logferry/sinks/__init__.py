@@ -1,0 +1,45 @@
+"""Sinks, and the URL that picks one."""
+
+from __future__ import annotations
+
+from urllib.parse import unquote, urlsplit
+
+from logferry.config import SinkOptions
+from logferry.errors import ConfigError
+from logferry.sinks.base import Sink
+from logferry.sinks.files import ConcatSink, FileSink
+from logferry.sinks.stdout import StdoutSink
+
+__all__ = ["ConcatSink", "FileSink", "Sink", "StdoutSink", "open_sink"]
+
+MEZMO_SCHEMES = ("mezmo+https", "mezmo+http", "logdna+https", "logdna+http")
+
+
+def open_sink(url: str, options: SinkOptions | None = None) -> Sink:
+    """Open ``mezmo+https://…``, ``logdna:REGION``, ``file:///DIR``, ``-`` or ``stdout:``."""
+    options = options or SinkOptions()
+    if url in ("-", "stdout:", "stdout://"):
+        return StdoutSink()
+    scheme = url.split(":", 1)[0].lower() if ":" in url else ""
+    if scheme in MEZMO_SCHEMES or scheme in ("logdna", "mezmo"):
+        from logferry.sinks.mezmo import MezmoSink
+
+        return MezmoSink.from_url(
+            url,
+            app=options.app,
+            hostname=options.hostname,
+            tags=options.tags,
+            max_line_bytes=options.max_line_bytes,
+            verify=options.verify_tls,
+        )
+    if scheme == "file":
+        parts = urlsplit(url)
+        if parts.netloc not in ("", "localhost") or not parts.path:
+            raise ConfigError(f"bad file sink {url!r}: use file:///ABSOLUTE/DIR")
+        return FileSink(unquote(parts.path))
+    if "://" not in url and scheme not in ("http", "https"):
+        return FileSink(url)
+    raise ConfigError(
+        f"unknown sink {url!r}: use mezmo+https://HOST/logs/ingest, logdna:REGION, "
+        "file:///DIR, a directory path, or - for stdout"
+    )

@@ -1,0 +1,40 @@
+"""The sink contract: take a batch, return only once it is acknowledged.
+
+A sink may be shared by several worker threads, each shipping a different
+object, so per-object state is keyed by ``(source, key)`` and ``write`` must be
+thread-safe. The runner checkpoints a batch's ``end`` in the ledger only after
+every sink's ``write`` returned for it.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+from logferry.records import Batch, ObjectInfo
+
+
+class Sink(ABC):
+    """Base class of every sink."""
+
+    #: A display name without secrets, used in messages and summaries.
+    name: str = "sink"
+
+    def open(self, source: str, obj: ObjectInfo, resume_at: int) -> None:  # noqa: B027
+        """Prepare for an object whose first ``resume_at`` records are already acknowledged."""
+
+    @abstractmethod
+    def write(self, batch: Batch) -> None:
+        """Deliver ``batch``; return when acknowledged, else raise a ``SinkError``."""
+
+    def commit(self, source: str, obj: ObjectInfo) -> None:  # noqa: B027
+        """Every record of ``obj`` was written; make it final (files rename here)."""
+
+    def abort(self, source: str, obj: ObjectInfo) -> None:  # noqa: B027
+        """Shipping ``obj`` stopped early; keep whatever lets a resume continue."""
+
+    def close(self) -> None:  # noqa: B027
+        """Flush and release resources at the end of a run."""
+
+    def counters(self) -> dict[str, int]:
+        """Counters worth reporting in the summary (e.g. truncated lines)."""
+        return {}

@@ -1,0 +1,39 @@
+"""Sources, and the URL that picks one."""
+
+from __future__ import annotations
+
+import os
+from urllib.parse import unquote, urlsplit
+
+from logferry.errors import ConfigError
+from logferry.sources.base import BucketSource
+from logferry.sources.localdir import LocalDirSource
+from logferry.sources.s3 import S3Source
+
+__all__ = ["BucketSource", "LocalDirSource", "S3Source", "open_source"]
+
+
+def open_source(url: str, *, endpoint_url: str | None = None, verify: bool = True) -> BucketSource:
+    """Open ``s3://BUCKET/PREFIX``, ``cos://BUCKET/PREFIX``, ``file:///DIR`` or a plain path."""
+    if "://" not in url:
+        return LocalDirSource(url)
+    parts = urlsplit(url)
+    if parts.username or parts.password:
+        raise ConfigError(
+            "credentials in a source URL are not accepted: use AWS_ACCESS_KEY_ID / "
+            "AWS_SECRET_ACCESS_KEY, a profile, or COS_HMAC_* variables"
+        )
+    if parts.scheme == "file":
+        if parts.netloc not in ("", "localhost"):
+            raise ConfigError(f"bad file URL {url!r}: use file:///ABSOLUTE/DIR")
+        return LocalDirSource(unquote(parts.path))
+    if parts.scheme in ("s3", "cos"):
+        cos = parts.scheme == "cos"
+        bucket = parts.netloc or (os.environ.get("COS_BUCKET", "") if cos else "")
+        prefix = parts.path.lstrip("/")
+        if cos and not parts.netloc and not prefix:
+            prefix = os.environ.get("COS_PREFIX", "")
+        return S3Source(bucket, prefix, endpoint_url=endpoint_url, cos=cos, verify=verify)
+    raise ConfigError(
+        f"unknown source {url!r}: use s3://BUCKET/PREFIX, cos://BUCKET/PREFIX, file:///DIR or a path"
+    )
