@@ -83,3 +83,25 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120,
         [sys.executable, "-m", "logferry", *args],
         capture_output=True, text=True, env=full_env, timeout=timeout, cwd=cwd,
     )  # fmt: skip
+
+
+@pytest.fixture()
+def mezmo(ingest_key: str):  # type: ignore[no-untyped-def]
+    """A Mezmo-compatible ingest server on loopback that checks auth, params and schema."""
+    from logferry.testing.mezmo_server import MezmoServer
+
+    with MezmoServer(ingest_key) as server:
+        yield server
+
+
+def put_fixtures(s3, bucket: str) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    """Upload the real IBM objects under IBM-style keys; return {name: key}."""
+    base = (
+        "ibm_vpc_flowlogs_v1/account=713c783d9a507a53135fe6793c37cc74/region=us-south/"
+        "vpc-id=crn%3Av1%3Abluemix/endpoint-type=vnics/record-type=ingress/"
+        "year=2020/month=06/day=04/hour=13/stream-id=20200604T134239Z/"
+    )
+    keys = {"911": base + "00000911.gz", "2630": base + "00002630.gz"}
+    s3.put_object(Bucket=bucket, Key=keys["911"], Body=(IBM_FIXTURES / "00000911.gz").read_bytes())
+    s3.put_object(Bucket=bucket, Key=keys["2630"], Body=(IBM_FIXTURES / "00002630.json").read_bytes())
+    return keys

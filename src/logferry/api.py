@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 
+from logferry.errors import ConfigError
 from logferry.config import MiB, ShipOptions, SinkOptions, build
 from logferry.ledger import Ledger, open_ledger
 from logferry.runner import Progress, Runner, ShipResult
@@ -35,6 +36,8 @@ def ship(
     Modes: catchup (default), ``key=`` one object, ``latest=N``, ``all=True`` (re-send).
     Raises ``ConfigError`` for bad arguments; per-object failures are in the result.
     """
+    if sum(map(bool, (key, latest, all))) > 1:
+        raise ConfigError("key, latest and all are exclusive: pick one")
     mode = "key" if key else "latest" if latest else "all" if all else "catchup"
     options = build(
         ShipOptions,

@@ -44,12 +44,16 @@ def status(ledger: str | None, as_json: bool) -> None:
         )  # fmt: skip
         return
     console = Console()
+    if not console.is_terminal:
+        console = Console(width=240)  # pipes and logs: never cut source names
     if not rows:
         console.print(f"nothing shipped yet (ledger {led.display})")
         return
     table = Table(title=f"ledger {led.display}")
     for col in ("source", "done", "failed", "in progress", "lines", "bytes", "last shipped"):
-        table.add_column(col, justify="left" if col in ("source", "last shipped") else "right")
+        table.add_column(
+            col, justify="left" if col in ("source", "last shipped") else "right", overflow="fold"
+        )
     for r in rows:
         table.add_row(
             r.source, str(r.done), str(r.failed), str(r.in_progress), f"{r.lines:,}",
