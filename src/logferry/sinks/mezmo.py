@@ -1,0 +1,344 @@
+"""Mezmo / LogDNA / IBM Log Analysis sink: the ``/logs/ingest`` API over shared HTTP machinery.
+
+Accepted URLs::
+
+    mezmo+https://HOST[/PATH]      logdna+https://HOST[/PATH]   (PATH defaults to /logs/ingest)
+    mezmo+http://127.0.0.1:PORT    (plain HTTP, for local endpoints and tests)
+    logdna:REGION  mezmo:REGION    IBM Log Analysis, e.g. logdna:eu-de or logdna:private.eu-de
+
+The ingestion key comes from ``LOGDNA_INGESTION_KEY`` / ``MEZMO_INGESTION_KEY`` (or the
+``ingestion_key`` argument), never from the URL, and never appears in names, reprs or errors.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import socket
+import threading
+import time
+from bisect import bisect_right
+from collections.abc import Callable, Mapping, Sequence
+from itertools import accumulate
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
+
+import orjson
+
+from logferry.errors import ConfigError
+from logferry.records import Batch
+from logferry.sinks.base import Sink
+from logferry.sinks.http import HttpSender, RetryPolicy, safe_url, send_split
+
+__all__ = [
+    "IBM_REGIONS",
+    "KEY_ENV_VARS",
+    "MezmoSink",
+    "from_url",
+    "parse_mezmo_url",
+]
+
+#: Regions of IBM Log Analysis, reachable as ``logdna:REGION`` / ``mezmo:REGION``.
+IBM_REGIONS = (
+    "us-south",
+    "us-east",
+    "eu-de",
+    "eu-gb",
+    "eu-es",
+    "jp-tok",
+    "jp-osa",
+    "au-syd",
+    "ca-tor",
+    "br-sao",
+)
+KEY_ENV_VARS = ("LOGDNA_INGESTION_KEY", "MEZMO_INGESTION_KEY")
+INGEST_PATH = "/logs/ingest"
+#: The API refuses request bodies over 10 MB.
+API_MAX_REQUEST_BYTES = 10_000_000
+#: Typical 100-200 byte lines fill the default 2 MiB request at 10-15k lines, so the byte
+#: limit binds first; the line cap only bounds requests of tiny lines (what a retry resends).
+DEFAULT_MAX_LINES = 10_000
+
+_SCHEMES = ("mezmo+", "logdna+")
+_URL_OPTIONS = ("hostname", "tags", "app")
+_TRUNCATION_RESERVE = 48  # bytes kept free for the marker " …[truncated N bytes]"
+# JSON around each line in {"timestamp":N,"line":"…","app":"…"}, with a 13-digit timestamp.
+_ENTRY_OVERHEAD = len('{"timestamp":1700000000000,"line":"","app":""},')
+_KEY_IN_URL = (
+    "do not put the ingestion key in the URL: set LOGDNA_INGESTION_KEY or MEZMO_INGESTION_KEY"
+)
+_NO_KEY = "no ingestion key: set LOGDNA_INGESTION_KEY or MEZMO_INGESTION_KEY"
+
+
+def _region_url(region: str) -> str:
+    private = region.startswith("private.")
+    name = region.removeprefix("private.")
+    if name not in IBM_REGIONS:
+        raise ConfigError(
+            f"unknown IBM Log Analysis region {region!r}: use one of {', '.join(IBM_REGIONS)} "
+            "(optionally as private.REGION)"
+        )
+    host = f"logs.private.{name}" if private else f"logs.{name}"
+    return f"https://{host}.logging.cloud.ibm.com{INGEST_PATH}"
+
+
+def parse_mezmo_url(url: str) -> tuple[str, dict[str, str]]:
+    """Split a sink URL into the real ingest endpoint and options given in its query.
+
+    The query may set ``hostname``, ``tags`` and ``app``; anything else is a ``ConfigError``,
+    and so are credentials in the URL.
+    """
+    url = url.strip()
+    lowered = url.lower()
+    for prefix in ("logdna:", "mezmo:"):
+        if lowered.startswith(prefix) and not lowered.startswith(prefix + "//"):
+            region, _, query = url[len(prefix) :].partition("?")
+            return _region_url(region.strip().lower()), _query_options(query)
+    for prefix in _SCHEMES:
+        if lowered.startswith(prefix):
+            url = url[len(prefix) :]
+            break
+    parts = urlsplit(url)
+    try:
+        parts.port  # noqa: B018 - urlsplit checks the port only when asked
+    except ValueError:
+        raise ConfigError(f"bad port in Mezmo URL {safe_url(url)!r}") from None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise ConfigError(
+            f"not a Mezmo/LogDNA URL: {safe_url(url)!r}; use mezmo+https://HOST/logs/ingest "
+            "or logdna:REGION"
+        )
+    if parts.username is not None or parts.password is not None:
+        raise ConfigError(_KEY_IN_URL)
+    path = parts.path if parts.path not in ("", "/") else INGEST_PATH
+    endpoint = safe_url(urlunsplit((parts.scheme.lower(), parts.netloc, path, "", "")))
+    return endpoint, _query_options(parts.query)
+
+
+def _query_options(query: str) -> dict[str, str]:
+    options: dict[str, str] = {}
+    for name, value in parse_qsl(query, keep_blank_values=True):
+        if name not in _URL_OPTIONS:
+            if "key" in name.lower() or "token" in name.lower():
+                raise ConfigError(_KEY_IN_URL)
+            raise ConfigError(f"unknown Mezmo URL option {name!r}: use {', '.join(_URL_OPTIONS)}")
+        options[name] = value
+    return options
+
+
+def _ingestion_key(explicit: str | None) -> str:
+    if explicit:
+        return explicit
+    for var in KEY_ENV_VARS:
+        value = os.environ.get(var, "").strip()
+        if value:
+            return value
+    raise ConfigError(_NO_KEY)
+
+
+def truncate_line(line: str, max_bytes: int) -> str | None:
+    """``line`` cut to at most ``max_bytes`` UTF-8 bytes with a marker, or None if it fits."""
+    raw = line.encode("utf-8", "surrogatepass")
+    if len(raw) <= max_bytes:
+        return None
+    kept = raw[: max(max_bytes - _TRUNCATION_RESERVE, 0)].decode("utf-8", "ignore")
+    dropped = len(raw) - len(kept.encode("utf-8", "surrogatepass"))
+    return f"{kept} …[truncated {dropped} bytes]"
+
+
+class MezmoSink(Sink):
+    """Ships batches to a Mezmo / LogDNA / IBM Log Analysis ingest endpoint.
+
+    ``write`` returns once every request of the batch got a 2xx answer.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        ingestion_key: str | None = None,
+        app: str | None = None,
+        hostname: str | None = None,
+        tags: str | Sequence[str] | None = None,
+        include_meta: bool = False,
+        max_line_bytes: int = 32 * 1024,
+        max_request_bytes: int = 2 * 1024 * 1024,
+        max_lines: int = DEFAULT_MAX_LINES,
+        timeout: float = 30.0,
+        verify: bool | str = True,
+        gzip_level: int | None = None,
+        retry: RetryPolicy | None = None,
+        stop_event: threading.Event | None = None,
+        sleep: Callable[[float], None] | None = None,
+        sender: HttpSender | None = None,
+    ) -> None:
+        self.url, url_options = parse_mezmo_url(url)
+        # Explicit arguments win over the URL's query, which wins over defaults.
+        app = app or url_options.get("app") or "logferry"
+        hostname = hostname or url_options.get("hostname") or socket.gethostname()
+        tags = tags if tags is not None else url_options.get("tags")
+        if not 0 < max_request_bytes <= API_MAX_REQUEST_BYTES:
+            raise ConfigError(
+                f"max_request_bytes must be 1..{API_MAX_REQUEST_BYTES} (the API's limit), "
+                f"got {max_request_bytes}"
+            )
+        if max_line_bytes <= _TRUNCATION_RESERVE * 2:
+            raise ConfigError(f"max_line_bytes must be over {_TRUNCATION_RESERVE * 2}")
+        if max_lines < 1:
+            raise ConfigError(f"max_lines must be at least 1, got {max_lines}")
+        key = _ingestion_key(ingestion_key)
+        self.name = f"mezmo({safe_url(self.url)})"
+        self.app = app
+        self.hostname = hostname
+        if isinstance(tags, str):
+            tags = [t.strip() for t in tags.split(",")]
+        self.tags = ",".join(t for t in (tags or ()) if t)
+        self.include_meta = include_meta
+        self.max_line_bytes = max_line_bytes
+        self.max_request_bytes = max_request_bytes
+        self.max_lines = max_lines
+        # Basic auth, key as user and empty password, encoded once; only the sender sees it.
+        token = base64.b64encode(f"{key}:".encode()).decode("ascii")
+        self.__headers = {"Authorization": f"Basic {token}"}
+        hints = {
+            401: "check the ingestion key (LOGDNA_INGESTION_KEY / MEZMO_INGESTION_KEY)",
+            403: "check the ingestion key and its permissions",
+        }
+        if sender is None:
+            options: dict[str, Any] = {}
+            if gzip_level is not None:
+                options["gzip_level"] = gzip_level
+            sender = HttpSender(
+                name=self.name,
+                timeout=timeout,
+                verify=verify,
+                retry=retry,
+                stop_event=stop_event,
+                sleep=sleep,
+                secrets=(key, token),
+                hints=hints,
+                **options,
+            )
+        self._http = sender
+        self._lock = threading.Lock()
+        self._counts = {"requests": 0, "lines": 0, "truncated": 0, "splits": 0}
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> MezmoSink:
+        """Build a sink from a ``mezmo+https://…`` / ``logdna:REGION`` URL and options."""
+        return cls(url, **options)
+
+    def __repr__(self) -> str:
+        return (
+            f"MezmoSink(url={safe_url(self.url)!r}, app={self.app!r}, hostname={self.hostname!r})"
+        )
+
+    __str__ = __repr__
+
+    def counters(self) -> dict[str, int]:
+        """Requests acknowledged, HTTP retries, lines shipped, lines truncated, 413 splits."""
+        with self._lock:
+            counts = dict(self._counts)
+        counts["retries"] = self._http.counters()["retries"]
+        return counts
+
+    def close(self) -> None:
+        """Release the HTTP connection pool."""
+        self._http.close()
+
+    def write(self, batch: Batch) -> None:
+        """Send ``batch`` in requests under the size and line limits; return once all are 2xx."""
+        n = len(batch.lines)
+        if n == 0:
+            return
+        lines, truncated = self._truncated(batch.lines)
+        entries = self._entries(batch, lines)
+        requests = 0
+        planned = self._plan(lines)
+        for lo, hi in planned:
+            requests += send_split(
+                entries[lo:hi], self._encode, self._send, max_bytes=self.max_request_bytes
+            )
+        with self._lock:
+            self._counts["requests"] += requests
+            self._counts["lines"] += n
+            self._counts["truncated"] += truncated
+            self._counts["splits"] += requests - len(planned)
+
+    def _truncated(self, lines: list[str]) -> tuple[list[str], int]:
+        # A str of N chars is at most 4N UTF-8 bytes: when the longest line is under a
+        # quarter of the limit (the usual case) no line needs encoding at all.
+        guard = self.max_line_bytes // 4
+        if max(map(len, lines)) <= guard:
+            return lines, 0
+        out = list(lines)
+        count = 0
+        for i, line in enumerate(lines):
+            if len(line) > guard:
+                cut = truncate_line(line, self.max_line_bytes)
+                if cut is not None:
+                    out[i] = cut
+                    count += 1
+        return out, count
+
+    def _entries(self, batch: Batch, lines: list[str]) -> list[dict[str, Any]]:
+        # Measured on 200k 150-byte lines: building dicts and one orjson.dumps (1.46M
+        # lines/s) beats assembling JSON bytes per line (1.0-1.1M lines/s).
+        app = self.app
+        entries = [
+            {"timestamp": ts, "line": line, "app": app}
+            for ts, line in zip(batch.timestamps, lines, strict=True)
+        ]
+        if batch.fields is not None:
+            for entry, fields in zip(entries, batch.fields, strict=True):
+                level = fields.get("level") if fields else None
+                if isinstance(level, str) and level:
+                    entry["level"] = level
+        if self.include_meta:
+            meta = {"source": batch.source, "key": batch.key}
+            for entry in entries:
+                entry["meta"] = meta
+        return entries
+
+    def _plan(self, lines: list[str]) -> list[tuple[int, int]]:
+        """Index ranges of requests under ``max_lines`` and, by estimate, ``max_request_bytes``.
+
+        The estimate counts characters plus fixed JSON overhead, exact for plain ASCII;
+        ``send_split`` halves the rare request whose real body (escapes, non-ASCII) is over.
+        """
+        overhead = _ENTRY_OVERHEAD + len(self.app) + (40 if self.include_meta else 0)
+        budget = self.max_request_bytes - len('{"lines":[]}')
+        cum = list(accumulate(map(len, lines)))
+        n = len(lines)
+        ranges = []
+        lo = 0
+        while lo < n:
+            before = cum[lo - 1] if lo else 0
+            # Largest hi with chars(lo..hi) + overhead * (hi - lo) <= budget.
+            hi = bisect_right(
+                range(lo, n), budget, key=lambda i: cum[i] - before + overhead * (i - lo + 1)
+            )
+            hi = lo + max(min(hi, self.max_lines), 1)
+            ranges.append((lo, hi))
+            lo = hi
+        return ranges
+
+    @staticmethod
+    def _encode(entries: Sequence[dict[str, Any]]) -> bytes:
+        return orjson.dumps({"lines": entries})
+
+    def _params(self) -> Mapping[str, str]:
+        # ``now`` lets the service correct for client clock skew, so it must be the time
+        # of each attempt, not of the first one.
+        params = {"hostname": self.hostname, "now": str(time.time_ns() // 1_000_000)}
+        if self.tags:
+            params["tags"] = self.tags
+        return params
+
+    def _send(self, body: bytes) -> None:
+        self._http.post(self.url, body, headers=self.__headers, params=self._params)
+
+
+def from_url(url: str, **options: Any) -> MezmoSink:
+    """Build a :class:`MezmoSink` from a ``mezmo+https://…`` / ``logdna:REGION`` URL."""
+    return MezmoSink.from_url(url, **options)
