@@ -75,14 +75,22 @@ def ingest_key(monkeypatch: pytest.MonkeyPatch) -> str:
     return key
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120,
-            cwd: str | Path | None = None) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str,
+    env: dict[str, str] | None = None,
+    timeout: float = 120,
+    cwd: str | Path | None = None,
+) -> subprocess.CompletedProcess[str]:
     """Run ``python -m logferry ARGS`` in a real process and capture its output."""
     full_env = {**os.environ, **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "logferry", *args],
-        capture_output=True, text=True, env=full_env, timeout=timeout, cwd=cwd,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=timeout,
+        cwd=cwd,
+    )
 
 
 @pytest.fixture()
@@ -103,5 +111,7 @@ def put_fixtures(s3, bucket: str) -> dict[str, str]:  # type: ignore[no-untyped-
     )
     keys = {"911": base + "00000911.gz", "2630": base + "00002630.gz"}
     s3.put_object(Bucket=bucket, Key=keys["911"], Body=(IBM_FIXTURES / "00000911.gz").read_bytes())
-    s3.put_object(Bucket=bucket, Key=keys["2630"], Body=(IBM_FIXTURES / "00002630.json").read_bytes())
+    s3.put_object(
+        Bucket=bucket, Key=keys["2630"], Body=(IBM_FIXTURES / "00002630.json").read_bytes()
+    )
     return keys

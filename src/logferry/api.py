@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import threading
 
-from logferry.errors import ConfigError
 from logferry.config import MiB, ShipOptions, SinkOptions, build
+from logferry.errors import ConfigError
 from logferry.ledger import Ledger, open_ledger
 from logferry.runner import Progress, Runner, ShipResult
 from logferry.sinks import Sink, open_sink

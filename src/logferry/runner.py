@@ -11,6 +11,7 @@ The ledger advances only after every sink acknowledged a batch (invariant 1).
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import queue
 import threading
@@ -257,7 +258,7 @@ class Runner:
     def pending(self, *, include_done: bool = False) -> list[ObjectInfo]:
         """Objects not yet done (all with ``include_done``), oldest first (LastModified, key)."""
         todo: list[ObjectInfo] = []
-        for page in self.source.list():
+        for page in self.source.list_pages():
             if include_done:
                 todo.extend(page)
                 continue
@@ -374,7 +375,9 @@ class Runner:
             self._claims[(obj.key, obj.etag)] = claim
         self.progress.object_started(obj)
         opened: list[Sink] = []
-        ctx = DecodeContext(obj.key, obj.last_modified_ms, self.format_options, collections.Counter())
+        ctx = DecodeContext(
+            obj.key, obj.last_modified_ms, self.format_options, collections.Counter()
+        )
         shipped_lines = 0
         shipped_bytes = 0
         try:
@@ -419,10 +422,8 @@ class Runner:
             error = one_line(exc)
             if not isinstance(exc, LogferryError):
                 log.debug("unexpected error shipping %s", obj.key, exc_info=True)
-            try:
+            with contextlib.suppress(ClaimLostError):  # someone else owns it now
                 self.ledger.fail(claim, error)
-            except ClaimLostError:
-                pass
             self._failed(obj, error)
         else:
             with self._lock:

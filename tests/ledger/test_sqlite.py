@@ -88,7 +88,12 @@ def test_fail_keeps_position_and_release(ledger: SQLiteLedger) -> None:
     ledger.checkpoint(claim, 3, 30, 60)
     ledger.fail(claim, "boom\nsecond line")
     entry = ledger.get("s3://b", OBJ.key, OBJ.etag)
-    assert entry and entry.status == Status.FAILED and entry.last_error == "boom" and entry.position == 3
+    assert (
+        entry
+        and entry.status == Status.FAILED
+        and entry.last_error == "boom"
+        and entry.position == 3
+    )
     retry = ledger.claim("s3://b", OBJ, "me", 60)
     assert retry and retry.position == 3 and retry.attempts == 2
     ledger.release(retry)
@@ -106,7 +111,12 @@ def test_status_aggregates(ledger: SQLiteLedger) -> None:
             ledger.fail(c, "bad")
     (row,) = ledger.status()
     assert (row.source, row.done, row.failed, row.in_progress, row.lines, row.bytes) == (
-        "s3://b", 2, 1, 0, 30, 300,
+        "s3://b",
+        2,
+        1,
+        0,
+        30,
+        300,
     )
     assert row.last_shipped is not None
     assert [e.key for e in ledger.entries(status=Status.FAILED)] == ["k2"]

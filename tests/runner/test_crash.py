@@ -28,10 +28,24 @@ def make_bucket(root: Path, objects: int, lines: int) -> Path:
 
 def start_ship(src: Path, led: Path, *sink_args: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "logferry", "ship", str(src), *sink_args, "--ledger", str(led),
-         "--workers", "1", "--batch-bytes", "2048", "--quiet"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "logferry",
+            "ship",
+            str(src),
+            *sink_args,
+            "--ledger",
+            str(led),
+            "--workers",
+            "1",
+            "--batch-bytes",
+            "2048",
+            "--quiet",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
 
 
 def wait_for_checkpoint(led: Path, proc: subprocess.Popen[bytes], minimum: int) -> int:
@@ -97,5 +111,7 @@ def test_two_processes_never_ship_the_same_object(tmp_path: Path, mezmo) -> None
     assert set(counts) == set(range(40 * 200))
     assert max(counts.values()) == 1
     with sqlite3.connect(led) as conn:
-        assert conn.execute("SELECT count(*) FROM objects WHERE status = 'done'").fetchone()[0] == 40
+        assert (
+            conn.execute("SELECT count(*) FROM objects WHERE status = 'done'").fetchone()[0] == 40
+        )
         assert conn.execute("SELECT max(attempts) FROM objects").fetchone()[0] == 1

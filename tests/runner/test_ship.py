@@ -42,8 +42,12 @@ def ndjson_object(n: int, start: int = 0) -> bytes:
 def test_ibm_fixtures_to_files(s3, bucket, s3_endpoint, tmp_path) -> None:  # type: ignore[no-untyped-def]
     keys = put_fixtures(s3, bucket)
     out = tmp_path / "out"
-    result = ship(f"s3://{bucket}/", to=f"file://{out}", ledger=str(tmp_path / "l.db"),
-                  endpoint_url=s3_endpoint)  # fmt: skip
+    result = ship(
+        f"s3://{bucket}/",
+        to=f"file://{out}",
+        ledger=str(tmp_path / "l.db"),
+        endpoint_url=s3_endpoint,
+    )
     assert result.ok and result.objects == 2 and result.lines == 2
     from logferry.sinks.files import FileSink
 
@@ -53,7 +57,9 @@ def test_ibm_fixtures_to_files(s3, bucket, s3_endpoint, tmp_path) -> None:  # ty
     assert first["key"] == keys["911"] and "flow_logs" not in first
     assert "number_of_flow_logs" not in first and first["vpc_crn"].startswith("crn:v1")
     assert rows[0]["timestamp"] == "2020-06-04T13:43:10.000Z"  # start_time
-    assert rows[1]["timestamp"] == "2020-06-04T13:42:39.000Z"  # empty start_time: capture_start_time
+    assert (
+        rows[1]["timestamp"] == "2020-06-04T13:42:39.000Z"
+    )  # empty start_time: capture_start_time
     assert second["start_time"] == ""
     # the object with no flows ships nothing and is done, not an error
     assert FileSink(out).path_for(keys["2630"]).read_bytes() == b""
@@ -61,8 +67,12 @@ def test_ibm_fixtures_to_files(s3, bucket, s3_endpoint, tmp_path) -> None:  # ty
     assert {e.status for e in led.entries()} == {Status.DONE}
     led.close()
     # a second run ships nothing new
-    again = ship(f"s3://{bucket}/", to=f"file://{out}", ledger=str(tmp_path / "l.db"),
-                 endpoint_url=s3_endpoint)  # fmt: skip
+    again = ship(
+        f"s3://{bucket}/",
+        to=f"file://{out}",
+        ledger=str(tmp_path / "l.db"),
+        endpoint_url=s3_endpoint,
+    )
     assert again.ok and again.objects == 0 and again.lines == 0
 
 
@@ -81,8 +91,13 @@ def test_prefix_and_oldest_first(tmp_path: Path) -> None:
         def object_started(self, obj: ObjectInfo) -> None:
             order.append(obj.key)
 
-    result = ship(LocalDirSource(src, prefix="app/"), to=str(tmp_path / "out"),
-                  ledger=str(tmp_path / "l.db"), workers=1, progress=Record())  # fmt: skip
+    result = ship(
+        LocalDirSource(src, prefix="app/"),
+        to=str(tmp_path / "out"),
+        ledger=str(tmp_path / "l.db"),
+        workers=1,
+        progress=Record(),
+    )
     assert result.objects == 4
     assert order == ["app/c.log", "app/b.log", "app/a.log", "app/a2.log"]
 
@@ -97,8 +112,13 @@ def test_objects_arriving_during_catchup_are_shipped(s3, bucket, s3_endpoint, tm
             if len(passes) == 1:
                 s3.put_object(Bucket=bucket, Key="b.ndjson", Body=ndjson_object(5))
 
-    result = ship(f"s3://{bucket}", to=str(tmp_path / "out"), ledger=str(tmp_path / "l.db"),
-                  endpoint_url=s3_endpoint, progress=Arrive())  # fmt: skip
+    result = ship(
+        f"s3://{bucket}",
+        to=str(tmp_path / "out"),
+        ledger=str(tmp_path / "l.db"),
+        endpoint_url=s3_endpoint,
+        progress=Arrive(),
+    )
     assert passes == [1, 1]
     assert result.objects == 2 and result.lines == 15
 
@@ -106,7 +126,11 @@ def test_objects_arriving_during_catchup_are_shipped(s3, bucket, s3_endpoint, tm
 def test_modes_key_latest_all(s3, bucket, s3_endpoint, tmp_path) -> None:  # type: ignore[no-untyped-def]
     for i in range(5):
         s3.put_object(Bucket=bucket, Key=f"k{i}.ndjson", Body=ndjson_object(3, i * 3))
-    common = {"to": str(tmp_path / "out"), "ledger": str(tmp_path / "l.db"), "endpoint_url": s3_endpoint}
+    common = {
+        "to": str(tmp_path / "out"),
+        "ledger": str(tmp_path / "l.db"),
+        "endpoint_url": s3_endpoint,
+    }
     src = f"s3://{bucket}"
     r = ship(src, key="k2.ndjson", **common)
     assert (r.objects, r.lines) == (1, 3)
@@ -123,25 +147,36 @@ def test_modes_key_latest_all(s3, bucket, s3_endpoint, tmp_path) -> None:  # typ
     r = ship(src, all=True, **common)  # deliberate re-send of everything
     assert r.objects == 5 and r.lines == 15
     # the file sink replaced its files: still exactly one copy of every line
-    assert sorted(orjson.loads(x["line"])["n"] for x in all_out_lines(tmp_path / "out")) == list(range(15))
+    assert sorted(orjson.loads(x["line"])["n"] for x in all_out_lines(tmp_path / "out")) == list(
+        range(15)
+    )
     with pytest.raises(ConfigError):
         ship(src, key="missing", latest=2, **common)
 
 
 def test_missing_key_fails_cleanly(s3, bucket, s3_endpoint, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    r = ship(f"s3://{bucket}", key="nope.log", to=str(tmp_path / "o"), ledger=str(tmp_path / "l.db"),
-             endpoint_url=s3_endpoint)  # fmt: skip
+    r = ship(
+        f"s3://{bucket}",
+        key="nope.log",
+        to=str(tmp_path / "o"),
+        ledger=str(tmp_path / "l.db"),
+        endpoint_url=s3_endpoint,
+    )
     assert not r.ok and r.failed[0].key == "nope.log" and "does not exist" in r.failed[0].error
 
 
 def test_bad_inputs_fail_alone(s3, bucket, s3_endpoint, tmp_path) -> None:  # type: ignore[no-untyped-def]
     good = gzip.compress(b"ok 1\nok 2\n")
     s3.put_object(Bucket=bucket, Key="good.log.gz", Body=good)
-    s3.put_object(Bucket=bucket, Key="truncated.log.gz", Body=gzip.compress(b"x" * 5000 + b"\n")[:-10])
+    s3.put_object(
+        Bucket=bucket, Key="truncated.log.gz", Body=gzip.compress(b"x" * 5000 + b"\n")[:-10]
+    )
     corrupt = bytearray(gzip.compress(b"hello world\n" * 1000))
     corrupt[20:40] = b"\xff" * 20
     s3.put_object(Bucket=bucket, Key="corrupt.log.gz", Body=bytes(corrupt))
-    s3.put_object(Bucket=bucket, Key="ibm_vpc_flowlogs_v1/bad/00000001.gz", Body=gzip.compress(b"{not json"))
+    s3.put_object(
+        Bucket=bucket, Key="ibm_vpc_flowlogs_v1/bad/00000001.gz", Body=gzip.compress(b"{not json")
+    )
     s3.put_object(Bucket=bucket, Key="empty.log", Body=b"")
     s3.put_object(Bucket=bucket, Key="latin1.log", Body="caf\xe9 ok\n".encode("latin-1"))
     s3.put_object(Bucket=bucket, Key="vanishing.log", Body=b"soon gone\n")
@@ -150,11 +185,21 @@ def test_bad_inputs_fail_alone(s3, bucket, s3_endpoint, tmp_path) -> None:  # ty
         def start_pass(self, objects: int, nbytes: int) -> None:
             s3.delete_object(Bucket=bucket, Key="vanishing.log")
 
-    r = ship(f"s3://{bucket}", to=str(tmp_path / "out"), ledger=str(tmp_path / "l.db"),
-             endpoint_url=s3_endpoint, progress=Delete(), workers=1)  # fmt: skip
+    r = ship(
+        f"s3://{bucket}",
+        to=str(tmp_path / "out"),
+        ledger=str(tmp_path / "l.db"),
+        endpoint_url=s3_endpoint,
+        progress=Delete(),
+        workers=1,
+    )
     failed = {f.key: f.error for f in r.failed}
-    assert set(failed) == {"truncated.log.gz", "corrupt.log.gz", "ibm_vpc_flowlogs_v1/bad/00000001.gz",
-                           "vanishing.log"}  # fmt: skip
+    assert set(failed) == {
+        "truncated.log.gz",
+        "corrupt.log.gz",
+        "ibm_vpc_flowlogs_v1/bad/00000001.gz",
+        "vanishing.log",
+    }
     for error in failed.values():
         assert "\n" not in error and error
     assert "does not exist" in failed["vanishing.log"]
@@ -170,13 +215,17 @@ def test_cli_exit_codes_and_json(s3, bucket, s3_endpoint, tmp_path) -> None:  # 
     s3.put_object(Bucket=bucket, Key="a.log", Body=b"one\ntwo\n")
     env = {"AWS_ENDPOINT_URL": s3_endpoint}
     led = f"sqlite:///{tmp_path}/l.db"
-    p = run_cli("ship", f"s3://{bucket}", "--to", str(tmp_path / "o"), "--ledger", led, "--json", env=env)
+    p = run_cli(
+        "ship", f"s3://{bucket}", "--to", str(tmp_path / "o"), "--ledger", led, "--json", env=env
+    )
     assert p.returncode == 0, p.stderr
     summary = json.loads(p.stdout.strip().splitlines()[-1])
     assert summary["objects"] == 1 and summary["lines"] == 2 and summary["failed"] == []
     assert "listing found 1 objects" in p.stderr  # plain progress when stderr is not a terminal
     s3.put_object(Bucket=bucket, Key="b.log.gz", Body=b"\x1f\x8b\x08broken")
-    p = run_cli("ship", f"s3://{bucket}", "--to", str(tmp_path / "o"), "--ledger", led, "--json", env=env)
+    p = run_cli(
+        "ship", f"s3://{bucket}", "--to", str(tmp_path / "o"), "--ledger", led, "--json", env=env
+    )
     assert p.returncode == 1
     summary = json.loads(p.stdout.strip().splitlines()[-1])
     assert summary["objects"] == 0 and summary["failed"][0]["key"] == "b.log.gz"
@@ -197,15 +246,27 @@ def test_cli_status_pull_purge(s3, bucket, s3_endpoint, tmp_path) -> None:  # ty
     keys = put_fixtures(s3, bucket)
     env = {"AWS_ENDPOINT_URL": s3_endpoint}
     led = f"sqlite:///{tmp_path}/l.db"
-    assert run_cli("ship", f"s3://{bucket}", "--to", str(tmp_path / "o"), "--ledger", led, env=env).returncode == 0
+    assert (
+        run_cli(
+            "ship", f"s3://{bucket}", "--to", str(tmp_path / "o"), "--ledger", led, env=env
+        ).returncode
+        == 0
+    )
     p = run_cli("status", "--ledger", led, "--json")
     (row,) = json.loads(p.stdout)["sources"]
     assert (row["source"], row["done"], row["failed"], row["lines"]) == (f"s3://{bucket}", 2, 0, 2)
     p = run_cli("status", "--ledger", led)
     assert f"s3://{bucket}" in p.stdout
     # pull: the lines that would be shipped, per object and concatenated
-    p = run_cli("pull", f"s3://{bucket}", "--dest", str(tmp_path / "pulled"),
-                "--concat", str(tmp_path / "all.log"), env=env)  # fmt: skip
+    p = run_cli(
+        "pull",
+        f"s3://{bucket}",
+        "--dest",
+        str(tmp_path / "pulled"),
+        "--concat",
+        str(tmp_path / "all.log"),
+        env=env,
+    )
     assert p.returncode == 0, p.stderr
     concat = (tmp_path / "all.log").read_text().splitlines()
     assert len(concat) == 2 and orjson.loads(concat[0])["key"] == keys["911"]
@@ -213,7 +274,7 @@ def test_cli_status_pull_purge(s3, bucket, s3_endpoint, tmp_path) -> None:  # ty
     # purge refuses without --yes, counts with --dry-run, deletes with --yes
     assert run_cli("purge", f"s3://{bucket}", env=env).returncode == 2
     p = run_cli("purge", f"s3://{bucket}", "--dry-run", "--json", env=env)
-    assert json.loads(p.stdout[p.stdout.index("{"):]) == {"would_delete": 2}
+    assert json.loads(p.stdout[p.stdout.index("{") :]) == {"would_delete": 2}
     p = run_cli("purge", f"s3://{bucket}", "--yes", "--json", env=env)
     assert json.loads(p.stdout) == {"deleted": 2}
     assert s3.list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 0

@@ -90,7 +90,9 @@ class RichBar(Progress):
             TextColumn("[bold]{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("{task.fields[lines]:,} lines · {task.fields[mb]:.1f} MB · {task.fields[rate]:,.0f} lines/s"),
+            TextColumn(
+                "{task.fields[lines]:,} lines · {task.fields[mb]:.1f} MB · {task.fields[rate]:,.0f} lines/s"
+            ),
             TimeElapsedColumn(),
             TimeRemainingColumn(),
             console=err,
@@ -108,7 +110,9 @@ class RichBar(Progress):
         with self._lock:
             if self._task is not None:
                 self._bar.remove_task(self._task)
-            self._task = self._bar.add_task("shipping", total=objects, lines=self._lines, mb=0.0, rate=0.0)
+            self._task = self._bar.add_task(
+                "shipping", total=objects, lines=self._lines, mb=0.0, rate=0.0
+            )
 
     def advanced(self, lines: int, raw_bytes: int) -> None:
         """Count lines and bytes."""
@@ -205,7 +209,9 @@ def print_summary(result: ShipResult, *, as_json: bool, quiet: bool, verb: str =
         for f in result.failed:
             err.print(f"  [red]failed[/] {f.key}: {f.error}", soft_wrap=True)
         if result.interrupted:
-            err.print("interrupted: the rest will ship on the next run (the ledger has the position)")
+            err.print(
+                "interrupted: the rest will ship on the next run (the ledger has the position)"
+            )
     return EXIT_OK if result.ok else EXIT_FAILED
 
 

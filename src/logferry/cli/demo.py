@@ -17,10 +17,21 @@ from logferry.sources import LocalDirSource
 
 
 @click.command()
-@click.option("--dir", "directory", default="logferry-demo", show_default=True, type=click.Path(file_okay=False),
-              help="Where the sample bucket, the output and the ledger go.")
-@click.option("--objects", type=click.IntRange(1, 100_000), default=24, show_default=True,
-              help="Sample objects of each kind (IBM and AWS flow logs) to generate.")
+@click.option(
+    "--dir",
+    "directory",
+    default="logferry-demo",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Where the sample bucket, the output and the ledger go.",
+)
+@click.option(
+    "--objects",
+    type=click.IntRange(1, 100_000),
+    default=24,
+    show_default=True,
+    help="Sample objects of each kind (IBM and AWS flow logs) to generate.",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
 @handle_errors
 def demo(directory: str, objects: int, quiet: bool) -> None:
@@ -38,7 +49,9 @@ def demo(directory: str, objects: int, quiet: bool) -> None:
     ledger = SQLiteLedger(ledger_path)
     sink = FileSink(out)
     try:
-        result = Runner(LocalDirSource(bucket), [sink], ledger, ShipOptions(), progress=make_progress(quiet)).run()
+        result = Runner(
+            LocalDirSource(bucket), [sink], ledger, ShipOptions(), progress=make_progress(quiet)
+        ).run()
     finally:
         sink.close()
         ledger.close()

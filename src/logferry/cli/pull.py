@@ -17,12 +17,22 @@ from logferry.sources import open_source
 
 @click.command()
 @click.argument("source")
-@click.option("--dest", type=click.Path(file_okay=False), help="Directory for one .log file per object.")
-@click.option("--concat", type=click.Path(dir_okay=False), help="Append every object's lines to this one file.")
-@click.option("--latest", type=click.IntRange(min=1), metavar="N", help="Only the N newest objects.")
+@click.option(
+    "--dest", type=click.Path(file_okay=False), help="Directory for one .log file per object."
+)
+@click.option(
+    "--concat",
+    type=click.Path(dir_okay=False),
+    help="Append every object's lines to this one file.",
+)
+@click.option(
+    "--latest", type=click.IntRange(min=1), metavar="N", help="Only the N newest objects."
+)
 @decode_options
 @source_options
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary as the last line of stdout.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print a JSON summary as the last line of stdout."
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
 @handle_errors
 def pull(
@@ -47,9 +57,14 @@ def pull(
         raise click.UsageError("give --dest DIR, --concat FILE, or both")
     extra = {"timestamp_fields": timestamp_fields} if timestamp_fields else {}
     options = build(
-        ShipOptions, mode="latest" if latest else "catchup", latest=latest, format=fmt,
-        expand=expand, workers=1 if concat else 4, **extra,
-    )  # fmt: skip
+        ShipOptions,
+        mode="latest" if latest else "catchup",
+        latest=latest,
+        format=fmt,
+        expand=expand,
+        workers=1 if concat else 4,
+        **extra,
+    )
     assert isinstance(options, ShipOptions)
     sinks: list[Sink] = []
     if dest:

@@ -14,16 +14,27 @@ from logferry.sources import open_source
 @click.option("--yes", is_flag=True, help="Really delete (required).")
 @click.option("--dry-run", is_flag=True, help="Only count and list what would be deleted.")
 @source_options
-@click.option("--json", "as_json", is_flag=True, help="Print {\"deleted\": n} or {\"would_delete\": n}.")
+@click.option(
+    "--json", "as_json", is_flag=True, help='Print {"deleted": n} or {"would_delete": n}.'
+)
 @handle_errors
-def purge(source: str, yes: bool, dry_run: bool, endpoint_url: str | None, no_verify_tls: bool, as_json: bool) -> None:
+def purge(
+    source: str,
+    yes: bool,
+    dry_run: bool,
+    endpoint_url: str | None,
+    no_verify_tls: bool,
+    as_json: bool,
+) -> None:
     """Delete every object under SOURCE. Refuses without --yes."""
     if not yes and not dry_run:
-        raise click.UsageError("purge deletes every object under SOURCE: add --yes (or --dry-run to look first)")
+        raise click.UsageError(
+            "purge deletes every object under SOURCE: add --yes (or --dry-run to look first)"
+        )
     src = open_source(source, endpoint_url=endpoint_url, verify=not no_verify_tls)
     try:
         total = 0
-        for page in src.list():
+        for page in src.list_pages():
             keys = [o.key for o in page]
             if dry_run:
                 for k in keys:

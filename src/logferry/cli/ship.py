@@ -32,7 +32,9 @@ def source_options(func):  # type: ignore[no-untyped-def]
         help="S3-compatible endpoint (default: AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, COS_ENDPOINT for cos://).",
     )(func)
     func = click.option(
-        "--no-verify-tls", is_flag=True, help="Do not verify TLS certificates (self-signed test endpoints only)."
+        "--no-verify-tls",
+        is_flag=True,
+        help="Do not verify TLS certificates (self-signed test endpoints only).",
     )(func)
     return func
 
@@ -47,7 +49,9 @@ def decode_options(func):  # type: ignore[no-untyped-def]
         type=click.Choice(FORMAT_CHOICES),
         help="How to turn objects into records; auto picks from the key and content.",
     )(func)
-    func = click.option("--expand", metavar="FIELD", help="json format: one record per element of FIELD.")(func)
+    func = click.option(
+        "--expand", metavar="FIELD", help="json format: one record per element of FIELD."
+    )(func)
     func = click.option(
         "--timestamp-field",
         "timestamp_fields",
@@ -60,24 +64,56 @@ def decode_options(func):  # type: ignore[no-untyped-def]
 
 @click.command()
 @click.argument("source")
-@click.option("--to", "sinks", multiple=True, required=True, metavar="SINK",
-              help="Sink URL (repeatable): mezmo+https://HOST/logs/ingest, logdna:REGION, file:///DIR, -.")
+@click.option(
+    "--to",
+    "sinks",
+    multiple=True,
+    required=True,
+    metavar="SINK",
+    help="Sink URL (repeatable): mezmo+https://HOST/logs/ingest, logdna:REGION, file:///DIR, -.",
+)
 @decode_options
 @click.option("--key", help="Ship exactly this object (what a bucket notification names).")
-@click.option("--latest", type=click.IntRange(min=1), metavar="N", help="Ship the N newest objects not yet done.")
-@click.option("--all", "resend_all", is_flag=True, help="Re-send every object, whatever the ledger says.")
-@click.option("--ledger", metavar="URL", help="Ledger URL (default: LOGFERRY_LEDGER or the user state dir).")
+@click.option(
+    "--latest",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Ship the N newest objects not yet done.",
+)
+@click.option(
+    "--all", "resend_all", is_flag=True, help="Re-send every object, whatever the ledger says."
+)
+@click.option(
+    "--ledger", metavar="URL", help="Ledger URL (default: LOGFERRY_LEDGER or the user state dir)."
+)
 @source_options
 @click.option("--app", default="logferry", show_default=True, help="Mezmo app name.")
 @click.option("--hostname", help="Mezmo hostname (default: this machine's).")
 @click.option("--tags", help="Mezmo tags, comma-separated.")
-@click.option("--max-line-bytes", type=click.IntRange(min=256), default=32 * 1024, show_default=True,
-              help="Longer lines are truncated with a marker (and counted).")
-@click.option("--workers", type=click.IntRange(1, 64), default=4, show_default=True,
-              help="Objects shipped at the same time.")
-@click.option("--batch-bytes", type=click.IntRange(min=1024), default=2 * 1024 * 1024, show_default=True,
-              help="Bytes of log lines per batch (the unit of checkpointing).")
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary as the last line of stdout.")
+@click.option(
+    "--max-line-bytes",
+    type=click.IntRange(min=256),
+    default=32 * 1024,
+    show_default=True,
+    help="Longer lines are truncated with a marker (and counted).",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=4,
+    show_default=True,
+    help="Objects shipped at the same time.",
+)
+@click.option(
+    "--batch-bytes",
+    type=click.IntRange(min=1024),
+    default=2 * 1024 * 1024,
+    show_default=True,
+    help="Bytes of log lines per batch (the unit of checkpointing).",
+)
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print a JSON summary as the last line of stdout."
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
 @handle_errors
 def ship(
@@ -114,13 +150,25 @@ def ship(
     mode = "key" if key else "latest" if latest else "all" if resend_all else "catchup"
     extra = {"timestamp_fields": timestamp_fields} if timestamp_fields else {}
     options = build(
-        ShipOptions, mode=mode, key=key, latest=latest, format=fmt, expand=expand,
-        workers=workers, batch_bytes=batch_bytes, force=resend_all, **extra,
-    )  # fmt: skip
+        ShipOptions,
+        mode=mode,
+        key=key,
+        latest=latest,
+        format=fmt,
+        expand=expand,
+        workers=workers,
+        batch_bytes=batch_bytes,
+        force=resend_all,
+        **extra,
+    )
     sink_options = build(
-        SinkOptions, app=app, hostname=hostname, tags=tags, max_line_bytes=max_line_bytes,
+        SinkOptions,
+        app=app,
+        hostname=hostname,
+        tags=tags,
+        max_line_bytes=max_line_bytes,
         verify_tls=not no_verify_tls,
-    )  # fmt: skip
+    )
     assert isinstance(options, ShipOptions) and isinstance(sink_options, SinkOptions)
     src = open_source(source, endpoint_url=endpoint_url, verify=not no_verify_tls)
     opened = [open_sink(s, sink_options) for s in sinks]

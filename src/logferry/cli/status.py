@@ -17,7 +17,9 @@ def _when(ts: float | None) -> str | None:
 
 
 @click.command()
-@click.option("--ledger", metavar="URL", help="Ledger URL (default: LOGFERRY_LEDGER or the user state dir).")
+@click.option(
+    "--ledger", metavar="URL", help="Ledger URL (default: LOGFERRY_LEDGER or the user state dir)."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @handle_errors
 def status(ledger: str | None, as_json: bool) -> None:
@@ -34,14 +36,18 @@ def status(ledger: str | None, as_json: bool) -> None:
                 "ledger": led.display,
                 "sources": [
                     {
-                        "source": r.source, "done": r.done, "failed": r.failed,
-                        "in_progress": r.in_progress, "lines": r.lines, "bytes": r.bytes,
+                        "source": r.source,
+                        "done": r.done,
+                        "failed": r.failed,
+                        "in_progress": r.in_progress,
+                        "lines": r.lines,
+                        "bytes": r.bytes,
                         "last_shipped": _when(r.last_shipped),
                     }
                     for r in rows
                 ],
             }
-        )  # fmt: skip
+        )
         return
     console = Console()
     if not console.is_terminal:
@@ -56,9 +62,14 @@ def status(ledger: str | None, as_json: bool) -> None:
         )
     for r in rows:
         table.add_row(
-            r.source, str(r.done), str(r.failed), str(r.in_progress), f"{r.lines:,}",
-            human_bytes(r.bytes), _when(r.last_shipped) or "-",
-        )  # fmt: skip
+            r.source,
+            str(r.done),
+            str(r.failed),
+            str(r.in_progress),
+            f"{r.lines:,}",
+            human_bytes(r.bytes),
+            _when(r.last_shipped) or "-",
+        )
     console.print(table)
     for e in failures:
         console.print(f"[red]failed[/] {e.source} {e.key}: {e.last_error}", soft_wrap=True)

@@ -24,7 +24,9 @@ def _iso(t: datetime) -> str:
     return t.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def ibm_objects(count: int, *, seed: int = 1, start: datetime | None = None) -> Iterator[tuple[str, bytes]]:
+def ibm_objects(
+    count: int, *, seed: int = 1, start: datetime | None = None
+) -> Iterator[tuple[str, bytes]]:
     """Yield ``(key, gzip bytes)`` IBM VPC flow-log objects, five minutes apart."""
     rng = random.Random(seed)
     t0 = start or datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
@@ -45,7 +47,9 @@ def ibm_objects(count: int, *, seed: int = 1, start: datetime | None = None) -> 
                     "direction": rng.choice("IO"),
                     "action": rng.choice(["accepted", "accepted", "accepted", "rejected"]),
                     "initiator_ip": f"10.240.0.{rng.randint(2, 250)}",
-                    "target_ip": rng.choice(["10.240.0.1", "161.26.0.10", f"52.1.2.{rng.randint(1, 250)}"]),
+                    "target_ip": rng.choice(
+                        ["10.240.0.1", "161.26.0.10", f"52.1.2.{rng.randint(1, 250)}"]
+                    ),
                     "initiator_port": rng.randint(1024, 65535),
                     "target_port": rng.choice([22, 53, 80, 443, 5432]),
                     "transport_protocol": rng.choice([6, 17]),
@@ -82,7 +86,9 @@ def ibm_objects(count: int, *, seed: int = 1, start: datetime | None = None) -> 
         yield key, gzip.compress(orjson.dumps(doc), mtime=0)
 
 
-def aws_objects(count: int, *, seed: int = 2, start: datetime | None = None) -> Iterator[tuple[str, bytes]]:
+def aws_objects(
+    count: int, *, seed: int = 2, start: datetime | None = None
+) -> Iterator[tuple[str, bytes]]:
     """Yield ``(key, gzip bytes)`` AWS VPC flow-log objects (default v2 format, with header)."""
     rng = random.Random(seed)
     t0 = start or datetime(2026, 11, 1, 12, 0, tzinfo=UTC)

@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from logferry.errors import ConfigError
 from logferry.ledger.base import (
@@ -52,11 +53,20 @@ MIGRATIONS: list[str] = [
 _COLUMNS = "source, key, etag, status, position, lines, bytes, attempts, last_error, owner, updated"
 
 
-def _entry(row: tuple) -> Entry:  # type: ignore[type-arg]
+def _entry(row: tuple[Any, ...]) -> Entry:
     return Entry(
-        row[0], row[1], row[2], Status(row[3]), row[4], row[5], row[6], row[7], row[8], row[9],
+        row[0],
+        row[1],
+        row[2],
+        Status(row[3]),
+        row[4],
+        row[5],
+        row[6],
+        row[7],
+        row[8],
+        row[9],
         row[10],
-    )  # fmt: skip
+    )
 
 
 class SQLiteLedger(Ledger):
@@ -180,9 +190,18 @@ class SQLiteLedger(Ledger):
                     "INSERT INTO objects (source, key, etag, size, last_modified_ms, status, "
                     "attempts, owner, lease_until, first_seen, updated) "
                     "VALUES (?, ?, ?, ?, ?, 'active', 1, ?, ?, ?, ?)",
-                    (source, obj.key, obj.etag, obj.size, obj.last_modified_ms, owner,
-                     now + lease_seconds, now, now),
-                )  # fmt: skip
+                    (
+                        source,
+                        obj.key,
+                        obj.etag,
+                        obj.size,
+                        obj.last_modified_ms,
+                        owner,
+                        now + lease_seconds,
+                        now,
+                        now,
+                    ),
+                )
                 return Claim(source, obj.key, obj.etag, owner, 0, 1)
             status, position, attempts, holder, lease_until = row
             if status == Status.DONE and not force:
@@ -202,12 +221,22 @@ class SQLiteLedger(Ledger):
                 "position = ?, lines = CASE WHEN ? THEN 0 ELSE lines END, "
                 "bytes = CASE WHEN ? THEN 0 ELSE bytes END, updated = ? "
                 "WHERE source = ? AND key = ? AND etag = ?",
-                (owner, now + lease_seconds, attempts + 1, position, force, force, now,
-                 source, obj.key, obj.etag),
-            )  # fmt: skip
+                (
+                    owner,
+                    now + lease_seconds,
+                    attempts + 1,
+                    position,
+                    force,
+                    force,
+                    now,
+                    source,
+                    obj.key,
+                    obj.etag,
+                ),
+            )
             return Claim(source, obj.key, obj.etag, owner, position, attempts + 1)
 
-    def _update_held(self, claim: Claim, sql: str, params: tuple) -> None:  # type: ignore[type-arg]
+    def _update_held(self, claim: Claim, sql: str, params: tuple[Any, ...]) -> None:
         with self._tx() as conn:
             cur = conn.execute(
                 f"UPDATE objects SET {sql} WHERE source = ? AND key = ? AND etag = ? AND owner = ?",

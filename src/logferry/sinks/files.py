@@ -72,7 +72,9 @@ class FileSink(Sink):
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise ConfigError(f"cannot create output directory {self.dir}: {exc.strerror}") from None
+            raise ConfigError(
+                f"cannot create output directory {self.dir}: {exc.strerror}"
+            ) from None
         self.raw = raw
         self.suffix = ".log" if raw else ".jsonl"
         self.name = self.dir.as_uri()
@@ -95,6 +97,7 @@ class FileSink(Sink):
         if resume_at and not partial.exists() and final.exists():
             # Crashed between the rename and the ledger's "done": carry on from the final file.
             os.replace(final, partial)
+        f: IO[bytes]
         if resume_at and partial.exists():
             f = partial.open("r+b")
             keep = self._offset_after_lines(f, resume_at)

@@ -19,7 +19,7 @@ class BucketSource(ABC):
     display: str
 
     @abstractmethod
-    def list(self) -> Iterator[list[ObjectInfo]]:
+    def list_pages(self) -> Iterator[list[ObjectInfo]]:
         """Yield pages of the objects under the prefix (paginated, never all at once)."""
 
     @abstractmethod

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 from logferry.errors import ConfigError, SourceError
 from logferry.records import ObjectInfo
@@ -27,9 +28,11 @@ class LocalDirSource(BucketSource):
     def _info(self, path: Path, key: str) -> ObjectInfo:
         st = path.stat()
         # size + mtime stand in for an ETag: a rewritten file is a new version.
-        return ObjectInfo(key, st.st_size, f"{st.st_size:x}-{st.st_mtime_ns:x}", st.st_mtime_ns // 1_000_000)
+        return ObjectInfo(
+            key, st.st_size, f"{st.st_size:x}-{st.st_mtime_ns:x}", st.st_mtime_ns // 1_000_000
+        )
 
-    def list(self) -> Iterator[list[ObjectInfo]]:
+    def list_pages(self) -> Iterator[list[ObjectInfo]]:
         """Walk the tree in sorted order, yielding pages of files."""
         page: list[ObjectInfo] = []
         for dirpath, dirnames, filenames in os.walk(self.root):
@@ -73,15 +76,17 @@ class LocalDirSource(BucketSource):
         try:
             f = self._path(obj.key).open("rb")
         except FileNotFoundError:
-            raise SourceError(f"object {obj.key} no longer exists (deleted after listing)") from None
+            raise SourceError(
+                f"object {obj.key} no longer exists (deleted after listing)"
+            ) from None
         except OSError as exc:
             raise SourceError(f"cannot read {obj.key}: {exc.strerror}") from None
         return self._stream(f, chunk_size)
 
     @staticmethod
-    def _stream(f: "os.PathLike[str] | object", chunk_size: int) -> Iterator[bytes]:
-        with f:  # type: ignore[attr-defined]
-            while chunk := f.read(chunk_size):  # type: ignore[attr-defined]
+    def _stream(f: IO[bytes], chunk_size: int) -> Iterator[bytes]:
+        with f:
+            while chunk := f.read(chunk_size):
                 yield chunk
 
     def delete(self, keys: list[str]) -> int:

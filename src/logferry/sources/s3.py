@@ -45,7 +45,9 @@ class S3Source(BucketSource):
         verify: bool = True,
     ) -> None:
         if not bucket:
-            raise ConfigError("no bucket given: use s3://BUCKET/PREFIX (or set COS_BUCKET for cos://)")
+            raise ConfigError(
+                "no bucket given: use s3://BUCKET/PREFIX (or set COS_BUCKET for cos://)"
+            )
         self.bucket = bucket
         self.prefix = prefix
         scheme = "cos" if cos else "s3"
@@ -85,14 +87,18 @@ class S3Source(BucketSource):
                 return SourceError(f"{what}: bucket {self.bucket} does not exist")
             if code in ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
                 return SourceError(f"{what}: access denied ({code}); check the credentials")
-            return SourceError(f"{what}: {code or 'error'}: {exc.response.get('Error', {}).get('Message', '')}".rstrip(": "))
+            return SourceError(
+                f"{what}: {code or 'error'}: {exc.response.get('Error', {}).get('Message', '')}".rstrip(
+                    ": "
+                )
+            )
         if isinstance(exc, botocore.exceptions.NoCredentialsError):
             return SourceError(
                 f"{what}: no credentials; set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or a profile"
             )
         return SourceError(f"{what}: {type(exc).__name__}: {exc}")
 
-    def list(self) -> Iterator[list[ObjectInfo]]:
+    def list_pages(self) -> Iterator[list[ObjectInfo]]:
         """Yield one page per ListObjectsV2 call."""
         paginator = self.client.get_paginator("list_objects_v2")
         try:

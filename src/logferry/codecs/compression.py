@@ -1,0 +1,255 @@
+"""Compression: detect gzip / zstd / bz2 from magic bytes and stream-decompress.
+
+Output comes in bounded pieces (at most :data:`PIECE_SIZE` bytes), so a small
+"bomb" chunk never expands into one giant buffer. A stream that is corrupt or
+ends mid-member raises :class:`~logferry.errors.DecodeError` with a one-line reason.
+"""
+
+from __future__ import annotations
+
+import bz2
+import zlib
+from collections.abc import Iterable, Iterator
+from typing import IO, Any, cast
+
+import zstandard
+
+from logferry.errors import DecodeError
+
+#: Largest decompressed piece yielded at once.
+PIECE_SIZE = 1 << 20
+#: Small outputs (from small compressed reads) are joined up to this size, so the
+#: formats downstream see few large pieces instead of many tiny ones.
+_MIN_PIECE = 256 << 10
+
+_GZIP_MAGIC = b"\x1f\x8b"
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+_BZ2_MAGIC = b"BZh"
+_MAGIC_LEN = 4
+
+
+def detect(head: bytes) -> str:
+    """Name the compression of a stream from its first bytes: gzip, zstd, bz2 or none."""
+    if head.startswith(_GZIP_MAGIC):
+        return "gzip"
+    if head.startswith(_ZSTD_MAGIC):
+        return "zstd"
+    # "BZh" plus a block-size digit: plain text starting with "BZh" stays text.
+    if head.startswith(_BZ2_MAGIC) and (len(head) == 3 or head[3:4] in b"123456789"):
+        return "bz2"
+    return "none"
+
+
+def decompress(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """Decompress a stream of byte chunks, detecting the compression from its magic bytes."""
+    source = iter(chunks)
+    head = b""
+    # The first chunk may be shorter than the magic: buffer until we can tell.
+    for chunk in source:
+        head += chunk
+        if len(head) >= _MAGIC_LEN:
+            break
+    kind = detect(head)
+    if kind == "none":
+        if head:
+            yield head
+        yield from (chunk for chunk in source if chunk)
+        return
+    stream = _prepend(head, source)
+    yield from _coalesce(_zstd(stream) if kind == "zstd" else _members(stream, kind))
+
+
+def _prepend(head: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
+    yield head
+    yield from rest
+
+
+def _coalesce(pieces: Iterator[bytes]) -> Iterator[bytes]:
+    """Join pieces of at most PIECE_SIZE bytes into pieces of _MIN_PIECE..PIECE_SIZE bytes."""
+    parts: list[bytes] = []
+    size = 0
+    for piece in pieces:
+        if parts and size + len(piece) > PIECE_SIZE:
+            yield b"".join(parts)
+            parts, size = [], 0
+        parts.append(piece)
+        size += len(piece)
+        if size >= _MIN_PIECE:
+            yield parts[0] if len(parts) == 1 else b"".join(parts)
+            parts, size = [], 0
+    if parts:
+        yield b"".join(parts)
+
+
+def _new_decompressor(kind: str) -> tuple[Any, bool]:
+    """Return a fresh one-member decompressor and whether it buffers input itself (bz2)."""
+    if kind == "gzip":
+        return zlib.decompressobj(wbits=31), False
+    return bz2.BZ2Decompressor(), True
+
+
+def _members(stream: Iterator[bytes], kind: str) -> Iterator[bytes]:
+    """Decompress gzip or bz2, restarting on each member (``cat a.gz b.gz`` is valid gzip)."""
+    dec, buffers_input = _new_decompressor(kind)
+    started = False  # has the current member consumed any input?
+    consumed = 0  # compressed bytes fed so far, for error positions
+    for chunk in stream:
+        data = chunk
+        while data:
+            if not started:
+                # NUL padding after the last member is tolerated, like gzip(1) does.
+                data = data.lstrip(b"\0")
+                if not data:
+                    break
+                started = True
+            try:
+                out = dec.decompress(data, PIECE_SIZE)
+                while True:
+                    if out:
+                        yield out
+                    if dec.eof:
+                        break
+                    if buffers_input:
+                        # bz2 keeps unconsumed input inside; drain until it asks for more.
+                        if dec.needs_input:
+                            break
+                        out = dec.decompress(b"", PIECE_SIZE)
+                    else:
+                        tail: bytes = dec.unconsumed_tail
+                        # A full piece may leave output pending inside zlib even with no tail.
+                        if not tail and len(out) < PIECE_SIZE:
+                            break
+                        out = dec.decompress(tail, PIECE_SIZE)
+            except (zlib.error, OSError, EOFError, ValueError) as exc:
+                raise DecodeError(
+                    f"corrupt {kind} stream: {_reason(exc)} at byte ~{consumed + len(chunk)}"
+                ) from None
+            if dec.eof:
+                data = dec.unused_data
+                dec, buffers_input = _new_decompressor(kind)
+                started = False
+            else:
+                data = b""
+        consumed += len(chunk)
+    if started:
+        raise DecodeError(
+            f"truncated {kind} stream: it ends before the end of its data after {consumed} "
+            "compressed bytes; the object was cut off or is still being written, fetch it again"
+        )
+
+
+def _reason(exc: BaseException) -> str:
+    # zlib says "Error -3 while decompressing data: invalid block type": keep the tail.
+    text = str(exc) or type(exc).__name__
+    return text.rsplit(": ", 1)[-1]
+
+
+class _ChunkReader:
+    """A minimal file-like view of an iterator of chunks, for zstandard's stream_reader."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = chunks
+        self._buf = b""
+        self.frames = _ZstdFrameTracker()
+        self.consumed = 0
+
+    def read(self, size: int = -1) -> bytes:
+        while not self._buf:
+            nxt = next(self._chunks, None)
+            if nxt is None:
+                return b""
+            self._buf = nxt
+        if 0 <= size < len(self._buf):
+            out, self._buf = self._buf[:size], self._buf[size:]
+        else:
+            out, self._buf = self._buf, b""
+        self.frames.feed(out)
+        self.consumed += len(out)
+        return out
+
+
+def _zstd(stream: Iterator[bytes]) -> Iterator[bytes]:
+    """Decompress every zstd frame of the stream in bounded pieces."""
+    reader = _ChunkReader(stream)
+    zreader = zstandard.ZstdDecompressor().stream_reader(
+        cast(IO[bytes], reader), read_across_frames=True
+    )
+    try:
+        while True:
+            out = zreader.read(PIECE_SIZE)
+            if not out:
+                break
+            yield out
+    except zstandard.ZstdError as exc:
+        raise DecodeError(
+            f"corrupt zstd stream: {_reason(exc)} at byte ~{reader.consumed}"
+        ) from None
+    if not reader.frames.complete:
+        raise DecodeError(
+            f"truncated zstd stream: it ends inside a frame after {reader.consumed} compressed "
+            "bytes; the object was cut off or is still being written, fetch it again"
+        )
+
+
+class _ZstdFrameTracker:
+    """Follows zstd frame boundaries in the compressed bytes.
+
+    python-zstandard's readers end silently when the input stops mid-frame; walking the
+    frame and block headers (RFC 8878) is how a cut-off object is told apart from a whole one.
+    """
+
+    def __init__(self) -> None:
+        self._buf = b""
+        self._skip = 0
+        self._need = 4
+        self._state = "magic"
+        self._checksum = 0
+
+    @property
+    def complete(self) -> bool:
+        """True when the bytes fed so far end exactly at a frame boundary."""
+        return self._state == "magic" and not self._buf and self._skip == 0
+
+    def feed(self, data: bytes) -> None:
+        """Account for the next compressed bytes."""
+        pos = 0
+        end = len(data)
+        while pos < end:
+            if self._skip:
+                step = min(self._skip, end - pos)
+                self._skip -= step
+                pos += step
+                continue
+            take = min(self._need - len(self._buf), end - pos)
+            self._buf += data[pos : pos + take]
+            pos += take
+            if len(self._buf) == self._need:
+                header, self._buf = self._buf, b""
+                self._advance(header)
+
+    def _advance(self, header: bytes) -> None:
+        state = self._state
+        if state == "magic":
+            magic = int.from_bytes(header, "little")
+            if magic & 0xFFFFFFF0 == 0x184D2A50:
+                self._state, self._need = "skippable", 4
+            else:
+                # A wrong magic is reported by the decompressor itself.
+                self._state, self._need = "descriptor", 1
+        elif state == "skippable":
+            self._skip = int.from_bytes(header, "little")
+            self._state, self._need = "magic", 4
+        elif state == "descriptor":
+            desc = header[0]
+            single_segment = desc >> 5 & 1
+            fcs_size = (1 if single_segment else 0, 2, 4, 8)[desc >> 6]
+            self._skip = (0 if single_segment else 1) + (0, 1, 2, 4)[desc & 3] + fcs_size
+            self._checksum = 4 if desc >> 2 & 1 else 0
+            self._state, self._need = "block", 3
+        else:  # block header
+            value = int.from_bytes(header, "little")
+            block_type = value >> 1 & 3
+            self._skip = 1 if block_type == 1 else value >> 3  # RLE blocks carry one byte
+            if value & 1:  # last block of the frame
+                self._skip += self._checksum
+                self._state, self._need = "magic", 4

@@ -1,0 +1,97 @@
+"""The format contract: decompressed bytes in, columnar :class:`Chunk` runs out."""
+
+from __future__ import annotations
+
+import collections
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import orjson
+
+from logferry.codecs.framing import read_document
+from logferry.codecs.timestamps import parse_timestamp
+from logferry.errors import DecodeError
+from logferry.records import Chunk
+
+_BOM = b"\xef\xbb\xbf"
+
+#: Records per chunk for formats that decode a whole document at once.
+DOCUMENT_CHUNK_RECORDS = 5000
+
+
+@dataclass
+class FormatOptions:
+    """Per-source decoding options."""
+
+    #: json: make one record per element of this top-level list field.
+    expand: str | None = None
+    #: ndjson/json: fields holding the event time, first present wins.
+    timestamp_fields: tuple[str, ...] = ("timestamp", "@timestamp", "time", "ts")
+    #: Document formats buffer the whole decompressed document; larger ones fail.
+    max_document_bytes: int = 256 * 1024 * 1024
+
+
+@dataclass
+class DecodeContext:
+    """What a format knows about the object it decodes, and where it reports back."""
+
+    key: str
+    #: Fallback timestamp when the data has none (UTC epoch ms).
+    last_modified_ms: int
+    options: FormatOptions = field(default_factory=FormatOptions)
+    #: Notable things, e.g. ``counters["not_json"]``: lines shipped as they are.
+    counters: collections.Counter[str] = field(default_factory=collections.Counter)
+    #: The format actually used; set by decoding (the one "auto" picked).
+    format_name: str | None = None
+
+
+class Format(ABC):
+    """One log format. A new format is one module plus a registry entry."""
+
+    name: ClassVar[str]
+
+    @abstractmethod
+    def decode(self, chunks: Iterable[bytes], ctx: DecodeContext) -> Iterator[Chunk]:
+        """Decode already-decompressed ``chunks`` into runs of records."""
+
+
+def record_timestamp(record: dict[str, Any], names: Sequence[str], default: int) -> int:
+    """Timestamp from the first present field of ``names``, else ``default``."""
+    for name in names:
+        value = record.get(name)
+        if value is not None and value != "":
+            parsed = parse_timestamp(value)
+            return default if parsed is None else parsed
+    return default
+
+
+def load_document(chunks: Iterable[bytes], ctx: DecodeContext, what: str) -> Any:
+    """Parse the whole object as one JSON document (``what`` names it in errors).
+
+    Returns ``None`` for an empty object: a zero-byte object has nothing to ship.
+    """
+    data = read_document(chunks, ctx.options.max_document_bytes)
+    if data.startswith(_BOM):
+        data = data[len(_BOM) :]
+    if not data.strip():
+        return None
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise DecodeError(f"invalid {what}: {exc}") from None
+
+
+def chunk_records(
+    records: list[Any],
+    timestamp_of: Callable[[Any], int],
+) -> Iterator[Chunk]:
+    """Yield decoded ``records`` as chunks of bounded size, each line their compact JSON."""
+    for start in range(0, len(records), DOCUMENT_CHUNK_RECORDS):
+        part = records[start : start + DOCUMENT_CHUNK_RECORDS]
+        yield Chunk(
+            [orjson.dumps(r).decode() for r in part],
+            [timestamp_of(r) for r in part],
+            [r if isinstance(r, dict) else {} for r in part],
+        )

@@ -1,0 +1,59 @@
+"""``ndjson``: one JSON value per line; the line is shipped as written, not re-serialized."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import orjson
+
+from logferry.codecs.formats.base import DecodeContext, Format
+from logferry.codecs.framing import iter_lines
+from logferry.codecs.timestamps import parse_timestamp
+from logferry.records import Chunk
+
+
+class NdjsonFormat(Format):
+    """Newline-delimited JSON. Lines that are not JSON are shipped as they are and counted."""
+
+    name = "ndjson"
+
+    def decode(self, chunks: Iterable[bytes], ctx: DecodeContext) -> Iterator[Chunk]:
+        """Yield one chunk per decompressed chunk; ``fields`` holds each parsed object."""
+        loads = orjson.loads
+        json_error = orjson.JSONDecodeError
+        names = ctx.options.timestamp_fields
+        default = ctx.last_modified_ms
+        for lines in iter_lines(chunks):
+            timestamps: list[int] = []
+            fields: list[dict[str, Any]] = []
+            not_json = not_object = 0
+            for line in lines:
+                try:
+                    value = loads(line)
+                except json_error:
+                    not_json += 1
+                    timestamps.append(default)
+                    fields.append({})
+                    continue
+                if type(value) is not dict:
+                    not_object += 1
+                    timestamps.append(default)
+                    fields.append({})
+                    continue
+                ts = default
+                # Inlined rather than a helper call: this loop runs once per line.
+                for name in names:
+                    raw = value.get(name)
+                    if raw is not None and raw != "":
+                        parsed = parse_timestamp(raw)
+                        if parsed is not None:
+                            ts = parsed
+                        break
+                timestamps.append(ts)
+                fields.append(value)
+            if not_json:
+                ctx.counters["not_json"] += not_json
+            if not_object:
+                ctx.counters["not_object"] += not_object
+            yield Chunk(lines, timestamps, fields)
