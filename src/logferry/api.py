@@ -54,7 +54,8 @@ def ship(
     assert isinstance(options, ShipOptions) and isinstance(sink_options, SinkOptions)
     src = open_source(source, endpoint_url=endpoint_url) if isinstance(source, str) else source
     targets = to if isinstance(to, list) else [to]
-    sinks = [open_sink(t, sink_options) if isinstance(t, str) else t for t in targets]
+    stop = stop or threading.Event()
+    sinks = [open_sink(t, sink_options, stop=stop) if isinstance(t, str) else t for t in targets]
     led = open_ledger(ledger) if ledger is None or isinstance(ledger, str) else ledger
     try:
         return Runner(src, sinks, led, options, progress=progress, stop=stop).run()

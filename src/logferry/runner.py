@@ -408,23 +408,15 @@ class Runner:
             for sink in self.sinks:
                 sink.commit(self.source.id, obj)
             self.ledger.complete(claim)
-        except _Stop:
-            for sink in opened:
-                sink.abort(self.source.id, obj)
-            self.ledger.release(claim)
-        except ClaimLostError as exc:
-            for sink in opened:
-                sink.abort(self.source.id, obj)
-            self.progress.message(str(exc))
         except Exception as exc:
+            if not (isinstance(exc, _Stop) or self.stop.is_set()):
+                self._object_failed(obj, claim, opened, exc)
+                return
+            # Shutdown: a retry wait cut short is not the object's fault; resume it next run.
             for sink in opened:
                 sink.abort(self.source.id, obj)
-            error = one_line(exc)
-            if not isinstance(exc, LogferryError):
-                log.debug("unexpected error shipping %s", obj.key, exc_info=True)
-            with contextlib.suppress(ClaimLostError):  # someone else owns it now
-                self.ledger.fail(claim, error)
-            self._failed(obj, error)
+            with contextlib.suppress(ClaimLostError):
+                self.ledger.release(claim)
         else:
             with self._lock:
                 self.result.objects += 1
@@ -435,6 +427,19 @@ class Runner:
                 self.result.lines += shipped_lines
                 self.result.bytes += shipped_bytes
                 self._counters.update(ctx.counters)
+
+    def _object_failed(self, obj: ObjectInfo, claim: Claim, opened: list[Sink], exc: Exception) -> None:
+        for sink in opened:
+            sink.abort(self.source.id, obj)
+        if isinstance(exc, ClaimLostError):
+            self.progress.message(str(exc))
+            return
+        error = one_line(exc)
+        if not isinstance(exc, LogferryError):
+            log.debug("unexpected error shipping %s", obj.key, exc_info=True)
+        with contextlib.suppress(ClaimLostError):  # someone else owns it now
+            self.ledger.fail(claim, error)
+        self._failed(obj, error)
 
     def _counted(self, chunks: Iterator[bytes]) -> Iterator[bytes]:
         try:

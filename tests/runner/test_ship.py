@@ -318,3 +318,26 @@ def test_stop_event_checkpoints_and_resumes(tmp_path: Path) -> None:
     assert r2.ok and r2.lines == 20000 - r.lines
     ns = [orjson.loads(x["line"])["n"] for x in read_jsonl(tmp_path / "out" / "big.ndjson.jsonl")]
     assert ns == list(range(20000))
+
+
+def test_cos_alias_reads_the_original_ibm_names(
+    s3, bucket, s3_endpoint, tmp_path, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    put_fixtures(s3, bucket)
+    monkeypatch.setenv("COS_ENDPOINT", s3_endpoint)
+    monkeypatch.setenv("COS_BUCKET", bucket)
+    monkeypatch.setenv("COS_HMAC_ACCESS_KEY_ID", "hmac-id")
+    monkeypatch.setenv("COS_HMAC_SECRET_ACCESS_KEY", "hmac-secret")
+    r = ship("cos://", to=str(tmp_path / "out"), ledger=str(tmp_path / "l.db"))
+    assert r.ok and r.objects == 2 and r.lines == 2
+    assert r.source == f"cos://{bucket}/"
+
+
+def test_stdout_sink(tmp_path: Path) -> None:
+    src = tmp_path / "bucket"
+    src.mkdir()
+    (src / "a.log").write_text("hello\n")
+    p = run_cli("ship", str(src), "--to", "-", "--ledger", str(tmp_path / "l.db"), "--quiet")
+    assert p.returncode == 0, p.stderr
+    (row,) = [orjson.loads(x) for x in p.stdout.splitlines()]
+    assert row["line"] == "hello" and row["key"] == "a.log" and row["timestamp"].endswith("Z")

@@ -171,9 +171,9 @@ def ship(
     )
     assert isinstance(options, ShipOptions) and isinstance(sink_options, SinkOptions)
     src = open_source(source, endpoint_url=endpoint_url, verify=not no_verify_tls)
-    opened = [open_sink(s, sink_options) for s in sinks]
-    led = open_ledger(ledger)
     stop = threading.Event()
+    opened = [open_sink(s, sink_options, stop=stop) for s in sinks]
+    led = open_ledger(ledger)
     install_signal_handlers(stop)
     progress = make_progress(quiet)
     try:

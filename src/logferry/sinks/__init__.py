@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from urllib.parse import unquote, urlsplit
 
 from logferry.config import SinkOptions
@@ -15,8 +16,13 @@ __all__ = ["ConcatSink", "FileSink", "Sink", "StdoutSink", "open_sink"]
 MEZMO_SCHEMES = ("mezmo+https", "mezmo+http", "logdna+https", "logdna+http")
 
 
-def open_sink(url: str, options: SinkOptions | None = None) -> Sink:
-    """Open ``mezmo+https://…``, ``logdna:REGION``, ``file:///DIR``, ``-`` or ``stdout:``."""
+def open_sink(
+    url: str, options: SinkOptions | None = None, *, stop: threading.Event | None = None
+) -> Sink:
+    """Open ``mezmo+https://…``, ``logdna:REGION``, ``file:///DIR``, ``-`` or ``stdout:``.
+
+    ``stop`` cuts retry waits short when a shutdown is requested.
+    """
     options = options or SinkOptions()
     if url in ("-", "stdout:", "stdout://"):
         return StdoutSink()
@@ -31,6 +37,7 @@ def open_sink(url: str, options: SinkOptions | None = None) -> Sink:
             tags=options.tags,
             max_line_bytes=options.max_line_bytes,
             verify=options.verify_tls,
+            stop_event=stop,
         )
     if scheme == "file":
         parts = urlsplit(url)
