@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from collections.abc import Sequence
 
 from logferry.config import MiB, ShipOptions, SinkOptions, build
 from logferry.errors import ConfigError
@@ -14,7 +16,7 @@ from logferry.sources import BucketSource, open_source
 
 def ship(
     source: str | BucketSource,
-    to: str | Sink | list[str | Sink],
+    to: str | Sink | Sequence[str | Sink],
     *,
     format: str = "auto",
     key: str | None = None,
@@ -23,9 +25,12 @@ def ship(
     ledger: str | Ledger | None = None,
     endpoint_url: str | None = None,
     expand: str | None = None,
+    timestamp_fields: Sequence[str] | None = None,
     app: str = "logferry",
     hostname: str | None = None,
     tags: str | None = None,
+    max_line_bytes: int = 32 * 1024,
+    verify_tls: bool = True,
     workers: int = 4,
     batch_bytes: int = 2 * MiB,
     progress: Progress | None = None,
@@ -37,8 +42,9 @@ def ship(
     Raises ``ConfigError`` for bad arguments; per-object failures are in the result.
     """
     if sum(map(bool, (key, latest, all))) > 1:
-        raise ConfigError("key, latest and all are exclusive: pick one")
+        raise ConfigError("--key, --latest and --all are exclusive: pick one")
     mode = "key" if key else "latest" if latest else "all" if all else "catchup"
+    extra = {"timestamp_fields": tuple(timestamp_fields)} if timestamp_fields else {}
     options = build(
         ShipOptions,
         mode=mode,
@@ -49,20 +55,29 @@ def ship(
         workers=workers,
         batch_bytes=batch_bytes,
         force=all,
+        **extra,
     )
-    sink_options = build(SinkOptions, app=app, hostname=hostname, tags=tags)
+    sink_options = build(
+        SinkOptions,
+        app=app,
+        hostname=hostname,
+        tags=tags,
+        max_line_bytes=max_line_bytes,
+        verify_tls=verify_tls,
+    )
     assert isinstance(options, ShipOptions) and isinstance(sink_options, SinkOptions)
-    src = open_source(source, endpoint_url=endpoint_url) if isinstance(source, str) else source
-    targets = to if isinstance(to, list) else [to]
     stop = stop or threading.Event()
-    sinks = [open_sink(t, sink_options, stop=stop) if isinstance(t, str) else t for t in targets]
-    led = open_ledger(ledger) if ledger is None or isinstance(ledger, str) else ledger
-    try:
-        return Runner(src, sinks, led, options, progress=progress, stop=stop).run()
-    finally:
-        for sink in sinks:
-            sink.close()
-        if not isinstance(ledger, Ledger):
-            led.close()
+    with contextlib.ExitStack() as cleanup:
         if isinstance(source, str):
-            src.close()
+            source = open_source(source, endpoint_url=endpoint_url, verify=verify_tls)
+            cleanup.callback(source.close)
+        sinks: list[Sink] = []
+        for target in [to] if isinstance(to, (str, Sink)) else to:
+            sink = open_sink(target, sink_options, stop=stop) if isinstance(target, str) else target
+            cleanup.callback(sink.close)
+            sinks.append(sink)
+        if not isinstance(ledger, Ledger):
+            ledger = open_ledger(ledger)
+            cleanup.callback(ledger.close)
+        return Runner(source, sinks, ledger, options, progress=progress, stop=stop).run()
+    raise AssertionError("unreachable")  # pragma: no cover - keeps mypy's return analysis happy

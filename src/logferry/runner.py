@@ -428,7 +428,9 @@ class Runner:
                 self.result.bytes += shipped_bytes
                 self._counters.update(ctx.counters)
 
-    def _object_failed(self, obj: ObjectInfo, claim: Claim, opened: list[Sink], exc: Exception) -> None:
+    def _object_failed(
+        self, obj: ObjectInfo, claim: Claim, opened: list[Sink], exc: Exception
+    ) -> None:
         for sink in opened:
             sink.abort(self.source.id, obj)
         if isinstance(exc, ClaimLostError):

@@ -103,10 +103,10 @@ class RichBar(Progress):
         self._bytes = 0
         self._t0 = time.monotonic()
         self._lock = threading.Lock()
-        self._bar.start()
 
     def start_pass(self, objects: int, nbytes: int) -> None:
         """Reset the bar for a new listing pass."""
+        self._bar.start()  # only once work begins: a config error leaves the terminal as it was
         with self._lock:
             if self._task is not None:
                 self._bar.remove_task(self._task)

@@ -7,13 +7,9 @@ from pathlib import Path
 
 import click
 
+from logferry import api
 from logferry.cli.common import err, handle_errors, make_progress, print_summary
-from logferry.config import ShipOptions
 from logferry.generate.flowlogs import aws_objects, ibm_objects, write_to_dir
-from logferry.ledger import SQLiteLedger
-from logferry.runner import Runner
-from logferry.sinks import FileSink
-from logferry.sources import LocalDirSource
 
 
 @click.command()
@@ -46,15 +42,7 @@ def demo(directory: str, objects: int, quiet: bool) -> None:
         bucket.mkdir(parents=True, exist_ok=True)
         n = write_to_dir(bucket, ibm_objects(objects)) + write_to_dir(bucket, aws_objects(objects))
         err.print(f"generated {n} sample flow-log objects in {bucket}")
-    ledger = SQLiteLedger(ledger_path)
-    sink = FileSink(out)
-    try:
-        result = Runner(
-            LocalDirSource(bucket), [sink], ledger, ShipOptions(), progress=make_progress(quiet)
-        ).run()
-    finally:
-        sink.close()
-        ledger.close()
+    result = api.ship(str(bucket), str(out), ledger=str(ledger_path), progress=make_progress(quiet))
     code = print_summary(result, as_json=False, quiet=False)
     if result.objects == 0 and not result.failed:
         err.print("nothing new to ship: the ledger already has every object done")

@@ -6,13 +6,11 @@ import sys
 
 import click
 
+from logferry import api
 from logferry.cli.common import handle_errors, make_progress, print_summary
 from logferry.cli.ship import decode_options, source_options
-from logferry.config import ShipOptions, build
 from logferry.ledger import SQLiteLedger
-from logferry.runner import Runner
 from logferry.sinks import ConcatSink, FileSink, Sink
-from logferry.sources import open_source
 
 
 @click.command()
@@ -55,29 +53,26 @@ def pull(
     """
     if not dest and not concat:
         raise click.UsageError("give --dest DIR, --concat FILE, or both")
-    extra = {"timestamp_fields": timestamp_fields} if timestamp_fields else {}
-    options = build(
-        ShipOptions,
-        mode="latest" if latest else "catchup",
-        latest=latest,
-        format=fmt,
-        expand=expand,
-        workers=1 if concat else 4,
-        **extra,
-    )
-    assert isinstance(options, ShipOptions)
     sinks: list[Sink] = []
     if dest:
         sinks.append(FileSink(dest, raw=True))
     if concat:
         sinks.append(ConcatSink(concat))
-    src = open_source(source, endpoint_url=endpoint_url, verify=not no_verify_tls)
-    ledger = SQLiteLedger(":memory:")
+    ledger = SQLiteLedger(":memory:")  # pulling never marks anything shipped
     try:
-        result = Runner(src, sinks, ledger, options, progress=make_progress(quiet)).run()
+        result = api.ship(
+            source,
+            sinks,
+            format=fmt,
+            latest=latest,
+            ledger=ledger,
+            endpoint_url=endpoint_url,
+            expand=expand,
+            timestamp_fields=timestamp_fields,
+            verify_tls=not no_verify_tls,
+            workers=1 if concat else 4,  # one at a time keeps --concat in object order
+            progress=make_progress(quiet),
+        )
     finally:
-        for s in sinks:
-            s.close()
         ledger.close()
-        src.close()
     sys.exit(print_summary(result, as_json=as_json, quiet=quiet, verb="pulled"))

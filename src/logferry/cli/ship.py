@@ -7,6 +7,7 @@ import threading
 
 import click
 
+from logferry import api
 from logferry.cli.common import (
     fail_usage,
     handle_errors,
@@ -15,11 +16,6 @@ from logferry.cli.common import (
     print_summary,
 )
 from logferry.codecs.formats import FORMATS
-from logferry.config import ShipOptions, SinkOptions, build
-from logferry.ledger import open_ledger
-from logferry.runner import Runner
-from logferry.sinks import open_sink
-from logferry.sources import open_source
 
 FORMAT_CHOICES = sorted({"auto", *FORMATS})
 
@@ -143,44 +139,29 @@ def ship(
     first, listing again until nothing new arrives. Exit 0 when everything
     shipped, 1 when any object failed, 2 for usage errors.
     """
-    if sum(map(bool, (key, latest, resend_all))) > 1:
-        fail_usage("--key, --latest and --all are exclusive: pick one")
     if "-" in sinks and as_json:
         fail_usage("--json and the stdout sink (-) would share stdout: pick one")
-    mode = "key" if key else "latest" if latest else "all" if resend_all else "catchup"
-    extra = {"timestamp_fields": timestamp_fields} if timestamp_fields else {}
-    options = build(
-        ShipOptions,
-        mode=mode,
+    stop = threading.Event()
+    install_signal_handlers(stop)
+    result = api.ship(
+        source,
+        list(sinks),
+        format=fmt,
         key=key,
         latest=latest,
-        format=fmt,
+        all=resend_all,
+        ledger=ledger,
+        endpoint_url=endpoint_url,
         expand=expand,
-        workers=workers,
-        batch_bytes=batch_bytes,
-        force=resend_all,
-        **extra,
-    )
-    sink_options = build(
-        SinkOptions,
+        timestamp_fields=timestamp_fields,
         app=app,
         hostname=hostname,
         tags=tags,
         max_line_bytes=max_line_bytes,
         verify_tls=not no_verify_tls,
+        workers=workers,
+        batch_bytes=batch_bytes,
+        progress=make_progress(quiet),
+        stop=stop,
     )
-    assert isinstance(options, ShipOptions) and isinstance(sink_options, SinkOptions)
-    src = open_source(source, endpoint_url=endpoint_url, verify=not no_verify_tls)
-    stop = threading.Event()
-    opened = [open_sink(s, sink_options, stop=stop) for s in sinks]
-    led = open_ledger(ledger)
-    install_signal_handlers(stop)
-    progress = make_progress(quiet)
-    try:
-        result = Runner(src, opened, led, options, progress=progress, stop=stop).run()
-    finally:
-        for s in opened:
-            s.close()
-        led.close()
-        src.close()
     sys.exit(print_summary(result, as_json=as_json, quiet=quiet))
