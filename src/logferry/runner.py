@@ -265,7 +265,7 @@ class Runner:
             known = self.ledger.lookup(self.source.id, (o.key for o in page))
             for obj in page:
                 seen = known.get(obj.key)
-                if seen is None or seen[0] != obj.etag or seen[1] != Status.DONE:
+                if seen is None or seen.etag != obj.etag or seen.status != Status.DONE:
                     todo.append(obj)
         todo.sort(key=lambda o: (o.last_modified_ms, o.key))
         return todo

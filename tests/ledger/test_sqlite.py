@@ -57,7 +57,8 @@ def test_new_etag_is_a_new_object(ledger: SQLiteLedger) -> None:
     ledger.complete(claim)
     newer = ObjectInfo(OBJ.key, 200, "etag-2", OBJ.last_modified_ms + 1)
     assert ledger.claim("s3://b", newer, "me", 60) is not None
-    assert ledger.lookup("s3://b", [OBJ.key])[OBJ.key] == ("etag-2", Status.ACTIVE)
+    seen = ledger.lookup("s3://b", [OBJ.key])[OBJ.key]
+    assert (seen.etag, seen.status, seen.attempts) == ("etag-2", Status.ACTIVE, 1)
 
 
 def test_live_claim_blocks_others_until_lease_expires(ledger: SQLiteLedger) -> None:

@@ -43,19 +43,32 @@ class Claim:
 
 @dataclass(frozen=True, slots=True)
 class Entry:
-    """A ledger row as seen by listings and status output."""
+    """A ledger row as seen by listings, status output and the error queue."""
 
+    id: int
     source: str
     key: str
     etag: str
+    size: int
     status: Status
     position: int
     lines: int
     bytes: int
     attempts: int
+    error_class: str | None
     last_error: str | None
     owner: str | None
+    first_seen: float
     updated: float
+
+
+@dataclass(frozen=True, slots=True)
+class Seen:
+    """What a listing needs to know about an object the ledger has seen."""
+
+    etag: str
+    status: Status
+    attempts: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,8 +122,8 @@ class Ledger(ABC):
     display: str
 
     @abstractmethod
-    def lookup(self, source: str, keys: Iterable[str]) -> dict[str, tuple[str, Status]]:
-        """Map each known key of ``keys`` to (etag, status) of its latest row."""
+    def lookup(self, source: str, keys: Iterable[str]) -> dict[str, Seen]:
+        """Map each known key of ``keys`` to its most recently updated row."""
 
     @abstractmethod
     def get(self, source: str, key: str, etag: str) -> Entry | None:
@@ -141,8 +154,11 @@ class Ledger(ABC):
         """Mark the object done."""
 
     @abstractmethod
-    def fail(self, claim: Claim, error: str) -> None:
-        """Mark the object failed with a one-line reason; keep its position for a resume."""
+    def fail(self, claim: Claim, error: str, error_class: str = "") -> None:
+        """Mark the object failed with a one-line reason; keep its position for a resume.
+
+        Failed rows are the error queue: ``errors`` lists them, ``drain`` retries them.
+        """
 
     @abstractmethod
     def release(self, claim: Claim) -> None:
@@ -151,6 +167,14 @@ class Ledger(ABC):
     @abstractmethod
     def entries(self, source: str | None = None, status: Status | None = None) -> list[Entry]:
         """Rows, optionally filtered by source and status, newest first."""
+
+    @abstractmethod
+    def entry(self, entry_id: int) -> Entry | None:
+        """Return the row with this id (as shown by ``logferry errors``)."""
+
+    @abstractmethod
+    def purge_failed(self, ids: Iterable[int] | None = None, source: str | None = None) -> int:
+        """Delete failed rows (all, or those ids / that source); return how many."""
 
     @abstractmethod
     def status(self) -> list[SourceStatus]:

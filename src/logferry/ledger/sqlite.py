@@ -17,6 +17,7 @@ from logferry.ledger.base import (
     ClaimLostError,
     Entry,
     Ledger,
+    Seen,
     SourceStatus,
     Status,
     owner_is_dead,
@@ -48,25 +49,24 @@ MIGRATIONS: list[str] = [
     CREATE INDEX objects_source_key ON objects (source, key);
     CREATE INDEX objects_status ON objects (source, status);
     """,
+    """
+    ALTER TABLE objects ADD COLUMN error_class TEXT;
+    """,
 ]
 
-_COLUMNS = "source, key, etag, status, position, lines, bytes, attempts, last_error, owner, updated"
+_COLUMNS = (
+    "rowid, source, key, etag, size, status, position, lines, bytes, attempts, error_class, "
+    "last_error, owner, first_seen, updated"
+)
 
 
 def _entry(row: tuple[Any, ...]) -> Entry:
+    (rowid, source, key, etag, size, status, position, lines, nbytes, attempts, error_class,
+     last_error, owner, first_seen, updated) = row  # fmt: skip
     return Entry(
-        row[0],
-        row[1],
-        row[2],
-        Status(row[3]),
-        row[4],
-        row[5],
-        row[6],
-        row[7],
-        row[8],
-        row[9],
-        row[10],
-    )
+        rowid, source, key, etag, size, Status(status), position, lines, nbytes, attempts,
+        error_class, last_error, owner, first_seen, updated,
+    )  # fmt: skip
 
 
 class SQLiteLedger(Ledger):
@@ -145,21 +145,21 @@ class SQLiteLedger(Ledger):
         except sqlite3.DatabaseError as exc:
             raise ConfigError(f"{self.display} is not a usable ledger: {exc}") from None
 
-    def lookup(self, source: str, keys: Iterable[str]) -> dict[str, tuple[str, Status]]:
-        """Map each known key to (etag, status) of its most recently updated row."""
-        found: dict[str, tuple[str, Status]] = {}
+    def lookup(self, source: str, keys: Iterable[str]) -> dict[str, Seen]:
+        """Map each known key to its most recently updated row."""
+        found: dict[str, Seen] = {}
         keys = list(keys)
         conn = self._conn()
         for i in range(0, len(keys), 500):
             part = keys[i : i + 500]
             marks = ",".join("?" * len(part))
             rows = conn.execute(
-                f"SELECT key, etag, status FROM objects WHERE source = ? AND key IN ({marks}) "
+                f"SELECT key, etag, status, attempts FROM objects WHERE source = ? AND key IN ({marks}) "
                 "ORDER BY updated",
                 (source, *part),
             ).fetchall()
-            for key, etag, status in rows:
-                found[key] = (etag, Status(status))
+            for key, etag, status, attempts in rows:
+                found[key] = Seen(etag, Status(status), attempts)
         return found
 
     def get(self, source: str, key: str, etag: str) -> Entry | None:
@@ -275,12 +275,17 @@ class SQLiteLedger(Ledger):
             (now, now),
         )
 
-    def fail(self, claim: Claim, error: str) -> None:
+    def fail(self, claim: Claim, error: str, error_class: str = "") -> None:
         """Mark failed with a one-line reason."""
         self._update_held(
             claim,
-            "status = 'failed', owner = NULL, lease_until = NULL, last_error = ?, updated = ?",
-            (error.splitlines()[0] if error else "unknown error", time.time()),
+            "status = 'failed', owner = NULL, lease_until = NULL, last_error = ?, "
+            "error_class = ?, updated = ?",
+            (
+                error.splitlines()[0] if error else "unknown error",
+                error_class or None,
+                time.time(),
+            ),
         )
 
     def release(self, claim: Claim) -> None:
@@ -305,6 +310,26 @@ class SQLiteLedger(Ledger):
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY updated DESC"
         return [_entry(r) for r in self._conn().execute(sql, params).fetchall()]
+
+    def entry(self, entry_id: int) -> Entry | None:
+        """The row with this id."""
+        row = (
+            self._conn()
+            .execute(f"SELECT {_COLUMNS} FROM objects WHERE rowid = ?", (entry_id,))
+            .fetchone()
+        )
+        return _entry(row) if row else None
+
+    def purge_failed(self, ids: Iterable[int] | None = None, source: str | None = None) -> int:
+        """Delete failed rows, optionally only these ids or this source."""
+        sql, params = "DELETE FROM objects WHERE status = 'failed'", []
+        if source is not None:
+            sql += " AND source = ?"
+            params.append(source)
+        with self._tx() as conn:
+            if ids is None:
+                return conn.execute(sql, params).rowcount
+            return sum(conn.execute(sql + " AND rowid = ?", (*params, i)).rowcount for i in ids)
 
     def status(self) -> list[SourceStatus]:
         """Per source: counts by status, lines, bytes, last shipped time."""
