@@ -440,7 +440,7 @@ class Runner:
         if not isinstance(exc, LogferryError):
             log.debug("unexpected error shipping %s", obj.key, exc_info=True)
         with contextlib.suppress(ClaimLostError):  # someone else owns it now
-            self.ledger.fail(claim, error)
+            self.ledger.fail(claim, error, type(exc).__name__)
         self._failed(obj, error)
 
     def _counted(self, chunks: Iterator[bytes]) -> Iterator[bytes]:
