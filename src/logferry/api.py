@@ -19,7 +19,7 @@ def ship(
     to: str | Sink | Sequence[str | Sink],
     *,
     format: str = "auto",
-    key: str | None = None,
+    key: str | Sequence[str] | None = None,
     latest: int | None = None,
     all: bool = False,
     ledger: str | Ledger | None = None,
@@ -33,12 +33,15 @@ def ship(
     verify_tls: bool = True,
     workers: int = 4,
     batch_bytes: int = 2 * MiB,
+    max_attempts: int = 5,
+    retry_delay: float = 2.0,
     progress: Progress | None = None,
     stop: threading.Event | None = None,
 ) -> ShipResult:
     """Ship the objects of ``source`` to every sink in ``to``; see ``logferry ship --help``.
 
-    Modes: catchup (default), ``key=`` one object, ``latest=N``, ``all=True`` (re-send).
+    Modes: catchup (default), ``key=`` one object (or several), ``latest=N``, ``all=True``
+    (re-send). Catchup leaves alone objects that failed ``max_attempts`` times: ``drain`` them.
     Raises ``ConfigError`` for bad arguments; per-object failures are in the result.
     """
     if sum(map(bool, (key, latest, all))) > 1:
@@ -48,13 +51,15 @@ def ship(
     options = build(
         ShipOptions,
         mode=mode,
-        key=key,
+        keys=(key,) if isinstance(key, str) else tuple(key or ()),
         latest=latest,
         format=format,
         expand=expand,
         workers=workers,
         batch_bytes=batch_bytes,
         force=all,
+        max_attempts=max_attempts,
+        retry_delay=retry_delay,
         **extra,
     )
     sink_options = build(

@@ -9,6 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from logferry.errors import ConfigError
 
 Mode = Literal["catchup", "key", "latest", "all"]
+"""catchup: everything not done; key: the objects named in ``keys``; latest: the N newest
+not done; all: everything again."""
 
 MiB = 1024 * 1024
 
@@ -19,7 +21,7 @@ class ShipOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     mode: Mode = "catchup"
-    key: str | None = None
+    keys: tuple[str, ...] = ()
     latest: int | None = Field(default=None, ge=1)
     format: str = "auto"
     expand: str | None = None
@@ -32,11 +34,13 @@ class ShipOptions(BaseModel):
     lease_seconds: float = Field(default=120.0, ge=1)
     read_chunk: int = Field(default=MiB, ge=4096)
     force: bool = False
+    max_attempts: int = Field(default=5, ge=1)
+    retry_delay: float = Field(default=2.0, ge=0)
 
     @model_validator(mode="after")
     def _mode_arguments(self) -> ShipOptions:
-        if self.mode == "key" and not self.key:
-            raise ValueError("mode 'key' needs a key")
+        if self.mode == "key" and not self.keys:
+            raise ValueError("mode 'key' needs at least one key")
         if self.mode == "latest" and not self.latest:
             raise ValueError("mode 'latest' needs a count")
         return self

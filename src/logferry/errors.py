@@ -16,7 +16,14 @@ class ObjectError(LogferryError):
 
 
 class SourceError(ObjectError):
-    """Reading or listing a source failed (missing object, access denied, ...)."""
+    """Reading or listing a source failed (missing object, access denied, ...).
+
+    ``transient`` marks failures worth retrying in the same run (a read cut short).
+    """
+
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 class DecodeError(ObjectError):
@@ -25,6 +32,13 @@ class DecodeError(ObjectError):
 
 class SinkError(LogferryError):
     """A sink refused or failed to take a batch."""
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for failures that may well pass on a later attempt (outages, cut connections)."""
+    if isinstance(exc, SourceError):
+        return exc.transient
+    return isinstance(exc, RetryableSinkError)
 
 
 class RetryableSinkError(SinkError):

@@ -23,7 +23,7 @@ from typing import Any
 from logferry.codecs import decode_object
 from logferry.codecs.formats.base import DecodeContext, FormatOptions
 from logferry.config import ShipOptions
-from logferry.errors import LogferryError, ObjectError
+from logferry.errors import LogferryError, ObjectError, is_transient
 from logferry.ledger.base import Claim, ClaimLostError, Ledger, Status, new_owner_id
 from logferry.records import Batch, Chunk, ObjectInfo
 from logferry.sinks.base import Sink
@@ -71,6 +71,7 @@ class ShipResult:
     lines: int = 0
     bytes: int = 0
     skipped: int = 0
+    held: int = 0
     failed: list[Failure] = field(default_factory=list)
     counters: dict[str, int] = field(default_factory=dict)
     interrupted: bool = False
@@ -78,8 +79,8 @@ class ShipResult:
 
     @property
     def ok(self) -> bool:
-        """True when nothing failed and the run was not interrupted."""
-        return not self.failed and not self.interrupted
+        """True when nothing failed, nothing waits in the error queue, and no interruption."""
+        return not self.failed and not self.interrupted and not self.held
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON summary."""
@@ -89,6 +90,7 @@ class ShipResult:
             "lines": self.lines,
             "bytes": self.bytes,
             "skipped": self.skipped,
+            "held": self.held,
             "failed": [{"key": f.key, "error": f.error} for f in self.failed],
             "counters": dict(sorted(self.counters.items())),
             "interrupted": self.interrupted,
@@ -247,6 +249,8 @@ class Runner:
         self._claims: dict[tuple[str, str], Claim] = {}
         self._counters: collections.Counter[str] = collections.Counter()
         self._hb_stop = threading.Event()
+        self._failures: dict[str, Failure] = {}
+        self._transient: set[tuple[str, str]] = set()
         self.format_options = FormatOptions(
             expand=self.options.expand,
             timestamp_fields=self.options.timestamp_fields,
@@ -256,8 +260,13 @@ class Runner:
     # -- selecting objects -------------------------------------------------
 
     def pending(self, *, include_done: bool = False) -> list[ObjectInfo]:
-        """Objects not yet done (all with ``include_done``), oldest first (LastModified, key)."""
+        """Objects to ship, oldest first (LastModified, then key).
+
+        Not done, and not failed ``max_attempts`` times (those wait in the error queue for
+        ``drain``); everything with ``include_done``.
+        """
         todo: list[ObjectInfo] = []
+        limit = self.options.max_attempts
         for page in self.source.list_pages():
             if include_done:
                 todo.extend(page)
@@ -265,7 +274,14 @@ class Runner:
             known = self.ledger.lookup(self.source.id, (o.key for o in page))
             for obj in page:
                 seen = known.get(obj.key)
-                if seen is None or seen.etag != obj.etag or seen.status != Status.DONE:
+                if seen is None or seen.etag != obj.etag:
+                    todo.append(obj)
+                elif seen.status == Status.FAILED:
+                    if seen.attempts < limit:
+                        todo.append(obj)
+                    else:
+                        self.result.held += 1
+                elif seen.status != Status.DONE:
                     todo.append(obj)
         todo.sort(key=lambda o: (o.last_modified_ms, o.key))
         return todo
@@ -280,8 +296,7 @@ class Runner:
         try:
             mode = self.options.mode
             if mode == "key":
-                assert self.options.key is not None
-                self._ship_key(self.options.key)
+                self._ship_keys(self.options.keys)
             elif mode == "latest":
                 assert self.options.latest is not None
                 self._ship_pass(self.pending()[-self.options.latest :])
@@ -302,27 +317,39 @@ class Runner:
         return self.result
 
     def _catchup(self) -> None:
-        # List again after each pass: objects keep arriving during long catch-ups.
-        attempted: set[tuple[str, str]] = set()
+        # List again after each pass: objects keep arriving during long catch-ups. An object
+        # that failed for a transient reason is tried again in a later pass, after a growing
+        # delay, until it has had max_attempts; other failures wait for the next run or drain.
+        settled: set[tuple[str, str]] = set()
+        delay = self.options.retry_delay
         while not self.stop.is_set():
-            todo = [o for o in self.pending() if (o.key, o.etag) not in attempted]
+            self.result.held = 0
+            todo = [o for o in self.pending() if (o.key, o.etag) not in settled]
             if not todo:
                 return
-            attempted.update((o.key, o.etag) for o in todo)
+            if any((o.key, o.etag) in self._transient for o in todo):
+                if self.stop.wait(delay):
+                    return
+                delay = min(delay * 2, 60.0)
+            self._transient.clear()
             self._ship_pass(todo)
+            settled.update((o.key, o.etag) for o in todo if (o.key, o.etag) not in self._transient)
 
-    def _ship_key(self, key: str) -> None:
-        try:
-            obj = self.source.head(key)
-        except ObjectError as exc:
-            self._failed(ObjectInfo(key, 0, "", 0), one_line(exc))
-            return
-        entry = self.ledger.get(self.source.id, obj.key, obj.etag)
-        if entry is not None and entry.status == Status.DONE and not self.options.force:
-            self.progress.message(f"{key}: already shipped (ledger says done); skipped")
-            self.result.skipped += 1
-            return
-        self._ship_pass([obj], force=self.options.force)
+    def _ship_keys(self, keys: tuple[str, ...]) -> None:
+        todo: list[ObjectInfo] = []
+        for key in keys:
+            try:
+                obj = self.source.head(key)
+            except ObjectError as exc:
+                self._failed(ObjectInfo(key, 0, "", 0), one_line(exc))
+                continue
+            entry = self.ledger.get(self.source.id, obj.key, obj.etag)
+            if entry is not None and entry.status == Status.DONE and not self.options.force:
+                self.progress.message(f"{key}: already shipped (ledger says done); skipped")
+                self.result.skipped += 1
+                continue
+            todo.append(obj)
+        self._ship_pass(todo, force=self.options.force)
 
     def _ship_pass(self, objects: list[ObjectInfo], force: bool = False) -> None:
         self.progress.start_pass(len(objects), sum(o.size for o in objects))
@@ -361,7 +388,8 @@ class Runner:
 
     def _failed(self, obj: ObjectInfo, error: str) -> None:
         with self._lock:
-            self.result.failed.append(Failure(obj.key, error))
+            self._failures[obj.key] = Failure(obj.key, error)
+            self.result.failed = list(self._failures.values())
         self.progress.object_finished(obj, error)
 
     def _ship_object(self, obj: ObjectInfo, force: bool) -> None:
@@ -420,6 +448,8 @@ class Runner:
         else:
             with self._lock:
                 self.result.objects += 1
+                if self._failures.pop(obj.key, None):  # a retry in this run succeeded
+                    self.result.failed = list(self._failures.values())
             self.progress.object_finished(obj, None)
         finally:
             with self._lock:
@@ -441,6 +471,9 @@ class Runner:
             log.debug("unexpected error shipping %s", obj.key, exc_info=True)
         with contextlib.suppress(ClaimLostError):  # someone else owns it now
             self.ledger.fail(claim, error, type(exc).__name__)
+        if is_transient(exc) and claim.attempts < self.options.max_attempts:
+            with self._lock:
+                self._transient.add((obj.key, obj.etag))
         self._failed(obj, error)
 
     def _counted(self, chunks: Iterator[bytes]) -> Iterator[bytes]:

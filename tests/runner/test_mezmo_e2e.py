@@ -151,10 +151,17 @@ def test_sink_outage_never_advances_the_ledger(tmp_path: Path, mezmo) -> None:  
     from logferry.sinks.mezmo import MezmoSink
 
     sink = MezmoSink(mezmo.url, retry=RetryPolicy(max_attempts=3, base=0.01, cap=0.02))
-    r = ship(str(src), to=sink, ledger=str(tmp_path / "l.db"))
+    led = str(tmp_path / "l.db")
+    # an outage is transient: the run tries the object again (2 attempts here), then gives up
+    r = ship(str(src), to=sink, ledger=led, max_attempts=2, retry_delay=0.05)
     assert not r.ok and "500" in r.failed[0].error
+    assert mezmo.statuses()[500] == 6
     with sqlite3.connect(tmp_path / "l.db") as conn:
-        assert conn.execute("SELECT position, status FROM objects").fetchone() == (0, "failed")
+        row = conn.execute("SELECT position, status, attempts, error_class FROM objects").fetchone()
+    assert row == (0, "failed", 2, "RetryableSinkError")
+    # with every attempt used, catchup leaves it in the error queue (and says so)
     mezmo.clear()
-    r = ship(str(src), to=mezmo.url, ledger=str(tmp_path / "l.db"))
+    r = ship(str(src), to=mezmo.url, ledger=led, max_attempts=2)
+    assert (r.objects, r.held, r.ok) == (0, 1, False) and not mezmo.lines
+    r = ship(str(src), to=mezmo.url, ledger=led)
     assert r.ok and len(mezmo.lines) == 50

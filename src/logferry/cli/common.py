@@ -208,6 +208,12 @@ def print_summary(result: ShipResult, *, as_json: bool, quiet: bool, verb: str =
         )
         for f in result.failed:
             err.print(f"  [red]failed[/] {f.key}: {f.error}", soft_wrap=True)
+        if result.held:
+            err.print(
+                f"{result.held} objects wait in the error queue after failing every attempt: "
+                "see `logferry errors`, retry with `logferry drain`",
+                soft_wrap=True,
+            )
         if result.interrupted:
             err.print(
                 "interrupted: the rest will ship on the next run (the ledger has the position)"

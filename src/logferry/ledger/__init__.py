@@ -33,7 +33,8 @@ def default_ledger_path() -> Path:
 def open_ledger(url: str | None = None) -> Ledger:
     """Open the ledger named by ``url``, ``$LOGFERRY_LEDGER``, or the default path.
 
-    ``sqlite:///relative.db``, ``sqlite:////abs/path.db``, ``sqlite:///:memory:`` or a plain path.
+    ``sqlite:///relative.db``, ``sqlite:////abs/path.db``, ``sqlite:///:memory:``, a plain path,
+    or ``postgresql://user:password@host:port/db`` (also ``postgres://``).
     """
     url = url or os.environ.get("LOGFERRY_LEDGER") or str(default_ledger_path())
     if "://" not in url:
@@ -45,7 +46,15 @@ def open_ledger(url: str | None = None) -> Ledger:
             raise ConfigError(f"bad ledger URL {url!r}: use sqlite:///PATH or sqlite:////ABS/PATH")
         return SQLiteLedger(path)
     if parts.scheme in ("postgres", "postgresql"):
-        raise ConfigError(
-            "a PostgreSQL ledger is not available in this version: use sqlite:///PATH"
-        )
-    raise ConfigError(f"unknown ledger URL scheme {parts.scheme!r}: use sqlite:///PATH")
+        # Imported here so logferry runs without psycopg when the ledger is SQLite.
+        try:
+            from logferry.ledger.postgres import PostgresLedger
+        except ImportError as exc:
+            raise ConfigError(
+                f"a PostgreSQL ledger needs psycopg ({exc.name} is missing): "
+                "pip install 'psycopg[binary]' psycopg-pool"
+            ) from None
+        return PostgresLedger(url)
+    raise ConfigError(
+        f"unknown ledger URL scheme {parts.scheme!r}: use sqlite:///PATH or postgresql://HOST/DB"
+    )

@@ -96,7 +96,8 @@ class S3Source(BucketSource):
             return SourceError(
                 f"{what}: no credentials; set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or a profile"
             )
-        return SourceError(f"{what}: {type(exc).__name__}: {exc}")
+        # Connection trouble, timeouts: worth another attempt later in the run.
+        return SourceError(f"{what}: {type(exc).__name__}: {exc}", transient=True)
 
     def list_pages(self) -> Iterator[list[ObjectInfo]]:
         """Yield one page per ListObjectsV2 call."""
@@ -143,7 +144,9 @@ class S3Source(BucketSource):
         try:
             yield from body.iter_chunks(chunk_size)
         except (botocore.exceptions.BotoCoreError, OSError) as exc:
-            raise SourceError(f"{key}: reading failed: {type(exc).__name__}: {exc}") from None
+            raise SourceError(
+                f"{key}: reading failed: {type(exc).__name__}: {exc}", transient=True
+            ) from None
         finally:
             body.close()
 

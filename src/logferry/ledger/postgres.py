@@ -1,0 +1,376 @@
+"""PostgreSQL ledger: one ledger shared by runners on many hosts."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from logferry.errors import ConfigError
+from logferry.ledger.base import (
+    Claim,
+    ClaimLostError,
+    Entry,
+    Ledger,
+    Seen,
+    SourceStatus,
+    Status,
+    owner_is_dead,
+)
+from logferry.records import ObjectInfo
+
+# Each entry upgrades the schema by one version; never edit a released step.
+MIGRATIONS: list[list[str]] = [
+    [
+        """
+        CREATE TABLE logferry_objects (
+            id BIGSERIAL PRIMARY KEY,
+            source TEXT NOT NULL,
+            key TEXT NOT NULL,
+            etag TEXT NOT NULL,
+            size BIGINT NOT NULL DEFAULT 0,
+            last_modified_ms BIGINT NOT NULL DEFAULT 0,
+            status TEXT NOT NULL,
+            position BIGINT NOT NULL DEFAULT 0,
+            lines BIGINT NOT NULL DEFAULT 0,
+            bytes BIGINT NOT NULL DEFAULT 0,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            error_class TEXT,
+            last_error TEXT,
+            owner TEXT,
+            lease_until DOUBLE PRECISION,
+            first_seen DOUBLE PRECISION NOT NULL,
+            updated DOUBLE PRECISION NOT NULL,
+            done_at DOUBLE PRECISION,
+            UNIQUE (source, key, etag)
+        )
+        """,
+        "CREATE INDEX logferry_objects_status ON logferry_objects (source, status)",
+    ],
+]
+
+# Any constant shared by every logferry process: serializes concurrent migrators.
+_MIGRATION_LOCK = 0x6C6F6766  # "logf"
+
+_COLUMNS = (
+    "id, source, key, etag, size, status, position, lines, bytes, attempts, error_class, "
+    "last_error, owner, first_seen, updated"
+)
+_ROW = "source = %s AND key = %s AND etag = %s"
+
+
+def _entry(row: tuple[Any, ...]) -> Entry:
+    (rowid, source, key, etag, size, status, position, lines, nbytes, attempts, error_class,
+     last_error, owner, first_seen, updated) = row  # fmt: skip
+    return Entry(
+        rowid, source, key, etag, size, Status(status), position, lines, nbytes, attempts,
+        error_class, last_error, owner, first_seen, updated,
+    )  # fmt: skip
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its password (in the userinfo or a ``password=`` parameter) replaced by ***."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, _, hosts = netloc.rpartition("@")
+        user, sep, _ = userinfo.partition(":")
+        netloc = f"{user}:***@{hosts}" if sep else netloc
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        query = urlencode([(k, "***" if k == "password" else v) for k, v in pairs], safe="*")
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def _passwords(url: str) -> list[str]:
+    parts = urlsplit(url)
+    found = [parts.password, dict(parse_qsl(parts.query)).get("password")]
+    # Scrub the spelling in the URL and the decoded one libpq may echo.
+    return [s for p in found if p for s in {p, unquote(p)}]
+
+
+class PostgresLedger(Ledger):
+    """Ledger in PostgreSQL tables ``logferry_objects`` and ``logferry_schema_version``.
+
+    A small connection pool serves the runner's worker threads.
+    """
+
+    def __init__(self, url: str, *, max_connections: int = 8) -> None:
+        self.display = redact_url(url)
+        self._secrets = _passwords(url)
+        try:
+            params = conninfo_to_dict(url)
+        except psycopg.Error as exc:
+            raise ConfigError(f"bad ledger URL {self.display}: {self._reason(exc)}") from None
+        # libpq waits for the OS timeout (minutes) on an unreachable host; fail sooner.
+        kwargs: dict[str, Any] = {} if "connect_timeout" in params else {"connect_timeout": 10}
+        self._url, self._kwargs = url, kwargs
+        # Migrating over a direct connection first surfaces a clear connection error.
+        with self._connect() as conn:
+            self._migrate(conn)
+        self._pool = ConnectionPool(
+            url,
+            kwargs=kwargs,
+            min_size=1,
+            max_size=max_connections,
+            open=False,
+            # Checked at checkout so a restarted server costs one reconnect, not a failure.
+            check=ConnectionPool.check_connection,
+            name="logferry-ledger",
+        )
+        self._pool.open()
+
+    def __repr__(self) -> str:
+        return f"PostgresLedger({self.display!r})"
+
+    def _scrub(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
+
+    def _reason(self, exc: BaseException) -> str:
+        # libpq's messages run to several lines ("connection to server ... failed: ...\n
+        # Is the server running ..."): the first line names the cause.
+        lines = str(exc).strip().splitlines()
+        return self._scrub(lines[0] if lines else type(exc).__name__)
+
+    def _connect(self) -> psycopg.Connection[tuple[Any, ...]]:
+        try:
+            return psycopg.connect(self._url, **self._kwargs)
+        except psycopg.Error as exc:
+            raise ConfigError(
+                f"cannot connect to ledger {self.display}: {self._reason(exc)}"
+            ) from None
+
+    @contextmanager
+    def _tx(self) -> Iterator[psycopg.Cursor[tuple[Any, ...]]]:
+        """A cursor in one transaction: committed on success, rolled back on error."""
+        try:
+            with self._pool.connection() as conn, conn.cursor() as cur:
+                yield cur
+        except PoolTimeout as exc:
+            raise ConfigError(
+                f"cannot connect to ledger {self.display}: {self._reason(exc)}"
+            ) from None
+
+    def _migrate(self, conn: psycopg.Connection[tuple[Any, ...]]) -> None:
+        try:
+            with conn.transaction():
+                # Taken before CREATE TABLE IF NOT EXISTS, which itself races in Postgres.
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+                conn.execute(
+                    "CREATE TABLE IF NOT EXISTS logferry_schema_version (version INTEGER NOT NULL)"
+                )
+                row = conn.execute("SELECT max(version) FROM logferry_schema_version").fetchone()
+                current = (row[0] if row else None) or 0
+                if current > len(MIGRATIONS):
+                    raise ConfigError(
+                        f"ledger {self.display} has schema v{current}, newer than this logferry "
+                        f"understands (v{len(MIGRATIONS)}): upgrade logferry"
+                    )
+                for version in range(current + 1, len(MIGRATIONS) + 1):
+                    for statement in MIGRATIONS[version - 1]:
+                        conn.execute(statement)
+                    conn.execute(
+                        "INSERT INTO logferry_schema_version (version) VALUES (%s)", (version,)
+                    )
+        except psycopg.Error as exc:
+            raise ConfigError(
+                f"{self.display} is not a usable ledger: {self._reason(exc)}"
+            ) from None
+
+    def lookup(self, source: str, keys: Iterable[str]) -> dict[str, Seen]:
+        """Map each known key to its most recently updated row."""
+        found: dict[str, Seen] = {}
+        with self._tx() as cur:
+            cur.execute(
+                "SELECT key, etag, status, attempts FROM logferry_objects "
+                "WHERE source = %s AND key = ANY(%s) ORDER BY updated, id",
+                (source, list(keys)),
+            )
+            for key, etag, status, attempts in cur:
+                found[key] = Seen(etag, Status(status), attempts)
+        return found
+
+    def get(self, source: str, key: str, etag: str) -> Entry | None:
+        """Return one object version's row."""
+        with self._tx() as cur:
+            row = cur.execute(
+                f"SELECT {_COLUMNS} FROM logferry_objects WHERE {_ROW}", (source, key, etag)
+            ).fetchone()
+        return _entry(row) if row else None
+
+    def claim(
+        self, source: str, obj: ObjectInfo, owner: str, lease_seconds: float, *, force: bool = False
+    ) -> Claim | None:
+        """Claim ``obj`` in one transaction holding the row lock, so two hosts cannot both win."""
+        now = time.time()
+        ident = (source, obj.key, obj.etag)
+        with self._tx() as cur:
+            row = None
+            # A row is locked, or inserted by us; a concurrent purge between the failed insert
+            # and the select can only happen a handful of times, hence the bounded loop.
+            for _ in range(5):
+                row = cur.execute(
+                    "SELECT status, position, attempts, owner, lease_until FROM logferry_objects "
+                    f"WHERE {_ROW} FOR UPDATE",
+                    ident,
+                ).fetchone()
+                if row is not None:
+                    break
+                # ON CONFLICT waits for a concurrent inserter and yields to it if it commits.
+                inserted = cur.execute(
+                    "INSERT INTO logferry_objects (source, key, etag, size, last_modified_ms, "
+                    "status, attempts, owner, lease_until, first_seen, updated) "
+                    "VALUES (%s, %s, %s, %s, %s, 'active', 1, %s, %s, %s, %s) "
+                    "ON CONFLICT (source, key, etag) DO NOTHING RETURNING id",
+                    (*ident, obj.size, obj.last_modified_ms, owner, now + lease_seconds, now, now),
+                ).fetchone()
+                if inserted is not None:
+                    return Claim(source, obj.key, obj.etag, owner, 0, 1)
+            if row is None:
+                raise RuntimeError(f"ledger row for {obj.key} keeps vanishing during a claim")
+            status, position, attempts, holder, lease_until = row
+            if status == Status.DONE and not force:
+                return None
+            held = (
+                status == Status.ACTIVE
+                and holder not in (None, owner)
+                and (lease_until or 0) > now
+                and not owner_is_dead(holder)
+            )
+            if held:
+                return None
+            if force:
+                position = 0
+            cur.execute(
+                "UPDATE logferry_objects SET status = 'active', owner = %s, lease_until = %s, "
+                "attempts = %s, position = %s, lines = CASE WHEN %s THEN 0 ELSE lines END, "
+                f"bytes = CASE WHEN %s THEN 0 ELSE bytes END, updated = %s WHERE {_ROW}",
+                (owner, now + lease_seconds, attempts + 1, position, force, force, now, *ident),
+            )
+            return Claim(source, obj.key, obj.etag, owner, position, attempts + 1)
+
+    def _update_held(self, claim: Claim, sql: str, params: tuple[Any, ...]) -> None:
+        with self._tx() as cur:
+            cur.execute(
+                f"UPDATE logferry_objects SET {sql} WHERE {_ROW} AND owner = %s",
+                (*params, claim.source, claim.key, claim.etag, claim.owner),
+            )
+            if cur.rowcount != 1:
+                raise ClaimLostError(f"claim on {claim.key} was taken over by another runner")
+
+    def checkpoint(self, claim: Claim, position: int, add_bytes: int, lease_seconds: float) -> None:
+        """Advance the acknowledged position (only ever called after every sink acked)."""
+        now = time.time()
+        self._update_held(
+            claim,
+            "position = %s, lines = %s, bytes = bytes + %s, lease_until = %s, updated = %s",
+            (position, position, add_bytes, now + lease_seconds, now),
+        )
+
+    def renew(self, claims: Iterable[Claim], lease_seconds: float) -> None:
+        """Heartbeat: extend leases of claims we still hold."""
+        until = time.time() + lease_seconds
+        # A fixed lock order keeps two heartbeats over overlapping rows from deadlocking.
+        rows = sorted({(c.source, c.key, c.etag, c.owner) for c in claims})
+        if not rows:
+            return
+        with self._tx() as cur:
+            cur.executemany(
+                f"UPDATE logferry_objects SET lease_until = %s WHERE {_ROW} AND owner = %s",
+                [(until, *r) for r in rows],
+            )
+
+    def complete(self, claim: Claim) -> None:
+        """Mark done and drop the claim."""
+        now = time.time()
+        self._update_held(
+            claim,
+            "status = 'done', owner = NULL, lease_until = NULL, last_error = NULL, "
+            "updated = %s, done_at = %s",
+            (now, now),
+        )
+
+    def fail(self, claim: Claim, error: str, error_class: str = "") -> None:
+        """Mark failed with a one-line reason."""
+        # Postgres text cannot hold NUL, which a decode error may quote.
+        reason = error.splitlines()[0].replace("\x00", "") if error else "unknown error"
+        self._update_held(
+            claim,
+            "status = 'failed', owner = NULL, lease_until = NULL, last_error = %s, "
+            "error_class = %s, updated = %s",
+            (reason, error_class or None, time.time()),
+        )
+
+    def release(self, claim: Claim) -> None:
+        """Hand the object back unfinished; the next claim resumes at its position."""
+        self._update_held(
+            claim,
+            "status = 'pending', owner = NULL, lease_until = NULL, updated = %s",
+            (time.time(),),
+        )
+
+    def entries(self, source: str | None = None, status: Status | None = None) -> list[Entry]:
+        """Rows filtered by source and status, most recently updated first."""
+        where: list[str] = []
+        params: list[Any] = []
+        if source is not None:
+            where.append("source = %s")
+            params.append(source)
+        if status is not None:
+            where.append("status = %s")
+            params.append(str(status))
+        sql = f"SELECT {_COLUMNS} FROM logferry_objects"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY updated DESC, id DESC"
+        with self._tx() as cur:
+            return [_entry(r) for r in cur.execute(sql, params).fetchall()]
+
+    def entry(self, entry_id: int) -> Entry | None:
+        """The row with this id."""
+        with self._tx() as cur:
+            row = cur.execute(
+                f"SELECT {_COLUMNS} FROM logferry_objects WHERE id = %s", (entry_id,)
+            ).fetchone()
+        return _entry(row) if row else None
+
+    def purge_failed(self, ids: Iterable[int] | None = None, source: str | None = None) -> int:
+        """Delete failed rows, optionally only these ids or this source."""
+        sql = "DELETE FROM logferry_objects WHERE status = 'failed'"
+        params: list[Any] = []
+        if source is not None:
+            sql += " AND source = %s"
+            params.append(source)
+        if ids is not None:
+            sql += " AND id = ANY(%s)"
+            params.append(list(ids))
+        with self._tx() as cur:
+            cur.execute(sql, params)
+            return cur.rowcount
+
+    def status(self) -> list[SourceStatus]:
+        """Per source: counts by status, lines, bytes, last shipped time."""
+        # sum() of bigint is numeric in Postgres: cast back so callers get ints.
+        with self._tx() as cur:
+            rows = cur.execute(
+                "SELECT source, "
+                "count(*) FILTER (WHERE status = 'done'), "
+                "count(*) FILTER (WHERE status = 'failed'), "
+                "count(*) FILTER (WHERE status IN ('active', 'pending')), "
+                "coalesce(sum(lines), 0)::bigint, coalesce(sum(bytes), 0)::bigint, max(done_at) "
+                "FROM logferry_objects GROUP BY source ORDER BY source"
+            ).fetchall()
+        return [SourceStatus(*r) for r in rows]
+
+    def close(self) -> None:
+        """Close the pool and its connections."""
+        self._pool.close()
