@@ -6,12 +6,19 @@ import contextlib
 import threading
 from collections.abc import Sequence
 
+import orjson
+
 from logferry.config import MiB, ShipOptions, SinkOptions, build
 from logferry.errors import ConfigError
 from logferry.ledger import Ledger, open_ledger
 from logferry.runner import Progress, Runner, ShipResult
 from logferry.sinks import Sink, open_sink
 from logferry.sources import BucketSource, open_source
+
+
+def to_json_line(value: object) -> str:
+    """One compact JSON line (the summaries' format)."""
+    return orjson.dumps(value).decode()
 
 
 def ship(

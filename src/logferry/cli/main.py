@@ -9,6 +9,7 @@ import click
 
 from logferry import __version__
 from logferry.cli.demo import demo
+from logferry.cli.errors import drain, errors
 from logferry.cli.pull import pull
 from logferry.cli.purge import purge
 from logferry.cli.ship import ship
@@ -28,7 +29,7 @@ def cli(verbose: int) -> None:
         logging.getLogger("urllib3").setLevel(logging.WARNING)
 
 
-for command in (ship, pull, purge, status, demo):
+for command in (ship, pull, purge, status, errors, drain, demo):
     cli.add_command(command)
 
 

@@ -108,6 +108,14 @@ def decode_options(func):  # type: ignore[no-untyped-def]
     help="Bytes of log lines per batch (the unit of checkpointing).",
 )
 @click.option(
+    "--max-attempts",
+    type=click.IntRange(min=1),
+    default=5,
+    show_default=True,
+    help="Tries per object (transient failures are retried in the run with a growing delay); "
+    "after that it waits in the error queue for `logferry drain`.",
+)
+@click.option(
     "--json", "as_json", is_flag=True, help="Print a JSON summary as the last line of stdout."
 )
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
@@ -130,6 +138,7 @@ def ship(
     max_line_bytes: int,
     workers: int,
     batch_bytes: int,
+    max_attempts: int,
     as_json: bool,
     quiet: bool,
 ) -> None:
@@ -161,6 +170,7 @@ def ship(
         verify_tls=not no_verify_tls,
         workers=workers,
         batch_bytes=batch_bytes,
+        max_attempts=max_attempts,
         progress=make_progress(quiet),
         stop=stop,
     )
