@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import signal
 import sys
 import threading
@@ -56,18 +57,33 @@ def handle_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def install_signal_handlers(stop: threading.Event) -> None:
-    """First SIGINT/SIGTERM: finish the batch in flight, checkpoint, stop. Second: exit now."""
+def install_signal_handlers(stop: threading.Event, shutdown_timeout: float = 30.0) -> None:
+    """First SIGINT/SIGTERM: finish the batch in flight, checkpoint, stop. Second: exit now.
+
+    If the work in flight has not wound down after ``shutdown_timeout`` seconds (a sink
+    hanging on a request, say), exit anyway: the ledger only ever holds acknowledged
+    positions, so stopping mid-batch costs at most a re-send of that batch.
+    """
+
+    def force_exit(why: str) -> None:
+        err.print(f"{why}: exiting now (the ledger stays consistent)")
+        sys.stderr.flush()
+        os._exit(EXIT_FAILED)
 
     def handler(signum: int, frame: Any) -> None:
         if stop.is_set():
-            err.print("second interrupt: exiting now (the ledger stays consistent)")
-            sys.stderr.flush()
-            import os
-
-            os._exit(130)
+            force_exit("second interrupt")
         stop.set()
-        err.print("interrupted: finishing the batches in flight, then stopping (again to force)")
+        name = signal.Signals(signum).name
+        err.print(
+            f"{name}: finishing the batches in flight, then stopping "
+            f"(at most {shutdown_timeout:g} s; again to force)"
+        )
+        timer = threading.Timer(
+            shutdown_timeout, force_exit, args=(f"still busy after {shutdown_timeout:g} s",)
+        )
+        timer.daemon = True
+        timer.start()
 
     signal.signal(signal.SIGINT, handler)
     signal.signal(signal.SIGTERM, handler)

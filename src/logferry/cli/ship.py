@@ -116,6 +116,13 @@ def decode_options(func):  # type: ignore[no-untyped-def]
     "after that it waits in the error queue for `logferry drain`.",
 )
 @click.option(
+    "--shutdown-timeout",
+    type=click.FloatRange(min=0),
+    default=30.0,
+    show_default=True,
+    help="On SIGINT/SIGTERM, seconds to finish and checkpoint the batches in flight.",
+)
+@click.option(
     "--json", "as_json", is_flag=True, help="Print a JSON summary as the last line of stdout."
 )
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
@@ -139,6 +146,7 @@ def ship(
     workers: int,
     batch_bytes: int,
     max_attempts: int,
+    shutdown_timeout: float,
     as_json: bool,
     quiet: bool,
 ) -> None:
@@ -151,7 +159,7 @@ def ship(
     if "-" in sinks and as_json:
         fail_usage("--json and the stdout sink (-) would share stdout: pick one")
     stop = threading.Event()
-    install_signal_handlers(stop)
+    install_signal_handlers(stop, shutdown_timeout)
     result = api.ship(
         source,
         list(sinks),

@@ -16,6 +16,7 @@ import base64
 import contextlib
 import random
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -97,6 +98,13 @@ class _Server(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], owner: MezmoServer) -> None:
         self.owner = owner
         super().__init__(address, _Handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Stay quiet when a client vanishes mid-request (killed shippers do that on purpose)."""
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (ConnectionError, TimeoutError)):
+            return
+        super().handle_error(request, client_address)
 
 
 class MezmoServer:
