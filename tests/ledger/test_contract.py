@@ -1,0 +1,352 @@
+"""The ledger contract, run against every backend: claims, leases, checkpoints, error queue."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import threading
+
+import pytest
+
+from logferry.ledger import Ledger, Status
+from logferry.ledger.base import ClaimLostError, Seen
+from logferry.records import ObjectInfo
+from tests.ledger.conftest import Backend
+
+OBJ = ObjectInfo("logs/a.gz", 100, "etag-1", 1_700_000_000_000)
+
+
+def _obj(i: int) -> ObjectInfo:
+    return ObjectInfo(f"k{i:03d}", 1, "e", 0)
+
+
+def test_claim_checkpoint_complete(ledger: Ledger) -> None:
+    claim = ledger.claim("s3://b", OBJ, "me", 60)
+    assert claim is not None and claim.position == 0 and claim.attempts == 1
+    ledger.checkpoint(claim, 500, 4000, 60)
+    entry = ledger.get("s3://b", OBJ.key, OBJ.etag)
+    assert entry and entry.status == Status.ACTIVE and entry.position == 500 and entry.bytes == 4000
+    assert entry.owner == "me" and entry.size == 100
+    ledger.complete(claim)
+    entry = ledger.get("s3://b", OBJ.key, OBJ.etag)
+    assert entry and entry.status == Status.DONE and entry.lines == 500 and entry.owner is None
+    # done objects are not claimed again, unless forced (a deliberate re-send) from 0
+    assert ledger.claim("s3://b", OBJ, "me", 60) is None
+    again = ledger.claim("s3://b", OBJ, "me", 60, force=True)
+    assert again is not None and again.position == 0 and again.attempts == 2
+    forced = ledger.get("s3://b", OBJ.key, OBJ.etag)
+    assert forced and (forced.position, forced.lines, forced.bytes) == (0, 0, 0)
+
+
+def test_get_unknown_is_none(ledger: Ledger) -> None:
+    assert ledger.get("s3://b", "nope", "e") is None
+    assert ledger.entry(12345) is None
+    assert ledger.lookup("s3://b", []) == {}
+    assert ledger.status() == [] and ledger.entries() == []
+
+
+def test_new_etag_is_a_new_object(ledger: Ledger) -> None:
+    claim = ledger.claim("s3://b", OBJ, "me", 60)
+    assert claim
+    ledger.complete(claim)
+    newer = ObjectInfo(OBJ.key, 200, "etag-2", OBJ.last_modified_ms + 1)
+    assert ledger.claim("s3://b", newer, "me", 60) is not None
+    seen = ledger.lookup("s3://b", [OBJ.key])[OBJ.key]
+    assert (seen.etag, seen.status, seen.attempts) == ("etag-2", Status.ACTIVE, 1)
+
+
+def test_lookup_known_keys_of_one_source(ledger: Ledger) -> None:
+    for i in range(3):
+        assert ledger.claim("s3://b", _obj(i), "me", 60)
+    assert ledger.claim("s3://other", _obj(5), "me", 60)
+    found = ledger.lookup("s3://b", (f"k{i:03d}" for i in range(6)))
+    assert found == {f"k{i:03d}": Seen("e", Status.ACTIVE, 1) for i in range(3)}
+    # many keys at once (SQLite batches them; Postgres sends one array)
+    assert len(ledger.lookup("s3://b", [f"x{i}" for i in range(1200)] + ["k001"])) == 1
+
+
+def test_live_claim_blocks_others_until_lease_expires(ledger: Ledger) -> None:
+    first = ledger.claim("s3://b", OBJ, "host-x:1:a", 60)
+    assert first is not None
+    assert ledger.claim("s3://b", OBJ, "host-x:2:b", 60) is None
+    # an expired lease can be taken over, and resumes at the checkpoint
+    ledger.checkpoint(first, 7, 10, -1)
+    taken = ledger.claim("s3://b", OBJ, "host-x:2:b", 60)
+    assert taken is not None and taken.position == 7 and taken.attempts == 2
+    with pytest.raises(ClaimLostError):
+        ledger.checkpoint(first, 9, 10, 60)
+    for lost in (ledger.complete, ledger.release):
+        with pytest.raises(ClaimLostError):
+            lost(first)
+    with pytest.raises(ClaimLostError):
+        ledger.fail(first, "late")
+    entry = ledger.get("s3://b", OBJ.key, OBJ.etag)
+    assert entry and entry.owner == "host-x:2:b" and entry.position == 7
+
+
+def test_same_owner_reclaims_its_own_claim(ledger: Ledger) -> None:
+    first = ledger.claim("s3://b", OBJ, "host-x:1:a", 60)
+    assert first
+    again = ledger.claim("s3://b", OBJ, "host-x:1:a", 60)
+    assert again is not None and again.attempts == 2
+
+
+def test_renew_extends_only_held_leases(ledger: Ledger) -> None:
+    mine = ledger.claim("s3://b", OBJ, "host-x:1:a", -1)
+    assert mine
+    ledger.renew([mine], 60)
+    assert ledger.claim("s3://b", OBJ, "host-x:2:b", 60) is None  # renewed: still held
+    ledger.renew([mine], -1)
+    theirs = ledger.claim("s3://b", OBJ, "host-x:2:b", 60)
+    assert theirs
+    ledger.renew([mine], 3600)  # a lost claim is not revived by a heartbeat
+    ledger.renew([], 60)
+    with pytest.raises(ClaimLostError):
+        ledger.checkpoint(mine, 1, 1, 60)
+    ledger.checkpoint(theirs, 1, 1, 60)
+
+
+def test_dead_process_claim_is_taken_at_once(ledger: Ledger) -> None:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    dead_owner = f"{socket.gethostname()}:{proc.pid}:dead"
+    assert ledger.claim("s3://b", OBJ, dead_owner, 3600) is not None
+    assert ledger.claim("s3://b", OBJ, "me", 60) is not None
+
+
+def test_fail_keeps_position_and_release(ledger: Ledger) -> None:
+    claim = ledger.claim("s3://b", OBJ, "me", 60)
+    assert claim
+    ledger.checkpoint(claim, 3, 30, 60)
+    ledger.fail(claim, "boom\nsecond line", "DecodeError")
+    entry = ledger.get("s3://b", OBJ.key, OBJ.etag)
+    assert (
+        entry
+        and entry.status == Status.FAILED
+        and entry.last_error == "boom"
+        and entry.error_class == "DecodeError"
+        and entry.position == 3
+        and entry.owner is None
+    )
+    retry = ledger.claim("s3://b", OBJ, "me", 60)
+    assert retry and retry.position == 3 and retry.attempts == 2
+    ledger.release(retry)
+    released = ledger.get("s3://b", OBJ.key, OBJ.etag)
+    assert released and released.status == Status.PENDING and released.position == 3
+    resumed = ledger.claim("s3://b", OBJ, "other", 60)
+    assert resumed and resumed.position == 3 and resumed.attempts == 3
+    ledger.complete(resumed)
+    done = ledger.get("s3://b", OBJ.key, OBJ.etag)
+    assert done and done.last_error is None
+
+
+def test_fail_without_message_or_class(ledger: Ledger) -> None:
+    claim = ledger.claim("s3://b", OBJ, "me", 60)
+    assert claim
+    ledger.fail(claim, "")
+    entry = ledger.get("s3://b", OBJ.key, OBJ.etag)
+    assert entry and entry.last_error == "unknown error" and entry.error_class is None
+
+
+def test_status_aggregates(ledger: Ledger) -> None:
+    for i in range(3):
+        c = ledger.claim("s3://b", ObjectInfo(f"k{i}", 1, "e", 0), "me", 60)
+        assert c
+        ledger.checkpoint(c, 10, 100, 60)
+        if i < 2:
+            ledger.complete(c)
+        else:
+            ledger.fail(c, "bad")
+    assert ledger.claim("s3://c", _obj(1), "me", 60)
+    b, c = ledger.status()
+    assert (b.source, b.done, b.failed, b.in_progress, b.lines, b.bytes) == (
+        "s3://b",
+        2,
+        1,
+        0,
+        30,
+        300,
+    )
+    assert isinstance(b.last_shipped, float)
+    assert (c.source, c.done, c.failed, c.in_progress, c.lines, c.bytes, c.last_shipped) == (
+        "s3://c",
+        0,
+        0,
+        1,
+        0,
+        0,
+        None,
+    )
+    assert all(type(v) is int for v in (b.done, b.failed, b.in_progress, b.lines, b.bytes))
+    assert [e.key for e in ledger.entries(status=Status.FAILED)] == ["k2"]
+
+
+def test_entries_filters_order_and_entry_by_id(ledger: Ledger) -> None:
+    for i in range(3):
+        c = ledger.claim("s3://b", _obj(i), "me", 60)
+        assert c
+        ledger.complete(c)
+    assert ledger.claim("s3://c", _obj(9), "me", 60)
+    rows = ledger.entries()
+    assert [e.key for e in rows] == ["k009", "k002", "k001", "k000"]  # newest first
+    assert [e.key for e in ledger.entries(source="s3://b")] == ["k002", "k001", "k000"]
+    assert [e.key for e in ledger.entries(source="s3://b", status=Status.ACTIVE)] == []
+    assert [e.key for e in ledger.entries(status=Status.ACTIVE)] == ["k009"]
+    assert len({e.id for e in rows}) == 4
+    for e in rows:
+        assert ledger.entry(e.id) == e
+        assert isinstance(e.first_seen, float) and isinstance(e.updated, float)
+        assert e.first_seen <= e.updated
+
+
+def test_purge_failed(ledger: Ledger) -> None:
+    ids = {}
+    for source in ("s3://b", "s3://c"):
+        for i in range(3):
+            c = ledger.claim(source, _obj(i), "me", 60)
+            assert c
+            ledger.fail(c, "bad")
+    ok = ledger.claim("s3://b", _obj(7), "me", 60)
+    assert ok
+    ledger.complete(ok)
+    ids = {(e.source, e.key): e.id for e in ledger.entries()}
+    done_id = ids["s3://b", "k007"]
+    # only failed rows go, whatever ids are asked for
+    assert ledger.purge_failed([ids["s3://b", "k000"], done_id]) == 1
+    assert ledger.entry(done_id) is not None
+    assert ledger.purge_failed([ids["s3://b", "k001"]], source="s3://c") == 0
+    assert ledger.purge_failed([]) == 0
+    assert ledger.purge_failed(source="s3://c") == 3
+    assert ledger.purge_failed() == 2
+    assert [e.key for e in ledger.entries()] == ["k007"]
+
+
+def test_progress_survives_reopen(backend: Backend) -> None:
+    led = backend.open()
+    claim = led.claim("s3://b", OBJ, "me", 60)
+    assert claim
+    led.checkpoint(claim, 42, 420, 60)
+    led.close()
+    again = backend.open()
+    entry = again.get("s3://b", OBJ.key, OBJ.etag)
+    assert entry and entry.position == 42 and entry.bytes == 420 and entry.status == Status.ACTIVE
+    again.close()
+
+
+def test_concurrent_claims_one_winner(backend: Backend) -> None:
+    winners: list[str] = []
+    lock = threading.Lock()
+
+    def grab(name: str) -> None:
+        led = backend.open()
+        for i in range(50):
+            if led.claim("s3://b", _obj(i), name, 60):
+                with lock:
+                    winners.append(f"k{i}")
+        led.close()
+
+    threads = [threading.Thread(target=grab, args=(f"h:{n}:x",)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(winners) == sorted(f"k{i}" for i in range(50))
+
+
+def test_one_ledger_shared_by_threads(ledger: Ledger) -> None:
+    """The runner's workers share one ledger object; a brand-new row has exactly one winner."""
+    barrier = threading.Barrier(8)
+    winners: list[str] = []
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+
+    def work(n: int) -> None:
+        try:
+            barrier.wait()
+            claim = ledger.claim("s3://b", OBJ, f"h:{n}:x", 60)
+            if claim:
+                with lock:
+                    winners.append(claim.owner)
+            mine = ledger.claim("s3://b", _obj(100 + n), f"h:{n}:x", 60)
+            assert mine
+            for pos in range(1, 6):
+                ledger.checkpoint(mine, pos, 10, 60)
+            ledger.complete(mine)
+        except BaseException as exc:  # surfaced below: pytest misses thread errors
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and len(winners) == 1
+    (row,) = ledger.status()
+    assert (row.done, row.in_progress, row.lines, row.bytes) == (8, 1, 40, 400)
+
+
+RACER = """
+import sys
+from logferry.ledger import open_ledger
+from logferry.ledger.base import new_owner_id
+from logferry.records import ObjectInfo
+
+led = open_ledger(sys.argv[1])
+owner = new_owner_id()
+print("ready", flush=True)
+sys.stdin.readline()
+won = [
+    o.key
+    for o in (ObjectInfo(f"k{i:03d}", 1, "e", 0) for i in range(int(sys.argv[2])))
+    if led.claim("s3://race", o, owner, 60)
+]
+print(" ".join(won) or "-", flush=True)
+# Claims stay held until the parent has every answer: a dead owner's claim may be taken.
+sys.stdin.readline()
+led.close()
+"""
+
+
+@pytest.mark.parametrize("rows", ["new", "released"])
+def test_processes_racing_claim_each_object_once(backend: Backend, rows: str) -> None:
+    """Several runner processes claim the same 100 objects at once: each is claimed once.
+
+    ``new`` races the inserts; ``released`` races the takeover of existing, unheld rows.
+    """
+    n_objects, n_procs = 100, 4
+    if rows == "released":
+        led = backend.open()
+        for i in range(n_objects):
+            claim = led.claim("s3://race", _obj(i), "setup", 60)
+            assert claim
+            led.release(claim)
+        led.close()
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", RACER, backend.url, str(n_objects)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(n_procs)
+    ]
+    try:
+        for p in procs:
+            assert p.stdout and p.stdout.readline().strip() == "ready", p.communicate()[1]
+        for p in procs:  # released together so their claims interleave
+            assert p.stdin
+            p.stdin.write("go\n")
+            p.stdin.flush()
+        won: list[str] = []
+        for p in procs:
+            assert p.stdout
+            line = p.stdout.readline().strip()
+            assert line, p.communicate()[1]
+            won += [k for k in line.split() if k != "-"]
+    finally:
+        for p in procs:
+            _, err = p.communicate("exit\n", timeout=60)
+            assert p.returncode == 0, err
+    assert sorted(won) == [f"k{i:03d}" for i in range(n_objects)]
