@@ -423,7 +423,10 @@ class Runner:
                 max_bytes=opts.batch_bytes,
                 max_wait=opts.batch_wait,
             )
-            for batch in prefetch(stream, 2, self.stop):
+            # Three stages in three threads: decode → prepare (sinks encode and gzip) → send.
+            # zlib and sockets release the GIL, so the stages overlap on two cores.
+            decoded = prefetch(stream, 1, self.stop)
+            for batch in prefetch(self._prepared(decoded), 1, self.stop):
                 for sink in self.sinks:
                     sink.write(batch)
                 # Every sink acknowledged: only now may the ledger move (invariant 1).
@@ -457,6 +460,12 @@ class Runner:
                 self.result.lines += shipped_lines
                 self.result.bytes += shipped_bytes
                 self._counters.update(ctx.counters)
+
+    def _prepared(self, batches: Iterator[Batch]) -> Iterator[Batch]:
+        for batch in batches:
+            for sink in self.sinks:
+                sink.prepare(batch)
+            yield batch
 
     def _object_failed(
         self, obj: ObjectInfo, claim: Claim, opened: list[Sink], exc: Exception

@@ -146,10 +146,11 @@ def test_decode_object_ndjson_over_many_small_chunks(chunked: Chunker) -> None:
     ctx = DecodeContext("bucket/app.jsonl.gz", LAST_MODIFIED)
     chunks = list(decode_object(chunked(gzip.compress(data), 7), ctx))
     assert ctx.format_name == "ndjson"
-    fields = [f for c in chunks for f in (c.fields or [])]
-    assert [f["n"] for f in fields] == list(range(20_000))
-    assert fields[5]["msg"] == "h\u00e9llo \u2603"
+    lines = [orjson.loads(line) for c in chunks for line in c.lines]
+    assert [f["n"] for f in lines] == list(range(20_000))
+    assert lines[5]["msg"] == "h\u00e9llo \u2603"
     assert chunks[0].timestamps[0] == 1624654581000
+    assert chunks[-1].timestamps[-1] == (1624654581 + 19_999) * 1000
     assert chunks[-1].timestamps[-1] == (1624654581 + 19_999) * 1000
     assert len(chunks) < 100  # chunks follow decompressed pieces, not lines
 

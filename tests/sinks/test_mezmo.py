@@ -259,7 +259,7 @@ def test_split_under_max_request_bytes(
     reqs = server.requests
     assert len(reqs) >= 10
     assert all(r.decoded_bytes <= 20_000 for r in reqs)
-    # The estimate is exact for ASCII: requests are filled, not halved.
+    # Sizes are measured: requests are filled, not halved.
     assert all(r.decoded_bytes > 15_000 for r in reqs[:-1])
     assert [line["line"] for line in server.lines] == batch.lines
     assert sink.counters()["requests"] == len(reqs)
@@ -275,7 +275,7 @@ def test_split_when_escapes_beat_the_estimate(
     sink.write(batch)
     assert all(r.decoded_bytes <= 20_000 for r in server.requests)
     assert [line["line"] for line in server.lines] == batch.lines
-    assert sink.counters()["splits"] > 0
+    assert sink.counters()["requests"] == len(server.requests) > 1
 
 
 def test_max_lines_per_request(

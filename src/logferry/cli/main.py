@@ -33,6 +33,22 @@ for command in (ship, pull, purge, status, errors, drain, demo):
     cli.add_command(command)
 
 
+def _limit_malloc_arenas() -> None:
+    # glibc gives each thread its own malloc arena; with a decode, a prepare and a send
+    # thread per worker, freed batch memory scatters over many arenas and RSS climbs.
+    # Two arenas keep the peak bounded at no measurable cost in speed.
+    if os.environ.get("MALLOC_ARENA_MAX"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-8, 2)  # M_ARENA_MAX
+    except (OSError, AttributeError):
+        pass  # not glibc: nothing to tune
+
+
 def main() -> None:
     """Console-script entry point."""
+    _limit_malloc_arenas()
     cli(prog_name="logferry")

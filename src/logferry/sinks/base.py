@@ -22,6 +22,13 @@ class Sink(ABC):
     def open(self, source: str, obj: ObjectInfo, resume_at: int) -> None:  # noqa: B027
         """Prepare for an object whose first ``resume_at`` records are already acknowledged."""
 
+    def prepare(self, batch: Batch) -> None:  # noqa: B027
+        """Optionally encode ``batch`` ahead of ``write``, in the decode stage's thread.
+
+        Store the result in ``batch.prepared[id(self)]``; ``write`` must still work when
+        nothing was prepared.
+        """
+
     @abstractmethod
     def write(self, batch: Batch) -> None:
         """Deliver ``batch``; return when acknowledged, else raise a ``SinkError``."""

@@ -202,14 +202,19 @@ class HttpSender:
         headers: Mapping[str, str] | None = None,
         params: Mapping[str, str] | Callable[[], Mapping[str, str]] | None = None,
         content_type: str = "application/json",
+        compressed: bool = False,
     ) -> httpx.Response:
         """POST ``body`` gzipped; return the 2xx response or raise a classified ``SinkError``.
 
         ``params`` may be a callable, evaluated per attempt, for values that must be fresh
-        on a retry (Mezmo's ``now``).
+        on a retry (Mezmo's ``now``). ``compressed`` says ``body`` already went through
+        :meth:`compress` (sinks gzip ahead, in the decode stage, to overlap it with sending).
         """
         hdrs = {"Content-Type": content_type, **(headers or {})}
-        if self.gzip_level:
+        if compressed:
+            content = body
+            hdrs["Content-Encoding"] = "gzip"
+        elif self.gzip_level:
             content = self.compress(body)
             hdrs["Content-Encoding"] = "gzip"
         else:
