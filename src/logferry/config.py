@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
 
+import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from logferry.errors import ConfigError
+from logferry.errors import ConfigError, LogferryError
 
 Mode = Literal["catchup", "key", "latest", "all"]
 """catchup: everything not done; key: the objects named in ``keys``; latest: the N newest
@@ -66,3 +71,222 @@ def build(model: type[BaseModel], **values: object) -> BaseModel:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first.get("loc", ())) or "options"
         raise ConfigError(f"invalid {where}: {first.get('msg', 'invalid value')}") from None
+
+
+# -- pipeline files (``logferry run -c pipeline.yaml``) ------------------------------------
+
+DROP = "drop"
+
+
+class SinkConfig(BaseModel):
+    """A named sink: a URL (``mezmo+https://…``, ``logdna:REGION``, ``file:///DIR``, ``-``)
+    or ``type: python`` with a user handler class."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    url: str | None = None
+    type: Literal["url", "python"] = "url"
+    handler: str | None = Field(default=None, pattern=r"^[\w.]+:[\w]+$")
+    args: dict[str, Any] = Field(default_factory=dict)
+    app: str = "logferry"
+    hostname: str | None = None
+    tags: str | list[str] | None = None
+    max_line_bytes: int = Field(default=32 * 1024, ge=256)
+    verify_tls: bool = True
+
+    @model_validator(mode="after")
+    def _url_or_handler(self) -> SinkConfig:
+        if self.type == "python":
+            if not self.handler:
+                raise ValueError("a python sink needs `handler: package.module:Class`")
+        elif not self.url:
+            raise ValueError("a sink needs a `url` (or `type: python` with a `handler`)")
+        return self
+
+    def options(self) -> SinkOptions:
+        """The URL sink options."""
+        tags = ",".join(self.tags) if isinstance(self.tags, list) else self.tags
+        return SinkOptions(
+            app=self.app,
+            hostname=self.hostname,
+            tags=tags,
+            max_line_bytes=self.max_line_bytes,
+            verify_tls=self.verify_tls,
+        )
+
+
+class RouteConfig(BaseModel):
+    """Objects whose key starts with ``prefix`` (the longest match wins) go to ``sinks``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    prefix: str = ""
+    format: str | list[str] = "auto"
+    expand: str | None = None
+    timestamp_fields: tuple[str, ...] | None = None
+    sinks: list[str] | Literal["drop"]
+
+    @property
+    def formats(self) -> tuple[str, ...]:
+        """The format chain: tried in order on objects that do not decode."""
+        return (self.format,) if isinstance(self.format, str) else tuple(self.format)
+
+
+class SourceConfig(BaseModel):
+    """A named bucket source and its routes (``sinks``/``format`` give a catch-all route)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    url: str
+    endpoint_url: str | None = None
+    verify_tls: bool = True
+    format: str | list[str] = "auto"
+    sinks: list[str] | Literal["drop"] | None = None
+    routes: list[RouteConfig] = Field(default_factory=list)
+
+    def all_routes(self) -> list[RouteConfig]:
+        """Explicit routes plus the catch-all one from ``sinks``/``format``, if given."""
+        routes = list(self.routes)
+        if self.sinks is not None and not any(r.prefix == "" for r in routes):
+            routes.append(RouteConfig(prefix="", format=self.format, sinks=self.sinks))
+        return routes
+
+
+class PipelineConfig(BaseModel):
+    """A pipeline file: sources with routes, named sinks, the ledger and run settings."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    ledger: str | None = None
+    interval: float = Field(default=60.0, gt=0, description="seconds between listings (run)")
+    workers: int = Field(default=4, ge=1, le=64)
+    max_attempts: int = Field(default=5, ge=1)
+    sinks: dict[str, SinkConfig] = Field(default_factory=dict)
+    sources: dict[str, SourceConfig]
+
+    @model_validator(mode="after")
+    def _references(self) -> PipelineConfig:
+        from logferry.codecs.formats import FORMATS
+
+        if not self.sources:
+            raise PathError(("sources",), "no sources: add at least one under `sources:`")
+        for name, source in self.sources.items():
+            at: tuple[Any, ...] = ("sources", name)
+            if not source.all_routes():
+                raise PathError(at, "no routes: give the source `sinks:` or a list of `routes:`")
+            prefixes = [r.prefix for r in source.routes]
+            if len(prefixes) != len(set(prefixes)):
+                raise PathError((*at, "routes"), "two routes have the same prefix")
+            for i, route in enumerate(source.all_routes()):
+                where = (*at, "routes", i) if i < len(source.routes) else at
+                for fmt in route.formats:
+                    if fmt not in FORMATS and fmt != "auto":
+                        valid = ", ".join(sorted({"auto", *FORMATS}))
+                        raise PathError((*where, "format"), f"unknown format {fmt!r}: use {valid}")
+                if route.sinks != DROP:
+                    for sink in route.sinks:
+                        if sink not in self.sinks:
+                            known = ", ".join(sorted(self.sinks)) or "none defined"
+                            raise PathError(
+                                (*where, "sinks"),
+                                f"unknown sink {sink!r} (defined: {known}; or `drop`)",
+                            )
+        return self
+
+
+class PathError(ValueError):
+    """A validation error that knows where in the file it belongs."""
+
+    def __init__(self, path: tuple[Any, ...], message: str) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def _interpolate(text: str, line: int, where: str, env: Mapping[str, str]) -> str:
+    def sub(m: re.Match[str]) -> str:
+        name, default = m.group(1), m.group(2)
+        if name in env:
+            return env[name]
+        if default is not None:
+            return default
+        raise ConfigError(f"{where}:{line}: ${{{name}}} is not set (use ${{{name}:-default}})")
+
+    return _ENV_REF.sub(sub, text)
+
+
+def _construct(node: yaml.Node, path: tuple[Any, ...], lines: dict[tuple[Any, ...], int],
+               where: str, env: Mapping[str, str]) -> Any:  # fmt: skip
+    """Build plain values from YAML nodes, noting each path's line and expanding ${ENV}."""
+    lines[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        out: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            key = yaml.safe_load(yaml.serialize(key_node))
+            out[key] = _construct(value_node, (*path, key), lines, where, env)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [
+            _construct(item, (*path, i), lines, where, env) for i, item in enumerate(node.value)
+        ]
+    value = yaml.safe_load(yaml.serialize(node))
+    if isinstance(value, str) and "${" in value:
+        value = _interpolate(value, lines[path], where, env)
+    return value
+
+
+def parse_pipeline(
+    text: str, where: str = "<config>", env: Mapping[str, str] | None = None
+) -> PipelineConfig:
+    """Validate a pipeline YAML; errors are one line: ``FILE:LINE: path: what is wrong``."""
+    env = os.environ if env is None else env
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{where}{line}: not valid YAML: {problem}") from None
+    if root is None:
+        raise ConfigError(f"{where}: the file is empty; see the README for a pipeline example")
+    lines: dict[tuple[Any, ...], int] = {}
+    data = _construct(root, (), lines, where, env)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}:1: a pipeline is a mapping with `sources:` and `sinks:`")
+    try:
+        return PipelineConfig(**data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = tuple(first.get("loc", ()))
+        cause = first.get("ctx", {}).get("error")
+        if isinstance(cause, PathError):
+            loc = (*loc, *cause.path)
+        lineno = next((lines[loc[:i]] for i in range(len(loc), -1, -1) if loc[:i] in lines), 1)
+        path = ".".join(str(p) for p in loc if not str(p).startswith("function-after"))
+        msg = first.get("msg", "invalid value").removeprefix("Value error, ")
+        raise ConfigError(f"{where}:{lineno}: {path + ': ' if path else ''}{msg}") from None
+    except TypeError as exc:  # non-string keys and the like
+        raise ConfigError(f"{where}:1: {exc}") from None
+
+
+def load_pipeline(location: str, env: Mapping[str, str] | None = None) -> PipelineConfig:
+    """Read and validate a pipeline file from a path or an ``s3://BUCKET/KEY`` URL."""
+    if location.startswith(("s3://", "cos://")):
+        from logferry.sources import open_source
+
+        bucket_url, _, key = location.partition("://")[2].partition("/")
+        source = open_source(f"{location.split('://')[0]}://{bucket_url}")
+        try:
+            text = b"".join(source.open(source.head(key))).decode("utf-8")
+        except LogferryError as exc:
+            raise ConfigError(f"cannot read pipeline {location}: {exc}") from None
+        finally:
+            source.close()
+    else:
+        try:
+            text = Path(location).expanduser().read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot read pipeline {location}: {exc.strerror}") from None
+    return parse_pipeline(text, location, env)

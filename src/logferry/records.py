@@ -69,6 +69,8 @@ class Batch:
     timestamps: list[int]
     fields: list[dict[str, Any] | None] | None = None
     nbytes: int = 0
+    #: The format that decoded the records (what ``auto`` picked).
+    format: str = ""
     #: Work sinks did ahead of ``write`` (see ``Sink.prepare``), keyed by ``id(sink)``.
     prepared: dict[int, Any] = field(default_factory=dict)
 

@@ -23,7 +23,7 @@ from typing import Any
 from logferry.codecs import decode_object
 from logferry.codecs.formats.base import DecodeContext, FormatOptions
 from logferry.config import ShipOptions
-from logferry.errors import LogferryError, ObjectError, is_transient
+from logferry.errors import DecodeError, LogferryError, ObjectError, is_transient
 from logferry.ledger.base import Claim, ClaimLostError, Ledger, Status, new_owner_id
 from logferry.records import Batch, Chunk, ObjectInfo
 from logferry.sinks.base import Sink
@@ -76,6 +76,7 @@ class ShipResult:
     counters: dict[str, int] = field(default_factory=dict)
     interrupted: bool = False
     seconds: float = 0.0
+    reports: dict[str, Any] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -93,6 +94,7 @@ class ShipResult:
             "held": self.held,
             "failed": [{"key": f.key, "error": f.error} for f in self.failed],
             "counters": dict(sorted(self.counters.items())),
+            **({"handlers": self.reports} if self.reports else {}),
             "interrupted": self.interrupted,
             "seconds": round(self.seconds, 3),
         }
@@ -222,8 +224,45 @@ def batches(
         yield flush()
 
 
+@dataclass(frozen=True)
+class Route:
+    """Where objects under ``prefix`` go: a format chain and sinks (none: dropped)."""
+
+    prefix: str
+    sinks: tuple[Sink, ...]
+    formats: tuple[str, ...] = ("auto",)
+    format_options: FormatOptions | None = None
+
+    @property
+    def drop(self) -> bool:
+        """Objects on this route are marked done without being shipped."""
+        return not self.sinks
+
+
+class Router:
+    """Picks the route of a key: the longest matching prefix, as SLIPS' bucket_mapping."""
+
+    def __init__(self, routes: Iterable[Route]) -> None:
+        self.routes = sorted(routes, key=lambda r: len(r.prefix), reverse=True)
+
+    def route(self, key: str) -> Route | None:
+        """The route for ``key``, or None when no prefix matches."""
+        return next((r for r in self.routes if key.startswith(r.prefix)), None)
+
+    def sinks(self) -> list[Sink]:
+        """Every sink of every route, once each."""
+        seen: dict[int, Sink] = {}
+        for route in self.routes:
+            for sink in route.sinks:
+                seen.setdefault(id(sink), sink)
+        return list(seen.values())
+
+
 class Runner:
-    """Ships objects of one source to sinks according to ``options.mode``."""
+    """Ships objects of one source to sinks according to ``options.mode``.
+
+    Without a ``router`` every object goes to every sink in ``sinks`` with ``options.format``.
+    """
 
     def __init__(
         self,
@@ -234,13 +273,17 @@ class Runner:
         *,
         progress: Progress | None = None,
         stop: threading.Event | None = None,
+        router: Router | None = None,
     ) -> None:
-        if not sinks:
-            raise ValueError("at least one sink is needed")
-        self.source = source
-        self.sinks = sinks
-        self.ledger = ledger
         self.options = options or ShipOptions()
+        if router is None:
+            if not sinks:
+                raise ValueError("at least one sink is needed")
+            router = Router([Route("", tuple(sinks), (self.options.format,))])
+        self.router = router
+        self.source = source
+        self.sinks = router.sinks()
+        self.ledger = ledger
         self.progress = progress or Progress()
         self.stop = stop or threading.Event()
         self.owner = new_owner_id()
@@ -312,6 +355,8 @@ class Runner:
             for sink in self.sinks:
                 counters.update(sink.counters())
             self.result.counters = {k: v for k, v in counters.items() if v}
+            for sink in self.sinks:
+                self.result.reports.update(sink.report())
             self._hb_stop.set()
             self.progress.close()
         return self.result
@@ -394,6 +439,7 @@ class Runner:
 
     def _ship_object(self, obj: ObjectInfo, force: bool) -> None:
         opts = self.options
+        route = self.router.route(obj.key)
         claim = self.ledger.claim(self.source.id, obj, self.owner, opts.lease_seconds, force=force)
         if claim is None:
             with self._lock:
@@ -403,40 +449,26 @@ class Runner:
             self._claims[(obj.key, obj.etag)] = claim
         self.progress.object_started(obj)
         opened: list[Sink] = []
-        ctx = DecodeContext(
-            obj.key, obj.last_modified_ms, self.format_options, collections.Counter()
-        )
-        shipped_lines = 0
-        shipped_bytes = 0
+        counters: collections.Counter[str] = collections.Counter()
+        shipped = [0, 0]  # lines, bytes acknowledged by every sink in this attempt
         try:
-            for sink in self.sinks:
-                sink.open(self.source.id, obj, claim.position)
-                opened.append(sink)
-            raw = self._counted(self.source.open(obj, opts.read_chunk))
-            chunks = decode_object(raw, ctx, opts.format)
-            stream = batches(
-                chunks,
-                source=self.source.id,
-                key=obj.key,
-                skip=claim.position,
-                max_lines=opts.batch_lines,
-                max_bytes=opts.batch_bytes,
-                max_wait=opts.batch_wait,
-            )
-            # Three stages in three threads: decode → prepare (sinks encode and gzip) → send.
-            # zlib and sockets release the GIL, so the stages overlap on two cores.
-            decoded = prefetch(stream, 1, self.stop)
-            for batch in prefetch(self._prepared(decoded), 1, self.stop):
-                for sink in self.sinks:
-                    sink.write(batch)
-                # Every sink acknowledged: only now may the ledger move (invariant 1).
-                self.ledger.checkpoint(claim, batch.end, batch.nbytes, opts.lease_seconds)
-                shipped_lines += len(batch)
-                shipped_bytes += batch.nbytes
-                self.progress.advanced(len(batch), 0)
-                if self.stop.is_set():
-                    raise _Stop()
-            for sink in self.sinks:
+            if route is None:
+                prefixes = ", ".join(repr(r.prefix) for r in self.router.routes)
+                raise ObjectError(f"no route matches this key (route prefixes: {prefixes})")
+            if route.drop:
+                counters["dropped"] += 1
+            for i, fmt in enumerate(route.formats):
+                try:
+                    self._ship_format(obj, claim, route, fmt, opened, counters, shipped)
+                    break
+                except DecodeError:
+                    # A format chain tries the next format, as long as nothing was shipped.
+                    if i + 1 == len(route.formats) or shipped[0] or claim.position:
+                        raise
+                    for sink in opened:
+                        sink.abort(self.source.id, obj)
+                    opened.clear()
+            for sink in opened:
                 sink.commit(self.source.id, obj)
             self.ledger.complete(claim)
         except Exception as exc:
@@ -457,13 +489,61 @@ class Runner:
         finally:
             with self._lock:
                 self._claims.pop((obj.key, obj.etag), None)
-                self.result.lines += shipped_lines
-                self.result.bytes += shipped_bytes
-                self._counters.update(ctx.counters)
+                self.result.lines += shipped[0]
+                self.result.bytes += shipped[1]
+                self._counters.update(counters)
 
-    def _prepared(self, batches: Iterator[Batch]) -> Iterator[Batch]:
+    def _ship_format(
+        self,
+        obj: ObjectInfo,
+        claim: Claim,
+        route: Route,
+        fmt: str,
+        opened: list[Sink],
+        counters: collections.Counter[str],
+        shipped: list[int],
+    ) -> None:
+        """Decode ``obj`` with ``fmt`` and ship it to the route's sinks, checkpointing."""
+        opts = self.options
+        if route.drop:
+            return
+        for sink in route.sinks:
+            sink.open(self.source.id, obj, claim.position)
+            opened.append(sink)
+        ctx = DecodeContext(
+            obj.key, obj.last_modified_ms, route.format_options or self.format_options, counters
+        )
+        raw = self._counted(self.source.open(obj, opts.read_chunk))
+        stream = batches(
+            decode_object(raw, ctx, fmt),
+            source=self.source.id,
+            key=obj.key,
+            skip=claim.position,
+            max_lines=opts.batch_lines,
+            max_bytes=opts.batch_bytes,
+            max_wait=opts.batch_wait,
+        )
+        # Three stages in three threads: decode → prepare (sinks encode and gzip) → send.
+        # zlib and sockets release the GIL, so the stages overlap on two cores.
+        decoded = prefetch(stream, 1, self.stop)
+        for batch in prefetch(self._prepared(decoded, route.sinks, ctx), 1, self.stop):
+            for sink in route.sinks:
+                sink.write(batch)
+            # Every sink acknowledged: only now may the ledger move (invariant 1).
+            self.ledger.checkpoint(claim, batch.end, batch.nbytes, opts.lease_seconds)
+            shipped[0] += len(batch)
+            shipped[1] += batch.nbytes
+            self.progress.advanced(len(batch), 0)
+            if self.stop.is_set():
+                raise _Stop()
+
+    @staticmethod
+    def _prepared(
+        batches: Iterator[Batch], sinks: tuple[Sink, ...], ctx: DecodeContext
+    ) -> Iterator[Batch]:
         for batch in batches:
-            for sink in self.sinks:
+            batch.format = ctx.format_name or ""
+            for sink in sinks:
                 sink.prepare(batch)
             yield batch
 

@@ -9,6 +9,7 @@ every sink's ``write`` returned for it.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from typing import Any
 
 from logferry.records import Batch, ObjectInfo
 
@@ -41,6 +42,10 @@ class Sink(ABC):
 
     def close(self) -> None:  # noqa: B027
         """Flush and release resources at the end of a run."""
+
+    def report(self) -> dict[str, Any]:
+        """Results to show in the summary beside the counters (user handlers' ``result()``)."""
+        return {}
 
     def counters(self) -> dict[str, int]:
         """Counters worth reporting in the summary (e.g. truncated lines)."""
