@@ -57,7 +57,9 @@ def handle_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def install_signal_handlers(stop: threading.Event, shutdown_timeout: float = 30.0) -> None:
+def install_signal_handlers(
+    stop: threading.Event | Callable[[], None], shutdown_timeout: float = 30.0
+) -> None:
     """First SIGINT/SIGTERM: finish the batch in flight, checkpoint, stop. Second: exit now.
 
     If the work in flight has not wound down after ``shutdown_timeout`` seconds (a sink
@@ -70,10 +72,16 @@ def install_signal_handlers(stop: threading.Event, shutdown_timeout: float = 30.
         sys.stderr.flush()
         os._exit(EXIT_FAILED)
 
+    stopping = threading.Event()
+
     def handler(signum: int, frame: Any) -> None:
-        if stop.is_set():
+        if stopping.is_set():
             force_exit("second interrupt")
-        stop.set()
+        stopping.set()
+        if isinstance(stop, threading.Event):
+            stop.set()
+        else:
+            stop()
         name = signal.Signals(signum).name
         err.print(
             f"{name}: finishing the batches in flight, then stopping "

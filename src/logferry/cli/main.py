@@ -12,6 +12,7 @@ from logferry.cli.demo import demo
 from logferry.cli.errors import drain, errors
 from logferry.cli.pull import pull
 from logferry.cli.purge import purge
+from logferry.cli.run import run, validate
 from logferry.cli.ship import ship
 from logferry.cli.status import status
 
@@ -29,7 +30,7 @@ def cli(verbose: int) -> None:
         logging.getLogger("urllib3").setLevel(logging.WARNING)
 
 
-for command in (ship, pull, purge, status, errors, drain, demo):
+for command in (ship, run, validate, pull, purge, status, errors, drain, demo):
     cli.add_command(command)
 
 

@@ -59,12 +59,18 @@ def decode_options(func):  # type: ignore[no-untyped-def]
 
 
 @click.command()
-@click.argument("source")
+@click.argument("source", required=False)
+@click.option(
+    "-c",
+    "--config",
+    "config_path",
+    metavar="FILE",
+    help="Ship every source of a pipeline file once (its routes pick formats and sinks).",
+)
 @click.option(
     "--to",
     "sinks",
     multiple=True,
-    required=True,
     metavar="SINK",
     help="Sink URL (repeatable): mezmo+https://HOST/logs/ingest, logdna:REGION, file:///DIR, -.",
 )
@@ -128,7 +134,8 @@ def decode_options(func):  # type: ignore[no-untyped-def]
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
 @handle_errors
 def ship(
-    source: str,
+    source: str | None,
+    config_path: str | None,
     sinks: tuple[str, ...],
     fmt: str,
     expand: str | None,
@@ -152,10 +159,30 @@ def ship(
 ) -> None:
     """Ship the objects of SOURCE (s3://, cos://, file:///DIR or a path) to every --to sink.
 
+    With -c FILE, ship every source of a pipeline file once instead.
+
     By default it catches up: every object the ledger has not seen done, oldest
     first, listing again until nothing new arrives. Exit 0 when everything
     shipped, 1 when any object failed, 2 for usage errors.
     """
+    if config_path:
+        if source or sinks:
+            fail_usage("-c FILE takes its sources and sinks from the file: drop SOURCE and --to")
+        from logferry.cli.run import run_pipeline
+
+        sys.exit(
+            run_pipeline(
+                config_path,
+                ledger=ledger,
+                once=True,
+                as_json=as_json,
+                quiet=quiet,
+                shutdown_timeout=shutdown_timeout,
+            )
+        )
+    if not source or not sinks:
+        fail_usage("give SOURCE and at least one --to SINK (or -c pipeline.yaml)")
+    assert source is not None
     if "-" in sinks and as_json:
         fail_usage("--json and the stdout sink (-) would share stdout: pick one")
     stop = threading.Event()

@@ -16,6 +16,22 @@ __all__ = ["ConcatSink", "FileSink", "Sink", "StdoutSink", "open_sink"]
 MEZMO_SCHEMES = ("mezmo+https", "mezmo+http", "logdna+https", "logdna+http")
 
 
+def check_sink(url: str) -> None:
+    """Validate a sink URL without opening anything (``logferry validate``)."""
+    if url in ("-", "stdout:", "stdout://"):
+        return
+    scheme = url.split(":", 1)[0].lower() if ":" in url else ""
+    if scheme in MEZMO_SCHEMES or scheme in ("logdna", "mezmo"):
+        from logferry.sinks.mezmo import _ingestion_key, parse_mezmo_url
+
+        parse_mezmo_url(url)
+        _ingestion_key(None)
+        return
+    if scheme == "file" or ("://" not in url and scheme not in ("http", "https")):
+        return
+    open_sink(url)  # raises the same "unknown sink" error
+
+
 def open_sink(
     url: str, options: SinkOptions | None = None, *, stop: threading.Event | None = None
 ) -> Sink:

@@ -1,0 +1,247 @@
+"""Pipelines from a config file: open its sources, sinks and routes; run them once or as a daemon.
+
+``logferry run`` is the daemon: every ``interval`` it catches up each source. SIGHUP
+reloads the file: a valid new configuration is applied after the batches in flight are
+acknowledged and checkpointed (nothing is lost; the next cycle resumes there), an invalid
+one is rejected with a log line and the running configuration carries on.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from logferry.codecs.formats.base import FormatOptions
+from logferry.config import DROP, PipelineConfig, RouteConfig, ShipOptions, SinkConfig, build
+from logferry.errors import ConfigError
+from logferry.ledger import Ledger
+from logferry.runner import Progress, Route, Router, Runner, ShipResult
+from logferry.sinks import Sink, check_sink, open_sink
+from logferry.sinks.handler import HandlerSink, load_handler
+from logferry.sources import BucketSource, open_source
+
+log = logging.getLogger("logferry")
+
+
+def open_configured_sink(name: str, cfg: SinkConfig, stop: threading.Event) -> Sink:
+    """Open one named sink of a pipeline file."""
+    if cfg.type == "python":
+        assert cfg.handler is not None
+        return HandlerSink(name, cfg.handler, cfg.args)
+    assert cfg.url is not None
+    return open_sink(cfg.url, cfg.options(), stop=stop)
+
+
+def check_pipeline(config: PipelineConfig) -> None:
+    """Deeper checks than the schema, with no side effects: sink URLs, keys, handlers."""
+    for name, sink in config.sinks.items():
+        try:
+            if sink.type == "python":
+                assert sink.handler is not None
+                load_handler(sink.handler)
+            else:
+                assert sink.url is not None
+                check_sink(sink.url)
+        except ConfigError as exc:
+            raise ConfigError(f"sink {name!r}: {exc}") from None
+    for name, source in config.sources.items():
+        if "://" in source.url and not source.url.startswith(("s3://", "cos://", "file://")):
+            raise ConfigError(f"source {name!r}: unknown source URL {source.url!r}")
+
+
+@dataclass
+class SourcePlan:
+    """One configured source, opened, with its router."""
+
+    name: str
+    source: BucketSource
+    router: Router
+
+
+def _format_options(route: RouteConfig) -> FormatOptions | None:
+    if route.expand is None and route.timestamp_fields is None:
+        return None
+    defaults = FormatOptions()
+    return FormatOptions(
+        expand=route.expand,
+        timestamp_fields=route.timestamp_fields or defaults.timestamp_fields,
+        max_document_bytes=defaults.max_document_bytes,
+    )
+
+
+class Pipeline:
+    """The opened form of a :class:`PipelineConfig`; close it when done."""
+
+    def __init__(self, config: PipelineConfig) -> None:
+        self.config = config
+        #: Set to stop this pipeline's runs (shutdown or reload); also cuts sink retry waits.
+        self.stop = threading.Event()
+        self.sinks: dict[str, Sink] = {}
+        self.plans: list[SourcePlan] = []
+        try:
+            for name, sink_cfg in config.sinks.items():
+                try:
+                    self.sinks[name] = open_configured_sink(name, sink_cfg, self.stop)
+                except ConfigError as exc:
+                    raise ConfigError(f"sink {name!r}: {exc}") from None
+            for name, src_cfg in config.sources.items():
+                source = open_source(
+                    src_cfg.url, endpoint_url=src_cfg.endpoint_url, verify=src_cfg.verify_tls
+                )
+                routes = [
+                    Route(
+                        r.prefix,
+                        () if r.sinks == DROP else tuple(self.sinks[s] for s in r.sinks),
+                        r.formats,
+                        _format_options(r),
+                    )
+                    for r in src_cfg.all_routes()
+                ]
+                self.plans.append(SourcePlan(name, source, Router(routes)))
+        except BaseException:
+            self.close()
+            raise
+
+    def options(self, **overrides: object) -> ShipOptions:
+        """Runner options from the file's settings."""
+        opts = build(
+            ShipOptions,
+            workers=self.config.workers,
+            max_attempts=self.config.max_attempts,
+            **overrides,
+        )
+        assert isinstance(opts, ShipOptions)
+        return opts
+
+    def plan_for_bucket(self, bucket: str) -> SourcePlan | None:
+        """The configured source reading ``bucket`` (for notifications)."""
+        return next((p for p in self.plans if getattr(p.source, "bucket", None) == bucket), None)
+
+    def run_once(
+        self,
+        ledger: Ledger,
+        progress: Callable[[str], Progress] | None = None,
+        **overrides: object,
+    ) -> list[ShipResult]:
+        """Catch up every source once (or ship ``keys=`` of each); one result per source."""
+        results = []
+        for plan in self.plans:
+            if self.stop.is_set():
+                break
+            runner = Runner(
+                plan.source,
+                [],
+                ledger,
+                self.options(**overrides),
+                progress=progress(plan.name) if progress else None,
+                stop=self.stop,
+                router=plan.router,
+            )
+            results.append(runner.run())
+        return results
+
+    def close(self) -> None:
+        """Close sinks and sources."""
+        for sink in self.sinks.values():
+            sink.close()
+        for plan in self.plans:
+            plan.source.close()
+
+
+class Daemon:
+    """Runs a pipeline every ``interval`` seconds until stopped; reloads on request."""
+
+    def __init__(
+        self,
+        load: Callable[[], PipelineConfig],
+        ledger: Ledger,
+        progress: Callable[[str], Progress] | None = None,
+        on_cycle: Callable[[list[ShipResult]], None] | None = None,
+    ) -> None:
+        self._load = load
+        self.ledger = ledger
+        self.progress = progress
+        self.on_cycle = on_cycle
+        self.shutdown = threading.Event()
+        self._wake = threading.Event()
+        self._pending: PipelineConfig | None = None
+        self._lock = threading.Lock()
+        self.pipeline = Pipeline(load())
+        self.cycles = 0
+        self.failed_cycles = 0
+
+    def request_reload(self) -> bool:
+        """Validate the file again; if good, stop the current cycle and apply it next."""
+        try:
+            config = self._load()
+            check_pipeline(config)
+        except ConfigError as exc:
+            log.error("reload rejected, keeping the running configuration: %s", exc)
+            return False
+        with self._lock:
+            self._pending = config
+        log.warning("configuration reloaded: applying after the batches in flight")
+        self.pipeline.stop.set()
+        self._wake.set()
+        return True
+
+    def request_shutdown(self) -> None:
+        """Stop after the batches in flight."""
+        self.shutdown.set()
+        self.pipeline.stop.set()
+        self._wake.set()
+
+    def run(self, once: bool = False) -> None:
+        """Cycle until shut down (or once; a reload during that cycle runs it again)."""
+        try:
+            while True:
+                results = self.pipeline.run_once(self.ledger, self.progress)
+                self.cycles += 1
+                if any(not r.ok and not r.interrupted for r in results):
+                    self.failed_cycles += 1
+                if self.on_cycle:
+                    self.on_cycle(results)
+                if self.shutdown.is_set():
+                    return
+                if self._apply_pending():
+                    continue  # the reload cut the cycle short: resume at once
+                if once:
+                    return
+                self._wake.wait(self.pipeline.config.interval)
+                self._wake.clear()
+                if self.shutdown.is_set():
+                    return
+                self._apply_pending()
+        finally:
+            self.pipeline.close()
+
+    def _apply_pending(self) -> bool:
+        with self._lock:
+            config, self._pending = self._pending, None
+        if config is None:
+            return False
+        try:
+            new = Pipeline(config)
+        except ConfigError as exc:
+            log.error("reload failed, keeping the running configuration: %s", exc)
+            self.pipeline.stop.clear()
+            return False
+        self.pipeline.close()
+        self.pipeline = new
+        if self.shutdown.is_set():
+            new.stop.set()
+        return True
+
+
+def plans_summary(config: PipelineConfig) -> Iterable[str]:
+    """Human lines describing sources, routes and sinks (``logferry validate``)."""
+    for name, sink in config.sinks.items():
+        target = sink.handler if sink.type == "python" else sink.url
+        yield f"sink {name}: {sink.type} {target}"
+    for name, source in config.sources.items():
+        yield f"source {name}: {source.url}"
+        for route in sorted(source.all_routes(), key=lambda r: -len(r.prefix)):
+            dest = "drop" if route.sinks == DROP else ", ".join(route.sinks)
+            yield f"  {route.prefix or '(everything else)'} → {'|'.join(route.formats)} → {dest}"

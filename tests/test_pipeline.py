@@ -1,0 +1,228 @@
+"""Pipeline files: validation with line numbers, routing, ship -c, handlers, the run daemon."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import orjson
+import pytest
+
+from logferry.config import parse_pipeline
+from logferry.errors import ConfigError
+from tests.conftest import IBM_FIXTURES, run_cli
+
+
+def write_config(path: Path, text: str) -> Path:
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+@pytest.fixture()
+def bucket_dir(tmp_path: Path) -> Path:
+    b = tmp_path / "bucket"
+    (b / "ibm_vpc_flowlogs_v1" / "x").mkdir(parents=True)
+    shutil.copy(IBM_FIXTURES / "00000911.gz", b / "ibm_vpc_flowlogs_v1" / "x" / "00000911.gz")
+    (b / "tmp").mkdir()
+    (b / "tmp" / "scratch.log").write_text("ignore me\n")
+    (b / "app").mkdir()
+    (b / "app" / "broken.json").write_text('{"not": "closed"\nsecond line\n')
+    (b / "app" / "events.ndjson").write_text('{"action": "login"}\n{"action": "logout"}\n')
+    return b
+
+
+def routed_config(tmp_path: Path, bucket_dir: Path, extra: str = "") -> Path:
+    return write_config(
+        tmp_path / "p.yaml",
+        f"""\
+        ledger: sqlite:///{tmp_path}/l.db
+        interval: 0.3
+        sinks:
+          flows: {{url: "file://{tmp_path}/flows"}}
+          rest: {{url: "${{REST_DIR:-{tmp_path}/rest}}"}}
+        sources:
+          bucket:
+            url: {bucket_dir}
+            routes:
+              - {{prefix: ibm_vpc_flowlogs_v1/, format: ibm-vpc-flow, sinks: [flows]}}
+              - {{prefix: tmp/, sinks: drop}}
+              - {{prefix: app/, format: [json, lines], sinks: [rest]}}
+        {extra}""",
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("sources: {}\n", "p.yaml:1: sources: no sources"),
+        ("sources:\n  a:\n    url: /x\n", "p.yaml:3: sources.a: no routes"),
+        (
+            "sources:\n  a:\n    url: /x\n    sinks: [nope]\n",
+            "p.yaml:4: sources.a.sinks: unknown sink 'nope'",
+        ),
+        (
+            "sinks:\n  f: {url: /o}\nsources:\n  a:\n    url: /x\n    routes:\n"
+            "      - {prefix: a/, sinks: [f]}\n      - {prefix: b/, format: xml, sinks: [f]}\n",
+            "p.yaml:8: sources.a.routes.1.format: unknown format 'xml'",
+        ),
+        ("sources:\n  a:\n    url: /x\n    sink: [f]\n", "p.yaml:4: sources.a.sink: Extra inputs"),
+        (
+            "sinks:\n  f: {url: /o}\nsources:\n  a: {url: /x, sinks: [f]}\ninterval: -1\n",
+            "p.yaml:5: interval",
+        ),
+        ("sources:\n  a: {url: '${NOPE_NOT_SET}'}\n", "p.yaml:2: ${NOPE_NOT_SET} is not set"),
+        ("sources: [unclosed\n", "p.yaml:2: not valid YAML"),
+        ("", "p.yaml: the file is empty"),
+        (
+            "sinks:\n  p: {type: python}\nsources:\n  a: {url: /x, sinks: [p]}\n",
+            "p.yaml:2: sinks.p: a python sink needs",
+        ),
+    ],
+)
+def test_errors_name_the_line(text: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_pipeline(text, "p.yaml", env={})
+    assert str(info.value).startswith(expected), str(info.value)
+
+
+def test_env_interpolation_and_defaults() -> None:
+    cfg = parse_pipeline(
+        "sinks:\n  m: {url: 'mezmo+https://${HOST}/logs/ingest', app: '${APP:-flows}'}\n"
+        "sources:\n  a: {url: /x, sinks: [m]}\n",
+        env={"HOST": "logs.example.com"},
+    )
+    assert cfg.sinks["m"].url == "mezmo+https://logs.example.com/logs/ingest"
+    assert cfg.sinks["m"].app == "flows"
+
+
+def test_validate_and_ship_with_routes(tmp_path: Path, bucket_dir: Path) -> None:
+    cfg = routed_config(tmp_path, bucket_dir)
+    p = run_cli("validate", "-c", str(cfg))
+    assert p.returncode == 0, p.stderr
+    assert "app/ → json|lines → rest" in p.stdout and "tmp/ → auto → drop" in p.stdout
+    p = run_cli("ship", "-c", str(cfg), "--json")
+    assert p.returncode == 0, p.stderr
+    summary = json.loads(p.stdout.splitlines()[-1])
+    assert summary["objects"] == 4 and summary["counters"]["dropped"] == 1
+    flows = (tmp_path / "flows" / "ibm_vpc_flowlogs_v1" / "x" / "00000911.gz.jsonl").read_text()
+    assert len(flows.splitlines()) == 2
+    # the format chain fell back from json to lines for the broken document
+    broken = (tmp_path / "rest" / "app" / "broken.json.jsonl").read_text().splitlines()
+    assert [orjson.loads(x)["line"] for x in broken] == ['{"not": "closed"', "second line"]
+    assert not (tmp_path / "rest" / "tmp").exists() and not (tmp_path / "flows" / "tmp").exists()
+    # an object no route matches is an error in the summary, never silently skipped
+    (bucket_dir / "stray.log").write_text("where do I go?\n")
+    p = run_cli("ship", "-c", str(cfg), "--json")
+    assert p.returncode == 1
+    failed = json.loads(p.stdout.splitlines()[-1])["failed"]
+    assert failed[0]["key"] == "stray.log" and "no route matches" in failed[0]["error"]
+    assert run_cli("ship", "-c", str(cfg), str(bucket_dir)).returncode == 2
+
+
+HANDLER = """
+class Count:
+    def setup(self, args):
+        self.counts = {}
+        self.fail_on = args.get("fail_on")
+
+    def recv(self, meta, record):
+        if isinstance(record, dict):
+            action = record.get("action")
+            if action == self.fail_on:
+                raise RuntimeError("refusing " + action)
+            self.counts[action] = self.counts.get(action, 0) + 1
+        assert meta["key"] and meta["timestamp"].endswith("Z") and meta["format"]
+
+    def result(self):
+        return self.counts
+"""
+
+
+def test_python_handlers(tmp_path: Path, bucket_dir: Path) -> None:
+    (tmp_path / "myhandlers.py").write_text(HANDLER)
+    cfg = write_config(
+        tmp_path / "h.yaml",
+        f"""\
+        ledger: sqlite:///{tmp_path}/h.db
+        sinks:
+          count: {{type: python, handler: "myhandlers:Count"}}
+          picky: {{type: python, handler: "myhandlers:Count", args: {{fail_on: logout}}}}
+        sources:
+          apps:
+            url: {bucket_dir}
+            routes:
+              - {{prefix: app/events, format: ndjson, sinks: [count]}}
+              - {{prefix: app/picky, format: ndjson, sinks: [picky]}}
+              - {{prefix: ibm_vpc_flowlogs_v1/, sinks: [picky, count]}}
+              - {{prefix: "", sinks: drop}}
+        """,
+    )
+    env = {"PYTHONPATH": str(tmp_path)}
+    assert run_cli("validate", "-c", str(cfg), env=env).returncode == 0
+    p = run_cli("ship", "-c", str(cfg), "--json", env=env)
+    assert p.returncode == 0, p.stderr
+    summary = json.loads(p.stdout.splitlines()[-1])
+    # flows carry "action": "accepted" too; the picky handler saw the same flows
+    assert summary["handlers"] == {
+        "count": {"login": 1, "logout": 1, "accepted": 2},
+        "picky": {"accepted": 2},
+    }
+    # an exception in recv fails that object only
+    (bucket_dir / "app" / "picky.ndjson").write_text('{"action": "logout"}\n')
+    p = run_cli("ship", "-c", str(cfg), "--json", env=env)
+    assert p.returncode == 1
+    (failure,) = json.loads(p.stdout.splitlines()[-1])["failed"]
+    assert failure["key"] == "app/picky.ndjson"
+    assert "RuntimeError: refusing logout" in failure["error"]
+    p = run_cli("validate", "-c", str(cfg))  # without PYTHONPATH the handler cannot import
+    assert p.returncode == 2 and "cannot import myhandlers" in p.stderr
+
+
+def test_run_daemon_reload_and_stop(tmp_path: Path, bucket_dir: Path) -> None:
+    cfg = routed_config(tmp_path, bucket_dir)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "logferry", "run", "-c", str(cfg), "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy(),
+    )  # fmt: skip
+    try:
+        flows = tmp_path / "flows"
+        wait_for(lambda: (flows / "ibm_vpc_flowlogs_v1" / "x" / "00000911.gz.jsonl").exists())
+        # a new object is picked up by a later listing
+        (bucket_dir / "app" / "late.ndjson").write_text('{"action": "late"}\n')
+        wait_for(lambda: (tmp_path / "rest" / "app" / "late.ndjson.jsonl").exists())
+        # an invalid configuration is rejected, the old one keeps running
+        good = cfg.read_text()
+        cfg.write_text(good.replace("sinks: [rest]", "sinks: [missing]"))
+        proc.send_signal(signal.SIGHUP)
+        (bucket_dir / "app" / "later.ndjson").write_text('{"action": "later"}\n')
+        wait_for(lambda: (tmp_path / "rest" / "app" / "later.ndjson.jsonl").exists())
+        # a valid new configuration is applied: app/ now goes to the flows sink
+        cfg.write_text(good.replace("sinks: [rest]", "sinks: [flows]"))
+        proc.send_signal(signal.SIGHUP)
+        time.sleep(1.0)
+        (bucket_dir / "app" / "latest.ndjson").write_text('{"action": "latest"}\n')
+        wait_for(lambda: (flows / "app" / "latest.ndjson.jsonl").exists())
+        assert not (tmp_path / "rest" / "app" / "latest.ndjson.jsonl").exists()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "reload rejected" in err and "unknown sink 'missing'" in err
+    assert "configuration reloaded" in err
+    assert all(json.loads(line)["failed"] == [] for line in out.splitlines())
+
+
+def wait_for(check, timeout: float = 20) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.05)
+    raise AssertionError("condition not met in time")
