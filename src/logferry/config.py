@@ -41,6 +41,10 @@ class ShipOptions(BaseModel):
     force: bool = False
     max_attempts: int = Field(default=5, ge=1)
     retry_delay: float = Field(default=2.0, ge=0)
+    #: Array jobs: this runner takes the keys whose stable hash is ``shard_index`` modulo
+    #: ``shard_count``; the shards together cover every key exactly once.
+    shard_index: int = Field(default=0, ge=0)
+    shard_count: int = Field(default=1, ge=1)
 
     @model_validator(mode="after")
     def _mode_arguments(self) -> ShipOptions:
@@ -48,6 +52,8 @@ class ShipOptions(BaseModel):
             raise ValueError("mode 'key' needs at least one key")
         if self.mode == "latest" and not self.latest:
             raise ValueError("mode 'latest' needs a count")
+        if self.shard_index >= self.shard_count:
+            raise ValueError("shard_index must be below shard_count")
         return self
 
 

@@ -16,6 +16,7 @@ import logging
 import queue
 import threading
 import time
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -98,6 +99,11 @@ class ShipResult:
             "interrupted": self.interrupted,
             "seconds": round(self.seconds, 3),
         }
+
+
+def shard_of(key: str, shards: int) -> int:
+    """A key's shard: stable across processes and hosts (unlike ``hash()``)."""
+    return zlib.crc32(key.encode("utf-8", "surrogateescape")) % shards
 
 
 def one_line(exc: BaseException) -> str:
@@ -310,7 +316,10 @@ class Runner:
         """
         todo: list[ObjectInfo] = []
         limit = self.options.max_attempts
+        shard, shards = self.options.shard_index, self.options.shard_count
         for page in self.source.list_pages():
+            if shards > 1:
+                page = [o for o in page if shard_of(o.key, shards) == shard]
             if include_done:
                 todo.extend(page)
                 continue

@@ -53,7 +53,7 @@ def test_sigkill_20_times_then_complete(s3, bucket, s3_endpoint, tmp_path: Path,
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         kills += 1
-    p = subprocess.run(args + ["--json"], env=env, capture_output=True, text=True, timeout=300)
+    p = subprocess.run([*args, "--json"], env=env, capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr
     assert kills >= 10, f"only {kills} kills landed before the work was done"
 

@@ -64,7 +64,7 @@ class S3Source(BucketSource):
             endpoint_url = f"https://{endpoint_url}"
         self.endpoint_url = endpoint_url
         config = Config(
-            retries={"mode": "standard", "max_attempts": 10},
+            retries={"mode": "standard", "total_max_attempts": 10},
             connect_timeout=10,
             read_timeout=60,
             max_pool_connections=32,
@@ -85,6 +85,10 @@ class S3Source(BucketSource):
                 return SourceError(f"{what}: object does not exist (deleted after listing?)")
             if code == "NoSuchBucket":
                 return SourceError(f"{what}: bucket {self.bucket} does not exist")
+            if code in ("SlowDown", "503", "500", "InternalError", "ServiceUnavailable"):
+                # Still throttled after botocore's own retries: worth a later pass.
+                message = exc.response.get("Error", {}).get("Message", "")
+                return SourceError(f"{what}: {code}: {message}".rstrip(": "), transient=True)
             if code in ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
                 return SourceError(f"{what}: access denied ({code}); check the credentials")
             return SourceError(
