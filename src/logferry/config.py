@@ -167,6 +167,7 @@ class PipelineConfig(BaseModel):
     interval: float = Field(default=60.0, gt=0, description="seconds between listings (run)")
     workers: int = Field(default=4, ge=1, le=64)
     max_attempts: int = Field(default=5, ge=1)
+    batch_bytes: int = Field(default=2 * MiB, ge=1024, description="log bytes per checkpoint")
     sinks: dict[str, SinkConfig] = Field(default_factory=dict)
     sources: dict[str, SourceConfig]
 

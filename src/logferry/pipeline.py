@@ -74,10 +74,10 @@ def _format_options(route: RouteConfig) -> FormatOptions | None:
 class Pipeline:
     """The opened form of a :class:`PipelineConfig`; close it when done."""
 
-    def __init__(self, config: PipelineConfig) -> None:
+    def __init__(self, config: PipelineConfig, stop: threading.Event | None = None) -> None:
         self.config = config
         #: Set to stop this pipeline's runs (shutdown or reload); also cuts sink retry waits.
-        self.stop = threading.Event()
+        self.stop = stop or threading.Event()
         self.sinks: dict[str, Sink] = {}
         self.plans: list[SourcePlan] = []
         try:
@@ -110,6 +110,7 @@ class Pipeline:
             ShipOptions,
             workers=self.config.workers,
             max_attempts=self.config.max_attempts,
+            batch_bytes=self.config.batch_bytes,
             **overrides,
         )
         assert isinstance(opts, ShipOptions)

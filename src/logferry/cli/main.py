@@ -10,6 +10,7 @@ import click
 from logferry import __version__
 from logferry.cli.demo import demo
 from logferry.cli.errors import drain, errors
+from logferry.cli.job import job
 from logferry.cli.pull import pull
 from logferry.cli.purge import purge
 from logferry.cli.run import run, validate
@@ -30,7 +31,7 @@ def cli(verbose: int) -> None:
         logging.getLogger("urllib3").setLevel(logging.WARNING)
 
 
-for command in (ship, run, validate, pull, purge, status, errors, drain, demo):
+for command in (ship, run, validate, job, pull, purge, status, errors, drain, demo):
     cli.add_command(command)
 
 

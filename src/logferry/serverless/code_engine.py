@@ -8,6 +8,7 @@ stable hash: together the indices ship every object exactly once.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Mapping
 
 from logferry.errors import ConfigError
@@ -34,12 +35,13 @@ def run_job(
     *,
     catchup: bool = True,
     progress: Progress | None = None,
+    stop: threading.Event | None = None,
 ) -> tuple[list[ShipResult], list[str]]:
     """Run the job; return the catch-up results and the errors of notified objects."""
     env = os.environ if env is None else env
     config = config_from_env(env)
     index, size = _shard(env)
-    pipeline = Pipeline(config)
+    pipeline = Pipeline(config, stop)
     ledger = open_ledger(config.ledger)
     errors: list[str] = []
     try:
