@@ -139,7 +139,7 @@ def test_lambda_sqs_partial_batch_failures(s3, bucket, mezmo, lambda_env) -> Non
 def test_lambda_direct_s3_event_raises_on_failure(s3, bucket, mezmo, lambda_env) -> None:  # type: ignore[no-untyped-def]
     put_lines(s3, bucket, "a.ndjson.gz", "a", 5)
     assert aws_lambda.handler(s3_event(bucket, "a.ndjson.gz"), Context(60_000))["shipped"] == 1
-    with pytest.raises(aws_lambda.ShipFailed, match="missing.gz"):
+    with pytest.raises(aws_lambda.ShipFailed, match=r"missing\.gz"):
         aws_lambda.handler(s3_event(bucket, "missing.gz"), Context(60_000))
 
 
