@@ -33,6 +33,7 @@ def ship(
     endpoint_url: str | None = None,
     expand: str | None = None,
     timestamp_fields: Sequence[str] | None = None,
+    syslog_timezone: str = "UTC",
     app: str = "logferry",
     hostname: str | None = None,
     tags: str | None = None,
@@ -67,6 +68,7 @@ def ship(
         force=all,
         max_attempts=max_attempts,
         retry_delay=retry_delay,
+        syslog_timezone=syslog_timezone,
         **extra,
     )
     sink_options = build(

@@ -20,6 +20,18 @@ not done; all: everything again."""
 MiB = 1024 * 1024
 
 
+def check_timezone(name: str) -> None:
+    """Refuse zone names zoneinfo does not know (syslog lines are read in that zone)."""
+    import zoneinfo
+
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"unknown syslog timezone {name!r}: use an IANA name such as UTC or Europe/Paris"
+        ) from None
+
+
 class ShipOptions(BaseModel):
     """How one ``ship`` run reads, batches and claims objects."""
 
@@ -32,6 +44,7 @@ class ShipOptions(BaseModel):
     expand: str | None = None
     timestamp_fields: tuple[str, ...] = ("timestamp", "@timestamp", "time", "ts")
     max_document_bytes: int = Field(default=256 * MiB, ge=1024)
+    syslog_timezone: str = "UTC"
     workers: int = Field(default=4, ge=1, le=64)
     batch_lines: int = Field(default=10_000, ge=1)
     batch_bytes: int = Field(default=2 * MiB, ge=1024)
@@ -54,6 +67,7 @@ class ShipOptions(BaseModel):
             raise ValueError("mode 'latest' needs a count")
         if self.shard_index >= self.shard_count:
             raise ValueError("shard_index must be below shard_count")
+        check_timezone(self.syslog_timezone)
         return self
 
 
@@ -130,7 +144,14 @@ class RouteConfig(BaseModel):
     format: str | list[str] = "auto"
     expand: str | None = None
     timestamp_fields: tuple[str, ...] | None = None
+    syslog_timezone: str | None = None
     sinks: list[str] | Literal["drop"]
+
+    @model_validator(mode="after")
+    def _zone(self) -> RouteConfig:
+        if self.syslog_timezone is not None:
+            check_timezone(self.syslog_timezone)
+        return self
 
     @property
     def formats(self) -> tuple[str, ...]:

@@ -61,13 +61,14 @@ class SourcePlan:
 
 
 def _format_options(route: RouteConfig) -> FormatOptions | None:
-    if route.expand is None and route.timestamp_fields is None:
+    if route.expand is None and route.timestamp_fields is None and route.syslog_timezone is None:
         return None
     defaults = FormatOptions()
     return FormatOptions(
         expand=route.expand,
         timestamp_fields=route.timestamp_fields or defaults.timestamp_fields,
         max_document_bytes=defaults.max_document_bytes,
+        syslog_timezone=route.syslog_timezone or defaults.syslog_timezone,
     )
 
 

@@ -304,6 +304,7 @@ class Runner:
             expand=self.options.expand,
             timestamp_fields=self.options.timestamp_fields,
             max_document_bytes=self.options.max_document_bytes,
+            syslog_timezone=self.options.syslog_timezone,
         )
 
     # -- selecting objects -------------------------------------------------

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 
 import pytest
+
+from logferry.codecs.formats import DecodeContext, get_format
+from logferry.records import Chunk
 
 # tests/codecs/conftest.py -> repo is parents[2]; shared fixtures live next to the repo.
 FIXTURES = Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures"
@@ -28,3 +32,25 @@ def split(data: bytes, size: int) -> list[bytes]:
 def chunked() -> Callable[[bytes, int], list[bytes]]:
     """The :func:`split` helper, as a fixture."""
     return split
+
+
+def decode_merged(name: str, chunks: list[bytes], ctx: DecodeContext) -> Chunk:
+    """Decode with format ``name`` and merge its chunks, checking each is well-formed."""
+    merged = Chunk([], [], [])
+    for chunk in get_format(name).decode(chunks, ctx):
+        assert len(chunk) > 0, "formats must not yield empty chunks"
+        assert len(chunk.timestamps) == len(chunk.lines)
+        merged.lines += chunk.lines
+        merged.timestamps += chunk.timestamps
+        if chunk.fields is None:
+            merged.fields = None
+        else:
+            assert len(chunk.fields) == len(chunk.lines)
+            assert merged.fields is not None
+            merged.fields += chunk.fields
+    return merged
+
+
+def utc_ms(text: str) -> int:
+    """UTC epoch ms of an ISO 8601 string with an offset, computed independently of the codecs."""
+    return int(datetime.fromisoformat(text).timestamp() * 1000)

@@ -46,6 +46,36 @@ AWS_ROW = (
         ("app/2021/events.JSONL.zst", "ndjson"),
         ("app/server.log.bz2", "lines"),
         ("app/server.log", "lines"),
+        (
+            "AWSLogs/123456789012/elasticloadbalancing/us-east-2/2018/07/02/123456789012_"
+            "elasticloadbalancing_us-east-2_app.my-loadbalancer.1234567890abcdef_"
+            "20180702T2225Z_10.0.0.1_2fk7y3yo.log.gz",
+            "aws-alb",
+        ),
+        (
+            "logs/AWSLogs/123456789012/elasticloadbalancing/us-east-2/2015/05/13/123456789012_"
+            "elasticloadbalancing_us-east-2_my-loadbalancer_20150513T2340Z_172.160.001.192_"
+            "20sg8hgm.log",
+            "aws-alb",
+        ),
+        (
+            "AWSLogs/123456789012/elasticloadbalancing/us-east-2/2018/12/20/123456789012_"
+            "elasticloadbalancing_us-east-2_net.my-loadbalancer.1234567890abcdef_"
+            "20181220T2350Z_0123abcd.log.gz",
+            "lines",
+        ),
+        (
+            "AWSLogs/123456789012/elasticloadbalancing/us-east-2/2023/10/04/conn_log_123456789012_"
+            "elasticloadbalancing_us-east-2_app.my-lb.1234567890abcdef_20231004T0800Z_"
+            "10.0.0.1_2fk7y3yo.log.gz",
+            "lines",
+        ),
+        (
+            "exports/1d0f4e5a-6b7c-4d8e-9f01-23456789abcd/i-0123456789abcdef0/000000.gz",
+            "cloudwatch-export",
+        ),
+        ("reports/2024-01-02/users.csv.gz", "csv"),
+        ("reports/USERS.CSV", "csv"),
     ],
 )
 def test_detect_by_key(key: str, expected: str) -> None:
@@ -86,10 +116,51 @@ def test_detect_json_kind_for_json_keys(head: bytes, expected: str) -> None:
         (b'{\n  "Records": [', "cloudtrail"),
         (b'{\n  "service": "api"\n}', "json"),
         (b'{"cut": "a document longer than the head', "json"),
+        (b"<34>Oct 11 22:14:15 mymachine su: 'su root' failed\n", "syslog"),
+        (b"<13>Jun  5 04:02:01 host app: x\n", "syslog"),
+        (b"<165>1 2003-10-11T22:14:15.003Z host app - ID47 - msg\n", "syslog"),
+        (b"<15>1 - - - - - -\n", "syslog"),
+        (b"<b>not syslog</b>\n", "lines"),
+        (b"<34>1 plain\n", "lines"),
+        (b"2024-01-02T03:04:05.678Z START RequestId: 8f5e Version: $LATEST\n", "cloudwatch-export"),
+        (b"2024-01-02 03:04:05,678 INFO app started\n", "lines"),
+        (b"2024-01-02T03:04:05Z INFO not the export's millisecond shape\n", "lines"),
+        (b"time,user,action\n2024-01-02T03:04:05Z,alice,login\n", "lines"),
+        (
+            b'{"@odata.context":"https://graph.microsoft.com/v1.0/$metadata#auditLogs/signIns",'
+            b'"value":[]}',
+            "azure-ad",
+        ),
+        (
+            b'{\n  "records": [\n    {"resourceId": "/tenants/x/providers/Microsoft.aadiam"',
+            "azure-ad",
+        ),
+        (b'{"time":"2024","resourceId":"/tenants/x/providers/Microsoft.aadiam"}\n{}\n', "azure-ad"),
+        (b'{\n "kind": "admin#reports#activities",\n "items": [', "gsuite-login"),
+        (
+            b'{"kind":"admin#reports#activity","id":{}}\n{"kind":"admin#reports#activity"}\n',
+            "gsuite-login",
+        ),
     ],
 )
 def test_detect_by_content(head: bytes, expected: str) -> None:
     assert detect_format("bucket/object-without-extension", head) == expected
+
+
+def test_log_keys_are_lines_unless_they_start_with_syslog_pri() -> None:
+    assert detect_format("var/log/messages.log", b"<13>Jun  5 04:02:01 host app: x\n") == "syslog"
+    assert detect_format("var/log/messages.log", b"Jun  5 04:02:01 host app: x\n") == "lines"
+    assert detect_format("var/log/app.log", b"2024-01-02T03:04:05.678Z x\n") == "lines"
+
+
+def test_json_keys_detect_azure_and_gsuite_documents() -> None:
+    assert (
+        detect_format("x/signins.json", b'{"value": [{"resourceId": "/providers/Microsoft.aadiam"')
+        == "azure-ad"
+    )
+    assert (
+        detect_format("x/login.json.gz", b'{"kind": "admin#reports#activities"}') == "gsuite-login"
+    )
 
 
 def test_detect_real_ibm_fixtures_by_content(ibm_fixtures: Path) -> None:

@@ -52,20 +52,26 @@ def _decode(name: str, chunks: list[bytes], ctx: DecodeContext | None = None) ->
 def test_registry_names() -> None:
     assert sorted(FORMATS) == [
         "auto",
+        "aws-alb",
         "aws-vpc-flow",
+        "azure-ad",
         "cloudtrail",
+        "cloudwatch-export",
+        "csv",
+        "gsuite-login",
         "ibm-vpc-flow",
         "json",
         "lines",
         "ndjson",
+        "syslog",
     ]
     for name, cls in FORMATS.items():
         assert get_format(name).name == name == cls.name
 
 
 def test_unknown_format_lists_valid_names() -> None:
-    with pytest.raises(ConfigError, match=r"unknown format 'csv'; choose one of: auto, aws-vpc"):
-        get_format("csv")
+    with pytest.raises(ConfigError, match=r"unknown format 'xml'; choose one of: auto, aws-alb"):
+        get_format("xml")
 
 
 # -- lines --------------------------------------------------------------------------------

@@ -341,3 +341,19 @@ def test_stdout_sink(tmp_path: Path) -> None:
     assert p.returncode == 0, p.stderr
     (row,) = [orjson.loads(x) for x in p.stdout.splitlines()]
     assert row["line"] == "hello" and row["key"] == "a.log" and row["timestamp"].endswith("Z")
+
+
+def test_syslog_timezone_option(tmp_path: Path) -> None:
+    src = tmp_path / "bucket"
+    src.mkdir()
+    path = src / "messages.log"
+    path.write_text("<13>Jun 25 22:56:21 web1 sshd[42]: Accepted publickey for ops\n")
+    os.utime(path, (1_624_660_000, 1_624_660_000))  # 2021-06-25: the year comes from here
+    out = tmp_path / "out"
+    p = run_cli("ship", str(src), "--to", str(out), "--ledger", str(tmp_path / "l.db"),
+                "--syslog-timezone", "Europe/Paris")  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    (row,) = read_jsonl(out / "messages.log.jsonl")
+    assert row["timestamp"] == "2021-06-25T20:56:21.000Z"  # 22:56 in Paris (UTC+2)
+    p = run_cli("ship", str(src), "--to", str(out), "--syslog-timezone", "Mars/Olympus")
+    assert p.returncode == 2 and "unknown syslog timezone" in p.stderr

@@ -41,6 +41,7 @@ def pull(
     fmt: str,
     expand: str | None,
     timestamp_fields: tuple[str, ...],
+    syslog_timezone: str,
     endpoint_url: str | None,
     no_verify_tls: bool,
     as_json: bool,
@@ -69,6 +70,7 @@ def pull(
             endpoint_url=endpoint_url,
             expand=expand,
             timestamp_fields=timestamp_fields,
+            syslog_timezone=syslog_timezone,
             verify_tls=not no_verify_tls,
             workers=1 if concat else 4,  # one at a time keeps --concat in object order
             progress=make_progress(quiet),

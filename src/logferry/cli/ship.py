@@ -49,6 +49,13 @@ def decode_options(func):  # type: ignore[no-untyped-def]
         "--expand", metavar="FIELD", help="json format: one record per element of FIELD."
     )(func)
     func = click.option(
+        "--syslog-timezone",
+        default="UTC",
+        show_default=True,
+        metavar="ZONE",
+        help="syslog: the IANA zone RFC 3164 timestamps were written in.",
+    )(func)
+    func = click.option(
         "--timestamp-field",
         "timestamp_fields",
         multiple=True,
@@ -140,6 +147,7 @@ def ship(
     fmt: str,
     expand: str | None,
     timestamp_fields: tuple[str, ...],
+    syslog_timezone: str,
     key: str | None,
     latest: int | None,
     resend_all: bool,
@@ -198,6 +206,7 @@ def ship(
         endpoint_url=endpoint_url,
         expand=expand,
         timestamp_fields=timestamp_fields,
+        syslog_timezone=syslog_timezone,
         app=app,
         hostname=hostname,
         tags=tags,

@@ -5,13 +5,19 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 
 from logferry.codecs.formats.auto import HEAD_SIZE, detect_format
+from logferry.codecs.formats.aws_alb import AwsAlbFormat
 from logferry.codecs.formats.aws_vpc_flow import AwsVpcFlowFormat
+from logferry.codecs.formats.azure_ad import AzureAdFormat
 from logferry.codecs.formats.base import DecodeContext, Format, FormatOptions
 from logferry.codecs.formats.cloudtrail import CloudTrailFormat
+from logferry.codecs.formats.cloudwatch_export import CloudWatchExportFormat
+from logferry.codecs.formats.csv import CsvFormat
+from logferry.codecs.formats.gsuite_login import GsuiteLoginFormat
 from logferry.codecs.formats.ibm_vpc_flow import IbmVpcFlowFormat
 from logferry.codecs.formats.json import JsonFormat
 from logferry.codecs.formats.lines import LinesFormat
 from logferry.codecs.formats.ndjson import NdjsonFormat
+from logferry.codecs.formats.syslog import SyslogFormat
 from logferry.codecs.framing import peek
 from logferry.errors import ConfigError
 from logferry.records import Chunk
@@ -39,6 +45,12 @@ FORMATS: dict[str, type[Format]] = {
         IbmVpcFlowFormat,
         AwsVpcFlowFormat,
         CloudTrailFormat,
+        SyslogFormat,
+        AwsAlbFormat,
+        CloudWatchExportFormat,
+        AzureAdFormat,
+        GsuiteLoginFormat,
+        CsvFormat,
     )
 }
 

@@ -31,6 +31,8 @@ class FormatOptions:
     timestamp_fields: tuple[str, ...] = ("timestamp", "@timestamp", "time", "ts")
     #: Document formats buffer the whole decompressed document; larger ones fail.
     max_document_bytes: int = 256 * 1024 * 1024
+    #: syslog: IANA zone of RFC 3164 timestamps, which carry no offset (and no year).
+    syslog_timezone: str = "UTC"
 
 
 @dataclass

@@ -1,0 +1,122 @@
+"""``csv``: comma-separated values with a header row; one record per data row.
+
+Read with the :mod:`csv` module over a stream of physical lines, so quoted fields may hold
+commas and newlines and the object is never held whole. The line shipped is the row's text
+as written; ``fields`` maps the header's names to the row's values.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from logferry.codecs.formats.base import DOCUMENT_CHUNK_RECORDS, DecodeContext, Format
+from logferry.codecs.timestamps import parse_timestamp
+from logferry.records import Chunk
+
+#: Tried after ``options.timestamp_fields``.
+EXTRA_TIME_COLUMNS = ("time", "date", "datetime")
+_BOM = "\ufeff"
+_NONE: dict[str, Any] = {}
+
+
+class CsvFormat(Format):
+    """Rows with the wrong number of values, or broken quoting, are shipped raw and counted."""
+
+    name = "csv"
+
+    def decode(self, chunks: Iterable[bytes], ctx: DecodeContext) -> Iterator[Chunk]:
+        """Yield chunks of at most DOCUMENT_CHUNK_RECORDS rows."""
+        consumed: list[str] = []  # physical lines the reader took for the current row
+        reader = csv.reader(_physical_lines(chunks, consumed))
+        default = ctx.last_modified_ms
+        header: list[str] | None = None
+        column = -1
+        lines: list[str] = []
+        timestamps: list[int] = []
+        fields: list[dict[str, Any]] = []
+        malformed = 0
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                break
+            except csv.Error:
+                # Broken quoting (e.g. a quote never closed): ship what the reader swallowed
+                # line by line, so one bad quote costs its own lines only.
+                for line in consumed:
+                    text = line.rstrip("\r\n")
+                    if text:
+                        malformed += 1
+                        lines.append(text)
+                        timestamps.append(default)
+                        fields.append(_NONE)
+                consumed.clear()
+                continue
+            text = (consumed[0] if len(consumed) == 1 else "".join(consumed)).rstrip("\r\n")
+            consumed.clear()
+            if not row:
+                continue  # blank line
+            if header is None:
+                header = row
+                column = _time_column(header, ctx.options.timestamp_fields)
+                continue
+            if len(row) != len(header):
+                malformed += 1
+                lines.append(text)
+                timestamps.append(default)
+                fields.append(_NONE)
+            else:
+                lines.append(text)
+                ts = parse_timestamp(row[column]) if column >= 0 and row[column] else None
+                timestamps.append(default if ts is None else ts)
+                fields.append(dict(zip(header, row, strict=True)))
+            if len(lines) >= DOCUMENT_CHUNK_RECORDS:
+                yield Chunk(lines, timestamps, fields)
+                lines, timestamps, fields = [], [], []
+        if malformed:
+            ctx.counters["malformed"] += malformed
+        if lines:
+            yield Chunk(lines, timestamps, fields)
+
+
+def _time_column(header: list[str], names: Iterable[str]) -> int:
+    """Index of the first timestamp column present in ``header``, or -1."""
+    for name in (*names, *EXTRA_TIME_COLUMNS):
+        if name in header:
+            return header.index(name)
+    return -1
+
+
+def _physical_lines(chunks: Iterable[bytes], consumed: list[str]) -> Iterator[str]:
+    """Yield UTF-8 text line by line (ends kept), noting each in ``consumed``."""
+    decoder = codecs.getincrementaldecoder("utf-8")("replace")
+    pending: list[str] = []
+    first = True
+    for chunk in chunks:
+        text = decoder.decode(chunk)
+        if first and text:
+            text = text.removeprefix(_BOM)
+            first = False
+        parts = text.split("\n")
+        if len(parts) == 1:
+            pending.append(text)
+            continue
+        if pending:
+            pending.append(parts[0])
+            parts[0] = "".join(pending)
+            pending.clear()
+        last = parts.pop()
+        if last:
+            pending.append(last)
+        for part in parts:
+            line = part + "\n"
+            consumed.append(line)
+            yield line
+    pending.append(decoder.decode(b"", final=True))
+    rest = "".join(pending)
+    if rest:
+        consumed.append(rest)
+        yield rest
