@@ -350,3 +350,16 @@ def test_processes_racing_claim_each_object_once(backend: Backend, rows: str) ->
             _, err = p.communicate("exit\n", timeout=60)
             assert p.returncode == 0, err
     assert sorted(won) == [f"k{i:03d}" for i in range(n_objects)]
+
+
+def test_stream_cursor_survives_release_and_force_resets_it(ledger: Ledger) -> None:
+    claim = ledger.claim("cloudwatch://g", OBJ, "me", 60)
+    assert claim is not None and claim.cursor is None
+    ledger.checkpoint(claim, 10, 100, 60, cursor="f/123")
+    ledger.checkpoint(claim, 12, 10, 60)  # no cursor given: the stored one stays
+    ledger.release(claim)
+    again = ledger.claim("cloudwatch://g", OBJ, "other", 60)
+    assert again is not None and (again.position, again.cursor) == (12, "f/123")
+    ledger.release(again)
+    forced = ledger.claim("cloudwatch://g", OBJ, "me", 60, force=True)
+    assert forced is not None and (forced.position, forced.cursor) == (0, None)

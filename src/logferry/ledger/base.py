@@ -39,6 +39,9 @@ class Claim:
     owner: str
     position: int
     attempts: int
+    #: Where a stream partition resumes (a CloudWatch token, a file offset): opaque text
+    #: stored beside ``position`` for sources that cannot resume from a record count.
+    cursor: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,8 +142,16 @@ class Ledger(ABC):
         """
 
     @abstractmethod
-    def checkpoint(self, claim: Claim, position: int, add_bytes: int, lease_seconds: float) -> None:
-        """Record that records up to ``position`` are acknowledged by every sink; renew the lease.
+    def checkpoint(
+        self,
+        claim: Claim,
+        position: int,
+        add_bytes: int,
+        lease_seconds: float,
+        cursor: str | None = None,
+    ) -> None:
+        """Record that records up to ``position`` (and ``cursor``, if given) are acknowledged
+        by every sink; renew the lease.
 
         Raises :class:`ClaimLostError` if another runner took the claim over.
         """

@@ -53,6 +53,7 @@ MIGRATIONS: list[list[str]] = [
         """,
         "CREATE INDEX logferry_objects_status ON logferry_objects (source, status)",
     ],
+    ["ALTER TABLE logferry_objects ADD COLUMN cursor TEXT"],
 ]
 
 # Any constant shared by every logferry process: serializes concurrent migrators.
@@ -219,7 +220,8 @@ class PostgresLedger(Ledger):
             # and the select can only happen a handful of times, hence the bounded loop.
             for _ in range(5):
                 row = cur.execute(
-                    "SELECT status, position, attempts, owner, lease_until FROM logferry_objects "
+                    "SELECT status, position, attempts, owner, lease_until, cursor "
+                    "FROM logferry_objects "
                     f"WHERE {_ROW} FOR UPDATE",
                     ident,
                 ).fetchone()
@@ -237,7 +239,7 @@ class PostgresLedger(Ledger):
                     return Claim(source, obj.key, obj.etag, owner, 0, 1)
             if row is None:
                 raise RuntimeError(f"ledger row for {obj.key} keeps vanishing during a claim")
-            status, position, attempts, holder, lease_until = row
+            status, position, attempts, holder, lease_until, cursor = row
             if status == Status.DONE and not force:
                 return None
             held = (
@@ -249,14 +251,16 @@ class PostgresLedger(Ledger):
             if held:
                 return None
             if force:
-                position = 0
+                position, cursor = 0, None
             cur.execute(
                 "UPDATE logferry_objects SET status = 'active', owner = %s, lease_until = %s, "
-                "attempts = %s, position = %s, lines = CASE WHEN %s THEN 0 ELSE lines END, "
+                "attempts = %s, position = %s, cursor = CASE WHEN %s THEN NULL ELSE cursor END, "
+                "lines = CASE WHEN %s THEN 0 ELSE lines END, "
                 f"bytes = CASE WHEN %s THEN 0 ELSE bytes END, updated = %s WHERE {_ROW}",
-                (owner, now + lease_seconds, attempts + 1, position, force, force, now, *ident),
-            )
-            return Claim(source, obj.key, obj.etag, owner, position, attempts + 1)
+                (owner, now + lease_seconds, attempts + 1, position, force, force, force, now,
+                 *ident),
+            )  # fmt: skip
+            return Claim(source, obj.key, obj.etag, owner, position, attempts + 1, cursor)
 
     def _update_held(self, claim: Claim, sql: str, params: tuple[Any, ...]) -> None:
         with self._tx() as cur:
@@ -267,13 +271,21 @@ class PostgresLedger(Ledger):
             if cur.rowcount != 1:
                 raise ClaimLostError(f"claim on {claim.key} was taken over by another runner")
 
-    def checkpoint(self, claim: Claim, position: int, add_bytes: int, lease_seconds: float) -> None:
+    def checkpoint(
+        self,
+        claim: Claim,
+        position: int,
+        add_bytes: int,
+        lease_seconds: float,
+        cursor: str | None = None,
+    ) -> None:
         """Advance the acknowledged position (only ever called after every sink acked)."""
         now = time.time()
         self._update_held(
             claim,
-            "position = %s, lines = %s, bytes = bytes + %s, lease_until = %s, updated = %s",
-            (position, position, add_bytes, now + lease_seconds, now),
+            "position = %s, lines = %s, bytes = bytes + %s, lease_until = %s, updated = %s, "
+            "cursor = COALESCE(%s, cursor)",
+            (position, position, add_bytes, now + lease_seconds, now, cursor),
         )
 
     def renew(self, claims: Iterable[Claim], lease_seconds: float) -> None:

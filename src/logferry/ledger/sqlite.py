@@ -52,6 +52,9 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE objects ADD COLUMN error_class TEXT;
     """,
+    """
+    ALTER TABLE objects ADD COLUMN cursor TEXT;
+    """,
 ]
 
 _COLUMNS = (
@@ -181,7 +184,7 @@ class SQLiteLedger(Ledger):
         now = time.time()
         with self._tx() as conn:
             row = conn.execute(
-                "SELECT status, position, attempts, owner, lease_until FROM objects "
+                "SELECT status, position, attempts, owner, lease_until, cursor FROM objects "
                 "WHERE source = ? AND key = ? AND etag = ?",
                 (source, obj.key, obj.etag),
             ).fetchone()
@@ -203,7 +206,7 @@ class SQLiteLedger(Ledger):
                     ),
                 )
                 return Claim(source, obj.key, obj.etag, owner, 0, 1)
-            status, position, attempts, holder, lease_until = row
+            status, position, attempts, holder, lease_until, cursor = row
             if status == Status.DONE and not force:
                 return None
             held = (
@@ -215,10 +218,11 @@ class SQLiteLedger(Ledger):
             if held:
                 return None
             if force:
-                position = 0
+                position, cursor = 0, None
             conn.execute(
                 "UPDATE objects SET status = 'active', owner = ?, lease_until = ?, attempts = ?, "
-                "position = ?, lines = CASE WHEN ? THEN 0 ELSE lines END, "
+                "position = ?, cursor = CASE WHEN ? THEN NULL ELSE cursor END, "
+                "lines = CASE WHEN ? THEN 0 ELSE lines END, "
                 "bytes = CASE WHEN ? THEN 0 ELSE bytes END, updated = ? "
                 "WHERE source = ? AND key = ? AND etag = ?",
                 (
@@ -228,13 +232,14 @@ class SQLiteLedger(Ledger):
                     position,
                     force,
                     force,
+                    force,
                     now,
                     source,
                     obj.key,
                     obj.etag,
                 ),
             )
-            return Claim(source, obj.key, obj.etag, owner, position, attempts + 1)
+            return Claim(source, obj.key, obj.etag, owner, position, attempts + 1, cursor)
 
     def _update_held(self, claim: Claim, sql: str, params: tuple[Any, ...]) -> None:
         with self._tx() as conn:
@@ -245,13 +250,21 @@ class SQLiteLedger(Ledger):
             if cur.rowcount != 1:
                 raise ClaimLostError(f"claim on {claim.key} was taken over by another runner")
 
-    def checkpoint(self, claim: Claim, position: int, add_bytes: int, lease_seconds: float) -> None:
+    def checkpoint(
+        self,
+        claim: Claim,
+        position: int,
+        add_bytes: int,
+        lease_seconds: float,
+        cursor: str | None = None,
+    ) -> None:
         """Advance the acknowledged position (only ever called after every sink acked)."""
         now = time.time()
         self._update_held(
             claim,
-            "position = ?, lines = ?, bytes = bytes + ?, lease_until = ?, updated = ?",
-            (position, position, add_bytes, now + lease_seconds, now),
+            "position = ?, lines = ?, bytes = bytes + ?, lease_until = ?, updated = ?, "
+            "cursor = COALESCE(?, cursor)",
+            (position, position, add_bytes, now + lease_seconds, now, cursor),
         )
 
     def renew(self, claims: Iterable[Claim], lease_seconds: float) -> None:
