@@ -11,6 +11,7 @@ from logferry import __version__
 from logferry.cli.demo import demo
 from logferry.cli.errors import drain, errors
 from logferry.cli.job import job
+from logferry.cli.package import package
 from logferry.cli.pull import pull
 from logferry.cli.purge import purge
 from logferry.cli.run import run, validate
@@ -31,7 +32,7 @@ def cli(verbose: int) -> None:
         logging.getLogger("urllib3").setLevel(logging.WARNING)
 
 
-for command in (ship, run, validate, job, pull, purge, status, errors, drain, demo):
+for command in (ship, run, validate, job, package, pull, purge, status, errors, drain, demo):
     cli.add_command(command)
 
 
