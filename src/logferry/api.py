@@ -13,7 +13,14 @@ from logferry.errors import ConfigError
 from logferry.ledger import Ledger, open_ledger
 from logferry.runner import Progress, Runner, ShipResult
 from logferry.sinks import Sink, open_sink
-from logferry.sources import BucketSource, open_source
+from logferry.sources import (
+    BucketSource,
+    StreamSource,
+    is_stream_url,
+    open_source,
+    open_stream_source,
+)
+from logferry.stream_runner import StreamRunner
 
 
 def to_json_line(value: object) -> str:
@@ -22,7 +29,7 @@ def to_json_line(value: object) -> str:
 
 
 def ship(
-    source: str | BucketSource,
+    source: str | BucketSource | StreamSource,
     to: str | Sink | Sequence[str | Sink],
     *,
     format: str = "auto",
@@ -43,6 +50,10 @@ def ship(
     batch_bytes: int = 2 * MiB,
     max_attempts: int = 5,
     retry_delay: float = 2.0,
+    follow: bool = False,
+    start: str = "beginning",
+    batch_lines: int = 10_000,
+    batch_wait: float = 1.0,
     progress: Progress | None = None,
     stop: threading.Event | None = None,
 ) -> ShipResult:
@@ -50,6 +61,8 @@ def ship(
 
     Modes: catchup (default), ``key=`` one object (or several), ``latest=N``, ``all=True``
     (re-send). Catchup leaves alone objects that failed ``max_attempts`` times: ``drain`` them.
+    Stream sources (``tail:///GLOB``, ``cloudwatch://GROUP``) are read to their current end,
+    or followed until ``stop`` is set with ``follow=True``; ``start`` is where a tail begins.
     Raises ``ConfigError`` for bad arguments; per-object failures are in the result.
     """
     if sum(map(bool, (key, latest, all))) > 1:
@@ -65,6 +78,8 @@ def ship(
         expand=expand,
         workers=workers,
         batch_bytes=batch_bytes,
+        batch_lines=batch_lines,
+        batch_wait=batch_wait,
         force=all,
         max_attempts=max_attempts,
         retry_delay=retry_delay,
@@ -83,7 +98,18 @@ def ship(
     stop = stop or threading.Event()
     with contextlib.ExitStack() as cleanup:
         if isinstance(source, str):
-            source = open_source(source, endpoint_url=endpoint_url, verify=verify_tls)
+            if is_stream_url(source):
+                if key or latest or all:
+                    raise ConfigError("--key, --latest and --all apply to buckets, not streams")
+                source = open_stream_source(
+                    source,
+                    endpoint_url=endpoint_url,
+                    start=start,
+                    format=format,
+                    format_options=Runner.format_options_of(options),
+                )
+            else:
+                source = open_source(source, endpoint_url=endpoint_url, verify=verify_tls)
             cleanup.callback(source.close)
         sinks: list[Sink] = []
         for target in [to] if isinstance(to, (str, Sink)) else to:
@@ -93,5 +119,9 @@ def ship(
         if not isinstance(ledger, Ledger):
             ledger = open_ledger(ledger)
             cleanup.callback(ledger.close)
+        if isinstance(source, StreamSource):
+            return StreamRunner(
+                source, sinks, ledger, options, follow=follow, progress=progress, stop=stop
+            ).run()
         return Runner(source, sinks, ledger, options, progress=progress, stop=stop).run()
     raise AssertionError("unreachable")  # pragma: no cover - keeps mypy's return analysis happy

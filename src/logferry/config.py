@@ -167,6 +167,8 @@ class SourceConfig(BaseModel):
     url: str
     endpoint_url: str | None = None
     verify_tls: bool = True
+    #: tail sources: where files seen for the first time start (later files: the beginning).
+    start: Literal["beginning", "end"] = "beginning"
     format: str | list[str] = "auto"
     sinks: list[str] | Literal["drop"] | None = None
     routes: list[RouteConfig] = Field(default_factory=list)
@@ -189,6 +191,8 @@ class PipelineConfig(BaseModel):
     workers: int = Field(default=4, ge=1, le=64)
     max_attempts: int = Field(default=5, ge=1)
     batch_bytes: int = Field(default=2 * MiB, ge=1024, description="log bytes per checkpoint")
+    batch_lines: int = Field(default=10_000, ge=1, description="records per batch at most")
+    batch_wait: float = Field(default=1.0, gt=0, description="streams: seconds a record waits")
     sinks: dict[str, SinkConfig] = Field(default_factory=dict)
     sources: dict[str, SourceConfig]
 

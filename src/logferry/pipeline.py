@@ -20,7 +20,14 @@ from logferry.ledger import Ledger
 from logferry.runner import Progress, Route, Router, Runner, ShipResult
 from logferry.sinks import Sink, check_sink, open_sink
 from logferry.sinks.handler import HandlerSink, load_handler
-from logferry.sources import BucketSource, open_source
+from logferry.sources import (
+    BucketSource,
+    StreamSource,
+    is_stream_url,
+    open_source,
+    open_stream_source,
+)
+from logferry.stream_runner import StreamRunner
 
 log = logging.getLogger("logferry")
 
@@ -47,7 +54,8 @@ def check_pipeline(config: PipelineConfig) -> None:
         except ConfigError as exc:
             raise ConfigError(f"sink {name!r}: {exc}") from None
     for name, source in config.sources.items():
-        if "://" in source.url and not source.url.startswith(("s3://", "cos://", "file://")):
+        known = ("s3://", "cos://", "file://", "tail:", "cloudwatch://")
+        if "://" in source.url and not source.url.startswith(known):
             raise ConfigError(f"source {name!r}: unknown source URL {source.url!r}")
 
 
@@ -56,7 +64,7 @@ class SourcePlan:
     """One configured source, opened, with its router."""
 
     name: str
-    source: BucketSource
+    source: BucketSource | StreamSource
     router: Router
 
 
@@ -88,9 +96,21 @@ class Pipeline:
                 except ConfigError as exc:
                     raise ConfigError(f"sink {name!r}: {exc}") from None
             for name, src_cfg in config.sources.items():
-                source = open_source(
-                    src_cfg.url, endpoint_url=src_cfg.endpoint_url, verify=src_cfg.verify_tls
-                )
+                routes_cfg = src_cfg.all_routes()
+                source: BucketSource | StreamSource
+                if is_stream_url(src_cfg.url):
+                    formats = routes_cfg[0].formats if routes_cfg else ("lines",)
+                    source = open_stream_source(
+                        src_cfg.url,
+                        endpoint_url=src_cfg.endpoint_url,
+                        start=src_cfg.start,
+                        format=formats[0],
+                        format_options=_format_options(routes_cfg[0]) if routes_cfg else None,
+                    )
+                else:
+                    source = open_source(
+                        src_cfg.url, endpoint_url=src_cfg.endpoint_url, verify=src_cfg.verify_tls
+                    )
                 routes = [
                     Route(
                         r.prefix,
@@ -112,6 +132,8 @@ class Pipeline:
             workers=self.config.workers,
             max_attempts=self.config.max_attempts,
             batch_bytes=self.config.batch_bytes,
+            batch_lines=self.config.batch_lines,
+            batch_wait=self.config.batch_wait,
             **overrides,
         )
         assert isinstance(opts, ShipOptions)
@@ -132,6 +154,11 @@ class Pipeline:
         for plan in self.plans:
             if self.stop.is_set():
                 break
+            if isinstance(plan.source, StreamSource):
+                if "keys" in overrides:
+                    continue  # notifications name objects of buckets
+                results.append(self.follow(plan, ledger, progress, follow=False))
+                continue
             runner = Runner(
                 plan.source,
                 [],
@@ -143,6 +170,31 @@ class Pipeline:
             )
             results.append(runner.run())
         return results
+
+    def stream_plans(self) -> list[SourcePlan]:
+        """The sources that are followed (tail, CloudWatch) rather than listed."""
+        return [p for p in self.plans if isinstance(p.source, StreamSource)]
+
+    def follow(
+        self,
+        plan: SourcePlan,
+        ledger: Ledger,
+        progress: Callable[[str], Progress] | None = None,
+        *,
+        follow: bool = True,
+    ) -> ShipResult:
+        """Read a stream source: to its current end, or until the pipeline stops."""
+        assert isinstance(plan.source, StreamSource)
+        return StreamRunner(
+            plan.source,
+            [],
+            ledger,
+            self.options(),
+            follow=follow,
+            router=plan.router,
+            progress=progress(plan.name) if progress else None,
+            stop=self.stop,
+        ).run()
 
     def close(self) -> None:
         """Close sinks and sources."""
@@ -195,8 +247,29 @@ class Daemon:
         self.pipeline.stop.set()
         self._wake.set()
 
+    def _start_followers(self) -> list[threading.Thread]:
+        """Follow every stream source of the current pipeline, each in its own thread."""
+        pipeline = self.pipeline
+        threads = []
+        for plan in pipeline.stream_plans():
+
+            def follow(plan: SourcePlan = plan) -> None:
+                result = pipeline.follow(plan, self.ledger, self.progress)
+                if self.on_cycle:
+                    self.on_cycle([result])
+
+            thread = threading.Thread(target=follow, name=f"logferry-follow-{plan.name}")
+            thread.start()
+            threads.append(thread)
+        return threads
+
     def run(self, once: bool = False) -> None:
-        """Cycle until shut down (or once; a reload during that cycle runs it again)."""
+        """Cycle until shut down (or once; a reload during that cycle runs it again).
+
+        Bucket sources are listed every ``interval``; stream sources are followed all along
+        (with ``once``, read to their current end instead).
+        """
+        followers = [] if once else self._start_followers()
         try:
             while True:
                 results = self.pipeline.run_once(self.ledger, self.progress)
@@ -207,7 +280,12 @@ class Daemon:
                     self.on_cycle(results)
                 if self.shutdown.is_set():
                     return
+                if self._pending is not None:
+                    self.pipeline.stop.set()
+                    for thread in followers:
+                        thread.join()
                 if self._apply_pending():
+                    followers = [] if once else self._start_followers()
                     continue  # the reload cut the cycle short: resume at once
                 if once:
                     return
@@ -215,8 +293,15 @@ class Daemon:
                 self._wake.clear()
                 if self.shutdown.is_set():
                     return
-                self._apply_pending()
+                if self._pending is not None:
+                    for thread in followers:
+                        thread.join()
+                    if self._apply_pending():
+                        followers = self._start_followers()
         finally:
+            self.pipeline.stop.set()
+            for thread in followers:
+                thread.join()
             self.pipeline.close()
 
     def _apply_pending(self) -> bool:

@@ -300,11 +300,16 @@ class Runner:
         self._hb_stop = threading.Event()
         self._failures: dict[str, Failure] = {}
         self._transient: set[tuple[str, str]] = set()
-        self.format_options = FormatOptions(
-            expand=self.options.expand,
-            timestamp_fields=self.options.timestamp_fields,
-            max_document_bytes=self.options.max_document_bytes,
-            syslog_timezone=self.options.syslog_timezone,
+        self.format_options = self.format_options_of(self.options)
+
+    @staticmethod
+    def format_options_of(options: ShipOptions) -> FormatOptions:
+        """The decoding options a run's options imply."""
+        return FormatOptions(
+            expand=options.expand,
+            timestamp_fields=options.timestamp_fields,
+            max_document_bytes=options.max_document_bytes,
+            syslog_timezone=options.syslog_timezone,
         )
 
     # -- selecting objects -------------------------------------------------

@@ -20,7 +20,7 @@ from logferry.ledger import Ledger, Status
 from logferry.notifications import WorkItem
 from logferry.pipeline import Pipeline, SourcePlan
 from logferry.runner import Progress, Router, Runner, ShipResult
-from logferry.sources import open_source
+from logferry.sources import BucketSource, open_source
 
 DEFAULT_DEADLINE_MARGIN_MS = 10_000
 
@@ -136,6 +136,7 @@ def ship_items(
             for key in keys:
                 outcome.errors[(bucket, key)] = str(exc)
             continue
+        assert isinstance(plan.source, BucketSource)  # plan_for_bucket only finds buckets
         runner = Runner(
             plan.source,
             [],

@@ -9,8 +9,49 @@ from logferry.errors import ConfigError
 from logferry.sources.base import BucketSource
 from logferry.sources.localdir import LocalDirSource
 from logferry.sources.s3 import S3Source
+from logferry.sources.stream import StreamSource
 
-__all__ = ["BucketSource", "LocalDirSource", "S3Source", "open_source"]
+__all__ = [
+    "BucketSource",
+    "LocalDirSource",
+    "S3Source",
+    "StreamSource",
+    "open_source",
+    "open_stream_source",
+]
+
+STREAM_SCHEMES = ("tail", "cloudwatch")
+
+
+def is_stream_url(url: str) -> bool:
+    """True for the URLs of stream sources (``tail://``, ``cloudwatch://``)."""
+    return url.split(":", 1)[0].lower() in STREAM_SCHEMES and ":" in url
+
+
+def open_stream_source(
+    url: str,
+    *,
+    endpoint_url: str | None = None,
+    start: str = "beginning",
+    format: str = "lines",
+    format_options: object = None,
+) -> StreamSource:
+    """Open ``tail:///GLOB`` or ``cloudwatch://GROUP_PREFIX[?streams=…]``."""
+    scheme = url.split(":", 1)[0].lower()
+    if scheme == "tail":
+        from logferry.sources.tail import TailSource
+
+        return TailSource.from_url(
+            url,
+            start=start,
+            format="lines" if format == "auto" else format,
+            format_options=format_options,
+        )
+    if scheme == "cloudwatch":
+        from logferry.sources.cloudwatch import CloudWatchSource
+
+        return CloudWatchSource.from_url(url, endpoint_url=endpoint_url)
+    raise ConfigError(f"{url!r} is not a stream source URL (tail:///GLOB or cloudwatch://GROUP)")
 
 
 def open_source(url: str, *, endpoint_url: str | None = None, verify: bool = True) -> BucketSource:
@@ -34,6 +75,9 @@ def open_source(url: str, *, endpoint_url: str | None = None, verify: bool = Tru
         if cos and not parts.netloc and not prefix:
             prefix = os.environ.get("COS_PREFIX", "")
         return S3Source(bucket, prefix, endpoint_url=endpoint_url, cos=cos, verify=verify)
+    if is_stream_url(url):
+        raise ConfigError(f"{url} is a stream source: open it with open_stream_source")
     raise ConfigError(
-        f"unknown source {url!r}: use s3://BUCKET/PREFIX, cos://BUCKET/PREFIX, file:///DIR or a path"
+        f"unknown source {url!r}: use s3://BUCKET/PREFIX, cos://BUCKET/PREFIX, file:///DIR, a "
+        "path, tail:///GLOB or cloudwatch://GROUP_PREFIX"
     )
