@@ -129,6 +129,34 @@ def decode_options(func):  # type: ignore[no-untyped-def]
     "after that it waits in the error queue for `logferry drain`.",
 )
 @click.option(
+    "--follow",
+    "-f",
+    is_flag=True,
+    help="Stream sources (tail:///GLOB, cloudwatch://GROUP): keep following until SIGINT/SIGTERM.",
+)
+@click.option(
+    "--from",
+    "start",
+    type=click.Choice(["beginning", "end"]),
+    default="beginning",
+    show_default=True,
+    help="tail: where files seen for the first time start.",
+)
+@click.option(
+    "--batch-lines",
+    type=click.IntRange(min=1),
+    default=10_000,
+    show_default=True,
+    help="Records per batch at most.",
+)
+@click.option(
+    "--batch-wait",
+    type=click.FloatRange(min=0.001),
+    default=1.0,
+    show_default=True,
+    help="Streams: seconds a record may wait for its batch to fill.",
+)
+@click.option(
     "--shutdown-timeout",
     type=click.FloatRange(min=0),
     default=30.0,
@@ -161,6 +189,10 @@ def ship(
     workers: int,
     batch_bytes: int,
     max_attempts: int,
+    follow: bool,
+    start: str,
+    batch_lines: int,
+    batch_wait: float,
     shutdown_timeout: float,
     as_json: bool,
     quiet: bool,
@@ -215,6 +247,10 @@ def ship(
         workers=workers,
         batch_bytes=batch_bytes,
         max_attempts=max_attempts,
+        follow=follow,
+        start=start,
+        batch_lines=batch_lines,
+        batch_wait=batch_wait,
         progress=make_progress(quiet),
         stop=stop,
     )
