@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from typing import Literal
 from collections.abc import Sequence
 
 import orjson
@@ -51,7 +52,7 @@ def ship(
     max_attempts: int = 5,
     retry_delay: float = 2.0,
     follow: bool = False,
-    start: str = "beginning",
+    start: Literal["beginning", "end"] = "beginning",
     batch_lines: int = 10_000,
     batch_wait: float = 1.0,
     progress: Progress | None = None,

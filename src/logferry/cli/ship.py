@@ -248,7 +248,7 @@ def ship(
         batch_bytes=batch_bytes,
         max_attempts=max_attempts,
         follow=follow,
-        start=start,
+        start="end" if start == "end" else "beginning",
         batch_lines=batch_lines,
         batch_wait=batch_wait,
         progress=make_progress(quiet),

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+from typing import Literal
 from urllib.parse import unquote, urlsplit
 
+from logferry.codecs.formats.base import FormatOptions
 from logferry.errors import ConfigError
 from logferry.sources.base import BucketSource
 from logferry.sources.localdir import LocalDirSource
@@ -32,9 +34,9 @@ def open_stream_source(
     url: str,
     *,
     endpoint_url: str | None = None,
-    start: str = "beginning",
+    start: Literal["beginning", "end"] = "beginning",
     format: str = "lines",
-    format_options: object = None,
+    format_options: FormatOptions | None = None,
 ) -> StreamSource:
     """Open ``tail:///GLOB`` or ``cloudwatch://GROUP_PREFIX[?streams=…]``."""
     scheme = url.split(":", 1)[0].lower()
