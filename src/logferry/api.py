@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from typing import Literal
 from collections.abc import Sequence
+from typing import Literal
 
 import orjson
 
