@@ -13,7 +13,21 @@ import boto3
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-FIXTURES = REPO.parent / "shared" / "fixtures"
+
+
+def _find_fixtures() -> Path:
+    """The shared fixtures: $LOGFERRY_FIXTURES, or ``shared/fixtures`` beside the checkout."""
+    candidates = (
+        [Path(os.environ["LOGFERRY_FIXTURES"])] if os.environ.get("LOGFERRY_FIXTURES") else []
+    )
+    candidates += [p / "shared" / "fixtures" for p in REPO.parents]
+    for path in candidates:
+        if (path / "ibm-vpc-flowlogs").is_dir():
+            return path
+    return REPO.parent / "shared" / "fixtures"  # tests using it fail naming this path
+
+
+FIXTURES = _find_fixtures()
 IBM_FIXTURES = FIXTURES / "ibm-vpc-flowlogs"
 
 # Credentials for the loopback moto server only; real ones must never be needed by tests.

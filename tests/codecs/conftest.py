@@ -10,16 +10,14 @@ import pytest
 
 from logferry.codecs.formats import DecodeContext, get_format
 from logferry.records import Chunk
-
-# tests/codecs/conftest.py -> repo is parents[2]; shared fixtures live next to the repo.
-FIXTURES = Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures"
+from tests.conftest import FIXTURES
 
 
 @pytest.fixture
 def ibm_fixtures() -> Path:
     """Directory of the real IBM VPC flow log objects."""
     path = (FIXTURES / "ibm-vpc-flowlogs").resolve()
-    assert path.is_dir(), f"missing shared fixtures at {path}"
+    assert path.is_dir(), f"missing shared fixtures at {path} (set LOGFERRY_FIXTURES)"
     return path
 
 
