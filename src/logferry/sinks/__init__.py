@@ -14,6 +14,7 @@ from logferry.sinks.stdout import StdoutSink
 __all__ = ["ConcatSink", "FileSink", "Sink", "StdoutSink", "open_sink"]
 
 MEZMO_SCHEMES = ("mezmo+https", "mezmo+http", "logdna+https", "logdna+http")
+INFLUX_SCHEMES = ("influxdb+http", "influxdb+https", "influxdb2+http", "influxdb2+https")
 
 
 def check_sink(url: str) -> None:
@@ -26,6 +27,16 @@ def check_sink(url: str) -> None:
 
         parse_mezmo_url(url)
         _ingestion_key(None)
+        return
+    if scheme in INFLUX_SCHEMES:
+        from logferry.sinks.influxdb import _credentials, parse_influx_url
+
+        _credentials(parse_influx_url(url).version)
+        return
+    if scheme == "duckdb":
+        from logferry.sinks.duckdb import parse_duckdb_url
+
+        parse_duckdb_url(url)
         return
     if scheme == "file" or ("://" not in url and scheme not in ("http", "https")):
         return
@@ -55,6 +66,14 @@ def open_sink(
             verify=options.verify_tls,
             stop_event=stop,
         )
+    if scheme in INFLUX_SCHEMES:
+        from logferry.sinks.influxdb import InfluxDBSink
+
+        return InfluxDBSink.from_url(url, verify=options.verify_tls, stop_event=stop)
+    if scheme == "duckdb":
+        from logferry.sinks.duckdb import DuckDBSink
+
+        return DuckDBSink.from_url(url, stop_event=stop)
     if scheme == "file":
         parts = urlsplit(url)
         if parts.netloc not in ("", "localhost") or not parts.path:
@@ -64,5 +83,6 @@ def open_sink(
         return FileSink(url)
     raise ConfigError(
         f"unknown sink {url!r}: use mezmo+https://HOST/logs/ingest, logdna:REGION, "
+        "influxdb+http://HOST:8086/DB, influxdb2+http://HOST:8086/ORG/BUCKET, duckdb:///PATH, "
         "file:///DIR, a directory path, or - for stdout"
     )

@@ -1,0 +1,254 @@
+"""DuckDB sink: the embedded store, one ``records`` table with the parsed API fields.
+
+URL: ``duckdb:///relative/path.db`` or ``duckdb:////absolute/path.db``.
+
+Rows are keyed by ``(source, key, position)`` and inserted with ``ON CONFLICT DO NOTHING``,
+so a replayed batch adds nothing: exactly-once on replay.
+
+Concurrency: DuckDB lets one process open a file for writing and refuses read-only
+openers meanwhile. The sink therefore holds the file only while it writes: each batch is
+one transaction on a fresh connection that is closed (releasing the lock) right after.
+Readers use :func:`open_store_readonly`, which retries while the writer holds the file,
+and must close promptly, since the sink likewise retries while a reader holds it. The
+price is a connect and checkpoint per batch (a few ms), which large batches amortise.
+
+Bulk path: the batch becomes a dict of NumPy arrays that DuckDB scans in place (a
+replacement scan); measured 400-550k lines/s against 110-140k for ``unnest`` of Python
+lists, and on par with a pyarrow table at a fraction of the install size.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, unquote
+
+import duckdb
+import numpy as np
+
+from logferry.errors import ConfigError, FatalSinkError, RetryableSinkError
+from logferry.records import Batch
+from logferry.sinks.base import Sink
+
+__all__ = [
+    "DDL",
+    "INDEX_DDL",
+    "DuckDBSink",
+    "open_store",
+    "open_store_readonly",
+    "parse_duckdb_url",
+]
+
+SCHEME = "duckdb"
+
+DDL = """CREATE TABLE IF NOT EXISTS records (
+        source VARCHAR NOT NULL,
+        key VARCHAR NOT NULL,
+        position BIGINT NOT NULL,
+        ts TIMESTAMPTZ NOT NULL,
+        line VARCHAR NOT NULL,
+        format VARCHAR,
+        customer_id VARCHAR,
+        request_path VARCHAR,
+        status_code INTEGER,
+        duration DOUBLE,
+        success BOOLEAN,
+        PRIMARY KEY (source, key, position)
+    )"""
+# For per-customer, per-day lookups. ART maintenance roughly halves the insert rate and
+# makes each checkpoint ~10x slower; ``duckdb:///PATH?index=false`` leaves it out.
+INDEX_DDL = "CREATE INDEX IF NOT EXISTS records_customer_ts ON records (customer_id, ts)"
+
+# make_timestamptz takes epoch microseconds, independent of the session's TimeZone.
+_INSERT = """INSERT INTO records
+    SELECT $source, $key, position, make_timestamptz(ts * 1000), line, $format,
+           TRY_CAST(customer_id AS VARCHAR), TRY_CAST(request_path AS VARCHAR),
+           TRY_CAST(status_code AS INTEGER), TRY_CAST(duration AS DOUBLE),
+           TRY_CAST(success AS BOOLEAN)
+    FROM rows
+    ON CONFLICT DO NOTHING"""
+
+_TYPED = ("customer_id", "request_path", "status_code", "duration", "success")
+
+
+def parse_duckdb_url(url: str) -> tuple[Path, bool]:
+    """The database path of ``duckdb:///PATH[?index=false]`` and whether to index customers.
+
+    ``duckdb:////abs.db`` is absolute, ``duckdb:///rel.db`` relative to the working directory.
+    """
+    prefix = f"{SCHEME}:///"
+    path, _, query = url[len(prefix) :].partition("?")
+    if not url.lower().startswith(prefix) or not path:
+        raise ConfigError(
+            f"bad DuckDB URL {url!r}: use duckdb:///relative.db or duckdb:////absolute/path.db"
+        )
+    options = dict(parse_qsl(query, keep_blank_values=True))
+    index = options.pop("index", "true").lower()
+    if options or index not in ("true", "false"):
+        raise ConfigError(f"bad DuckDB URL {url!r}: the only option is index=true|false")
+    return Path(unquote(path)), index == "true"
+
+
+def _locked(exc: BaseException) -> bool:
+    return isinstance(exc, duckdb.IOException) and "lock" in str(exc).lower()
+
+
+def _connect_retrying(
+    path: Path, *, read_only: bool, timeout: float, interval: float,
+    stop: threading.Event | None = None,
+) -> duckdb.DuckDBPyConnection:  # fmt: skip
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return duckdb.connect(str(path), read_only=read_only)
+        except duckdb.IOException as exc:
+            if not _locked(exc) or time.monotonic() >= deadline:
+                raise
+        if stop is not None:
+            if stop.wait(interval):
+                raise RetryableSinkError(f"duckdb({path}): stopped while waiting for the file lock")
+        else:
+            time.sleep(interval)
+
+
+def open_store_readonly(
+    path: str | Path, *, timeout: float = 10.0, interval: float = 0.005
+) -> duckdb.DuckDBPyConnection:
+    """Open the store read-only, retrying while a writer holds it; close it promptly after.
+
+    Raises ``FileNotFoundError`` when there is no store yet, ``duckdb.IOException`` when the
+    lock stays taken for ``timeout`` seconds.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no DuckDB store at {path}")
+    return _connect_retrying(path, read_only=True, timeout=timeout, interval=interval)
+
+
+def open_store(
+    path: str | Path, *, timeout: float = 10.0, index: bool = True
+) -> duckdb.DuckDBPyConnection:
+    """Open (creating) the store for writing, with the ``records`` table and its index."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    con = _connect_retrying(path, read_only=False, timeout=timeout, interval=0.005)
+    con.execute(DDL)
+    if index:
+        con.execute(INDEX_DDL)
+    return con
+
+
+def _column(fields: list[dict[str, Any] | None], name: str) -> np.ndarray:
+    # Object arrays keep None as NULL; the INSERT's TRY_CASTs fix the SQL types.
+    return np.array([f.get(name) if f else None for f in fields], dtype=object)
+
+
+class DuckDBSink(Sink):
+    """Inserts batches into the ``records`` table, one transaction per batch."""
+
+    def __init__(
+        self,
+        url_or_path: str | Path,
+        *,
+        index: bool = True,
+        lock_timeout: float = 60.0,
+        stop_event: threading.Event | None = None,
+    ) -> None:
+        if isinstance(url_or_path, str) and url_or_path.lower().startswith(f"{SCHEME}:"):
+            self.path, index = parse_duckdb_url(url_or_path)
+        else:
+            self.path = Path(url_or_path)
+        self.name = f"duckdb({self.path})"
+        self.lock_timeout = lock_timeout
+        self.stop_event = stop_event
+        self._lock = threading.Lock()
+        self._counts = {"rows": 0, "transactions": 0}
+        try:
+            open_store(self.path, timeout=lock_timeout, index=index).close()
+        except duckdb.Error as exc:
+            raise ConfigError(f"{self.name}: cannot open the store: {exc}") from None
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> DuckDBSink:
+        """Build a sink from a ``duckdb:///PATH`` URL."""
+        return cls(url, **options)
+
+    def __repr__(self) -> str:
+        return f"DuckDBSink(path={str(self.path)!r})"
+
+    __str__ = __repr__
+
+    def counters(self) -> dict[str, int]:
+        """Rows offered to the store (replayed ones included) and transactions committed."""
+        with self._lock:
+            return dict(self._counts)
+
+    def prepare(self, batch: Batch) -> None:
+        """Build the batch's column arrays ahead of ``write`` (decode stage)."""
+        batch.prepared[id(self)] = self._columns(batch)
+
+    @staticmethod
+    def _columns(batch: Batch) -> dict[str, np.ndarray]:
+        n = len(batch.lines)
+        columns = {
+            "position": np.arange(batch.start, batch.start + n, dtype=np.int64),
+            "ts": np.array(batch.timestamps, dtype=np.int64),
+            "line": np.array(batch.lines, dtype=object),
+        }
+        fields = batch.fields
+        for name in _TYPED:
+            columns[name] = (
+                np.full(n, None, dtype=object) if fields is None else _column(fields, name)
+            )
+        return columns
+
+    def write(self, batch: Batch) -> None:
+        """Insert ``batch`` in one transaction; return once committed and the file released."""
+        if not batch.lines:
+            return
+        columns = batch.prepared.pop(id(self), None)
+        if not isinstance(columns, dict):
+            columns = self._columns(batch)
+        params = {"source": batch.source, "key": batch.key, "format": batch.format or None}
+        with self._lock:
+            self._run(lambda con: self._insert(con, columns, params))
+            self._counts["rows"] += len(batch.lines)
+            self._counts["transactions"] += 1
+
+    @staticmethod
+    def _insert(
+        con: duckdb.DuckDBPyConnection, rows: dict[str, np.ndarray], params: dict[str, Any]
+    ) -> None:
+        # ``rows`` is found by name: DuckDB's replacement scan reads the caller's locals.
+        con.execute("BEGIN TRANSACTION")
+        try:
+            con.execute(_INSERT, params)
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+
+    def _run(self, work: Callable[[duckdb.DuckDBPyConnection], None]) -> None:
+        try:
+            con = _connect_retrying(
+                self.path, read_only=False, timeout=self.lock_timeout, interval=0.005,
+                stop=self.stop_event,
+            )  # fmt: skip
+        except duckdb.IOException as exc:
+            raise RetryableSinkError(f"{self.name}: cannot open the store: {exc}") from None
+        try:
+            work(con)
+        except duckdb.IOException as exc:
+            raise RetryableSinkError(f"{self.name}: {exc}") from None
+        except duckdb.Error as exc:
+            raise FatalSinkError(f"{self.name}: {exc}") from None
+        finally:
+            con.close()
+
+
+def from_url(url: str, **options: Any) -> DuckDBSink:
+    """Build a :class:`DuckDBSink` from a ``duckdb:///PATH`` URL."""
+    return DuckDBSink.from_url(url, **options)

@@ -1,0 +1,373 @@
+"""InfluxDB sink: line protocol over the shared HTTP machinery (v1 ``/write``, v2 API).
+
+Accepted URLs::
+
+    influxdb+http://HOST:8086/DB?measurement=M&rp=RP&precision=ns&tags=customer_id
+    influxdb2+http://HOST:8086/ORG/BUCKET?measurement=M&tags=customer_id,request_path
+    influxdb+https://…  influxdb2+https://…
+
+Credentials come from the environment only: ``INFLUXDB_USER`` / ``INFLUXDB_PASSWORD`` (v1,
+sent as HTTP Basic auth) and ``INFLUXDB_TOKEN`` (v2, ``Authorization: Token …``).
+
+Points never overwrite each other and a replay rewrites the same points: every point has
+the tag ``stream`` (crc32 of source and key, 8 hex digits) and the timestamp
+``ts_ms * 1_000_000 + position % 1_000_000`` ns, so two records of one partition differ in
+time unless a million positions apart within the same millisecond.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+import os
+import threading
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
+
+from logferry.errors import ConfigError, PayloadTooLargeError
+from logferry.records import Batch
+from logferry.sinks.base import Sink
+from logferry.sinks.http import HttpSender, RetryPolicy, safe_url, send_split
+
+__all__ = [
+    "SCHEMES",
+    "InfluxDBSink",
+    "InfluxTarget",
+    "escape_field_string",
+    "escape_key",
+    "escape_measurement",
+    "escape_tag_value",
+    "parse_influx_url",
+    "stream_tag",
+]
+
+SCHEMES = ("influxdb+http", "influxdb+https", "influxdb2+http", "influxdb2+https")
+DEFAULT_MEASUREMENT = "api_requests"
+DEFAULT_TAGS = ("customer_id",)
+DEFAULT_MAX_POINTS = 5000
+DEFAULT_MAX_REQUEST_BYTES = 1024 * 1024
+_API_FIELDS = ("status_code", "duration", "success", "request_path")
+
+_MEASUREMENT_ESC = str.maketrans({",": "\\,", " ": "\\ ", "\n": "\\n", "\r": "\\r"})
+_KEY_ESC = str.maketrans({",": "\\,", "=": "\\=", " ": "\\ ", "\n": "\\n", "\r": "\\r"})
+_STRING_ESC = str.maketrans({"\\": "\\\\", '"': '\\"'})
+
+
+def escape_measurement(name: str) -> str:
+    """A measurement name for line protocol: commas and spaces escaped."""
+    return name.translate(_MEASUREMENT_ESC)
+
+
+def escape_key(key: str) -> str:
+    """A tag key, tag value or field key: commas, equals signs and spaces escaped.
+
+    Newlines become a literal ``\\n`` (they would end the point), and a trailing
+    backslash is dropped because it would escape the separator after it.
+    """
+    return key.translate(_KEY_ESC).rstrip("\\")
+
+
+escape_tag_value = escape_key
+
+
+def escape_field_string(value: str) -> str:
+    """A string field value, quoted: backslashes and double quotes escaped.
+
+    Newlines stay as they are: inside quotes they do not end the point (checked against
+    influxd), so the stored text is exactly the original.
+    """
+    return '"' + value.translate(_STRING_ESC) + '"'
+
+
+def stream_tag(source: str, key: str) -> str:
+    """The ``stream`` tag: a short stable hash of the partition, so two never collide."""
+    return format(zlib.crc32(f"{source}\n{key}".encode("utf-8", "surrogatepass")), "08x")
+
+
+@dataclass(frozen=True, slots=True)
+class InfluxTarget:
+    """Where and how to write: endpoint, query parameters, API version, point shape."""
+
+    endpoint: str
+    params: dict[str, str]
+    version: int
+    measurement: str
+    tags: tuple[str, ...]
+
+
+def parse_influx_url(url: str) -> InfluxTarget:
+    """Parse an ``influxdb[2]+http[s]://…`` URL; raise ``ConfigError`` when it is malformed."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in SCHEMES:
+        raise ConfigError(f"not an InfluxDB URL: {safe_url(url)!r}")
+    if parts.username or parts.password:
+        raise ConfigError(
+            "put InfluxDB credentials in INFLUXDB_USER / INFLUXDB_PASSWORD or INFLUXDB_TOKEN, "
+            "not in the URL"
+        )
+    if not parts.hostname:
+        raise ConfigError(f"InfluxDB URL needs a host: {safe_url(url)!r}")
+    version = 2 if scheme.startswith("influxdb2") else 1
+    http_scheme = scheme.split("+", 1)[1]
+    query = dict(parse_qsl(parts.query, keep_blank_values=True))
+    allowed = {"measurement", "tags", "precision"} | ({"rp"} if version == 1 else set())
+    unknown = sorted(set(query) - allowed)
+    if unknown:
+        raise ConfigError(
+            f"unknown InfluxDB URL option(s) {', '.join(unknown)}: use {', '.join(sorted(allowed))}"
+        )
+    precision = query.get("precision", "ns")
+    if precision not in ("ns", "n"):
+        # Exactly-once relies on the position living in the nanoseconds.
+        raise ConfigError(
+            f"InfluxDB precision must be ns (points are unique by ns), got {precision!r}"
+        )
+    segments = [unquote(s) for s in parts.path.split("/") if s]
+    base = urlunsplit((http_scheme, parts.netloc, "", "", ""))
+    if version == 1:
+        if len(segments) != 1:
+            raise ConfigError("use influxdb+http://HOST:8086/DATABASE (one path segment)")
+        params = {"db": segments[0], "precision": "ns"}
+        if query.get("rp"):
+            params["rp"] = query["rp"]
+        endpoint = f"{base}/write"
+    else:
+        if len(segments) != 2:
+            raise ConfigError("use influxdb2+http://HOST:8086/ORG/BUCKET (two path segments)")
+        params = {"org": segments[0], "bucket": segments[1], "precision": "ns"}
+        endpoint = f"{base}/api/v2/write"
+    measurement = query.get("measurement") or DEFAULT_MEASUREMENT
+    if "tags" in query:
+        tags = tuple(t.strip() for t in query["tags"].split(",") if t.strip())
+    else:
+        tags = DEFAULT_TAGS
+    if "stream" in tags:
+        raise ConfigError("the tag 'stream' is reserved (it keeps partitions' points apart)")
+    return InfluxTarget(endpoint, params, version, measurement, tags)
+
+
+def _credentials(version: int) -> tuple[dict[str, str], tuple[str, ...]]:
+    """Auth headers from the environment, and the secrets to scrub from messages."""
+    if version == 2:
+        token = os.environ.get("INFLUXDB_TOKEN", "").strip()
+        if not token:
+            raise ConfigError("set INFLUXDB_TOKEN for an influxdb2+… sink (an API token)")
+        return {"Authorization": f"Token {token}"}, (token,)
+    user = os.environ.get("INFLUXDB_USER", "")
+    password = os.environ.get("INFLUXDB_PASSWORD", "")
+    if not user:
+        return {}, ()
+    basic = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+    return {"Authorization": f"Basic {basic}"}, (password, basic)
+
+
+def _field_value(value: Any) -> str | None:
+    """A non-string field value in line protocol, or None when it cannot be one."""
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, int):
+        return f"{value}i"
+    if isinstance(value, float):
+        return repr(value) if math.isfinite(value) else None
+    return None
+
+
+@dataclass(slots=True)
+class _Prepared:
+    """Point lines of a batch, cut into request-sized chunks with their gzipped bodies."""
+
+    chunks: list[tuple[list[str], bytes]]
+
+
+class InfluxDBSink(Sink):
+    """Writes batches as InfluxDB points; ``write`` returns once every request got a 2xx."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        max_points: int = DEFAULT_MAX_POINTS,
+        max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+        timeout: float = 30.0,
+        verify: bool | str = True,
+        gzip_level: int | None = None,
+        retry: RetryPolicy | None = None,
+        stop_event: threading.Event | None = None,
+        sleep: Callable[[float], None] | None = None,
+        sender: HttpSender | None = None,
+    ) -> None:
+        self.target = parse_influx_url(url)
+        if max_points < 1 or max_request_bytes < 1024:
+            raise ConfigError("max_points must be ≥ 1 and max_request_bytes ≥ 1024")
+        self.max_points = max_points
+        self.max_request_bytes = max_request_bytes
+        self.name = f"influxdb({safe_url(self.target.endpoint)})"
+        headers, secrets = _credentials(self.target.version)
+        self.__headers = headers
+        self._measurement = escape_measurement(self.target.measurement)
+        # Tags sorted by key (InfluxDB's recommended order); None marks the stream tag.
+        self._tag_plan = [
+            (escape_key(name), None if name == "stream" else name)
+            for name in sorted((*self.target.tags, "stream"))
+        ]
+        self._string_fields = tuple(f for f in ("request_path",) if f not in self.target.tags)
+        hints = {
+            401: "check INFLUXDB_USER / INFLUXDB_PASSWORD or INFLUXDB_TOKEN",
+            403: "check the credentials' write permission on the database / bucket",
+            404: "create the database (CREATE DATABASE …) or bucket first",
+        }
+        if sender is None:
+            options: dict[str, Any] = {}
+            if gzip_level is not None:
+                options["gzip_level"] = gzip_level
+            sender = HttpSender(
+                name=self.name, timeout=timeout, verify=verify, retry=retry,
+                stop_event=stop_event, sleep=sleep, secrets=secrets, hints=hints, **options,
+            )  # fmt: skip
+        self._http = sender
+        self._lock = threading.Lock()
+        self._counts = {"requests": 0, "points": 0, "splits": 0}
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> InfluxDBSink:
+        """Build a sink from an ``influxdb[2]+http[s]://…`` URL and options."""
+        return cls(url, **options)
+
+    def __repr__(self) -> str:
+        return f"InfluxDBSink(url={safe_url(self.target.endpoint)!r}, measurement={self.target.measurement!r})"
+
+    __str__ = __repr__
+
+    def counters(self) -> dict[str, int]:
+        """Requests acknowledged, points written, 413 splits and HTTP retries."""
+        with self._lock:
+            counts = dict(self._counts)
+        counts["retries"] = self._http.counters()["retries"]
+        return counts
+
+    def close(self) -> None:
+        """Release the HTTP connection pool."""
+        self._http.close()
+
+    def points(self, batch: Batch) -> list[str]:
+        """The batch as line-protocol points, one string per record."""
+        stream = stream_tag(batch.source, batch.key)
+        head_plain = f"{self._measurement},stream={stream}"
+        tag_plan = self._tag_plan
+        string_fields = self._string_fields
+        fields_list = batch.fields
+        start = batch.start
+        # Tag values repeat (customers, paths): escaping each distinct one once is cheaper.
+        esc_cache: dict[str, str] = {}
+        out: list[str] = []
+        append = out.append
+        for i, (ts, line) in enumerate(zip(batch.timestamps, batch.lines, strict=True)):
+            nanos = ts * 1_000_000 + (start + i) % 1_000_000
+            fields = fields_list[i] if fields_list is not None else None
+            if not fields or not any(k in fields for k in _API_FIELDS):
+                append(f"{head_plain} line={escape_field_string(line)} {nanos}")
+                continue
+            tag_parts = [self._measurement]
+            for esc_name, name in tag_plan:
+                if name is None:
+                    tag_parts.append(f"stream={stream}")
+                    continue
+                value = fields.get(name)
+                if value is None or value == "":
+                    continue  # line protocol has no empty tag values
+                text = str(value)
+                esc = esc_cache.get(text)
+                if esc is None:
+                    esc = esc_cache[text] = escape_tag_value(text)
+                    if len(esc_cache) > 100_000:
+                        esc_cache.clear()
+                if esc:
+                    tag_parts.append(f"{esc_name}={esc}")
+            values: list[str] = []
+            status = _field_value(fields.get("status_code"))
+            if status is not None:
+                values.append(f"status_code={status}")
+            duration = fields.get("duration")
+            if isinstance(duration, int) and not isinstance(duration, bool):
+                duration = float(duration)  # one field type across points, or Influx refuses
+            duration_text = _field_value(duration) if isinstance(duration, float) else None
+            if duration_text is not None:
+                values.append(f"duration={duration_text}")
+            success = fields.get("success")
+            if isinstance(success, bool):
+                values.append(f"success={'true' if success else 'false'},ok={int(success)}i")
+            for name in string_fields:
+                value = fields.get(name)
+                if value is not None:
+                    values.append(f"{name}={escape_field_string(str(value))}")
+            if not values:
+                values.append(f"line={escape_field_string(line)}")
+            append(f"{','.join(tag_parts)} {','.join(values)} {nanos}")
+        return out
+
+    def prepare(self, batch: Batch) -> None:
+        """Encode and gzip the batch's requests ahead of ``write`` (decode stage)."""
+        batch.prepared[id(self)] = self._prepare(batch)
+
+    def _prepare(self, batch: Batch) -> _Prepared:
+        points = self.points(batch)
+        chunks = []
+        lo, n = 0, len(points)
+        while lo < n:
+            hi = min(n, lo + self.max_points)
+            body = self._encode(points[lo:hi])
+            # Measured, not estimated: a part over the byte cap is cut in proportion.
+            while len(body) > self.max_request_bytes and hi - lo > 1:
+                hi = lo + max(1, int((hi - lo) * self.max_request_bytes / len(body) * 0.95))
+                body = self._encode(points[lo:hi])
+            chunks.append((points[lo:hi], self._http.compress(body)))
+            lo = hi
+        return _Prepared(chunks)
+
+    @staticmethod
+    def _encode(points: Sequence[str]) -> bytes:
+        return ("\n".join(points) + "\n").encode("utf-8", "surrogatepass")
+
+    def write(self, batch: Batch) -> None:
+        """Send ``batch`` in requests of at most ``max_points`` points and ~1 MiB each."""
+        if not batch.lines:
+            return
+        prepared = batch.prepared.pop(id(self), None)
+        if not isinstance(prepared, _Prepared):
+            prepared = self._prepare(batch)
+        requests = splits = 0
+        for part, gzipped in prepared.chunks:
+            try:
+                self._send(gzipped, compressed=True)
+                requests += 1
+                continue
+            except PayloadTooLargeError:
+                pass  # the server's limit is lower than ours: halve until it takes the parts
+            sent = send_split(part, self._encode, self._send)
+            requests += sent
+            splits += sent - 1
+        with self._lock:
+            self._counts["requests"] += requests
+            self._counts["points"] += len(batch.lines)
+            self._counts["splits"] += splits
+
+    def _send(self, body: bytes, compressed: bool = False) -> None:
+        self._http.post(
+            self.target.endpoint,
+            body,
+            headers=self.__headers,
+            params=self.target.params,
+            content_type="text/plain; charset=utf-8",
+            compressed=compressed,
+        )
+
+
+def from_url(url: str, **options: Any) -> InfluxDBSink:
+    """Build an :class:`InfluxDBSink` from an ``influxdb[2]+http[s]://…`` URL."""
+    return InfluxDBSink.from_url(url, **options)

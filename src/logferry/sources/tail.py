@@ -1,0 +1,529 @@
+"""Growing files: ``tail:///var/log/app/*.log`` follows every file matching a glob.
+
+Partitions are files, keyed by path; a partition's version is a **fingerprint** of its
+content: the SHA-1 (20 hex digits) of its first line (up to and including the first
+``\\n``), or of its first :data:`FINGERPRINT_BYTES` bytes when that line is longer. Appending
+never changes it, so the fingerprint identifies a file wherever it is renamed to; a file
+with no complete first line yet has none and is not listed until it does. Like Vector's
+checksum fingerprint, files that begin with the same line are taken for the same file and
+only one of them is read.
+
+- **Cursor**: ``{"offset": N, "fp": FP}``, the byte just after the last complete line handed
+  out. ``open`` honours it only when ``fp`` matches the file's fingerprint, so a cursor kept
+  for another path (a renamed file) is valid too.
+- **Never a partial line**: reads stop at the last ``\\n``; the rest is read again later.
+- **Rotation by rename** (``app.log`` → ``app.log.1`` + a new ``app.log``): the open
+  partition keeps its file handle, reads the old file to its end, and reports ``finished``
+  once the file has not grown for ``rotate_wait`` seconds. If the new name still matches the
+  glob, the file is listed under it only after that, and opening it resumes where the old
+  partition stopped (nothing lost, nothing read twice).
+- **Truncation / copytruncate**: when the file shrinks below the offset, the partition ends
+  (``finished``) and the new content is listed as a new version, read from its beginning.
+  With copytruncate and a glob matching the copy, the copy resumes at the old offset, so the
+  lines written between the last read and the copy are not lost either.
+- **Start**: ``start="end"`` skips what files hold when the source first lists them (it
+  resumes after their last complete line); files that appear later, and a new file at a path
+  whose cursor names another fingerprint, are always read from the beginning.
+- **Waiting**: :meth:`TailSource.wait` wakes on inotify events (watchdog) for the glob's
+  directory, else polls every ``poll_interval`` seconds.
+"""
+
+from __future__ import annotations
+
+import collections
+import fnmatch
+import glob
+import hashlib
+import os
+import stat
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import orjson
+
+from logferry.codecs.formats import FormatOptions, get_format, resolve_format
+from logferry.codecs.formats.auto import HEAD_SIZE
+from logferry.codecs.formats.base import DecodeContext, Format
+from logferry.errors import ConfigError, SourceError
+from logferry.records import Chunk
+from logferry.sources.stream import PartitionInfo, ReadResult, StreamPartition, StreamSource
+
+#: A first line longer than this is fingerprinted by its first this-many bytes.
+FINGERPRINT_BYTES = 1024
+#: Bytes read per ``read`` call (a longer line is read whole, in pieces of this size).
+READ_BYTES = 1 << 20
+
+Start = Literal["beginning", "end"]
+_WAKE_EVENTS = frozenset({"modified", "created", "moved", "deleted", "closed"})
+
+
+def fingerprint(fd: int) -> str | None:
+    """Fingerprint of an open file: hash of its first line, capped; None without one yet."""
+    head = os.pread(fd, FINGERPRINT_BYTES, 0)
+    end = head.find(b"\n") + 1
+    if end == 0:
+        if len(head) < FINGERPRINT_BYTES:
+            return None
+        end = FINGERPRINT_BYTES
+    return hashlib.sha1(head[:end], usedforsecurity=False).hexdigest()[:20]
+
+
+def _fingerprint_path(path: str) -> str | None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        return fingerprint(fd)
+    finally:
+        os.close(fd)
+
+
+def _last_line_end(fd: int, size: int) -> int:
+    """Offset just after the last ``\\n`` before ``size`` (0 if there is none)."""
+    end = size
+    while end > 0:
+        start = max(0, end - 65536)
+        cut = os.pread(fd, end - start, start).rfind(b"\n")
+        if cut >= 0:
+            return start + cut + 1
+        end = start
+    return 0
+
+
+def _cursor(offset: int, fp: str) -> str:
+    return orjson.dumps({"offset": offset, "fp": fp}).decode()
+
+
+def _parse_cursor(cursor: str) -> tuple[int, str]:
+    try:
+        data = orjson.loads(cursor)
+        return int(data["offset"]), str(data["fp"])
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        raise SourceError(
+            f"invalid tail cursor {cursor!r}: expected {{'offset': N, 'fp': FINGERPRINT}}"
+        ) from None
+
+
+@dataclass
+class _Seen:
+    """What the last listing saw at a path (to fingerprint only new or shrunk files)."""
+
+    dev: int
+    ino: int
+    size: int
+    fp: str | None
+
+
+@dataclass
+class _Shared:
+    """One file content (fingerprint) across the paths it is seen under."""
+
+    path: str
+    offset: int = 0
+    owner: TailPartition | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def live(self) -> bool:
+        return self.owner is not None and not self.owner.done
+
+
+class TailSource(StreamSource):
+    """Files matching a glob, followed as they grow, rotate and get truncated."""
+
+    def __init__(
+        self,
+        pattern: str | Path,
+        *,
+        start: Start = "beginning",
+        format: str = "lines",
+        format_options: FormatOptions | None = None,
+        poll_interval: float = 0.25,
+        rotate_wait: float = 5.0,
+        watch: bool = True,
+    ) -> None:
+        if start not in ("beginning", "end"):
+            raise ConfigError(f"start must be 'beginning' or 'end', not {start!r}")
+        get_format(format)  # validate early
+        self.pattern = os.path.abspath(os.path.expanduser(str(pattern)))
+        self.start: Start = start
+        self.format = format
+        self.format_options = format_options or FormatOptions()
+        self.poll_interval = poll_interval
+        self.rotate_wait = rotate_wait
+        self.id = "tail://" + self.pattern
+        self.display = self.id
+        #: Format counters of every partition (e.g. ``not_json``), summed.
+        self.counters: collections.Counter[str] = collections.Counter()
+        self._lock = threading.Lock()
+        self._seen: dict[str, _Seen] = {}
+        self._shared: dict[str, _Shared] = {}
+        #: Sizes of the files present at the first listing: where ``start="end"`` begins.
+        self._startup: dict[tuple[str, str], int] | None = None
+        self._watch = watch
+        self._observer: Any = None
+        self._wake = threading.Event()
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        start: Start = "beginning",
+        format: str = "lines",
+        format_options: FormatOptions | None = None,
+        poll_interval: float = 0.25,
+        rotate_wait: float = 5.0,
+        watch: bool = True,
+    ) -> TailSource:
+        """``tail:///ABS/GLOB`` or ``tail:PATH/GLOB`` (relative to the working directory)."""
+        if not url.startswith("tail:"):
+            raise ConfigError(f"not a tail URL: {url!r} (expected tail:///path/*.log)")
+        rest = url[len("tail:") :]
+        if rest.startswith("///"):
+            path = rest[2:]
+        elif rest.startswith("//"):
+            raise ConfigError(
+                f"tail URL {url!r} names a host; use tail:///absolute/glob or tail:relative/glob"
+            )
+        else:
+            path = rest
+        if not path:
+            raise ConfigError(f"tail URL {url!r} has no path; e.g. tail:///var/log/app/*.log")
+        return cls(
+            path,
+            start=start,
+            format=format,
+            format_options=format_options,
+            poll_interval=poll_interval,
+            rotate_wait=rotate_wait,
+            watch=watch,
+        )
+
+    # -- listing -----------------------------------------------------------------------
+
+    def partitions(self) -> list[PartitionInfo]:
+        """Files matching the glob that have a fingerprint, one path per fingerprint."""
+        found: dict[str, list[tuple[str, os.stat_result]]] = {}
+        seen: dict[str, _Seen] = {}
+        for path in sorted(glob.glob(self.pattern, recursive=True)):
+            try:
+                st = os.stat(path)
+            except OSError:
+                continue
+            if not stat.S_ISREG(st.st_mode):
+                continue
+            old = self._seen.get(path)
+            if old and old.fp and (old.dev, old.ino) == (st.st_dev, st.st_ino):
+                fp = old.fp if st.st_size >= old.size else _fingerprint_path(path)
+            else:
+                fp = _fingerprint_path(path)
+            seen[path] = _Seen(st.st_dev, st.st_ino, st.st_size, fp)
+            if fp is not None:
+                found.setdefault(fp, []).append((path, st))
+        parts: list[PartitionInfo] = []
+        with self._lock:
+            self._seen = seen
+            for fp in [fp for fp, sh in self._shared.items() if fp not in found and not sh.live()]:
+                del self._shared[fp]
+            for fp, candidates in found.items():
+                sh = self._shared.get(fp)
+                paths = [p for p, _ in candidates]
+                if sh is not None and sh.path in paths:
+                    chosen = sh.path
+                elif sh is not None and sh.live():
+                    continue  # the open partition still reads this content under its old name
+                else:
+                    chosen = paths[0]
+                st = candidates[paths.index(chosen)][1]
+                parts.append(PartitionInfo(chosen, fp, st.st_size, st.st_mtime_ns // 1_000_000))
+            if self._startup is None:
+                self._startup = {(p.key, p.version): p.size for p in parts}
+        parts.sort(key=lambda p: p.key)
+        return parts
+
+    # -- reading -----------------------------------------------------------------------
+
+    def open(self, part: PartitionInfo, cursor: str | None, position: int) -> TailPartition:
+        """Open the file to resume after ``cursor`` (honoured when its fingerprint matches).
+
+        A cursor saved under another path with the same fingerprint (a renamed file) is
+        valid; one naming another fingerprint means a new file took the path: read it all.
+        """
+        path, fp = part.key, part.version
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            return TailPartition(self, path, fp, -1, 0, cursor)
+        except OSError as exc:
+            raise SourceError(f"cannot read {path}: {exc.strerror}") from None
+        if fingerprint(fd) != fp:  # replaced since listed: this version is gone
+            os.close(fd)
+            return TailPartition(self, path, fp, -1, 0, cursor)
+        size = os.fstat(fd).st_size
+        with self._lock:
+            sh = self._shared.setdefault(fp, _Shared(path))
+            startup = (self._startup or {}).get((path, fp))
+        with sh.lock:
+            if sh.path != path and (sh.owner is None or not sh.owner.closed_early):
+                offset = sh.offset  # renamed (or copied, then truncated): carry on
+            elif cursor is not None:
+                offset, cursor_fp = _parse_cursor(cursor)
+                if cursor_fp != fp or offset > size:
+                    offset = 0
+            elif self.start == "end" and startup is not None:
+                offset = _last_line_end(fd, min(startup, size))
+            else:
+                offset = 0
+            if sh.owner is not None:
+                sh.owner.superseded = True
+            partition = TailPartition(self, path, fp, fd, offset, _cursor(offset, fp))
+            sh.path, sh.offset, sh.owner = path, offset, partition
+        return partition
+
+    def _shared_for(self, fp: str) -> _Shared | None:
+        with self._lock:
+            return self._shared.get(fp)
+
+    def _listed_elsewhere(self, fp: str, path: str) -> bool:
+        with self._lock:
+            return any(s.fp == fp and p != path for p, s in self._seen.items())
+
+    # -- waiting -----------------------------------------------------------------------
+
+    def wait(self, timeout: float) -> None:
+        """Block until a matching file changes (inotify) or ``timeout``; poll without it."""
+        if self._watch and self._observer is None:
+            self._start_observer()
+        if self._observer is None:
+            time.sleep(max(0.0, min(timeout, self.poll_interval)))
+            return
+        self._wake.wait(timeout)
+        self._wake.clear()
+
+    def _watch_root(self) -> tuple[str, bool]:
+        parts = Path(self.pattern).parts
+        for i, part in enumerate(parts):
+            if any(c in part for c in "*?["):
+                return str(Path(*parts[:i])), i < len(parts) - 1
+        return str(Path(self.pattern).parent), False
+
+    def _start_observer(self) -> None:
+        root, recursive = self._watch_root()
+        if not os.path.isdir(root):
+            return  # poll until the directory exists
+        try:
+            from watchdog.events import FileSystemEvent, FileSystemEventHandler
+            from watchdog.observers import Observer
+        except ImportError:
+            self._watch = False
+            return
+        pattern, wake = self.pattern, self._wake
+
+        class _Handler(FileSystemEventHandler):
+            def on_any_event(self, event: FileSystemEvent) -> None:
+                if event.event_type not in _WAKE_EVENTS or event.is_directory:
+                    return
+                for p in (event.src_path, getattr(event, "dest_path", "")):
+                    if p and fnmatch.fnmatchcase(os.fsdecode(p), pattern):
+                        wake.set()
+                        return
+
+        observer = Observer()
+        try:
+            observer.schedule(_Handler(), root, recursive=recursive)
+            observer.start()
+        except OSError:  # no inotify (limits reached, unsupported platform): poll
+            self._watch = False
+            return
+        self._observer = observer
+
+    def close(self) -> None:
+        """Stop watching."""
+        if self._observer is not None:
+            self._observer.stop()
+            self._observer.join(timeout=2)
+            self._observer = None
+
+
+class TailPartition(StreamPartition):
+    """One open file; reads complete lines from the offset on."""
+
+    def __init__(
+        self,
+        source: TailSource,
+        path: str,
+        fp: str,
+        fd: int,
+        offset: int,
+        cursor: str | None,
+    ) -> None:
+        self.source = source
+        self.path = path
+        self.fp = fp
+        self.offset = offset
+        self.cursor = cursor
+        #: Format counters of this file (lines shipped raw, ...).
+        self.counters: collections.Counter[str] = collections.Counter()
+        #: True once the partition reported ``finished`` (or was taken over).
+        self.done = fd < 0
+        #: Set when another partition took this content over (the file was renamed).
+        self.superseded = False
+        #: Closed before finishing: its offset may be ahead of what was acknowledged.
+        self.closed_early = False
+        self._fd = fd
+        self._rotated_at: float | None = None
+        #: Seen shrunk below the offset, with no first line yet to tell what it now holds.
+        self._truncated = False
+        self._last_growth = time.monotonic()
+        self._last_size = -1
+        self.format_name = source.format
+        self._format: Format | None = None
+
+    def _fmt(self) -> Format:
+        if self._format is None:
+            if self.format_name == "auto":
+                head = os.pread(self._fd, HEAD_SIZE, 0)
+                self.format_name, _ = resolve_format([head], self.path)
+            self._format = get_format(self.format_name)
+        return self._format
+
+    def _finished(self) -> ReadResult:
+        self.done = True
+        return ReadResult(Chunk([], []), self.cursor, caught_up=True, finished=True)
+
+    def read(self, max_records: int) -> ReadResult:
+        """Return complete lines after the offset (at most ``max_records`` of them)."""
+        if self.done:
+            return self._finished()
+        sh = self.source._shared_for(self.fp)
+        if sh is None:
+            return self._finished()
+        with sh.lock:
+            if self.superseded:
+                return self._finished()
+            result = self._read(max(1, max_records))
+            sh.offset = self.offset
+            if result.finished:
+                self.done = True
+            return result
+
+    def _read(self, max_records: int) -> ReadResult:
+        st = os.fstat(self._fd)
+        size = st.st_size
+        now = time.monotonic()
+        if (
+            self._truncated
+            or size < self.offset
+            or (size > self.offset and fingerprint(self._fd) != self.fp)
+        ):
+            # Truncated or rewritten in place. The same first line again: go on from the
+            # start as the same version; another one: the new content is a new version.
+            new_fp = fingerprint(self._fd)
+            if new_fp is None:  # no first line yet: wait to tell which it is
+                self._truncated = True
+                if self.source._listed_elsewhere(self.fp, self.path) or (
+                    self._rotated(now) and now - self._last_growth >= self.source.rotate_wait
+                ):
+                    return self._finished()  # a copy (copytruncate) carries on, or it is gone
+                return ReadResult(Chunk([], []), self.cursor, caught_up=True)
+            if new_fp != self.fp:
+                return self._finished()
+            self.offset, self._truncated = 0, False
+        if size != self._last_size:
+            self._last_size, self._last_growth = size, now
+        data, cut = self._complete_lines(size)
+        if cut < 0:
+            # No complete line ahead. A file renamed away (or deleted) that stopped growing is
+            # over: ship its unterminated last line, unless another listed path holds it.
+            if self._rotated(now) and now - self._last_growth >= self.source.rotate_wait:
+                if data and not self.source._listed_elsewhere(self.fp, self.path):
+                    self.offset += len(data)
+                    chunk = self._decode(data, st.st_mtime_ns)
+                    self.cursor = _cursor(self.offset, self.fp)
+                    return ReadResult(chunk, self.cursor, caught_up=True, finished=True)
+                return self._finished()
+            return ReadResult(Chunk([], []), self.cursor, caught_up=True)
+        cut = _nth_line_end(data, cut, max_records)
+        self.offset += cut
+        chunk = self._decode(data[:cut], st.st_mtime_ns)
+        self.cursor = _cursor(self.offset, self.fp)
+        caught_up = self.offset >= size or (data.find(b"\n", cut) < 0 and len(data) < READ_BYTES)
+        return ReadResult(chunk, self.cursor, caught_up=caught_up)
+
+    def _complete_lines(self, size: int) -> tuple[bytes, int]:
+        """Bytes from the offset, and the end of the last complete line in them (-1: none)."""
+        data = os.pread(self._fd, min(READ_BYTES, size - self.offset), self.offset)
+        cut = data.rfind(b"\n")
+        if cut >= 0 or len(data) < READ_BYTES:
+            return data, cut + 1 if cut >= 0 else -1
+        # One line longer than READ_BYTES: read on until it ends (or the data does).
+        parts = [data]
+        have = len(data)
+        while True:
+            more = os.pread(self._fd, READ_BYTES, self.offset + have)
+            if not more:
+                return b"".join(parts), -1
+            nl = more.find(b"\n")
+            if nl >= 0:
+                parts.append(more[: nl + 1])
+                return b"".join(parts), have + nl + 1
+            parts.append(more)
+            have += len(more)
+
+    def _rotated(self, now: float) -> bool:
+        """True once the path no longer names this file (renamed away or deleted)."""
+        if self._rotated_at is None:
+            try:
+                st = os.stat(self.path)
+                fst = os.fstat(self._fd)
+                if (st.st_dev, st.st_ino) == (fst.st_dev, fst.st_ino):
+                    return False
+            except FileNotFoundError:
+                pass
+            self._rotated_at = now
+            self._last_growth = max(self._last_growth, now)
+        return True
+
+    def _decode(self, data: bytes, mtime_ns: int) -> Chunk:
+        ctx = DecodeContext(
+            self.path, mtime_ns // 1_000_000, self.source.format_options, collections.Counter()
+        )
+        chunks = list(self._fmt().decode([data], ctx))
+        if ctx.counters:
+            self.counters.update(ctx.counters)
+            self.source.counters.update(ctx.counters)
+        if len(chunks) == 1:
+            return chunks[0]
+        lines: list[str] = []
+        timestamps: list[int] = []
+        with_fields = any(c.fields is not None for c in chunks)
+        fields: list[dict[str, Any]] = []
+        for c in chunks:
+            lines += c.lines
+            timestamps += c.timestamps
+            if with_fields:
+                fields += c.fields if c.fields is not None else [{} for _ in c.lines]
+        return Chunk(lines, timestamps, fields if with_fields else None)
+
+    def close(self) -> None:
+        """Close the file."""
+        if not self.done:
+            self.closed_early = True
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+        self.done = True
+
+
+def _nth_line_end(data: bytes, cut: int, n: int) -> int:
+    """End of the ``n``-th line of ``data`` if it comes before ``cut``, else ``cut``."""
+    if data.count(b"\n", 0, cut) <= n:
+        return cut
+    pos = 0
+    for _ in range(n):
+        pos = data.index(b"\n", pos) + 1
+    return pos

@@ -1,0 +1,163 @@
+"""DuckDBSink: schema, typed columns, exactly-once replay, a reader process beside a writer."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import time
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+
+from logferry.errors import ConfigError
+from logferry.records import Batch
+from logferry.sinks import open_sink
+from logferry.sinks.duckdb import DuckDBSink, open_store_readonly, parse_duckdb_url
+
+T0 = 1_700_000_000_000
+
+
+def api_batch(n: int, *, start: int = 0, key: str = "api.log") -> Batch:
+    fields: list[dict[str, Any] | None] = [
+        {
+            "customer_id": f"cust-{i % 3}",
+            "request_path": f"/p/{i % 2}",
+            "status_code": 200 if i % 4 else 503,
+            "duration": 0.5 + i,
+            "success": bool(i % 4),
+        }
+        for i in range(start, start + n)
+    ]
+    return Batch(
+        "tail", key, start, start + n, [f"line {i}" for i in range(start, start + n)],
+        [T0 + i for i in range(start, start + n)], fields, format="api-request",
+    )  # fmt: skip
+
+
+def rows(path: Path, sql: str) -> list[tuple[Any, ...]]:
+    con = open_store_readonly(path)
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
+
+
+def test_urls(tmp_path: Path) -> None:
+    assert parse_duckdb_url("duckdb:////abs/x.db") == (Path("/abs/x.db"), True)
+    assert parse_duckdb_url("duckdb:///rel.db?index=false") == (Path("rel.db"), False)
+    for bad in ("duckdb://x.db", "duckdb:///", "duckdb:///x.db?foo=1"):
+        with pytest.raises(ConfigError):
+            parse_duckdb_url(bad)
+    sink = open_sink(f"duckdb:///{tmp_path}/sub/s.db")
+    assert isinstance(sink, DuckDBSink) and (tmp_path / "sub" / "s.db").exists()
+
+
+def test_schema(tmp_path: Path) -> None:
+    DuckDBSink(tmp_path / "s.db")
+    cols = rows(
+        tmp_path / "s.db",
+        "SELECT column_name, data_type, is_nullable FROM information_schema.columns WHERE table_name = 'records' ORDER BY ordinal_position",
+    )
+    assert cols == [
+        ("source", "VARCHAR", "NO"), ("key", "VARCHAR", "NO"), ("position", "BIGINT", "NO"),
+        ("ts", "TIMESTAMP WITH TIME ZONE", "NO"), ("line", "VARCHAR", "NO"),
+        ("format", "VARCHAR", "YES"), ("customer_id", "VARCHAR", "YES"),
+        ("request_path", "VARCHAR", "YES"), ("status_code", "INTEGER", "YES"),
+        ("duration", "DOUBLE", "YES"), ("success", "BOOLEAN", "YES"),
+    ]  # fmt: skip
+    assert rows(tmp_path / "s.db", "SELECT index_name FROM duckdb_indexes()") == [
+        ("records_customer_ts",)
+    ]
+
+
+def test_typed_columns_and_utc(tmp_path: Path) -> None:
+    sink = DuckDBSink(tmp_path / "s.db")
+    sink.write(api_batch(4, start=10))
+    got = rows(
+        tmp_path / "s.db",
+        "SET TimeZone = 'America/New_York'; SELECT source, key, position, epoch_ms(ts), line, format, customer_id, request_path, status_code, duration, success FROM records ORDER BY position",
+    )
+    assert got[0] == (
+        "tail",
+        "api.log",
+        10,
+        T0 + 10,
+        "line 10",
+        "api-request",
+        "cust-1",
+        "/p/0",
+        200,
+        10.5,
+        True,
+    )
+    assert got[2][8:] == (503, 12.5, False)
+
+
+def test_plain_records_leave_typed_columns_null(tmp_path: Path) -> None:
+    sink = DuckDBSink(tmp_path / "s.db")
+    sink.write(Batch("dir", "a.log", 0, 2, ["x", "y"], [T0, T0], None, format="lines"))
+    sink.write(
+        Batch("dir", "b.log", 0, 2, ["x", "y"], [T0, T0], [None, {"level": "info"}], format="json")
+    )
+    got = rows(
+        tmp_path / "s.db",
+        "SELECT count(*), count(customer_id), count(status_code), count(duration), count(success) FROM records",
+    )
+    assert got == [(4, 0, 0, 0, 0)]
+
+
+def test_replay_is_exactly_once(tmp_path: Path) -> None:
+    sink = DuckDBSink(tmp_path / "s.db")
+    sink.write(api_batch(100))
+    sink.write(api_batch(50, start=50))  # overlapping replay
+    batch = api_batch(100, start=100)
+    sink.prepare(batch)
+    sink.write(batch)
+    sink.write(api_batch(100, key="other.log"))  # same positions, other partition
+    assert rows(
+        tmp_path / "s.db", "SELECT count(*), count(DISTINCT (key, position)) FROM records"
+    ) == [(300, 300)]
+
+
+def _writer(path: str, batches: int) -> None:
+    sink = DuckDBSink(path)
+    for b in range(batches):
+        sink.write(api_batch(2000, start=b * 2000))
+
+
+def _reader(path: str, until: float, out: Any) -> None:
+    queries = errors = 0
+    while time.monotonic() < until:
+        try:
+            con = open_store_readonly(path, timeout=20)
+            try:
+                con.execute(
+                    "SELECT customer_id, count(*), avg(duration) FROM records GROUP BY 1"
+                ).fetchall()
+            finally:
+                con.close()
+            queries += 1
+        except duckdb.Error as exc:  # pragma: no cover - the failure this test guards against
+            errors += 1
+            out.put(repr(exc))
+    out.put((queries, errors))
+
+
+def test_reader_process_while_writer_process_writes(tmp_path: Path) -> None:
+    path = str(tmp_path / "s.db")
+    DuckDBSink(path)
+    ctx = mp.get_context("spawn")
+    out = ctx.Queue()
+    writer = ctx.Process(target=_writer, args=(path, 60))
+    reader = ctx.Process(target=_reader, args=(path, time.monotonic() + 6, out))
+    writer.start()
+    reader.start()
+    writer.join(120)
+    reader.join(120)
+    assert writer.exitcode == 0 and reader.exitcode == 0
+    result = out.get(timeout=5)
+    assert isinstance(result, tuple), result
+    queries, errors = result
+    assert errors == 0 and queries > 5
+    assert rows(Path(path), "SELECT count(*) FROM records") == [(120_000,)]
