@@ -189,13 +189,28 @@ class StreamRunner:
             self.ledger.fail(claim, error, "ObjectError")
             self._failed(info.key, info.version, error)
             return
+        cursor, position = claim.cursor, claim.position
+        if cursor is None and position == 0 and self.source.versions_identify_content:
+            # Same content under a new name (a file renamed while nobody ran): carry on.
+            moved = self.ledger.latest_cursor(self.source.id, info.version)
+            if moved is not None:
+                position, cursor = moved
         try:
-            partition = self.source.open(info, claim.cursor, claim.position)
+            partition = self.source.open(info, cursor, position)
         except Exception as exc:
             self.ledger.fail(claim, one_line(exc), type(exc).__name__)
             self._failed(info.key, info.version, one_line(exc))
             return
-        self._held[info.key] = _Held(info, claim, partition, route, claim.position)
+        obj = ObjectInfo(info.key, info.size, info.version, info.last_modified_ms)
+        try:
+            for sink in route.sinks:
+                sink.open(self.source.id, obj, position, stream=True)
+        except Exception as exc:
+            partition.close()
+            self.ledger.fail(claim, one_line(exc), type(exc).__name__)
+            self._failed(info.key, info.version, one_line(exc))
+            return
+        self._held[info.key] = _Held(info, claim, partition, route, position)
         self.progress.object_started(obj)
 
     def _round(self) -> tuple[bool, bool]:

@@ -157,6 +157,14 @@ class Ledger(ABC):
         """
 
     @abstractmethod
+    def latest_cursor(self, source: str, etag: str) -> tuple[int, str] | None:
+        """(position, cursor) of the most recently updated row of ``etag`` under any key.
+
+        A tailed file renamed while nobody ran keeps its fingerprint (the etag): its new
+        path resumes where the old one stopped.
+        """
+
+    @abstractmethod
     def renew(self, claims: Iterable[Claim], lease_seconds: float) -> None:
         """Extend the lease of claims still held (heartbeat)."""
 

@@ -288,6 +288,17 @@ class PostgresLedger(Ledger):
             (position, position, add_bytes, now + lease_seconds, now, cursor),
         )
 
+    def latest_cursor(self, source: str, etag: str) -> tuple[int, str] | None:
+        """The freshest stored cursor of this version under any key."""
+        with self._tx() as cur:
+            cur.execute(
+                "SELECT position, cursor FROM logferry_objects WHERE source = %s AND etag = %s "
+                "AND cursor IS NOT NULL ORDER BY updated DESC LIMIT 1",
+                (source, etag),
+            )
+            row = cur.fetchone()
+        return (row[0], row[1]) if row else None
+
     def renew(self, claims: Iterable[Claim], lease_seconds: float) -> None:
         """Heartbeat: extend leases of claims we still hold."""
         until = time.time() + lease_seconds

@@ -267,6 +267,19 @@ class SQLiteLedger(Ledger):
             (position, position, add_bytes, now + lease_seconds, now, cursor),
         )
 
+    def latest_cursor(self, source: str, etag: str) -> tuple[int, str] | None:
+        """The freshest stored cursor of this version under any key."""
+        row = (
+            self._conn()
+            .execute(
+                "SELECT position, cursor FROM objects WHERE source = ? AND etag = ? "
+                "AND cursor IS NOT NULL ORDER BY updated DESC LIMIT 1",
+                (source, etag),
+            )
+            .fetchone()
+        )
+        return (row[0], row[1]) if row else None
+
     def renew(self, claims: Iterable[Claim], lease_seconds: float) -> None:
         """Heartbeat: extend leases of claims we still hold."""
         until = time.time() + lease_seconds

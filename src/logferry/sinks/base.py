@@ -20,8 +20,14 @@ class Sink(ABC):
     #: A display name without secrets, used in messages and summaries.
     name: str = "sink"
 
-    def open(self, source: str, obj: ObjectInfo, resume_at: int) -> None:  # noqa: B027
-        """Prepare for an object whose first ``resume_at`` records are already acknowledged."""
+    def open(  # noqa: B027
+        self, source: str, obj: ObjectInfo, resume_at: int, *, stream: bool = False
+    ) -> None:
+        """Prepare for an object whose first ``resume_at`` records are already acknowledged.
+
+        ``stream`` marks a partition that keeps growing (a tailed file, a log stream): it
+        may never be committed, so sinks that stage whole objects write in place instead.
+        """
 
     def prepare(self, batch: Batch) -> None:  # noqa: B027
         """Optionally encode ``batch`` ahead of ``write``, in the decode stage's thread.

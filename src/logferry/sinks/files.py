@@ -23,6 +23,7 @@ from logferry.records import Batch, ObjectInfo
 from logferry.sinks.base import Sink
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._=+,@-]")
+_POSITION = re.compile(rb'\{"position":(\d+),')
 
 
 def safe_relpath(key: str) -> str:
@@ -41,10 +42,19 @@ def safe_relpath(key: str) -> str:
     return "/".join(parts)
 
 
-def encode_jsonl(batch: Batch, with_key: bool = False) -> bytes:
-    """Records as JSON lines: ``{"timestamp": ISO-8601 UTC, "line": ...}``."""
+def encode_jsonl(batch: Batch, with_key: bool = False, with_position: bool = False) -> bytes:
+    """Records as JSON lines: ``{"timestamp": ISO-8601 UTC, "line": ...}``.
+
+    ``with_position`` puts the record's position first (stream files are cut back by it).
+    """
     ts = batch.timestamps
-    if with_key:
+    if with_position:
+        start = batch.start
+        rows = [
+            orjson.dumps({"position": start + i, "timestamp": format_iso(ts[i]), "line": line})
+            for i, line in enumerate(batch.lines)
+        ]
+    elif with_key:
         key = batch.key
         rows = [
             orjson.dumps({"timestamp": format_iso(ts[i]), "key": key, "line": line})
@@ -79,6 +89,7 @@ class FileSink(Sink):
         self.suffix = ".log" if raw else ".jsonl"
         self.name = self.dir.as_uri()
         self._open: dict[tuple[str, str], IO[bytes]] = {}
+        self._streams: set[tuple[str, str]] = set()
         self._lock = threading.Lock()
 
     def path_for(self, key: str) -> Path:
@@ -89,8 +100,15 @@ class FileSink(Sink):
         final = self.path_for(key)
         return final.with_name("." + final.name + ".partial")
 
-    def open(self, source: str, obj: ObjectInfo, resume_at: int) -> None:
-        """Start (or resume) the object's partial file at ``resume_at`` records."""
+    def open(self, source: str, obj: ObjectInfo, resume_at: int, *, stream: bool = False) -> None:
+        """Start (or resume) the object's partial file at ``resume_at`` records.
+
+        A stream partition is written in place (people tail it) with each record's position,
+        and a resume cuts the file back to the records before ``resume_at``.
+        """
+        if stream:
+            self._open_stream(source, obj, resume_at)
+            return
         partial = self._partial(obj.key)
         partial.parent.mkdir(parents=True, exist_ok=True)
         final = self.path_for(obj.key)
@@ -122,6 +140,44 @@ class FileSink(Sink):
                 old.close()
             self._open[(source, obj.key)] = f
 
+    def stream_path_for(self, key: str, version: str) -> Path:
+        """Where a stream partition goes: one file per content version (a rotated file's
+        successor under the same name gets its own output file, never overwriting)."""
+        tag = _UNSAFE.sub("_", version)[:16] or "0"
+        return self.dir / f"{safe_relpath(key)}.{tag}{self.suffix}"
+
+    def _open_stream(self, source: str, obj: ObjectInfo, resume_at: int) -> None:
+        path = self.stream_path_for(obj.key, obj.etag)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        f = path.open("a+b")
+        f.seek(0)
+        keep = self._offset_before_position(f, resume_at)
+        f.truncate(keep)
+        f.seek(keep)
+        with self._lock:
+            old = self._open.pop((source, obj.key), None)
+            if old:
+                old.close()
+            self._open[(source, obj.key)] = f
+            self._streams.add((source, obj.key))
+
+    @staticmethod
+    def _offset_before_position(f: IO[bytes], position: int) -> int:
+        """Offset of the first record at or after ``position`` (or of a torn last line)."""
+        offset = 0
+        carry = b""
+        while block := f.read(1 << 20):
+            data = carry + block
+            start = 0
+            while (nl := data.find(b"\n", start)) >= 0:
+                m = _POSITION.match(data, start)
+                if m is not None and int(m.group(1)) >= position:
+                    return offset + start
+                start = nl + 1
+            carry = data[start:]
+            offset += start
+        return offset  # everything before a torn (unterminated) last line is kept
+
     @staticmethod
     def _offset_after_lines(f: IO[bytes], n: int) -> int | None:
         """Byte offset just after the n-th newline, or None if the file has fewer lines."""
@@ -143,7 +199,10 @@ class FileSink(Sink):
 
     def write(self, batch: Batch) -> None:
         """Append the batch and flush it to the OS (survives kill -9)."""
-        data = encode_raw(batch) if self.raw else encode_jsonl(batch)
+        if (batch.source, batch.key) in self._streams:
+            data = encode_jsonl(batch, with_position=True)
+        else:
+            data = encode_raw(batch) if self.raw else encode_jsonl(batch)
         f = self._open.get((batch.source, batch.key))
         if f is None:
             raise RuntimeError(f"file sink: {batch.key} written before open()")
@@ -154,11 +213,14 @@ class FileSink(Sink):
         """fsync and rename the partial file into place."""
         with self._lock:
             f = self._open.pop((source, obj.key), None)
+            streamed = (source, obj.key) in self._streams
+            self._streams.discard((source, obj.key))
         if f is None:
             return
         os.fsync(f.fileno())
         f.close()
-        os.replace(self._partial(obj.key), self.path_for(obj.key))
+        if not streamed:
+            os.replace(self._partial(obj.key), self.path_for(obj.key))
 
     def abort(self, source: str, obj: ObjectInfo) -> None:
         """Close the partial file; it stays for a resume."""

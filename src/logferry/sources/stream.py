@@ -62,6 +62,10 @@ class StreamSource(ABC):
     id: str
     #: What the user asked for, without credentials.
     display: str
+    #: True when a partition's version identifies its content wherever it is (a file's
+    #: fingerprint): a new key with a known version is the same data renamed, and resumes
+    #: from the old key's cursor. False when versions can repeat (timestamps).
+    versions_identify_content: bool = False
 
     @abstractmethod
     def partitions(self) -> list[PartitionInfo]:

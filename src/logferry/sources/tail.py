@@ -134,6 +134,9 @@ class _Shared:
 class TailSource(StreamSource):
     """Files matching a glob, followed as they grow, rotate and get truncated."""
 
+    # A fingerprint names content: the same fingerprint under a new path is a renamed file.
+    versions_identify_content = True
+
     def __init__(
         self,
         pattern: str | Path,
