@@ -1,0 +1,165 @@
+"""CloudWatch Logs as a pipeline source: one partition per (group, stream).
+
+``cloudwatch://GROUP_PREFIX[?streams=a,b | ?stream_regex=R][&start=T][&region=R]``: every
+stream of every group whose name starts with ``GROUP_PREFIX`` (``cloudwatch:///aws/lambda/``
+for ``/aws/lambda/…``). Partition keys are ``GROUP:STREAM``: CloudWatch allows ``:`` in
+neither name, so the first colon splits them unambiguously (both may contain ``/``). The
+partition version is the stream's creation time, so a stream deleted and re-created under the
+same name is a new partition. The cursor is a JSON :class:`StreamCursor` (forward token, the
+start time it belongs to, and the last event's millisecond for expired tokens).
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from logferry.cloudwatch.client import LogsClient, RateLimiter, StreamNotFoundError
+from logferry.cloudwatch.reader import StreamCursor, StreamReader
+from logferry.cloudwatch.timeparse import parse_time
+from logferry.errors import ConfigError
+from logferry.records import Chunk
+from logferry.sources.stream import PartitionInfo, ReadResult, StreamPartition, StreamSource
+
+_PARAMS = {"streams", "stream_regex", "start", "region", "get_rate", "describe_rate"}
+
+
+def partition_key(group: str, stream: str) -> str:
+    """``GROUP:STREAM``, the ledger key of a stream."""
+    return f"{group}:{stream}"
+
+
+def split_key(key: str) -> tuple[str, str]:
+    """Inverse of :func:`partition_key`."""
+    group, sep, stream = key.partition(":")
+    if not sep:
+        raise ConfigError(f"not a CloudWatch partition key (GROUP:STREAM): {key!r}")
+    return group, stream
+
+
+class CloudWatchPartition(StreamPartition):
+    """One log stream read forward with GetLogEvents."""
+
+    def __init__(self, reader: StreamReader) -> None:
+        self._reader = reader
+
+    def read(self, max_records: int) -> ReadResult:
+        """The next page of events (messages as lines, event times as timestamps)."""
+        try:
+            page = self._reader.read(limit=max_records)
+        except StreamNotFoundError:
+            return ReadResult(Chunk([], []), self._reader.cursor.dumps(), True, finished=True)
+        chunk = Chunk(
+            [e["message"].rstrip("\r\n") for e in page.events],
+            [int(e["timestamp"]) for e in page.events],
+        )
+        return ReadResult(chunk, page.cursor.dumps(), caught_up=page.caught_up)
+
+
+class CloudWatchSource(StreamSource):
+    """The streams of the log groups under a prefix, optionally filtered by name or regex."""
+
+    def __init__(
+        self,
+        group_prefix: str,
+        *,
+        streams: list[str] | None = None,
+        stream_regex: str | None = None,
+        start_ms: int | None = None,
+        endpoint_url: str | None = None,
+        region: str | None = None,
+        client: LogsClient | None = None,
+    ) -> None:
+        if streams is not None and stream_regex:
+            raise ConfigError("cloudwatch://: streams and stream_regex exclude each other")
+        self.group_prefix = group_prefix
+        self.streams = streams
+        self.stream_regex = re.compile(stream_regex) if stream_regex else None
+        self.start_ms = start_ms
+        self.client = client or LogsClient(endpoint_url=endpoint_url, region=region)
+        self.id = f"cloudwatch://{group_prefix}"
+        self.display = self.id
+
+    @classmethod
+    def from_url(cls, url: str, *, endpoint_url: str | None = None) -> CloudWatchSource:
+        """Build from ``cloudwatch://GROUP_PREFIX[?streams=a,b&stream_regex=R&start=T]``."""
+        parts = urlsplit(url)
+        if parts.scheme != "cloudwatch":
+            raise ConfigError(f"not a cloudwatch:// URL: {url!r}")
+        prefix = unquote(parts.netloc + parts.path)
+        query = parse_qs(parts.query, keep_blank_values=True)
+        unknown = set(query) - _PARAMS
+        if unknown:
+            raise ConfigError(
+                f"cloudwatch://: unknown parameter {sorted(unknown)[0]!r} "
+                f"(known: {', '.join(sorted(_PARAMS))})"
+            )
+
+        def one(name: str) -> str | None:
+            values = query.get(name)
+            return values[-1] if values else None
+
+        streams_param = one("streams")
+        streams = [s for s in streams_param.split(",") if s] if streams_param is not None else None
+        regex = one("stream_regex")
+        if regex:
+            try:
+                re.compile(regex)
+            except re.error as exc:
+                raise ConfigError(f"cloudwatch://: stream_regex {regex!r}: {exc}") from None
+        start = one("start")
+        rates: dict[str, float] = {}
+        for name, op in (("get_rate", "GetLogEvents"), ("describe_rate", "DescribeLogStreams")):
+            value = one(name)
+            if value is not None:
+                try:
+                    rates[op] = float(value)
+                except ValueError:
+                    raise ConfigError(f"cloudwatch://: {name} must be a number") from None
+        client = LogsClient(
+            endpoint_url=endpoint_url, region=one("region"), limiter=RateLimiter(rates)
+        )
+        source = cls(
+            prefix,
+            streams=streams,
+            stream_regex=regex,
+            start_ms=parse_time(start) if start else None,
+            client=client,
+        )
+        source.display = url
+        return source
+
+    def _selected(self, stream: str) -> bool:
+        if self.streams is not None:
+            return stream in self.streams
+        return self.stream_regex is None or self.stream_regex.search(stream) is not None
+
+    def partitions(self) -> list[PartitionInfo]:
+        """Every selected stream of every group under the prefix, as ``GROUP:STREAM``."""
+        parts = []
+        for group in self.client.groups(self.group_prefix):
+            name = group["logGroupName"]
+            try:
+                streams = list(self.client.streams(name))
+            except StreamNotFoundError:
+                continue  # deleted between the two calls
+            for s in streams:
+                if self._selected(s["logStreamName"]):
+                    parts.append(
+                        PartitionInfo(
+                            key=partition_key(name, s["logStreamName"]),
+                            version=str(s.get("creationTime", 0)),
+                            size=int(s.get("storedBytes", 0) or 0),
+                            last_modified_ms=int(
+                                s.get("lastIngestionTime") or s.get("lastEventTimestamp") or 0
+                            ),
+                        )
+                    )
+        return parts
+
+    def open(self, part: PartitionInfo, cursor: str | None, position: int) -> StreamPartition:
+        """Resume ``part`` right after ``cursor`` (None: from ``start``, or the stream's head)."""
+        group, stream = split_key(part.key)
+        saved = StreamCursor.loads(cursor)
+        reader = StreamReader(self.client, group, stream, saved, start=self.start_ms)
+        return CloudWatchPartition(reader)

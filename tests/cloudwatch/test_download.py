@@ -1,0 +1,253 @@
+"""`cloudwatch download`: file names, restart after SIGKILL, throttling, SIGHUP, env, status."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from logferry.cloudwatch.state import StateStore, stream_relpath
+
+from .conftest import ThrottlingProxy, data_files, put, run_cw, start_cw, wait_for
+
+
+def lines_of(root: Path, group: str, stream: str) -> list[str]:
+    """The lines downloaded for (group, stream)."""
+    return (root / stream_relpath(group, stream, as_json=False)).read_text().splitlines()
+
+
+def test_names_with_slash_and_case_stay_apart(
+    logs: Any, logs_endpoint: str, prefix: str, tmp_path: Path
+) -> None:
+    group = prefix + "names"
+    names = ["a/b", "a%2Fb", "A/B", "a/B", "..", ".hidden", "a", "A"]
+    for name in names:
+        put(logs, group, name, [f"{name} #{i}" for i in range(3)])
+    out = run_cw(
+        "download", "--group-prefix", prefix, "--dir", str(tmp_path), endpoint=logs_endpoint
+    )
+    assert out.returncode == 0, out.stderr
+    files = data_files(tmp_path)
+    assert len(files) == len(names)
+    # Case-insensitive disks: no two paths may fold to the same name either.
+    assert len({str(f).lower() for f in files}) == len(names)
+    assert all(f.parent.parent == tmp_path for f in files)  # '/' never makes a directory
+    for name in names:
+        assert lines_of(tmp_path, group, name) == [f"{name} #{i}" for i in range(3)]
+
+
+def test_json_lines_and_one_line_per_event(
+    logs: Any, logs_endpoint: str, prefix: str, tmp_path: Path
+) -> None:
+    group = prefix + "json"
+    events = put(logs, group, "s", ["plain", "two\nlines", "trailing\n"])
+    out = run_cw(
+        "download",
+        "--group-prefix",
+        prefix,
+        "--dir",
+        str(tmp_path),
+        "--json",
+        endpoint=logs_endpoint,
+    )
+    assert out.returncode == 0, out.stderr
+    rows = [
+        json.loads(x)
+        for x in (tmp_path / stream_relpath(group, "s", as_json=True)).read_text().splitlines()
+    ]
+    assert [(r["timestamp"], r["message"]) for r in rows] == [
+        (e["timestamp"], e["message"]) for e in events
+    ]
+
+
+def test_restart_after_sigkill_has_no_gap_and_no_duplicate(
+    logs: Any, logs_endpoint: str, prefix: str, tmp_path: Path
+) -> None:
+    group = prefix + "crash"
+    streams = {f"svc/{i}": [f"svc/{i} line {n}" for n in range(600)] for i in range(3)}
+    for name, messages in streams.items():
+        put(logs, group, name, messages)
+    args = (
+        "download",
+        "--group-prefix",
+        prefix,
+        "--dir",
+        str(tmp_path),
+        "--page-size",
+        "40",
+        "--get-rate",
+        "12",
+    )
+    proc = start_cw(*args, endpoint=logs_endpoint)
+    store = StateStore(tmp_path)
+    wait_for(lambda: sum(s.events for s in store.all_states()) >= 200, what="a partial download")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    partial = sum(s.events for s in store.all_states())
+    assert 0 < partial < 1800, "the kill must land mid-way"
+    # A crash between the write and the state save leaves extra lines: simulate one.
+    victim = tmp_path / stream_relpath(group, "svc/0", as_json=False)
+    with open(victim, "a") as fh:
+        fh.write("svc/0 line written but never recorded\n")
+    out = run_cw(*args, endpoint=logs_endpoint)
+    assert out.returncode == 0, out.stderr
+    for name, messages in streams.items():
+        assert lines_of(tmp_path, group, name) == messages
+    # New events later: a third run appends exactly those.
+    put(logs, group, "svc/1", ["svc/1 after"], start_ms=int(time.time() * 1000))
+    out = run_cw(*args, endpoint=logs_endpoint)
+    assert out.returncode == 0, out.stderr
+    assert lines_of(tmp_path, group, "svc/1") == [*streams["svc/1"], "svc/1 after"]
+
+
+def test_throttling_is_retried(
+    logs: Any, logs_endpoint: str, prefix: str, tmp_path: Path, throttling_proxy: ThrottlingProxy
+) -> None:
+    group = prefix + "throttled"
+    streams = {f"s{i}": [f"s{i}-{n}" for n in range(200)] for i in range(4)}
+    for name, messages in streams.items():
+        put(logs, group, name, messages)
+    out = run_cw(
+        "download", "--group-prefix", prefix, "--dir", str(tmp_path), "--page-size", "25",
+        endpoint=throttling_proxy.url,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert throttling_proxy.throttled >= 5
+    for name, messages in streams.items():
+        assert lines_of(tmp_path, group, name) == messages
+    daemon = json.loads((tmp_path / ".logferry" / "daemon.json").read_text())
+    assert daemon["throttled"] == throttling_proxy.throttled
+
+
+def test_follow_new_streams_sighup_reload_and_status(
+    logs: Any, logs_endpoint: str, prefix: str, tmp_path: Path
+) -> None:
+    one, two = prefix + "one", prefix + "two"
+    put(logs, one, "web", ["one-web-0"])
+    put(logs, two, "web", ["two-web-0"])
+    config = tmp_path / "cw.yaml"
+    config.write_text(f"group_prefix: {one}\ndiscover_interval: 0.3\npoll_interval: 0.2\n")
+    out_dir = tmp_path / "out"
+    proc = start_cw(
+        "download", "--config", str(config), "--dir", str(out_dir), "--follow", "--status-port", "0",
+        endpoint=logs_endpoint,
+    )  # fmt: skip
+    try:
+        wait_for(lambda: len(data_files(out_dir)) == 1, what="the first stream")
+        put(logs, one, "api/new", ["one-api-0"], start_ms=int(time.time() * 1000))
+        wait_for(
+            lambda: (
+                (out_dir / stream_relpath(one, "api/new", as_json=False)).exists()
+                and lines_of(out_dir, one, "api/new") == ["one-api-0"]
+            ),
+            what="a stream created after the daemon started",
+        )
+        put(logs, one, "web", ["one-web-1"], start_ms=int(time.time() * 1000))
+        wait_for(
+            lambda: lines_of(out_dir, one, "web") == ["one-web-0", "one-web-1"], what="new events"
+        )
+
+        # SIGHUP: a wider prefix and a stream filter, without a restart.
+        config.write_text(
+            f"group_prefix: {prefix}\nstream_regex: ^web$\ndiscover_interval: 0.3\npoll_interval: 0.2\n"
+        )
+        proc.send_signal(signal.SIGHUP)
+        wait_for(
+            lambda: (
+                (out_dir / stream_relpath(two, "web", as_json=False)).exists()
+                and lines_of(out_dir, two, "web") == ["two-web-0"]
+            ),
+            what="the group added by the reloaded prefix",
+        )
+
+        # Status: the command and the HTTP port agree, and the daemon is alive.
+        status = run_cw("status", "--dir", str(out_dir), "--json", endpoint=logs_endpoint)
+        doc = json.loads(status.stdout)
+        assert doc["alive"] is True and doc["daemon"]["pid"] == proc.pid
+        by_key = {(s["group"], s["stream"]): s for s in doc["streams"]}
+        assert by_key[(one, "web")]["events"] == 2 and by_key[(one, "web")]["lag_s"] >= 0
+        assert by_key[(one, "web")]["file_size"] == len("one-web-0\none-web-1\n")
+        port = doc["daemon"]["status_port"]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/status", timeout=5) as resp:
+            live = json.loads(resp.read())
+        assert live["alive"] is True and {
+            (s["group"], s["stream"]) for s in live["streams"]
+        } == set(by_key)
+        human = run_cw("status", "--dir", str(out_dir), endpoint=logs_endpoint)
+        assert "running" in human.stdout and one in human.stdout
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=20)
+    assert proc.returncode == 0, stderr
+    assert "reloaded" in stderr and "new stream" in stderr
+    doc = json.loads(
+        run_cw("status", "--dir", str(out_dir), "--json", endpoint=logs_endpoint).stdout
+    )
+    assert doc["alive"] is False
+
+
+def test_environment_names_of_the_original_tool(
+    logs: Any, logs_endpoint: str, prefix: str, tmp_path: Path
+) -> None:
+    group = prefix + "env"
+    for name in ("keep-1", "keep-2", "skip"):
+        put(logs, group, name, [name])
+    out = run_cw(
+        "download", endpoint=logs_endpoint,
+        AWS_LOGS_DIRECTORY=str(tmp_path), LOG_GROUP_NAME_PREFIX=prefix, LOG_STREAMS_FILTER="keep-1,keep-2",
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert len(data_files(tmp_path)) == 2
+    assert lines_of(tmp_path, group, "keep-2") == ["keep-2"]
+
+
+def test_usage_errors_are_one_line(logs_endpoint: str, tmp_path: Path) -> None:
+    out = run_cw(
+        "download",
+        "--group-prefix",
+        "/x",
+        "--dir",
+        str(tmp_path),
+        "--streams",
+        "a",
+        "--stream-regex",
+        "b",
+        endpoint=logs_endpoint,
+    )
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("group_prefx: /x\n")
+    out = run_cw("download", "--config", str(bad), "--dir", str(tmp_path), endpoint=logs_endpoint)
+    assert out.returncode == 2 and "group_prefx" in out.stderr
+    out = run_cw("status", "--dir", str(tmp_path / "nowhere"), endpoint=logs_endpoint)
+    assert out.returncode == 2
+
+
+def test_second_daemon_on_the_same_dir_is_refused(
+    logs: Any, logs_endpoint: str, prefix: str, tmp_path: Path
+) -> None:
+    put(logs, prefix + "g", "s", ["x"])
+    proc = start_cw(
+        "download",
+        "--group-prefix",
+        prefix,
+        "--dir",
+        str(tmp_path),
+        "--follow",
+        endpoint=logs_endpoint,
+    )
+    try:
+        wait_for(lambda: (tmp_path / ".logferry" / "daemon.json").exists(), what="the first daemon")
+        out = run_cw(
+            "download", "--group-prefix", prefix, "--dir", str(tmp_path), endpoint=logs_endpoint
+        )
+        assert out.returncode == 1 and "another download" in out.stderr
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=20)
+    assert proc.returncode == 0
+    assert os.path.exists(tmp_path / stream_relpath(prefix + "g", "s", as_json=False))
