@@ -51,6 +51,7 @@ def _decode(name: str, chunks: list[bytes], ctx: DecodeContext | None = None) ->
 
 def test_registry_names() -> None:
     assert sorted(FORMATS) == [
+        "api-request",
         "auto",
         "aws-alb",
         "aws-vpc-flow",
@@ -70,7 +71,9 @@ def test_registry_names() -> None:
 
 
 def test_unknown_format_lists_valid_names() -> None:
-    with pytest.raises(ConfigError, match=r"unknown format 'xml'; choose one of: auto, aws-alb"):
+    with pytest.raises(
+        ConfigError, match=r"unknown format 'xml'; choose one of: api-request, auto, aws-alb"
+    ):
         get_format("xml")
 
 

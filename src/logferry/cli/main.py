@@ -8,13 +8,16 @@ import os
 import click
 
 from logferry import __version__
+from logferry.cli.cloudwatch import cloudwatch
 from logferry.cli.demo import demo
 from logferry.cli.errors import drain, errors
+from logferry.cli.generate import generate_group
 from logferry.cli.job import job
 from logferry.cli.package import package
 from logferry.cli.pull import pull
 from logferry.cli.purge import purge
 from logferry.cli.run import run, validate
+from logferry.cli.serve import serve, stats
 from logferry.cli.ship import ship
 from logferry.cli.status import status
 
@@ -32,7 +35,23 @@ def cli(verbose: int) -> None:
         logging.getLogger("urllib3").setLevel(logging.WARNING)
 
 
-for command in (ship, run, validate, job, package, pull, purge, status, errors, drain, demo):
+for command in (
+    cloudwatch,
+    ship,
+    run,
+    validate,
+    job,
+    package,
+    pull,
+    purge,
+    status,
+    errors,
+    drain,
+    demo,
+    generate_group,
+    serve,
+    stats,
+):
     cli.add_command(command)
 
 

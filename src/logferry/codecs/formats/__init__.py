@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
+from logferry.codecs.formats.api_request import ApiRequestFormat
 from logferry.codecs.formats.auto import HEAD_SIZE, detect_format
 from logferry.codecs.formats.aws_alb import AwsAlbFormat
 from logferry.codecs.formats.aws_vpc_flow import AwsVpcFlowFormat
@@ -51,6 +52,7 @@ FORMATS: dict[str, type[Format]] = {
         AzureAdFormat,
         GsuiteLoginFormat,
         CsvFormat,
+        ApiRequestFormat,
     )
 }
 

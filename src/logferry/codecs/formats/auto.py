@@ -18,6 +18,8 @@ _NOT_JSON = object()
 _CLOUDWATCH_EXPORT_KEY = re.compile(
     r"(?:^|/)[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/[^/]+/\d{6}\.gz$"
 )
+#: The request log the stats generator writes (``api_requests.log``, ``api_requests-1.log``).
+_API_REQUESTS_KEY = re.compile(r"(?:^|/)api_requests[^/]*\.log$")
 #: A line starting with a syslog PRI and an RFC 5424 or RFC 3164 timestamp.
 _SYSLOG_LINE = re.compile(
     rb"<\d{1,3}>(?:1 (?:\d{4}-\d\d-\d\dT|- )"
@@ -48,6 +50,8 @@ def detect_format(key: str, head: bytes) -> str:
     name = key.lower()
     for suffix in _COMPRESSION_SUFFIXES:
         name = name.removesuffix(suffix)
+    if _API_REQUESTS_KEY.search(name):
+        return "api-request"
     if name.endswith((".ndjson", ".jsonl")):
         return "ndjson"
     if name.endswith(".json"):

@@ -1,0 +1,83 @@
+"""``logferry serve`` (the stats API) and ``logferry stats`` (the same numbers as a table)."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from logferry.cli.common import emit_json, handle_errors
+from logferry.errors import ConfigError
+from logferry.stats.queries import Stats, open_stats_store
+
+STORE_HELP = "duckdb:///PATH or influxdb+http://HOST:8086/DB?measurement=M (env LOGFERRY_STORE)."
+
+
+@click.command()
+@click.option("--store", envvar="LOGFERRY_STORE", required=True, metavar="URL", help=STORE_HELP)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+@handle_errors
+def serve(store: str, host: str, port: int) -> None:
+    """Serve the stats API (OpenAPI docs at /docs)."""
+    import uvicorn
+
+    from logferry.stats.app import create_app
+
+    uvicorn.run(create_app(store), host=host, port=port, log_level="info")
+
+
+def _dates(from_date: str, to_date: str | None) -> tuple[date, date]:
+    from fastapi import HTTPException
+
+    from logferry.stats.app import date_range
+
+    try:
+        return date_range(from_date, to_date)
+    except HTTPException as exc:
+        raise ConfigError(str(exc.detail)) from None
+
+
+def _cells(s: Stats) -> list[str]:
+    def secs(v: float | None) -> str:
+        return "-" if v is None else f"{v:.6f}"
+
+    return [
+        f"{s.total_requests:,}",
+        f"{s.successful_requests:,}",
+        f"{s.failed_requests:,}",
+        "-" if s.uptime_percent is None else f"{s.uptime_percent:.3f}",
+        secs(s.avg_latency),
+        secs(s.median_latency),
+        secs(s.p99_latency),
+    ]
+
+
+@click.command()
+@click.argument("customer")
+@click.option("--from-date", required=True, metavar="YYYY-MM-DD", help="First UTC day.")
+@click.option("--to-date", metavar="YYYY-MM-DD", help="Last UTC day, inclusive (default today).")
+@click.option("--store", envvar="LOGFERRY_STORE", required=True, metavar="URL", help=STORE_HELP)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (the API's response).")
+@handle_errors
+def stats(customer: str, from_date: str, to_date: str | None, store: str, as_json: bool) -> None:
+    """Print CUSTOMER's daily request stats: counts, uptime %, average/median/p99 latency (s)."""
+    start, end = _dates(from_date, to_date)
+    backend = open_stats_store(store)
+    try:
+        result = backend.customer_stats(customer, start, end)
+    finally:
+        backend.close()
+    if as_json:
+        emit_json(result.model_dump(mode="json"))
+        return
+    table = Table(title=f"customer {customer}, {start} to {end} (UTC)")
+    for col in ("day", "total", "ok", "failed", "uptime %", "avg s", "median s", "p99 s"):
+        table.add_column(col, justify="left" if col == "day" else "right")
+    for day in result.days:
+        table.add_row(day.date.isoformat(), *_cells(day))
+    table.add_section()
+    table.add_row("total", *_cells(result.total), style="bold")
+    Console().print(table)

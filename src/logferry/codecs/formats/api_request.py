@@ -1,0 +1,163 @@
+"""``api-request``: API request lines as the stats generator writes them.
+
+``YYYY-mm-dd HH:MM:SS CUSTOMER PATH STATUS DURATION``, e.g.
+``2026-11-01 12:00:03 cust_7 /api/v1/orders 200 0.084213``: a UTC time to the second, the
+customer id, the request path, the HTTP status and the duration in seconds. ``fields`` holds
+``customer_id``, ``request_path``, ``status_code`` (int), ``duration`` (float, seconds) and
+``success`` (200 <= status < 400). Lines that do not parse are shipped as written with every
+field ``None`` (the shared :data:`MALFORMED` dict) and counted in ``counters["malformed"]``;
+:func:`malformed_reason` says why, for the error queue.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+from logferry.codecs.formats.base import DecodeContext, Format
+from logferry.codecs.framing import iter_lines
+from logferry.records import Chunk
+
+FIELDS = ("customer_id", "request_path", "status_code", "duration", "success")
+#: Fields of a line that does not parse; one shared dict, so sinks must not mutate it.
+MALFORMED: dict[str, Any] = dict.fromkeys(FIELDS)
+
+_DATE = re.compile(r"(\d{4})-(\d\d)-(\d\d)")
+_TIME = re.compile(r"(\d\d):(\d\d):(\d\d)")
+_WIDTH = 6  # date, time, customer, path, status, duration
+_CACHE_SIZE = 4096
+_INF = float("inf")
+# The stamp repeats for every line of a second: parsing it once per second is the fast path.
+_seconds: dict[tuple[str, str], int | None] = {}
+
+
+def _stamp_ms(date: str, time: str) -> int | None:
+    """UTC epoch ms of ``YYYY-mm-dd`` and ``HH:MM:SS``, or None when not a valid time."""
+    d = _DATE.fullmatch(date)
+    t = _TIME.fullmatch(time)
+    if d is None or t is None:
+        return None
+    try:
+        y, mo, da = map(int, d.groups())
+        h, mi, se = map(int, t.groups())
+        dt = datetime(y, mo, da, h, mi, se, tzinfo=UTC)
+    except ValueError:
+        return None
+    return int(dt.timestamp()) * 1000
+
+
+def _stamps(keys: list[tuple[str, str]]) -> list[int | None]:
+    """Timestamps of ``(date, time)`` pairs through the per-second cache."""
+    found = list(map(_seconds.get, keys))
+    if None in found:
+        if len(_seconds) >= _CACHE_SIZE:
+            _seconds.clear()  # cheap bound; the current seconds refill at once
+        for i, key in enumerate(keys):
+            if found[i] is None:
+                found[i] = _seconds[key] = _stamp_ms(*key)
+    return found
+
+
+class ApiRequestFormat(Format):
+    """One record per request line; malformed lines ship raw and are counted."""
+
+    name = "api-request"
+
+    def decode(self, chunks: Iterable[bytes], ctx: DecodeContext) -> Iterator[Chunk]:
+        """Yield one chunk per decompressed chunk."""
+        for lines in iter_lines(chunks):
+            chunk = _decode_columns(lines)
+            if chunk is None:
+                chunk = _decode_lines(lines, ctx)
+            yield chunk
+
+
+def _decode_columns(lines: list[str]) -> Chunk | None:
+    """Fast path: the whole chunk well formed, decoded column by column; else None."""
+    tokens = "\n".join(lines).split()
+    if len(tokens) != _WIDTH * len(lines):
+        return None
+    try:
+        statuses = list(map(int, tokens[4::_WIDTH]))
+        durations = list(map(float, tokens[5::_WIDTH]))
+    except ValueError:
+        return None
+    # A NaN or infinity makes the sum non-finite, whatever min() makes of NaN.
+    if (
+        min(statuses) < 100
+        or max(statuses) > 599
+        or min(durations) < 0.0
+        or not -_INF < sum(durations) < _INF
+    ):
+        return None
+    timestamps = _stamps(list(zip(tokens[0::_WIDTH], tokens[1::_WIDTH], strict=True)))
+    if None in timestamps:
+        return None
+    fields: list[dict[str, Any]] = [
+        {
+            "customer_id": customer,
+            "request_path": path,
+            "status_code": code,
+            "duration": seconds_taken,
+            "success": 200 <= code < 400,
+        }
+        for customer, path, code, seconds_taken in zip(
+            tokens[2::_WIDTH], tokens[3::_WIDTH], statuses, durations, strict=True
+        )
+    ]
+    return Chunk(lines, timestamps, fields)  # type: ignore[arg-type]
+
+
+def _decode_lines(lines: list[str], ctx: DecodeContext) -> Chunk:
+    """Slow path for a chunk with malformed lines: line by line, counting the bad ones."""
+    default = ctx.last_modified_ms
+    timestamps: list[int] = []
+    fields: list[dict[str, Any]] = []
+    malformed = 0
+    for line in lines:
+        parts = line.split()
+        if len(parts) == _WIDTH and malformed_reason(line) is None:
+            date, time, customer, path, status, duration = parts
+            code = int(status)
+            timestamps.append(_stamps([(date, time)])[0] or default)
+            fields.append(
+                {
+                    "customer_id": customer,
+                    "request_path": path,
+                    "status_code": code,
+                    "duration": float(duration),
+                    "success": 200 <= code < 400,
+                }
+            )
+            continue
+        malformed += 1
+        timestamps.append(default)
+        fields.append(MALFORMED)
+    ctx.counters["malformed"] += malformed
+    return Chunk(lines, timestamps, fields)
+
+
+def malformed_reason(line: str) -> str | None:
+    """Why ``line`` is not an api-request line (one line, for the error queue); None if it is."""
+    parts = line.split()
+    if len(parts) != _WIDTH:
+        return f"expected 6 space-separated fields, found {len(parts)}"
+    date, time, _customer, _path, status, duration = parts
+    if _stamp_ms(date, time) is None:
+        return f"{date} {time!s} is not a valid 'YYYY-mm-dd HH:MM:SS' time"
+    try:
+        code = int(status)
+    except ValueError:
+        code = 0
+    if not 100 <= code <= 599:
+        return f"status {status!r} is not an HTTP status code (100-599)"
+    try:
+        seconds_taken = float(duration)
+    except ValueError:
+        seconds_taken = -1.0
+    # NaN fails both comparisons; so do negative and infinite durations.
+    if not 0.0 <= seconds_taken < _INF:
+        return f"duration {duration!r} is not a non-negative number of seconds"
+    return None

@@ -1,0 +1,118 @@
+"""api-request: the generator's lines, UTC timestamps, malformed lines shipped and counted."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from logferry.codecs.formats import DecodeContext, detect_format, get_format
+from logferry.codecs.formats.api_request import MALFORMED, malformed_reason
+from logferry.generate.api_requests import ApiRequestGenerator
+from logferry.records import Chunk
+
+
+def _ms(text: str) -> int:
+    return int(datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp() * 1000)
+
+
+def _decode(data: bytes, ctx: DecodeContext, size: int = 1 << 20) -> Chunk:
+    chunks = [data[i : i + size] for i in range(0, len(data), size)]
+    out = list(get_format("api-request").decode(chunks, ctx))
+    return Chunk(
+        [x for c in out for x in c.lines],
+        [x for c in out for x in c.timestamps],
+        [x for c in out for x in (c.fields or [])],
+    )
+
+
+GOOD = (
+    b"2026-11-01 23:59:59 cust_7 /api/v1/orders 200 0.084213\n"
+    b"2026-11-02 00:00:00 cust_12 /api/v1/users/42 404 1.5\r\n"
+    b"2026-11-02 00:00:00 cust_7 /health 503 0\n"
+    b"2026-11-02 00:00:01 cust_3 /api/v1/search 304 12.000001\n"
+)
+
+
+@pytest.mark.parametrize("size", [7, 64, 1 << 20])
+def test_lines_fields_and_utc_timestamps(size: int) -> None:
+    ctx = DecodeContext("logs/api_requests.log", 0)
+    out = _decode(GOOD, ctx, size)
+    assert out.lines[0] == "2026-11-01 23:59:59 cust_7 /api/v1/orders 200 0.084213"
+    assert out.timestamps == [
+        _ms("2026-11-01T23:59:59"),
+        _ms("2026-11-02T00:00:00"),
+        _ms("2026-11-02T00:00:00"),
+        _ms("2026-11-02T00:00:01"),
+    ]
+    assert out.fields == [
+        {"customer_id": "cust_7", "request_path": "/api/v1/orders", "status_code": 200,
+         "duration": 0.084213, "success": True},
+        {"customer_id": "cust_12", "request_path": "/api/v1/users/42", "status_code": 404,
+         "duration": 1.5, "success": False},
+        {"customer_id": "cust_7", "request_path": "/health", "status_code": 503,
+         "duration": 0.0, "success": False},
+        {"customer_id": "cust_3", "request_path": "/api/v1/search", "status_code": 304,
+         "duration": 12.000001, "success": True},
+    ]  # fmt: skip
+    assert not ctx.counters
+
+
+@pytest.mark.parametrize("status,success", [(199, False), (200, True), (399, True), (400, False)])
+def test_success_boundaries(status: int, success: bool) -> None:
+    out = _decode(f"2026-11-01 00:00:00 c /p {status} 0.1\n".encode(), DecodeContext("k", 0))
+    assert out.fields[0]["success"] is success  # type: ignore[index]
+
+
+BAD = [
+    ("2026-11-01 00:00:00 cust_1 /p 200", "6 space-separated"),
+    ("2026-11-01 00:00:00 cust_1 /p 200 0.1 extra", "6 space-separated"),
+    ("2026-13-01 00:00:00 cust_1 /p 200 0.1", "valid"),
+    ("2026-11-01 24:00:00 cust_1 /p 200 0.1", "valid"),
+    ("01/11/2026 00:00:00 cust_1 /p 200 0.1", "valid"),
+    ("2026-11-01 00:00:00 cust_1 /p OK 0.1", "status"),
+    ("2026-11-01 00:00:00 cust_1 /p 99 0.1", "status"),
+    ("2026-11-01 00:00:00 cust_1 /p 200 fast", "duration"),
+    ("2026-11-01 00:00:00 cust_1 /p 200 -0.5", "duration"),
+    ("2026-11-01 00:00:00 cust_1 /p 200 nan", "duration"),
+    ("2026-11-01 00:00:00 cust_1 /p 200 inf", "duration"),
+    ("Traceback (most recent call last):", "6 space-separated"),
+]
+
+
+@pytest.mark.parametrize("line,reason", BAD)
+def test_malformed_lines_ship_raw_and_are_counted(line: str, reason: str) -> None:
+    ctx = DecodeContext("api_requests.log", 1234)
+    out = _decode(GOOD + line.encode() + b"\n" + GOOD, ctx)
+    assert len(out.lines) == 9
+    assert out.lines[4] == line
+    assert out.timestamps[4] == 1234  # no event time: the object's
+    assert out.fields[4] is MALFORMED and set(MALFORMED.values()) == {None}
+    assert ctx.counters["malformed"] == 1
+    assert [f["customer_id"] for f in out.fields[5:]] == ["cust_7", "cust_12", "cust_7", "cust_3"]  # type: ignore[index]
+    assert reason in (malformed_reason(line) or "")
+
+
+def test_malformed_reason_of_a_good_line_is_none() -> None:
+    assert malformed_reason("2026-11-01 00:00:00 cust_1 /p 200 0.1") is None
+
+
+def test_generated_lines_round_trip() -> None:
+    gen = ApiRequestGenerator(customers=5, seed=3)
+    lines = gen.lines(5000, _ms("2026-11-01T12:00:00") / 1000, 600)
+    ctx = DecodeContext("api_requests.log", 0)
+    out = _decode("".join(lines).encode(), ctx)
+    assert len(out.lines) == 5000 and not ctx.counters
+    for line, ts, fields in zip(lines, out.timestamps, out.fields, strict=True):
+        d, t, customer, path, status, duration = line.split()
+        assert ts == _ms(f"{d}T{t}")
+        assert fields == {"customer_id": customer, "request_path": path,
+                          "status_code": int(status), "duration": float(duration),
+                          "success": 200 <= int(status) < 400}  # fmt: skip
+
+
+def test_auto_detects_by_key_name_only() -> None:
+    head = GOOD[:200]
+    assert detect_format("var/log/api_requests.log", head) == "api-request"
+    assert detect_format("api_requests-2.log.gz", head) == "api-request"
+    assert detect_format("var/log/app.log", head) == "lines"
