@@ -12,6 +12,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+#: The ``fields`` key a format sets on a record it could not parse; its value says why.
+#: Such records are still shipped as written; stream runners also file them as errors.
+MALFORMED_KEY = "_malformed"
+
 
 @dataclass(frozen=True, slots=True)
 class ObjectInfo:

@@ -25,12 +25,15 @@ from typing import Any
 from logferry.config import ShipOptions
 from logferry.errors import is_transient
 from logferry.ledger.base import Claim, ClaimLostError, Ledger, new_owner_id
-from logferry.records import Batch, Chunk, ObjectInfo
+from logferry.records import MALFORMED_KEY, Batch, Chunk, ObjectInfo
 from logferry.runner import Failure, Progress, Route, Router, ShipResult, one_line
 from logferry.sinks.base import Sink
 from logferry.sources.stream import PartitionInfo, StreamPartition, StreamSource
 
 log = logging.getLogger("logferry")
+
+#: A file of garbage must not turn into a million ledger rows per batch.
+MAX_MALFORMED_ENTRIES_PER_BATCH = 100
 
 
 @dataclass
@@ -278,11 +281,36 @@ class StreamRunner:
             del self._held[h.info.key]
             return False
         h.position = batch.end
+        self._file_malformed(h, batch)
         with self._lock:
             self.result.lines += len(batch)
             self.result.bytes += batch.nbytes
         self.progress.advanced(len(batch), batch.nbytes)
         return True
+
+    def _file_malformed(self, h: _Held, batch: Batch) -> None:
+        """Records a format could not parse were shipped raw; also list them in the error
+        queue as ``PATH:RECORD`` (1-based), so nobody has to grep for them."""
+        if batch.fields is None:
+            return
+        filed = 0
+        for i, fields in enumerate(batch.fields):
+            reason = fields.get(MALFORMED_KEY) if fields else None
+            if reason is None:
+                continue
+            if filed >= MAX_MALFORMED_ENTRIES_PER_BATCH:
+                self.result.counters["malformed_not_filed"] = (
+                    self.result.counters.get("malformed_not_filed", 0) + 1
+                )
+                continue
+            line = batch.lines[i]
+            key = f"{h.info.key}:{batch.start + i + 1}"
+            obj = ObjectInfo(key, len(line), h.info.version, batch.timestamps[i])
+            claim = self.ledger.claim(self.source.id, obj, self.owner, self.options.lease_seconds)
+            if claim is not None:
+                snippet = line if len(line) <= 200 else line[:200] + "…"
+                self.ledger.fail(claim, f"{reason}: {snippet}", "MalformedRecord")
+            filed += 1
 
     @staticmethod
     def _restore(h: _Held, batch: Batch) -> None:

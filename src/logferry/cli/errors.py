@@ -21,7 +21,7 @@ from logferry.cli.common import (
 )
 from logferry.cli.ship import source_options
 from logferry.ledger import Entry, Status, open_ledger
-from logferry.sources import open_source
+from logferry.sources import is_stream_url, open_source
 
 ledger_option = click.option(
     "--ledger", metavar="URL", help="Ledger URL (default: LOGFERRY_LEDGER or the user state dir)."
@@ -160,8 +160,17 @@ def drain(
         if missing:
             fail_usage(f"not in the error queue: {', '.join(f'#{i}' for i in sorted(missing))}")
         by_source: dict[str, list[Entry]] = defaultdict(list)
+        streamed = [e for e in entries if is_stream_url(e.source)]
         for e in entries:
-            by_source[e.source].append(e)
+            if not is_stream_url(e.source):
+                by_source[e.source].append(e)
+        if streamed and not quiet:
+            # A stream's records cannot be read again on demand: they were shipped raw
+            # (malformed) or refused (a record range); look at them, then purge them.
+            err.print(
+                f"{len(streamed)} entries are stream records, which drain cannot re-read: "
+                "see `logferry errors`, then `logferry errors purge --yes --id …`"
+            )
         drained, still = 0, []
         for source_id, group in by_source.items():
             url = source if source is not None else source_id

@@ -4,9 +4,9 @@
 ``2026-11-01 12:00:03 cust_7 /api/v1/orders 200 0.084213``: a UTC time to the second, the
 customer id, the request path, the HTTP status and the duration in seconds. ``fields`` holds
 ``customer_id``, ``request_path``, ``status_code`` (int), ``duration`` (float, seconds) and
-``success`` (200 <= status < 400). Lines that do not parse are shipped as written with every
-field ``None`` (the shared :data:`MALFORMED` dict) and counted in ``counters["malformed"]``;
-:func:`malformed_reason` says why, for the error queue.
+``success`` (200 <= status < 400). Lines that do not parse are shipped as written, counted
+in ``counters["malformed"]``, and carry ``{"_malformed": reason}`` as their fields: the
+stream runner files each in the error queue with its file and record number.
 """
 
 from __future__ import annotations
@@ -18,11 +18,9 @@ from typing import Any
 
 from logferry.codecs.formats.base import DecodeContext, Format
 from logferry.codecs.framing import iter_lines
-from logferry.records import Chunk
+from logferry.records import MALFORMED_KEY, Chunk
 
 FIELDS = ("customer_id", "request_path", "status_code", "duration", "success")
-#: Fields of a line that does not parse; one shared dict, so sinks must not mutate it.
-MALFORMED: dict[str, Any] = dict.fromkeys(FIELDS)
 
 _DATE = re.compile(r"(\d{4})-(\d\d)-(\d\d)")
 _TIME = re.compile(r"(\d\d):(\d\d):(\d\d)")
@@ -118,7 +116,8 @@ def _decode_lines(lines: list[str], ctx: DecodeContext) -> Chunk:
     malformed = 0
     for line in lines:
         parts = line.split()
-        if len(parts) == _WIDTH and malformed_reason(line) is None:
+        reason = malformed_reason(line)
+        if reason is None:
             date, time, customer, path, status, duration = parts
             code = int(status)
             timestamps.append(_stamps([(date, time)])[0] or default)
@@ -134,7 +133,7 @@ def _decode_lines(lines: list[str], ctx: DecodeContext) -> Chunk:
             continue
         malformed += 1
         timestamps.append(default)
-        fields.append(MALFORMED)
+        fields.append({MALFORMED_KEY: reason})
     ctx.counters["malformed"] += malformed
     return Chunk(lines, timestamps, fields)
 
