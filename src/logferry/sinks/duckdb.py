@@ -19,6 +19,7 @@ lists, and on par with a pyarrow table at a fraction of the install size.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -107,6 +108,11 @@ def _connect_retrying(
         except duckdb.IOException as exc:
             if not _locked(exc) or time.monotonic() >= deadline:
                 raise
+        except duckdb.ConnectionException as exc:
+            # This process's own writer holds the file open read-write; it lets go within
+            # its idle_close / max_hold window.
+            if "different configuration" not in str(exc) or time.monotonic() >= deadline:
+                raise
         if stop is not None:
             if stop.wait(interval):
                 raise RetryableSinkError(f"duckdb({path}): stopped while waiting for the file lock")
@@ -156,6 +162,8 @@ class DuckDBSink(Sink):
         index: bool = True,
         lock_timeout: float = 60.0,
         stop_event: threading.Event | None = None,
+        max_hold: float = 1.0,
+        idle_close: float = 0.2,
     ) -> None:
         if isinstance(url_or_path, str) and url_or_path.lower().startswith(f"{SCHEME}:"):
             self.path, index = parse_duckdb_url(url_or_path)
@@ -166,6 +174,14 @@ class DuckDBSink(Sink):
         self.stop_event = stop_event
         self._lock = threading.Lock()
         self._counts = {"rows": 0, "transactions": 0}
+        # The file lock is held across batches for speed (opening and checkpointing per
+        # batch cost more than the insert), but never longer than ``max_hold`` seconds in
+        # a row nor ``idle_close`` seconds idle: readers (the stats API) always get their turn.
+        self.max_hold = max_hold
+        self.idle_close = idle_close
+        self._con: duckdb.DuckDBPyConnection | None = None
+        self._opened_at = 0.0
+        self._idle: threading.Timer | None = None
         try:
             open_store(self.path, timeout=lock_timeout, index=index).close()
         except duckdb.Error as exc:
@@ -231,22 +247,56 @@ class DuckDBSink(Sink):
             con.execute("ROLLBACK")
             raise
 
+    def _connection(self) -> duckdb.DuckDBPyConnection:
+        """The held connection, reopened after a pause once it has been held ``max_hold``."""
+        if self._idle is not None:
+            self._idle.cancel()
+            self._idle = None
+        if self._con is not None and time.monotonic() - self._opened_at > self.max_hold:
+            self._release()
+            time.sleep(0.02)  # a reader polling every 5 ms takes the file now
+        if self._con is None:
+            try:
+                self._con = _connect_retrying(
+                    self.path, read_only=False, timeout=self.lock_timeout, interval=0.005,
+                    stop=self.stop_event,
+                )  # fmt: skip
+            except duckdb.IOException as exc:
+                raise RetryableSinkError(f"{self.name}: cannot open the store: {exc}") from None
+            self._opened_at = time.monotonic()
+        return self._con
+
+    def _release(self) -> None:
+        if self._con is not None:
+            with contextlib.suppress(duckdb.Error):
+                self._con.close()
+            self._con = None
+
+    def _idle_release(self) -> None:
+        with self._lock:
+            self._release()
+
     def _run(self, work: Callable[[duckdb.DuckDBPyConnection], None]) -> None:
-        try:
-            con = _connect_retrying(
-                self.path, read_only=False, timeout=self.lock_timeout, interval=0.005,
-                stop=self.stop_event,
-            )  # fmt: skip
-        except duckdb.IOException as exc:
-            raise RetryableSinkError(f"{self.name}: cannot open the store: {exc}") from None
+        con = self._connection()
         try:
             work(con)
         except duckdb.IOException as exc:
+            self._release()
             raise RetryableSinkError(f"{self.name}: {exc}") from None
         except duckdb.Error as exc:
+            self._release()
             raise FatalSinkError(f"{self.name}: {exc}") from None
-        finally:
-            con.close()
+        self._idle = threading.Timer(self.idle_close, self._idle_release)
+        self._idle.daemon = True
+        self._idle.start()
+
+    def close(self) -> None:
+        """Release the store."""
+        with self._lock:
+            if self._idle is not None:
+                self._idle.cancel()
+                self._idle = None
+            self._release()
 
 
 def from_url(url: str, **options: Any) -> DuckDBSink:
