@@ -8,7 +8,8 @@ durations sorted ascending ``x[1] ≤ … ≤ x[n]``):
   ``failed_requests`` = the rest; ``uptime_percent`` = successful / n × 100.
 - ``avg_latency`` = arithmetic mean of the durations (seconds).
 - ``median_latency`` = ``x[(n+1)/2]`` for odd n, the mean of the two middle values for even n
-  (DuckDB ``quantile_cont(duration, 0.5)``; InfluxQL ``MEDIAN`` is the same).
+  (DuckDB: the mean of ``quantile_disc`` at 0.5 and 0.5 + 1e-9, i.e. ``x[ceil(n/2)]`` and
+  ``x[floor(n/2) + 1]``; InfluxQL ``MEDIAN`` is the same).
 - ``p99_latency``, DuckDB: nearest rank, ``x[ceil(0.99·n)]`` (``quantile_disc(duration, 0.99)``,
   the SQL ``PERCENTILE_DISC``). InfluxDB: ``PERCENTILE(duration, 99)`` is ``x[floor(0.99·n + 0.5)]``
   (rank rounded half up, at least 1): one rank lower than DuckDB's when ``n mod 100`` is
@@ -132,20 +133,26 @@ class StatsStore(ABC):
 # One pass: GROUPING SETS yields per-day rows and the per-customer total (day NULL) together.
 # The UTC day is epoch microseconds // 1 day: several times faster than CAST(ts AS DATE),
 # which goes through ICU's calendar for a TIMESTAMPTZ, and independent of the session zone.
+# One sort per group serves all three order statistics: DuckDB's quantile_disc(x, q) is
+# x[ceil(q·n)] (1-based), so q = 0.5 and 0.5 + 1e-9 give the two middle values (the same one
+# when n is odd, for n < 5·10^8) and 0.99 the nearest-rank p99. Two separate quantile
+# aggregates sorted twice and took 0.73 s instead of 0.48 s over 10 million rows.
 _DUCKDB_STATS = """
-SELECT customer_id, day,
-       count(*) AS total,
-       count(*) FILTER (WHERE success) AS successful,
-       avg(duration),
-       quantile_cont(duration, 0.5),
-       quantile_disc(duration, 0.99)
+SELECT customer_id, day, total, successful, average, (q[1] + q[2]) / 2, q[3]
 FROM (
-    SELECT customer_id, epoch_us(ts) // 86400000000 AS day, success, duration
-    FROM records
-    WHERE ts >= $start AND ts < $end AND customer_id IS NOT NULL AND status_code IS NOT NULL
-          {customer}
+    SELECT customer_id, day,
+           count(*) AS total,
+           count(*) FILTER (WHERE success) AS successful,
+           avg(duration) AS average,
+           quantile_disc(duration, [0.5, 0.5 + 1e-9, 0.99]) AS q
+    FROM (
+        SELECT customer_id, epoch_us(ts) // 86400000000 AS day, success, duration
+        FROM records
+        WHERE ts >= $start AND ts < $end AND customer_id IS NOT NULL AND status_code IS NOT NULL
+              {customer}
+    )
+    GROUP BY GROUPING SETS ((customer_id, day), (customer_id))
 )
-GROUP BY GROUPING SETS ((customer_id, day), (customer_id))
 ORDER BY customer_id, day NULLS FIRST
 """
 _DUCKDB_KNOWN = (
