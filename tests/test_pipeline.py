@@ -62,7 +62,7 @@ def routed_config(tmp_path: Path, bucket_dir: Path, extra: str = "") -> Path:
     ("text", "expected"),
     [
         ("sources: {}\n", "p.yaml:1: sources: no sources"),
-        ("sources:\n  a:\n    url: /x\n", "p.yaml:3: sources.a: no routes"),
+        ("sources:\n  a:\n    url: s3://b\n    type: tail\n", "p.yaml:3: sources.a: type 'tail'"),
         (
             "sources:\n  a:\n    url: /x\n    sinks: [nope]\n",
             "p.yaml:4: sources.a.sinks: unknown sink 'nope'",
@@ -90,6 +90,15 @@ def test_errors_name_the_line(text: str, expected: str) -> None:
     with pytest.raises(ConfigError) as info:
         parse_pipeline(text, "p.yaml", env={})
     assert str(info.value).startswith(expected), str(info.value)
+
+
+def test_a_source_without_sinks_goes_to_the_embedded_store() -> None:
+    cfg = parse_pipeline(
+        "sources:\n  app: {url: 'tail:///var/log/app/*.log', format: api-request}\n",
+        env={},
+    )
+    assert cfg.sources["app"].sinks == ["store"]
+    assert cfg.sinks["store"].url is not None and cfg.sinks["store"].url.startswith("duckdb:///")
 
 
 def test_env_interpolation_and_defaults() -> None:

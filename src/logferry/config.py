@@ -98,6 +98,18 @@ def build(model: type[BaseModel], **values: object) -> BaseModel:
 DROP = "drop"
 
 
+DEFAULT_STORE_SINK = "store"
+
+
+def default_store_url() -> str:
+    """The embedded DuckDB store: ``$LOGFERRY_STORE`` or ``store.db`` in the state directory."""
+    if os.environ.get("LOGFERRY_STORE"):
+        return os.environ["LOGFERRY_STORE"]
+    import platformdirs
+
+    return f"duckdb:///{Path(platformdirs.user_state_dir('logferry')) / 'store.db'}"
+
+
 class SinkConfig(BaseModel):
     """A named sink: a URL (``mezmo+https://…``, ``logdna:REGION``, ``file:///DIR``, ``-``)
     or ``type: python`` with a user handler class."""
@@ -165,6 +177,8 @@ class SourceConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     url: str
+    #: Optional, for readers of the file: must agree with the URL's scheme.
+    type: Literal["s3", "cos", "file", "tail", "cloudwatch"] | None = None
     endpoint_url: str | None = None
     verify_tls: bool = True
     #: tail sources: where files seen for the first time start (later files: the beginning).
@@ -172,6 +186,15 @@ class SourceConfig(BaseModel):
     format: str | list[str] = "auto"
     sinks: list[str] | Literal["drop"] | None = None
     routes: list[RouteConfig] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _type_matches_url(self) -> SourceConfig:
+        if self.type is not None:
+            scheme = self.url.split("://", 1)[0] if "://" in self.url else "file"
+            scheme = "tail" if self.url.startswith("tail:") else scheme
+            if scheme != self.type:
+                raise ValueError(f"type {self.type!r} does not match the URL {self.url!r}")
+        return self
 
     def all_routes(self) -> list[RouteConfig]:
         """Explicit routes plus the catch-all one from ``sinks``/``format``, if given."""
@@ -195,6 +218,27 @@ class PipelineConfig(BaseModel):
     batch_wait: float = Field(default=1.0, gt=0, description="streams: seconds a record waits")
     sinks: dict[str, SinkConfig] = Field(default_factory=dict)
     sources: dict[str, SourceConfig]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_store(cls, data: Any) -> Any:
+        # A source that names no sinks and no routes goes to the embedded store.
+        if not isinstance(data, dict) or not isinstance(data.get("sources"), dict):
+            return data
+        bare = [
+            name
+            for name, src in data["sources"].items()
+            if isinstance(src, dict) and src.get("sinks") is None and not src.get("routes")
+        ]
+        if not bare:
+            return data
+        sinks = dict(data.get("sinks") or {})
+        sinks.setdefault(DEFAULT_STORE_SINK, {"url": default_store_url()})
+        sources = {
+            name: ({**src, "sinks": [DEFAULT_STORE_SINK]} if name in bare else src)
+            for name, src in data["sources"].items()
+        }
+        return {**data, "sinks": sinks, "sources": sources}
 
     @model_validator(mode="after")
     def _references(self) -> PipelineConfig:

@@ -9,14 +9,18 @@ from rich.console import Console
 from rich.table import Table
 
 from logferry.cli.common import emit_json, handle_errors
+from logferry.config import default_store_url
 from logferry.errors import ConfigError
 from logferry.stats.queries import Stats, open_stats_store
 
-STORE_HELP = "duckdb:///PATH or influxdb+http://HOST:8086/DB?measurement=M (env LOGFERRY_STORE)."
+STORE_HELP = (
+    "duckdb:///PATH or influxdb+http://HOST:8086/DB?measurement=M "
+    "(default: LOGFERRY_STORE, else the embedded store in the user state directory)."
+)
 
 
 @click.command()
-@click.option("--store", envvar="LOGFERRY_STORE", required=True, metavar="URL", help=STORE_HELP)
+@click.option("--store", default=default_store_url, metavar="URL", help=STORE_HELP)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
 @handle_errors
@@ -59,7 +63,7 @@ def _cells(s: Stats) -> list[str]:
 @click.argument("customer")
 @click.option("--from-date", required=True, metavar="YYYY-MM-DD", help="First UTC day.")
 @click.option("--to-date", metavar="YYYY-MM-DD", help="Last UTC day, inclusive (default today).")
-@click.option("--store", envvar="LOGFERRY_STORE", required=True, metavar="URL", help=STORE_HELP)
+@click.option("--store", default=default_store_url, metavar="URL", help=STORE_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (the API's response).")
 @handle_errors
 def stats(customer: str, from_date: str, to_date: str | None, store: str, as_json: bool) -> None:
