@@ -24,6 +24,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 
 from logferry.errors import FatalSinkError, PayloadTooLargeError, RetryableSinkError
+from logferry.sinks.base import Sink
 
 __all__ = [
     "DEFAULT_GZIP_LEVEL",
@@ -317,3 +318,26 @@ def send_split(
             continue
         sent += 1
     return sent
+
+
+class HttpSink(Sink):
+    """Base of the sinks that POST through one :class:`HttpSender` (Mezmo, InfluxDB).
+
+    Subclasses set ``_http``, ``_lock`` and ``_counts`` (requests, lines or points, splits…)
+    in their constructor; counters and closing live here, once.
+    """
+
+    _http: HttpSender
+    _lock: threading.Lock
+    _counts: dict[str, int]
+
+    def counters(self) -> dict[str, int]:
+        """The sink's counts plus the HTTP retries."""
+        with self._lock:
+            counts = dict(self._counts)
+        counts["retries"] = self._http.counters()["retries"]
+        return counts
+
+    def close(self) -> None:
+        """Release the HTTP connection pool."""
+        self._http.close()

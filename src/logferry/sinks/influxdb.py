@@ -29,8 +29,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
 from logferry.errors import ConfigError, PayloadTooLargeError
 from logferry.records import Batch
-from logferry.sinks.base import Sink
-from logferry.sinks.http import HttpSender, RetryPolicy, safe_url, send_split
+from logferry.sinks.http import HttpSender, HttpSink, RetryPolicy, safe_url, send_split
 
 __all__ = [
     "SCHEMES",
@@ -185,7 +184,7 @@ class _Prepared:
     chunks: list[tuple[list[str], bytes]]
 
 
-class InfluxDBSink(Sink):
+class InfluxDBSink(HttpSink):
     """Writes batches as InfluxDB points; ``write`` returns once every request got a 2xx."""
 
     def __init__(
@@ -243,17 +242,6 @@ class InfluxDBSink(Sink):
         return f"InfluxDBSink(url={safe_url(self.target.endpoint)!r}, measurement={self.target.measurement!r})"
 
     __str__ = __repr__
-
-    def counters(self) -> dict[str, int]:
-        """Requests acknowledged, points written, 413 splits and HTTP retries."""
-        with self._lock:
-            counts = dict(self._counts)
-        counts["retries"] = self._http.counters()["retries"]
-        return counts
-
-    def close(self) -> None:
-        """Release the HTTP connection pool."""
-        self._http.close()
 
     def points(self, batch: Batch) -> list[str]:
         """The batch as line-protocol points, one string per record."""

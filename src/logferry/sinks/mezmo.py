@@ -26,8 +26,7 @@ import orjson
 
 from logferry.errors import ConfigError, PayloadTooLargeError
 from logferry.records import Batch
-from logferry.sinks.base import Sink
-from logferry.sinks.http import HttpSender, RetryPolicy, safe_url, send_split
+from logferry.sinks.http import HttpSender, HttpSink, RetryPolicy, safe_url, send_split
 
 __all__ = [
     "IBM_REGIONS",
@@ -156,7 +155,7 @@ class _Prepared:
     truncated: int
 
 
-class MezmoSink(Sink):
+class MezmoSink(HttpSink):
     """Ships batches to a Mezmo / LogDNA / IBM Log Analysis ingest endpoint.
 
     ``write`` returns once every request of the batch got a 2xx answer.
@@ -244,17 +243,6 @@ class MezmoSink(Sink):
         )
 
     __str__ = __repr__
-
-    def counters(self) -> dict[str, int]:
-        """Requests acknowledged, HTTP retries, lines shipped, lines truncated, 413 splits."""
-        with self._lock:
-            counts = dict(self._counts)
-        counts["retries"] = self._http.counters()["retries"]
-        return counts
-
-    def close(self) -> None:
-        """Release the HTTP connection pool."""
-        self._http.close()
 
     def prepare(self, batch: Batch) -> None:
         """Encode and gzip the batch's requests ahead of ``write`` (runs in the decode stage)."""
