@@ -159,3 +159,54 @@ def test_two_runners_split_the_partitions(tmp_path: Path) -> None:
     assert sorted(x[2] for x in sink.rows) == sorted(
         f"p{i}-{j}" for i in range(6) for j in range(10)
     )
+
+
+class FlakyReads(MemorySource):
+    """The first two reads of every partition fail as a throttled API would."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failures = 2
+
+    def open(self, part: PartitionInfo, cursor: str | None, position: int) -> StreamPartition:
+        inner = super().open(part, cursor, position)
+        source = self
+
+        class Flaky(StreamPartition):
+            def read(self, max_records: int) -> ReadResult:
+                if source.failures:
+                    source.failures -= 1
+                    from logferry.errors import SourceError
+
+                    raise SourceError("throttled", transient=True)
+                return inner.read(max_records)
+
+        return Flaky()
+
+
+def test_a_transient_read_error_keeps_the_partition(tmp_path: Path) -> None:
+    src = FlakyReads()
+    src.data = {"a": [f"a{i}" for i in range(12)]}
+    ledger = SQLiteLedger(tmp_path / "l.db")
+    sink = Collect()
+    r = StreamRunner(src, [sink], ledger, OPTS, follow=False).run()
+    assert r.ok and [x[2] for x in sink.rows] == [f"a{i}" for i in range(12)]
+    ledger.close()
+
+
+def test_a_retried_batch_is_not_duplicated_in_a_file(tmp_path: Path) -> None:
+    from logferry.sinks.files import FileSink
+
+    src = MemorySource()
+    src.data = {"a": [f"a{i}" for i in range(10)]}
+    ledger = SQLiteLedger(tmp_path / "l.db")
+    files = FileSink(tmp_path / "out")
+    flaky = Collect(fail_transient=2)  # the second sink fails twice: the batch is written again
+    r = StreamRunner(src, [files, flaky], ledger, OPTS, follow=False).run()
+    files.close()
+    assert r.ok
+    (out,) = list((tmp_path / "out").rglob("*.jsonl"))
+    import orjson
+
+    assert [orjson.loads(x)["position"] for x in out.read_bytes().splitlines()] == list(range(10))
+    ledger.close()

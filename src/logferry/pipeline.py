@@ -12,12 +12,13 @@ import logging
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 from logferry.codecs.formats.base import FormatOptions
 from logferry.config import DROP, PipelineConfig, RouteConfig, ShipOptions, SinkConfig, build
 from logferry.errors import ConfigError
 from logferry.ledger import Ledger
-from logferry.runner import Progress, Route, Router, Runner, ShipResult
+from logferry.runner import Progress, Route, Router, Runner, ShipResult, one_line
 from logferry.sinks import Sink, check_sink, open_sink
 from logferry.sinks.handler import HandlerSink, load_handler
 from logferry.sources import (
@@ -57,6 +58,13 @@ def check_pipeline(config: PipelineConfig) -> None:
         known = ("s3://", "cos://", "file://", "tail:", "cloudwatch://")
         if "://" in source.url and not source.url.startswith(known):
             raise ConfigError(f"source {name!r}: unknown source URL {source.url!r}")
+        local = (
+            source.url.removeprefix("file://")
+            if "://" not in source.url or source.url.startswith("file://")
+            else None
+        )
+        if local is not None and not Path(local).expanduser().is_dir():
+            raise ConfigError(f"source {name!r}: {local} is not a directory")
 
 
 @dataclass
@@ -225,6 +233,7 @@ class Daemon:
         self.pipeline = Pipeline(load())
         self.cycles = 0
         self.failed_cycles = 0
+        self._followers: list[threading.Thread] = []
 
     def request_reload(self) -> bool:
         """Validate the file again; if good, stop the current cycle and apply it next."""
@@ -247,21 +256,38 @@ class Daemon:
         self.pipeline.stop.set()
         self._wake.set()
 
-    def _start_followers(self) -> list[threading.Thread]:
-        """Follow every stream source of the current pipeline, each in its own thread."""
+    def _start_followers(self, once: bool) -> None:
+        """Follow every stream source of the current pipeline, each in a supervised thread."""
+        self._followers = []
+        if once:
+            return  # run_once reads stream sources to their current end itself
         pipeline = self.pipeline
-        threads = []
         for plan in pipeline.stream_plans():
 
             def follow(plan: SourcePlan = plan) -> None:
-                result = pipeline.follow(plan, self.ledger, self.progress)
-                if self.on_cycle:
-                    self.on_cycle([result])
+                delay = 1.0
+                while not pipeline.stop.is_set():
+                    try:
+                        result = pipeline.follow(plan, self.ledger, self.progress)
+                    except Exception as exc:  # a follower must not die silently
+                        log.error("following %s failed: %s; again in %.0f s", plan.name,
+                                  one_line(exc), delay)  # fmt: skip
+                        pipeline.stop.wait(delay)
+                        delay = min(delay * 2, 60.0)
+                        continue
+                    if self.on_cycle:
+                        self.on_cycle([result])
+                    return
 
             thread = threading.Thread(target=follow, name=f"logferry-follow-{plan.name}")
             thread.start()
-            threads.append(thread)
-        return threads
+            self._followers.append(thread)
+
+    def _stop_followers(self) -> None:
+        self.pipeline.stop.set()
+        for thread in self._followers:
+            thread.join()
+        self._followers = []
 
     def run(self, once: bool = False) -> None:
         """Cycle until shut down (or once; a reload during that cycle runs it again).
@@ -269,7 +295,7 @@ class Daemon:
         Bucket sources are listed every ``interval``; stream sources are followed all along
         (with ``once``, read to their current end instead).
         """
-        followers = [] if once else self._start_followers()
+        self._start_followers(once)
         try:
             while True:
                 results = self.pipeline.run_once(self.ledger, self.progress)
@@ -280,12 +306,7 @@ class Daemon:
                     self.on_cycle(results)
                 if self.shutdown.is_set():
                     return
-                if self._pending is not None:
-                    self.pipeline.stop.set()
-                    for thread in followers:
-                        thread.join()
-                if self._apply_pending():
-                    followers = [] if once else self._start_followers()
+                if self._apply_pending(once):
                     continue  # the reload cut the cycle short: resume at once
                 if once:
                     return
@@ -293,32 +314,30 @@ class Daemon:
                 self._wake.clear()
                 if self.shutdown.is_set():
                     return
-                if self._pending is not None:
-                    for thread in followers:
-                        thread.join()
-                    if self._apply_pending():
-                        followers = self._start_followers()
+                self._apply_pending(once)
         finally:
-            self.pipeline.stop.set()
-            for thread in followers:
-                thread.join()
+            self._stop_followers()
             self.pipeline.close()
 
-    def _apply_pending(self) -> bool:
+    def _apply_pending(self, once: bool) -> bool:
+        """Swap in a reloaded configuration: stop and join everything of the old one first."""
         with self._lock:
             config, self._pending = self._pending, None
         if config is None:
             return False
+        self._stop_followers()
         try:
             new = Pipeline(config)
         except ConfigError as exc:
             log.error("reload failed, keeping the running configuration: %s", exc)
             self.pipeline.stop.clear()
+            self._start_followers(once)
             return False
         self.pipeline.close()
         self.pipeline = new
         if self.shutdown.is_set():
             new.stop.set()
+        self._start_followers(once)
         return True
 
 

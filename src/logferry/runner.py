@@ -422,7 +422,13 @@ class Runner:
                     obj = next(items, None)
                 if obj is None:
                     return
-                self._ship_object(obj, force)
+                try:
+                    self._ship_object(obj, force)
+                except Exception as exc:
+                    # The ledger itself failed (locked, unreachable): this object is not
+                    # shipped, and it must say so rather than vanish with a dead thread.
+                    log.error("%s: %s", obj.key, one_line(exc))
+                    self._failed(obj, f"ledger: {one_line(exc)}")
 
         n = min(self.options.workers, len(objects))
         if n <= 1:

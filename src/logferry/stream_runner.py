@@ -6,8 +6,12 @@ reads what is new, batches it by lines, bytes and wait time, hands each batch to
 of the partition's route, and only then checkpoints the batch's end position and the
 partition's cursor (invariant 1).
 
+Reading and decoding run in the calling thread; delivering (sinks prepare and write, then the
+ledger checkpoint) runs in a flusher thread a batch or two behind, so parsing overlaps with
+database and network work. Batches are delivered in order, one at a time.
+
 A sink that keeps failing with a transient error holds the batch and is retried with a
-growing delay: nothing is dropped. A batch a sink refuses for good (a 400, a handler
+growing delay (and holds the batches behind it): nothing is dropped. A batch a sink refuses for good (a 400, a handler
 exception) becomes an entry in the error queue naming the partition and its record range,
 and the stream goes on (invariant 3).
 """
@@ -17,6 +21,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import logging
+import queue
 import threading
 import time
 from dataclasses import dataclass, field
@@ -52,9 +57,16 @@ class _Held:
     nbytes: int = 0
     cursor: str | None = None
     since: float = 0.0
-    retry_at: float = 0.0
-    retry_delay: float = 1.0
+    caught_up: bool = False
     finished: bool = False
+    read_after: float = 0.0
+    read_delay: float = 0.5
+    read_failures: int = 0
+    #: Batches handed to the flusher and not yet checkpointed.
+    inflight: int = 0
+    #: A batch of this partition could not be delivered (shutdown) or the claim was lost:
+    #: nothing after it may be checkpointed, and the partition is let go.
+    abandoned: bool = False
 
     def add(self, chunk: Chunk, cursor: str | None) -> None:
         if not self.lines:
@@ -93,6 +105,15 @@ class _Held:
         return batch
 
 
+@dataclass
+class _Job:
+    """One batch for the flusher, with the cursor just after its last record."""
+
+    held: _Held
+    batch: Batch
+    cursor: str | None
+
+
 class StreamRunner:
     """Reads every partition of a stream source into the sinks of its route."""
 
@@ -129,6 +150,10 @@ class StreamRunner:
         self._failed_parts: set[tuple[str, str]] = set()
         self._lock = threading.Lock()
         self._hb_stop = threading.Event()
+        # Two batches may wait for the flusher: enough to overlap, bounded in memory.
+        self._jobs: queue.Queue[_Job | None] = queue.Queue(maxsize=2)
+        self._extra: collections.Counter[str] = collections.Counter()
+        self._closing = False
 
     # -- the loop ------------------------------------------------------------------
 
@@ -137,6 +162,8 @@ class StreamRunner:
         began = time.monotonic()
         heartbeat = threading.Thread(target=self._heartbeat, name="logferry-lease", daemon=True)
         heartbeat.start()
+        flusher = threading.Thread(target=self._flusher, name="logferry-flush", daemon=True)
+        flusher.start()
         last_discover = -1e9
         try:
             while not self.stop.is_set():
@@ -148,9 +175,12 @@ class StreamRunner:
                     break
                 if not busy:
                     self.source.wait(self._idle_wait())
+        except BaseException:
+            self._closing = True  # the flusher must not retry forever behind a crash
+            raise
         finally:
-            self._shutdown()
             self._hb_stop.set()
+            self._shutdown(flusher)
             self.result.seconds = time.monotonic() - began
             self.result.interrupted = self.stop.is_set() and self.follow is False
             self.progress.close()
@@ -163,12 +193,11 @@ class StreamRunner:
         for h in self._held.values():
             if h.lines:
                 wait = min(wait, max(0.0, h.since + self.options.batch_wait - now))
-            if h.retry_at > now:
-                wait = min(wait, h.retry_at - now)
         return max(wait, 0.005)
 
     def _pending(self) -> bool:
-        return any(h.lines for h in self._held.values())
+        """Records read but not yet checkpointed, here or with the flusher."""
+        return any(h.lines or h.inflight for h in self._held.values())
 
     def _discover(self) -> None:
         try:
@@ -224,69 +253,130 @@ class StreamRunner:
         for key, h in list(self._held.items()):
             if self.stop.is_set():
                 break
-            if not h.finished and len(h.lines) < opts.batch_lines and h.nbytes < opts.batch_bytes:
+            if h.abandoned:
+                self._let_go(h)
+                continue
+            readable = not h.finished and time.monotonic() >= h.read_after
+            if not h.finished and not readable:
+                caught_up = False  # backing off after a transient read error
+            if readable and len(h.lines) < opts.batch_lines and h.nbytes < opts.batch_bytes:
                 try:
                     res = h.partition.read(opts.batch_lines - len(h.lines))
                 except Exception as exc:
+                    h.read_failures += 1
+                    if is_transient(exc) and h.read_failures < opts.max_attempts:
+                        # Throttled or cut off: keep the partition and what it read; retry.
+                        caught_up = False
+                        h.read_delay = min(h.read_delay * 2, 60.0)
+                        h.read_after = time.monotonic() + h.read_delay
+                        log.warning("%s: %s; reading again in %.0f s", key, one_line(exc),
+                                    h.read_delay)  # fmt: skip
+                        continue
                     self._drop_partition(h, exc)
                     continue
+                h.read_delay, h.read_failures = 0.5, 0
                 if len(res.chunk):
                     h.add(res.chunk, res.cursor)
                     busy = True
                 elif res.cursor is not None and res.cursor != h.cursor and not h.lines:
-                    h.cursor = res.cursor  # e.g. a stream's token moved past nothing
+                    # A cursor that moved past nothing (the end of a file opened with
+                    # --from end, a token past empty pages): store it when nothing is in
+                    # flight, or a restart would re-decide where to start.
+                    h.cursor = res.cursor
+                    if not h.inflight:
+                        with contextlib.suppress(ClaimLostError):
+                            self.ledger.checkpoint(
+                                h.claim, h.position, 0, opts.lease_seconds, h.cursor
+                            )
                 if not res.caught_up:
                     caught_up = False
+                h.caught_up = res.caught_up
                 h.finished = res.finished
             due = bool(h.lines) and (
                 len(h.lines) >= opts.batch_lines
                 or h.nbytes >= opts.batch_bytes
                 or time.monotonic() - h.since >= opts.batch_wait
                 or h.finished
-                or not self.follow
+                or (h.caught_up and not self.follow)
             )
-            if due and time.monotonic() >= h.retry_at:
-                busy = self._flush(h) or busy
-            if h.finished and not h.lines:
+            if due:
+                self._hand_over(h)
+                busy = True
+            if h.finished and not h.lines and not h.inflight and not h.abandoned:
                 self._finish(key, h)
         return busy, caught_up
 
-    def _flush(self, h: _Held) -> bool:
-        """Ship the held records; True when they were acknowledged (or set aside)."""
-        batch = h.take(self.source.id)
-        try:
-            for sink in h.route.sinks:
-                sink.prepare(batch)
-                sink.write(batch)
-        except Exception as exc:
-            if is_transient(exc) and not self.stop.is_set():
-                # Hold the records and try again later: a stream never drops data.
-                self._restore(h, batch)
-                h.retry_at = time.monotonic() + h.retry_delay
-                h.retry_delay = min(h.retry_delay * 2, 60.0)
-                log.warning("%s: %s; retrying in %.0f s", h.info.key, one_line(exc), h.retry_delay)
-                return False
-            if self.stop.is_set() and is_transient(exc):
-                self._restore(h, batch)
-                return False
-            self._record_range_failure(h, batch, exc)
-        h.retry_delay = 1.0
+    def _hand_over(self, h: _Held) -> None:
+        """Give the held records to the flusher (blocks while two batches wait: back-pressure)."""
+        job = _Job(h, h.take(self.source.id), h.cursor)
+        h.position = job.batch.end
+        with self._lock:
+            h.inflight += 1
+        # The flusher always makes room: it delivers, or gives up at once once stopping.
+        self._jobs.put(job)
+
+    def _flusher(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            try:
+                self._deliver(job)
+            except Exception as exc:  # never let the flusher die: the stream would stall
+                log.error("%s: delivery failed: %s", job.held.info.key, one_line(exc))
+                job.held.abandoned = True
+            finally:
+                with self._lock:
+                    job.held.inflight -= 1
+
+    def _deliver(self, job: _Job) -> None:
+        """Write one batch to every sink, then checkpoint it: the ledger never runs ahead."""
+        h, batch = job.held, job.batch
+        if h.abandoned:
+            return  # an earlier batch was not delivered: this one must not be checkpointed
+        delay = 1.0
+        while True:
+            try:
+                for sink in h.route.sinks:
+                    sink.prepare(batch)
+                    sink.write(batch)
+                break
+            except Exception as exc:
+                if not is_transient(exc):
+                    self._record_range_failure(h, batch, exc)
+                    break
+                if self.stop.is_set() or self._closing:
+                    h.abandoned = True  # resumes from the last checkpoint next time
+                    return
+                # Hold the batch and the ones behind it: a stream never drops data.
+                wait = getattr(exc, "retry_after", None) or delay
+                log.warning("%s: %s; retrying in %.0f s", h.info.key, one_line(exc), wait)
+                if self.stop.wait(wait):
+                    h.abandoned = True
+                    return
+                delay = min(delay * 2, 60.0)
         try:
             self.ledger.checkpoint(
-                h.claim, batch.end, batch.nbytes, self.options.lease_seconds, h.cursor
+                h.claim, batch.end, batch.nbytes, self.options.lease_seconds, job.cursor
             )
         except ClaimLostError as exc:
             self.progress.message(str(exc))
-            h.partition.close()
-            del self._held[h.info.key]
-            return False
-        h.position = batch.end
+            h.abandoned = True
+            return
         self._file_malformed(h, batch)
         with self._lock:
             self.result.lines += len(batch)
             self.result.bytes += batch.nbytes
         self.progress.advanced(len(batch), batch.nbytes)
-        return True
+
+    def _let_go(self, h: _Held) -> None:
+        """Drop an abandoned partition once nothing of it is in flight (called every round)."""
+        if h.inflight:
+            return
+        obj = ObjectInfo(h.info.key, 0, h.info.version, 0)
+        for sink in h.route.sinks:
+            sink.abort(self.source.id, obj)
+        h.partition.close()
+        self._held.pop(h.info.key, None)
+        with contextlib.suppress(ClaimLostError):
+            self.ledger.release(h.claim)
 
     def _file_malformed(self, h: _Held, batch: Batch) -> None:
         """Records a format could not parse were shipped raw; also list them in the error
@@ -299,9 +389,8 @@ class StreamRunner:
             if reason is None:
                 continue
             if filed >= MAX_MALFORMED_ENTRIES_PER_BATCH:
-                self.result.counters["malformed_not_filed"] = (
-                    self.result.counters.get("malformed_not_filed", 0) + 1
-                )
+                with self._lock:
+                    self._extra["malformed_not_filed"] += 1
                 continue
             line = batch.lines[i]
             key = f"{h.info.key}:{batch.start + i + 1}"
@@ -311,17 +400,6 @@ class StreamRunner:
                 snippet = line if len(line) <= 200 else line[:200] + "…"
                 self.ledger.fail(claim, f"{reason}: {snippet}", "MalformedRecord")
             filed += 1
-
-    @staticmethod
-    def _restore(h: _Held, batch: Batch) -> None:
-        h.lines = batch.lines + h.lines
-        h.timestamps = batch.timestamps + h.timestamps
-        if batch.fields is not None or h.has_fields:
-            old = batch.fields if batch.fields is not None else [None] * len(batch)
-            new = h.fields if h.has_fields else [None] * (len(h.lines) - len(batch))
-            h.fields, h.has_fields = list(old) + list(new), True
-        h.nbytes += batch.nbytes
-        h.since = time.monotonic()
 
     def _record_range_failure(self, h: _Held, batch: Batch, exc: Exception) -> None:
         """A batch refused for good: keep it in the error queue as a record range, go on."""
@@ -337,12 +415,18 @@ class StreamRunner:
         log.error("%s: records %d-%d refused: %s", h.info.key, batch.start, batch.end, error)
 
     def _drop_partition(self, h: _Held, exc: Exception) -> None:
+        """A partition that cannot be read: into the error queue, let go once idle.
+
+        What it read but did not ship is dropped here and read again from the ledger's
+        position when the partition is retried (``drain``, or the next run).
+        """
         error = one_line(exc)
+        h.lines, h.timestamps, h.fields, h.has_fields, h.nbytes = [], [], [], False, 0
+        h.abandoned = True
         with contextlib.suppress(ClaimLostError):
             self.ledger.fail(h.claim, error, type(exc).__name__)
-        h.partition.close()
-        del self._held[h.info.key]
         self._failed(h.info.key, h.info.version, error)
+        self._let_go(h)
 
     def _finish(self, key: str, h: _Held) -> None:
         for sink in h.route.sinks:
@@ -361,17 +445,20 @@ class StreamRunner:
             self.result.failed.append(Failure(key, error))
         self.progress.message(f"failed {key}: {error}")
 
-    def _shutdown(self) -> None:
-        # Ship what was read (unless a second signal forces the exit), then hand back.
+    def _shutdown(self, flusher: threading.Thread) -> None:
+        # Hand over what was read, let the flusher deliver what it can (a sink that is down
+        # gives up at once when stopping), then give every claim back.
         for h in list(self._held.values()):
-            if h.lines and not h.finished:
-                with contextlib.suppress(Exception):
-                    self._flush(h)
+            if h.lines and not h.abandoned:
+                self._hand_over(h)
+        self._jobs.put(None)
+        flusher.join()
+        for h in list(self._held.values()):
             h.partition.close()
             with contextlib.suppress(ClaimLostError):
                 self.ledger.release(h.claim)
         self._held.clear()
-        counters: collections.Counter[str] = collections.Counter()
+        counters: collections.Counter[str] = collections.Counter(self._extra)
         for sink in self.router.sinks():
             counters.update(sink.counters())
             self.result.reports.update(sink.report())

@@ -41,3 +41,21 @@ def test_cloudwatch_source_in_a_pipeline_file(
     p = run_cli("ship", "-c", str(cfg), "--json")
     assert json.loads(p.stdout.splitlines()[-1])["lines"] == 1
     assert rows(out).count("late") == 1 and len(rows(out)) == 36
+
+
+def test_no_region_is_a_one_line_usage_error(tmp_path: Path) -> None:
+    env = {"AWS_DEFAULT_REGION": "", "AWS_REGION": "", "AWS_CONFIG_FILE": str(tmp_path / "none")}
+    for args in (
+        ["cloudwatch", "groups", "--prefix", "/x"],
+        [
+            "ship",
+            "cloudwatch:///x/",
+            "--to",
+            str(tmp_path / "o"),
+            "--ledger",
+            str(tmp_path / "l.db"),
+        ],
+    ):
+        p = run_cli(*args, env=env)
+        assert p.returncode == 2, (args, p.stderr)
+        assert "region" in p.stderr.lower() and "Traceback" not in p.stderr

@@ -357,3 +357,16 @@ def test_syslog_timezone_option(tmp_path: Path) -> None:
     assert row["timestamp"] == "2021-06-25T20:56:21.000Z"  # 22:56 in Paris (UTC+2)
     p = run_cli("ship", str(src), "--to", str(out), "--syslog-timezone", "Mars/Olympus")
     assert p.returncode == 2 and "unknown syslog timezone" in p.stderr
+
+
+def test_pull_with_parallel_workers_gets_every_object(tmp_path: Path) -> None:
+    src = tmp_path / "bucket"
+    src.mkdir()
+    for i in range(12):
+        (src / f"o{i:02d}.log").write_text(f"line {i}\n")
+    for _ in range(3):  # a race shows up only sometimes: try a few times
+        dest = tmp_path / f"pulled{_}"
+        p = run_cli("pull", str(src), "--dest", str(dest), "--json", "--quiet")
+        assert p.returncode == 0, p.stderr
+        assert "Traceback" not in p.stderr
+        assert len(list(dest.rglob("*.log"))) == 12 and not list(dest.rglob("*.partial"))

@@ -232,6 +232,10 @@ def print_summary(result: ShipResult, *, as_json: bool, quiet: bool, verb: str =
         )
         for f in result.failed:
             err.print(f"  [red]failed[/] {f.key}: {f.error}", soft_wrap=True)
+        for name, value in result.reports.items():
+            err.print(
+                f"  handler {name}: {orjson.dumps(value, default=str).decode()}", soft_wrap=True
+            )
         if result.held:
             err.print(
                 f"{result.held} objects wait in the error queue after failing every attempt: "

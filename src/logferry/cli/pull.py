@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+import tempfile
+from pathlib import Path
 
 import click
 
@@ -59,7 +61,9 @@ def pull(
         sinks.append(FileSink(dest, raw=True))
     if concat:
         sinks.append(ConcatSink(concat))
-    ledger = SQLiteLedger(":memory:")  # pulling never marks anything shipped
+    # A throwaway ledger: pulling never marks anything shipped in the user's.
+    scratch = tempfile.TemporaryDirectory(prefix="logferry-pull-")
+    ledger = SQLiteLedger(Path(scratch.name) / "ledger.db")
     try:
         result = api.ship(
             source,
@@ -77,4 +81,5 @@ def pull(
         )
     finally:
         ledger.close()
+        scratch.cleanup()
     sys.exit(print_summary(result, as_json=as_json, quiet=quiet, verb="pulled"))

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from logferry.cli.common import emit_json, err, handle_errors
+from logferry import api
+from logferry.cli.common import err, handle_errors
 from logferry.cli.ship import source_options
 from logferry.sources import open_source
 
@@ -45,7 +46,7 @@ def purge(
     finally:
         src.close()
     if as_json:
-        emit_json({"would_delete" if dry_run else "deleted": total})
+        click.echo(api.to_json_line({"would_delete" if dry_run else "deleted": total}))
     elif dry_run:
         err.print(f"would delete {total} objects under {src.display}")
     else:

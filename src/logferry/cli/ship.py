@@ -60,7 +60,7 @@ def decode_options(func):  # type: ignore[no-untyped-def]
         "timestamp_fields",
         multiple=True,
         metavar="FIELD",
-        help="ndjson/json: field holding the event time (repeatable; default timestamp, @timestamp, time, ts).",
+        help="ndjson/json/csv: field holding the event time (repeatable; default timestamp, @timestamp, time, ts).",
     )(func)
     return func
 

@@ -17,6 +17,7 @@ from botocore.exceptions import (
     ConnectionClosedError,
     EndpointConnectionError,
     NoCredentialsError,
+    NoRegionError,
     ReadTimeoutError,
 )
 
@@ -120,9 +121,19 @@ class LogsClient:
             connect_timeout=10,
             read_timeout=60,
         )
-        self._client = boto3.session.Session().client(
-            "logs", endpoint_url=endpoint_url or None, region_name=region, config=config
-        )
+        try:
+            self._client = boto3.session.Session().client(
+                "logs", endpoint_url=endpoint_url or None, region_name=region, config=config
+            )
+        except NoRegionError:
+            raise ConfigError(
+                "no AWS region: set AWS_REGION / AWS_DEFAULT_REGION, a profile, or --region"
+            ) from None
+        except ValueError as exc:  # e.g. an empty region makes an invalid endpoint
+            raise ConfigError(
+                f"cannot create the CloudWatch Logs client ({exc}): check AWS_REGION and "
+                "--endpoint-url"
+            ) from None
         self.limiter = limiter or RateLimiter()
         self.max_attempts = max_attempts
         self.base_delay = base_delay

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import tempfile
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -81,17 +82,18 @@ class SQLiteLedger(Ledger):
         self._local = threading.local()
         self._conns: list[sqlite3.Connection] = []
         self._conns_lock = threading.Lock()
-        if self.path != ":memory:":
-            parent = Path(self.path).parent
-            try:
-                parent.mkdir(parents=True, exist_ok=True)
-                # Created 0600: the ledger names buckets and keys of the user's data.
-                os.close(os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600))
-            except OSError as exc:
-                raise ConfigError(f"cannot create ledger {self.path}: {exc.strerror}") from None
-        else:
-            # One shared in-memory database for every thread of this process.
-            self.path = f"file:logferry-{id(self)}?mode=memory&cache=shared"
+        self._scratch: tempfile.TemporaryDirectory[str] | None = None
+        if self.path == ":memory:":
+            # A throwaway file rather than SQLite's shared-cache memory mode, whose table
+            # locks fail fast under several threads; it is removed on close.
+            self._scratch = tempfile.TemporaryDirectory(prefix="logferry-ledger-")
+            self.path = str(Path(self._scratch.name) / "ledger.db")
+        try:
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            # Created 0600: the ledger names buckets and keys of the user's data.
+            os.close(os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600))
+        except OSError as exc:
+            raise ConfigError(f"cannot create ledger {self.path}: {exc.strerror}") from None
         self._migrate()
 
     def _conn(self) -> sqlite3.Connection:
@@ -103,13 +105,11 @@ class SQLiteLedger(Ledger):
                     timeout=60,
                     isolation_level=None,
                     check_same_thread=False,
-                    uri=self.path.startswith("file:"),
                 )
             except sqlite3.Error as exc:
                 raise ConfigError(f"cannot open ledger {self.display}: {exc}") from None
             conn.execute("PRAGMA busy_timeout = 60000")
-            if not self.path.startswith("file:"):
-                conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA journal_mode = WAL")
             # NORMAL is durable across process crashes in WAL mode (only power loss can
             # drop the last transactions), which is the failure the ledger must survive.
             conn.execute("PRAGMA synchronous = NORMAL")
@@ -378,3 +378,6 @@ class SQLiteLedger(Ledger):
                 conn.close()
             self._conns.clear()
         self._local = threading.local()
+        if self._scratch is not None:
+            self._scratch.cleanup()
+            self._scratch = None

@@ -261,7 +261,8 @@ class DuckDBSink(Sink):
                     self.path, read_only=False, timeout=self.lock_timeout, interval=0.005,
                     stop=self.stop_event,
                 )  # fmt: skip
-            except duckdb.IOException as exc:
+            except (duckdb.IOException, duckdb.ConnectionException) as exc:
+                # Locked by another process, or held open by a reader in this one: later.
                 raise RetryableSinkError(f"{self.name}: cannot open the store: {exc}") from None
             self._opened_at = time.monotonic()
         return self._con

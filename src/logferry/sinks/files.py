@@ -90,6 +90,7 @@ class FileSink(Sink):
         self.name = self.dir.as_uri()
         self._open: dict[tuple[str, str], IO[bytes]] = {}
         self._streams: set[tuple[str, str]] = set()
+        self._stream_end: dict[tuple[str, str], int] = {}
         self._lock = threading.Lock()
 
     def path_for(self, key: str) -> Path:
@@ -160,6 +161,7 @@ class FileSink(Sink):
                 old.close()
             self._open[(source, obj.key)] = f
             self._streams.add((source, obj.key))
+            self._stream_end[(source, obj.key)] = resume_at
 
     @staticmethod
     def _offset_before_position(f: IO[bytes], position: int) -> int:
@@ -201,6 +203,16 @@ class FileSink(Sink):
         """Append the batch and flush it to the OS (survives kill -9)."""
         if (batch.source, batch.key) in self._streams:
             data = encode_jsonl(batch, with_position=True)
+            f = self._open.get((batch.source, batch.key))
+            end = self._stream_end.get((batch.source, batch.key), 0)
+            if f is not None and batch.start < end:
+                # The same records again (a retry after another sink failed): replace, so
+                # the file stays exactly-once within a run too.
+                f.seek(0)
+                keep = self._offset_before_position(f, batch.start)
+                f.truncate(keep)
+                f.seek(keep)
+            self._stream_end[(batch.source, batch.key)] = batch.end
         else:
             data = encode_raw(batch) if self.raw else encode_jsonl(batch)
         f = self._open.get((batch.source, batch.key))
