@@ -52,9 +52,10 @@ def _stamps(keys: list[tuple[str, str]]) -> list[int | None]:
     if None in found:
         if len(_seconds) >= _CACHE_SIZE:
             _seconds.clear()  # cheap bound; the current seconds refill at once
-        for i, key in enumerate(keys):
-            if found[i] is None:
-                found[i] = _seconds[key] = _stamp_ms(*key)
+        # Parse each missing second once, not once per line of it in this chunk.
+        for key in set(k for k, v in zip(keys, found, strict=True) if v is None):
+            _seconds[key] = _stamp_ms(*key)
+        found = list(map(_seconds.get, keys))
     return found
 
 
