@@ -234,10 +234,14 @@ class StreamRunner:
             self._failed(info.key, info.version, one_line(exc))
             return
         obj = ObjectInfo(info.key, info.size, info.version, info.last_modified_ms)
+        opened: list[Sink] = []
         try:
             for sink in route.sinks:
                 sink.open(self.source.id, obj, position, stream=True)
+                opened.append(sink)
         except Exception as exc:
+            for sink in opened:
+                sink.abort(self.source.id, obj)
             partition.close()
             self.ledger.fail(claim, one_line(exc), type(exc).__name__)
             self._failed(info.key, info.version, one_line(exc))
