@@ -283,7 +283,7 @@ def test_influxdb_backend_equals_independent_computation() -> None:
             iter(get_format("api-request").decode([data], DecodeContext("api_requests.log", 0)))
         )
         batch = Batch("file", "api_requests.log", 0, len(chunk), chunk.lines, chunk.timestamps,
-                      chunk.fields, format="api-request")  # fmt: skip
+                      chunk.fields, format="api-request", columns=chunk.columns)  # fmt: skip
         sink.prepare(batch)
         sink.write(batch)
         sink.close()

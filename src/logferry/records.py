@@ -37,13 +37,43 @@ class Record:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
+#: Parsed fields as columns: name -> one value per record (None where a record has none).
+Columns = dict[str, list[Any]]
+
+
+def concat_columns(parts: list[tuple[Columns | None, int]]) -> Columns | None:
+    """Join the columns of consecutive runs of ``n`` records; missing values become None."""
+    if all(cols is None for cols, _ in parts):
+        return None
+    names: dict[str, None] = {}
+    for cols, _ in parts:
+        names.update(dict.fromkeys(cols or ()))
+    out: Columns = {name: [] for name in names}
+    for cols, n in parts:
+        for name, column in out.items():
+            values = cols.get(name) if cols else None
+            column.extend(values if values is not None else [None] * n)
+    return out
+
+
+def slice_columns(columns: Columns | None, start: int, stop: int | None) -> Columns | None:
+    """Records ``[start:stop]`` of ``columns``."""
+    return None if columns is None else {k: v[start:stop] for k, v in columns.items()}
+
+
 @dataclass(slots=True)
 class Chunk:
-    """A run of decoded records (columnar); codecs yield these."""
+    """A run of decoded records (columnar); codecs yield these.
+
+    Parsed fields come either per record (``fields``, dicts) or per field (``columns``,
+    lists): formats that parse into the same few fields for every line use ``columns``,
+    which costs no dict per line.
+    """
 
     lines: list[str]
     timestamps: list[int]
     fields: list[dict[str, Any]] | None = None
+    columns: Columns | None = None
 
     def __len__(self) -> int:
         return len(self.lines)
@@ -54,6 +84,7 @@ class Chunk:
             self.lines[start:stop],
             self.timestamps[start:stop],
             None if self.fields is None else self.fields[start:stop],
+            slice_columns(self.columns, start, stop),
         )
 
 
@@ -77,13 +108,43 @@ class Batch:
     format: str = ""
     #: Work sinks did ahead of ``write`` (see ``Sink.prepare``), keyed by ``id(sink)``.
     prepared: dict[int, Any] = field(default_factory=dict)
+    #: Parsed fields as columns (see :class:`Chunk`); a batch may have both kinds.
+    columns: Columns | None = None
 
     def __len__(self) -> int:
         return len(self.lines)
 
+    def column(self, name: str) -> list[Any] | None:
+        """One field for every record (None where absent), from columns or per-record fields."""
+        if self.columns is not None and name in self.columns:
+            if self.fields is None:
+                return self.columns[name]
+            # Both kinds: a column wins where it has a value.
+            col = self.columns[name]
+            return [
+                col[i] if col[i] is not None else (f.get(name) if f else None)
+                for i, f in enumerate(self.fields)
+            ]
+        if self.fields is None:
+            return None
+        return [f.get(name) if f else None for f in self.fields]
+
+    def field_dicts(self) -> list[dict[str, Any] | None] | None:
+        """Per-record dicts (slow path: handlers, tests), built from columns when needed."""
+        if self.columns is None:
+            return self.fields
+        names = list(self.columns)
+        out: list[dict[str, Any] | None] = []
+        for i in range(len(self.lines)):
+            row = dict(self.fields[i] or {}) if self.fields is not None else {}
+            row.update({n: self.columns[n][i] for n in names if self.columns[n][i] is not None})
+            out.append(row or None)
+        return out
+
     def records(self) -> Iterator[Record]:
         """Iterate the batch as :class:`Record` objects (slow path, for handlers)."""
         meta = {"source": self.source, "key": self.key}
+        dicts = self.field_dicts()
         for i, line in enumerate(self.lines):
-            fields = None if self.fields is None else self.fields[i]
+            fields = None if dicts is None else dicts[i]
             yield Record(line, self.timestamps[i], fields, {**meta, "position": self.start + i})

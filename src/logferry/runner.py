@@ -26,7 +26,7 @@ from logferry.codecs.formats.base import DecodeContext, FormatOptions
 from logferry.config import ShipOptions
 from logferry.errors import DecodeError, LogferryError, ObjectError, is_transient
 from logferry.ledger.base import Claim, ClaimLostError, Ledger, Status, new_owner_id
-from logferry.records import Batch, Chunk, ObjectInfo
+from logferry.records import Batch, Chunk, Columns, ObjectInfo, concat_columns
 from logferry.sinks.base import Sink
 from logferry.sources.base import BucketSource
 
@@ -185,14 +185,16 @@ def batches(
     lines: list[str] = []
     stamps: list[int] = []
     fields: list[dict[str, Any] | None] | None = None
+    col_parts: list[tuple[Columns | None, int]] = []
     nbytes = 0
     began = time.monotonic()
 
     def flush() -> Batch:
-        nonlocal lines, stamps, fields, nbytes, start, began
+        nonlocal lines, stamps, fields, col_parts, nbytes, start, began
         b = Batch(source, key, start, start + len(lines), lines, stamps, fields, nbytes)
+        b.columns = concat_columns(col_parts)
         start += len(lines)
-        lines, stamps, fields, nbytes = [], [], None, 0
+        lines, stamps, fields, col_parts, nbytes = [], [], None, [], 0
         began = time.monotonic()
         return b
 
@@ -218,6 +220,7 @@ def batches(
                 if fields is None:
                     fields = [None] * len(lines)
                 fields.extend(piece.fields if piece.fields is not None else [None] * len(piece))
+            col_parts.append((piece.columns, len(piece)))
             lines.extend(piece.lines)
             stamps.extend(piece.timestamps)
             nbytes += size

@@ -30,7 +30,7 @@ from typing import Any
 from logferry.config import ShipOptions
 from logferry.errors import is_transient
 from logferry.ledger.base import Claim, ClaimLostError, Ledger, new_owner_id
-from logferry.records import MALFORMED_KEY, Batch, Chunk, ObjectInfo
+from logferry.records import MALFORMED_KEY, Batch, Chunk, Columns, ObjectInfo, concat_columns
 from logferry.runner import Failure, Progress, Route, Router, ShipResult, one_line
 from logferry.sinks.base import Sink
 from logferry.sources.stream import PartitionInfo, StreamPartition, StreamSource
@@ -54,6 +54,7 @@ class _Held:
     timestamps: list[int] = field(default_factory=list)
     fields: list[Any] = field(default_factory=list)
     has_fields: bool = False
+    col_parts: list[tuple[Columns | None, int]] = field(default_factory=list)
     nbytes: int = 0
     cursor: str | None = None
     since: float = 0.0
@@ -80,6 +81,7 @@ class _Held:
             self.fields.extend(chunk.fields)
         elif self.has_fields:
             self.fields.extend([None] * len(chunk))
+        self.col_parts.append((chunk.columns, len(chunk)))
         self.nbytes += sum(map(len, chunk.lines))
         if cursor is not None:
             self.cursor = cursor
@@ -95,6 +97,8 @@ class _Held:
             self.fields if self.has_fields else None,
             self.nbytes,
         )
+        batch.columns = concat_columns(self.col_parts)
+        self.col_parts = []
         self.lines, self.timestamps, self.fields, self.has_fields, self.nbytes = (
             [],
             [],
@@ -385,11 +389,11 @@ class StreamRunner:
     def _file_malformed(self, h: _Held, batch: Batch) -> None:
         """Records a format could not parse were shipped raw; also list them in the error
         queue as ``PATH:RECORD`` (1-based), so nobody has to grep for them."""
-        if batch.fields is None:
+        reasons = batch.column(MALFORMED_KEY)
+        if reasons is None:
             return
         filed = 0
-        for i, fields in enumerate(batch.fields):
-            reason = fields.get(MALFORMED_KEY) if fields else None
+        for i, reason in enumerate(reasons):
             if reason is None:
                 continue
             if filed >= MAX_MALFORMED_ENTRIES_PER_BATCH:
@@ -426,6 +430,7 @@ class StreamRunner:
         """
         error = one_line(exc)
         h.lines, h.timestamps, h.fields, h.has_fields, h.nbytes = [], [], [], False, 0
+        h.col_parts = []
         h.abandoned = True
         with contextlib.suppress(ClaimLostError):
             self.ledger.fail(h.claim, error, type(exc).__name__)

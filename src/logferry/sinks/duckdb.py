@@ -147,9 +147,11 @@ def open_store(
     return con
 
 
-def _column(fields: list[dict[str, Any] | None], name: str) -> np.ndarray:
+def _column(values: list[Any]) -> np.ndarray:
     # Object arrays keep None as NULL; the INSERT's TRY_CASTs fix the SQL types.
-    return np.array([f.get(name) if f else None for f in fields], dtype=object)
+    array = np.empty(len(values), dtype=object)
+    array[:] = values
+    return array
 
 
 class DuckDBSink(Sink):
@@ -214,11 +216,9 @@ class DuckDBSink(Sink):
             "ts": np.array(batch.timestamps, dtype=np.int64),
             "line": np.array(batch.lines, dtype=object),
         }
-        fields = batch.fields
         for name in _TYPED:
-            columns[name] = (
-                np.full(n, None, dtype=object) if fields is None else _column(fields, name)
-            )
+            values = batch.column(name)
+            columns[name] = np.full(n, None, dtype=object) if values is None else _column(values)
         return columns
 
     def write(self, batch: Batch) -> None:

@@ -249,7 +249,7 @@ class InfluxDBSink(HttpSink):
         head_plain = f"{self._measurement},stream={stream}"
         tag_plan = self._tag_plan
         string_fields = self._string_fields
-        fields_list = batch.fields
+        fields_list = batch.field_dicts()
         start = batch.start
         # Tag values repeat (customers, paths): escaping each distinct one once is cheaper.
         esc_cache: dict[str, str] = {}

@@ -321,9 +321,9 @@ class MezmoSink(HttpSink):
             {"timestamp": ts, "line": line, "app": app}
             for ts, line in zip(batch.timestamps, lines, strict=True)
         ]
-        if batch.fields is not None:
-            for entry, fields in zip(entries, batch.fields, strict=True):
-                level = fields.get("level") if fields else None
+        levels = batch.column("level")
+        if levels is not None:
+            for entry, level in zip(entries, levels, strict=True):
                 if isinstance(level, str) and level:
                     entry["level"] = level
         if self.include_meta:

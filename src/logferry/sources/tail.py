@@ -48,7 +48,7 @@ from logferry.codecs.formats import FormatOptions, get_format, resolve_format
 from logferry.codecs.formats.auto import HEAD_SIZE
 from logferry.codecs.formats.base import DecodeContext, Format
 from logferry.errors import ConfigError, SourceError
-from logferry.records import Chunk
+from logferry.records import Chunk, concat_columns
 from logferry.sources.stream import PartitionInfo, ReadResult, StreamPartition, StreamSource
 
 #: A first line longer than this is fingerprinted by its first this-many bytes.
@@ -510,7 +510,8 @@ class TailPartition(StreamPartition):
             timestamps += c.timestamps
             if with_fields:
                 fields += c.fields if c.fields is not None else [{} for _ in c.lines]
-        return Chunk(lines, timestamps, fields if with_fields else None)
+        columns = concat_columns([(c.columns, len(c)) for c in chunks])
+        return Chunk(lines, timestamps, fields if with_fields else None, columns)
 
     def close(self) -> None:
         """Close the file."""

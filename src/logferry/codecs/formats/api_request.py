@@ -2,11 +2,11 @@
 
 ``YYYY-mm-dd HH:MM:SS CUSTOMER PATH STATUS DURATION``, e.g.
 ``2026-11-01 12:00:03 cust_7 /api/v1/orders 200 0.084213``: a UTC time to the second, the
-customer id, the request path, the HTTP status and the duration in seconds. ``fields`` holds
-``customer_id``, ``request_path``, ``status_code`` (int), ``duration`` (float, seconds) and
-``success`` (200 <= status < 400). Lines that do not parse are shipped as written, counted
-in ``counters["malformed"]``, and carry ``{"_malformed": reason}`` as their fields: the
-stream runner files each in the error queue with its file and record number.
+customer id, the request path, the HTTP status and the duration in seconds. The chunk's
+``columns`` hold ``customer_id``, ``request_path``, ``status_code`` (int), ``duration``
+(float, seconds) and ``success`` (200 <= status < 400). Lines that do not parse are shipped
+as written, counted in ``counters["malformed"]``, and carry their reason in the ``_malformed``
+column: the stream runner files each in the error queue with its file and record number.
 """
 
 from __future__ import annotations
@@ -94,26 +94,22 @@ def _decode_columns(lines: list[str]) -> Chunk | None:
     timestamps = _stamps(list(zip(tokens[0::_WIDTH], tokens[1::_WIDTH], strict=True)))
     if None in timestamps:
         return None
-    fields: list[dict[str, Any]] = [
-        {
-            "customer_id": customer,
-            "request_path": path,
-            "status_code": code,
-            "duration": seconds_taken,
-            "success": 200 <= code < 400,
-        }
-        for customer, path, code, seconds_taken in zip(
-            tokens[2::_WIDTH], tokens[3::_WIDTH], statuses, durations, strict=True
-        )
-    ]
-    return Chunk(lines, timestamps, fields)  # type: ignore[arg-type]
+    # Columns, not a dict per line: sinks that store fields (DuckDB, InfluxDB) take them as is.
+    columns: dict[str, list[Any]] = {
+        "customer_id": tokens[2::_WIDTH],
+        "request_path": tokens[3::_WIDTH],
+        "status_code": statuses,
+        "duration": durations,
+        "success": [200 <= code < 400 for code in statuses],
+    }
+    return Chunk(lines, timestamps, None, columns)  # type: ignore[arg-type]
 
 
 def _decode_lines(lines: list[str], ctx: DecodeContext) -> Chunk:
     """Slow path for a chunk with malformed lines: line by line, counting the bad ones."""
     default = ctx.last_modified_ms
     timestamps: list[int] = []
-    fields: list[dict[str, Any]] = []
+    columns: dict[str, list[Any]] = {name: [] for name in (*FIELDS, MALFORMED_KEY)}
     malformed = 0
     for line in lines:
         parts = line.split()
@@ -122,21 +118,22 @@ def _decode_lines(lines: list[str], ctx: DecodeContext) -> Chunk:
             date, time, customer, path, status, duration = parts
             code = int(status)
             timestamps.append(_stamps([(date, time)])[0] or default)
-            fields.append(
-                {
-                    "customer_id": customer,
-                    "request_path": path,
-                    "status_code": code,
-                    "duration": float(duration),
-                    "success": 200 <= code < 400,
-                }
+            values: tuple[Any, ...] = (
+                customer,
+                path,
+                code,
+                float(duration),
+                200 <= code < 400,
+                None,
             )
-            continue
-        malformed += 1
-        timestamps.append(default)
-        fields.append({MALFORMED_KEY: reason})
+        else:
+            malformed += 1
+            timestamps.append(default)
+            values = (None, None, None, None, None, reason)
+        for column, value in zip(columns.values(), values, strict=True):
+            column.append(value)
     ctx.counters["malformed"] += malformed
-    return Chunk(lines, timestamps, fields)
+    return Chunk(lines, timestamps, None, columns)
 
 
 def malformed_reason(line: str) -> str | None:
