@@ -55,6 +55,10 @@ _KEY_ESC = str.maketrans({",": "\\,", "=": "\\=", " ": "\\ ", "\n": "\\n", "\r":
 _STRING_ESC = str.maketrans({"\\": "\\\\", '"': '\\"'})
 
 
+def _at(column: list[Any] | None, i: int) -> Any:
+    return None if column is None else column[i]
+
+
 def escape_measurement(name: str) -> str:
     """A measurement name for line protocol: commas and spaces escaped."""
     return name.translate(_MEASUREMENT_ESC)
@@ -249,7 +253,10 @@ class InfluxDBSink(HttpSink):
         head_plain = f"{self._measurement},stream={stream}"
         tag_plan = self._tag_plan
         string_fields = self._string_fields
-        fields_list = batch.field_dicts()
+        # Columns straight from the batch: no dict per record (api-request yields columns).
+        names = {*_API_FIELDS, *(n for _, n in tag_plan if n is not None)}
+        cols = {name: batch.column(name) for name in names}
+        api_cols: list[list[Any]] = [c for k in _API_FIELDS if (c := cols[k]) is not None]
         start = batch.start
         # Tag values repeat (customers, paths): escaping each distinct one once is cheaper.
         esc_cache: dict[str, str] = {}
@@ -257,8 +264,7 @@ class InfluxDBSink(HttpSink):
         append = out.append
         for i, (ts, line) in enumerate(zip(batch.timestamps, batch.lines, strict=True)):
             nanos = ts * 1_000_000 + (start + i) % 1_000_000
-            fields = fields_list[i] if fields_list is not None else None
-            if not fields or not any(k in fields for k in _API_FIELDS):
+            if not any(col[i] is not None for col in api_cols):
                 append(f"{head_plain} line={escape_field_string(line)} {nanos}")
                 continue
             tag_parts = [self._measurement]
@@ -266,7 +272,8 @@ class InfluxDBSink(HttpSink):
                 if name is None:
                     tag_parts.append(f"stream={stream}")
                     continue
-                value = fields.get(name)
+                tag_col = cols[name]
+                value = tag_col[i] if tag_col is not None else None
                 if value is None or value == "":
                     continue  # line protocol has no empty tag values
                 text = str(value)
@@ -278,20 +285,20 @@ class InfluxDBSink(HttpSink):
                 if esc:
                     tag_parts.append(f"{esc_name}={esc}")
             values: list[str] = []
-            status = _field_value(fields.get("status_code"))
+            status = _field_value(_at(cols["status_code"], i))
             if status is not None:
                 values.append(f"status_code={status}")
-            duration = fields.get("duration")
+            duration = _at(cols["duration"], i)
             if isinstance(duration, int) and not isinstance(duration, bool):
                 duration = float(duration)  # one field type across points, or Influx refuses
             duration_text = _field_value(duration) if isinstance(duration, float) else None
             if duration_text is not None:
                 values.append(f"duration={duration_text}")
-            success = fields.get("success")
+            success = _at(cols["success"], i)
             if isinstance(success, bool):
                 values.append(f"success={'true' if success else 'false'},ok={int(success)}i")
             for name in string_fields:
-                value = fields.get(name)
+                value = _at(cols[name], i)
                 if value is not None:
                     values.append(f"{name}={escape_field_string(str(value))}")
             if not values:
