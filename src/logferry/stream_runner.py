@@ -237,7 +237,6 @@ class StreamRunner:
             self.ledger.fail(claim, one_line(exc), type(exc).__name__)
             self._failed(info.key, info.version, one_line(exc))
             return
-        obj = ObjectInfo(info.key, info.size, info.version, info.last_modified_ms)
         opened: list[Sink] = []
         try:
             for sink in route.sinks:

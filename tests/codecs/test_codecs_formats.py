@@ -13,6 +13,7 @@ import pytest
 from logferry.codecs.formats import FORMATS, DecodeContext, FormatOptions, get_format
 from logferry.errors import ConfigError, DecodeError
 from logferry.records import Chunk
+from tests.codecs.conftest import decode_merged
 
 Chunker = Callable[[bytes, int], list[bytes]]
 
@@ -29,21 +30,7 @@ def _ctx(key: str = "some/key", **options: object) -> DecodeContext:
 
 def _decode(name: str, chunks: list[bytes], ctx: DecodeContext | None = None) -> Chunk:
     """Decode with ``name`` and merge the chunks, checking they are well-formed."""
-    ctx = ctx or _ctx()
-    out = list(get_format(name).decode(chunks, ctx))
-    merged = Chunk([], [], [])
-    for chunk in out:
-        assert len(chunk) > 0, "formats must not yield empty chunks"
-        assert len(chunk.timestamps) == len(chunk.lines)
-        merged.lines += chunk.lines
-        merged.timestamps += chunk.timestamps
-        if chunk.fields is None:
-            merged.fields = None
-        else:
-            assert len(chunk.fields) == len(chunk.lines)
-            assert merged.fields is not None
-            merged.fields += chunk.fields
-    return merged
+    return decode_merged(name, chunks, ctx or _ctx())
 
 
 # -- registry ---------------------------------------------------------------------------

@@ -130,7 +130,7 @@ class HttpSender:
         timeout: float = 30.0,
         connect_timeout: float = 10.0,
         verify: bool | str = True,
-        gzip_level: int = DEFAULT_GZIP_LEVEL,
+        gzip_level: int | None = None,
         retry: RetryPolicy | None = None,
         stop_event: threading.Event | None = None,
         sleep: Callable[[float], None] | None = None,
@@ -139,6 +139,7 @@ class HttpSender:
         max_connections: int = 32,
         client: httpx.Client | None = None,
     ) -> None:
+        gzip_level = DEFAULT_GZIP_LEVEL if gzip_level is None else gzip_level
         if not 0 <= gzip_level <= 9:
             raise ValueError(f"gzip_level must be 0..9 (0 = no compression), got {gzip_level}")
         self.name = name
@@ -330,6 +331,57 @@ class HttpSink(Sink):
     _http: HttpSender
     _lock: threading.Lock
     _counts: dict[str, int]
+
+    def _plan(
+        self,
+        items: Sequence[T],
+        encode: Callable[[Sequence[T]], bytes],
+        *,
+        max_items: int,
+        max_bytes: int,
+    ) -> list[tuple[int, int, bytes]]:
+        """Gzipped request bodies as (first, end, body), each within the item and byte caps.
+
+        Sizes are measured, not estimated: a part that encodes too large is cut in
+        proportion and encoded again (rare with the default batch and request sizes).
+        """
+        bodies = []
+        lo, n = 0, len(items)
+        while lo < n:
+            hi = min(n, lo + max_items)
+            body = encode(items[lo:hi])
+            while len(body) > max_bytes and hi - lo > 1:
+                hi = lo + max(1, int((hi - lo) * max_bytes / len(body) * 0.95))
+                body = encode(items[lo:hi])
+            bodies.append((lo, hi, self._http.compress(body)))
+            lo = hi
+        return bodies
+
+    def _send_planned(
+        self,
+        bodies: list[tuple[int, int, bytes]],
+        items: Callable[[], Sequence[T]],
+        encode: Callable[[Sequence[T]], bytes],
+        send: Callable[..., Any],
+    ) -> tuple[int, int]:
+        """POST planned bodies; on a 413 re-encode that range and halve it until it passes.
+
+        ``items`` gives the encoded items back (only needed after a 413). Returns
+        (requests, extra requests caused by splits).
+        """
+        requests = splits = 0
+        every: Sequence[T] | None = None
+        for lo, hi, gzipped in bodies:
+            try:
+                send(gzipped, compressed=True)
+                requests += 1
+            except PayloadTooLargeError:
+                # The server's limit is lower than ours: halve until it takes the parts.
+                every = items() if every is None else every
+                sent = send_split(every[lo:hi], encode, send)
+                requests += sent
+                splits += sent - 1
+        return requests, splits
 
     def counters(self) -> dict[str, int]:
         """The sink's counts plus the HTTP retries."""

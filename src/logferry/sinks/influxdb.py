@@ -27,9 +27,9 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
-from logferry.errors import ConfigError, PayloadTooLargeError
+from logferry.errors import ConfigError
 from logferry.records import Batch
-from logferry.sinks.http import HttpSender, HttpSink, RetryPolicy, safe_url, send_split
+from logferry.sinks.http import HttpSender, HttpSink, RetryPolicy, safe_url
 
 __all__ = [
     "SCHEMES",
@@ -183,9 +183,10 @@ def _field_value(value: Any) -> str | None:
 
 @dataclass(slots=True)
 class _Prepared:
-    """Point lines of a batch, cut into request-sized chunks with their gzipped bodies."""
+    """Point lines of a batch (kept for a 413 split) and its gzipped request bodies."""
 
-    chunks: list[tuple[list[str], bytes]]
+    points: list[str]
+    bodies: list[tuple[int, int, bytes]]
 
 
 class InfluxDBSink(HttpSink):
@@ -226,12 +227,9 @@ class InfluxDBSink(HttpSink):
             404: "create the database (CREATE DATABASE …) or bucket first",
         }
         if sender is None:
-            options: dict[str, Any] = {}
-            if gzip_level is not None:
-                options["gzip_level"] = gzip_level
             sender = HttpSender(
-                name=self.name, timeout=timeout, verify=verify, retry=retry,
-                stop_event=stop_event, sleep=sleep, secrets=secrets, hints=hints, **options,
+                name=self.name, timeout=timeout, verify=verify, retry=retry, gzip_level=gzip_level,
+                stop_event=stop_event, sleep=sleep, secrets=secrets, hints=hints,
             )  # fmt: skip
         self._http = sender
         self._lock = threading.Lock()
@@ -312,18 +310,10 @@ class InfluxDBSink(HttpSink):
 
     def _prepare(self, batch: Batch) -> _Prepared:
         points = self.points(batch)
-        chunks = []
-        lo, n = 0, len(points)
-        while lo < n:
-            hi = min(n, lo + self.max_points)
-            body = self._encode(points[lo:hi])
-            # Measured, not estimated: a part over the byte cap is cut in proportion.
-            while len(body) > self.max_request_bytes and hi - lo > 1:
-                hi = lo + max(1, int((hi - lo) * self.max_request_bytes / len(body) * 0.95))
-                body = self._encode(points[lo:hi])
-            chunks.append((points[lo:hi], self._http.compress(body)))
-            lo = hi
-        return _Prepared(chunks)
+        bodies = self._plan(
+            points, self._encode, max_items=self.max_points, max_bytes=self.max_request_bytes
+        )
+        return _Prepared(points, bodies)
 
     @staticmethod
     def _encode(points: Sequence[str]) -> bytes:
@@ -336,17 +326,10 @@ class InfluxDBSink(HttpSink):
         prepared = batch.prepared.pop(id(self), None)
         if not isinstance(prepared, _Prepared):
             prepared = self._prepare(batch)
-        requests = splits = 0
-        for part, gzipped in prepared.chunks:
-            try:
-                self._send(gzipped, compressed=True)
-                requests += 1
-                continue
-            except PayloadTooLargeError:
-                pass  # the server's limit is lower than ours: halve until it takes the parts
-            sent = send_split(part, self._encode, self._send)
-            requests += sent
-            splits += sent - 1
+        points = prepared.points
+        requests, splits = self._send_planned(
+            prepared.bodies, lambda: points, self._encode, self._send
+        )
         with self._lock:
             self._counts["requests"] += requests
             self._counts["points"] += len(batch.lines)

@@ -24,9 +24,9 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import orjson
 
-from logferry.errors import ConfigError, PayloadTooLargeError
+from logferry.errors import ConfigError
 from logferry.records import Batch
-from logferry.sinks.http import HttpSender, HttpSink, RetryPolicy, safe_url, send_split
+from logferry.sinks.http import HttpSender, HttpSink, RetryPolicy, safe_url
 
 __all__ = [
     "IBM_REGIONS",
@@ -214,9 +214,6 @@ class MezmoSink(HttpSink):
             403: "check the ingestion key and its permissions",
         }
         if sender is None:
-            options: dict[str, Any] = {}
-            if gzip_level is not None:
-                options["gzip_level"] = gzip_level
             sender = HttpSender(
                 name=self.name,
                 timeout=timeout,
@@ -226,7 +223,7 @@ class MezmoSink(HttpSink):
                 sleep=sleep,
                 secrets=(key, token),
                 hints=hints,
-                **options,
+                gzip_level=gzip_level,
             )
         self._http = sender
         self._lock = threading.Lock()
@@ -253,25 +250,10 @@ class MezmoSink(HttpSink):
         entries = self._entries(batch, lines)
         # The entries are dropped once encoded: batches wait in queues, and a 413 (rare)
         # can rebuild them.
-        return _Prepared(self._bodies(entries), truncated)
-
-    def _bodies(self, entries: list[dict[str, Any]]) -> list[tuple[int, int, bytes]]:
-        """Gzipped request bodies as (first, end, body), each within the byte and line caps.
-
-        Encoding is measured, not estimated: a part that comes out too large is cut in
-        proportion and encoded again (rare with the default batch and request sizes).
-        """
-        bodies = []
-        lo, n = 0, len(entries)
-        while lo < n:
-            hi = min(n, lo + self.max_lines)
-            body = self._encode(entries[lo:hi])
-            while len(body) > self.max_request_bytes and hi - lo > 1:
-                hi = lo + max(1, int((hi - lo) * self.max_request_bytes / len(body) * 0.95))
-                body = self._encode(entries[lo:hi])
-            bodies.append((lo, hi, self._http.compress(body)))
-            lo = hi
-        return bodies
+        bodies = self._plan(
+            entries, self._encode, max_items=self.max_lines, max_bytes=self.max_request_bytes
+        )
+        return _Prepared(bodies, truncated)
 
     def write(self, batch: Batch) -> None:
         """Send ``batch`` in requests under the size and line limits; return once all are 2xx."""
@@ -280,17 +262,12 @@ class MezmoSink(HttpSink):
         prepared = batch.prepared.pop(id(self), None)
         if not isinstance(prepared, _Prepared):
             prepared = self._prepare(batch)
-        requests = splits = 0
-        for lo, hi, gzipped in prepared.bodies:
-            try:
-                self._send(gzipped, compressed=True)
-                requests += 1
-            except PayloadTooLargeError:
-                # The server's limit is lower than ours: halve until it takes the parts.
-                entries = self._entries(batch, self._truncated(batch.lines)[0])
-                sent = send_split(entries[lo:hi], self._encode, self._send)
-                requests += sent
-                splits += sent - 1
+        requests, splits = self._send_planned(
+            prepared.bodies,
+            lambda: self._entries(batch, self._truncated(batch.lines)[0]),
+            self._encode,
+            self._send,
+        )
         with self._lock:
             self._counts["requests"] += requests
             self._counts["lines"] += len(batch.lines)

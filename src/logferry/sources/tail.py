@@ -171,17 +171,7 @@ class TailSource(StreamSource):
         self._wake = threading.Event()
 
     @classmethod
-    def from_url(
-        cls,
-        url: str,
-        *,
-        start: Start = "beginning",
-        format: str = "lines",
-        format_options: FormatOptions | None = None,
-        poll_interval: float = 0.25,
-        rotate_wait: float = 5.0,
-        watch: bool = True,
-    ) -> TailSource:
+    def from_url(cls, url: str, **options: Any) -> TailSource:
         """``tail:///ABS/GLOB`` or ``tail:PATH/GLOB`` (relative to the working directory)."""
         if not url.startswith("tail:"):
             raise ConfigError(f"not a tail URL: {url!r} (expected tail:///path/*.log)")
@@ -196,15 +186,7 @@ class TailSource(StreamSource):
             path = rest
         if not path:
             raise ConfigError(f"tail URL {url!r} has no path; e.g. tail:///var/log/app/*.log")
-        return cls(
-            path,
-            start=start,
-            format=format,
-            format_options=format_options,
-            poll_interval=poll_interval,
-            rotate_wait=rotate_wait,
-            watch=watch,
-        )
+        return cls(path, **options)
 
     # -- listing -----------------------------------------------------------------------
 
