@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 #: The ``fields`` key a format sets on a record it could not parse; its value says why.
 #: Such records are still shipped as written; stream runners also file them as errors.
 MALFORMED_KEY = "_malformed"
@@ -37,23 +39,40 @@ class Record:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
-#: Parsed fields as columns: name -> one value per record (None where a record has none).
-Columns = dict[str, list[Any]]
+#: One parsed field for every record: a list (None where a record has none) or, from
+#: vectorised formats, a NumPy array that sinks such as DuckDB take without conversion.
+Column = list[Any] | np.ndarray
+#: Parsed fields as columns: name -> one value per record.
+Columns = dict[str, Column]
 
 
 def concat_columns(parts: list[tuple[Columns | None, int]]) -> Columns | None:
-    """Join the columns of consecutive runs of ``n`` records; missing values become None."""
+    """Join the columns of consecutive runs of ``n`` records; missing values become None.
+
+    A field that is a NumPy array in every run stays one; otherwise it becomes a list.
+    """
     if all(cols is None for cols, _ in parts):
         return None
     names: dict[str, None] = {}
     for cols, _ in parts:
         names.update(dict.fromkeys(cols or ()))
-    out: Columns = {name: [] for name in names}
-    for cols, n in parts:
-        for name, column in out.items():
-            values = cols.get(name) if cols else None
-            column.extend(values if values is not None else [None] * n)
+    out: Columns = {}
+    for name in names:
+        pieces = [cols.get(name) if cols else None for cols, _ in parts]
+        arrays = [p for p in pieces if isinstance(p, np.ndarray)]
+        if len(arrays) == len(pieces):
+            out[name] = arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
+            continue
+        column: list[Any] = []
+        for piece, (_, n) in zip(pieces, parts, strict=True):
+            column.extend(as_list(piece) if piece is not None else [None] * n)
+        out[name] = column
     return out
+
+
+def as_list(column: Column) -> list[Any]:
+    """A column as a list of plain Python values (``int``, ``float``, ``bool``, ``str``)."""
+    return column.tolist() if isinstance(column, np.ndarray) else column
 
 
 def slice_columns(columns: Columns | None, start: int, stop: int | None) -> Columns | None:
@@ -118,9 +137,9 @@ class Batch:
         """One field for every record (None where absent), from columns or per-record fields."""
         if self.columns is not None and name in self.columns:
             if self.fields is None:
-                return self.columns[name]
+                return as_list(self.columns[name])
             # Both kinds: a column wins where it has a value.
-            col = self.columns[name]
+            col = as_list(self.columns[name])
             return [
                 col[i] if col[i] is not None else (f.get(name) if f else None)
                 for i, f in enumerate(self.fields)
@@ -129,15 +148,29 @@ class Batch:
             return None
         return [f.get(name) if f else None for f in self.fields]
 
+    def array(self, name: str) -> np.ndarray | None:
+        """One field for every record as a NumPy array (object dtype unless vectorised)."""
+        if self.columns is not None and self.fields is None:
+            col = self.columns.get(name)
+            if isinstance(col, np.ndarray):
+                return col
+        values = self.column(name)
+        if values is None:
+            return None
+        # Assigning into an empty object array keeps each value as is (no type guessing).
+        array = np.empty(len(values), dtype=object)
+        array[:] = values
+        return array
+
     def field_dicts(self) -> list[dict[str, Any] | None] | None:
         """Per-record dicts (slow path: handlers, tests), built from columns when needed."""
         if self.columns is None:
             return self.fields
-        names = list(self.columns)
+        columns = {n: as_list(c) for n, c in self.columns.items()}
         out: list[dict[str, Any] | None] = []
         for i in range(len(self.lines)):
             row = dict(self.fields[i] or {}) if self.fields is not None else {}
-            row.update({n: self.columns[n][i] for n in names if self.columns[n][i] is not None})
+            row.update({n: c[i] for n, c in columns.items() if c[i] is not None})
             out.append(row or None)
         return out
 

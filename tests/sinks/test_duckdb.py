@@ -13,7 +13,7 @@ import pytest
 from logferry.errors import ConfigError
 from logferry.records import Batch
 from logferry.sinks import open_sink
-from logferry.sinks.duckdb import DuckDBSink, open_store_readonly, parse_duckdb_url
+from logferry.sinks.duckdb import DDL, DuckDBSink, open_store_readonly, parse_duckdb_url
 
 T0 = 1_700_000_000_000
 
@@ -44,8 +44,9 @@ def rows(path: Path, sql: str) -> list[tuple[Any, ...]]:
 
 
 def test_urls(tmp_path: Path) -> None:
-    assert parse_duckdb_url("duckdb:////abs/x.db") == (Path("/abs/x.db"), True)
+    assert parse_duckdb_url("duckdb:////abs/x.db") == (Path("/abs/x.db"), False)
     assert parse_duckdb_url("duckdb:///rel.db?index=false") == (Path("rel.db"), False)
+    assert parse_duckdb_url("duckdb:///rel.db?index=true") == (Path("rel.db"), True)
     for bad in ("duckdb://x.db", "duckdb:///", "duckdb:///x.db?foo=1"):
         with pytest.raises(ConfigError):
             parse_duckdb_url(bad)
@@ -66,7 +67,14 @@ def test_schema(tmp_path: Path) -> None:
         ("request_path", "VARCHAR", "YES"), ("status_code", "INTEGER", "YES"),
         ("duration", "DOUBLE", "YES"), ("success", "BOOLEAN", "YES"),
     ]  # fmt: skip
-    assert rows(tmp_path / "s.db", "SELECT index_name FROM duckdb_indexes()") == [
+    # No index and no primary key by default: both cost more than the insert itself.
+    assert rows(tmp_path / "s.db", "SELECT index_name FROM duckdb_indexes()") == []
+    assert rows(
+        tmp_path / "s.db",
+        "SELECT count(*) FROM duckdb_constraints() WHERE constraint_type = 'PRIMARY KEY'",
+    ) == [(0,)]
+    DuckDBSink(f"duckdb:///{tmp_path}/i.db?index=true")
+    assert rows(tmp_path / "i.db", "SELECT index_name FROM duckdb_indexes()") == [
         ("records_customer_ts",)
     ]
 
@@ -118,6 +126,65 @@ def test_replay_is_exactly_once(tmp_path: Path) -> None:
     assert rows(
         tmp_path / "s.db", "SELECT count(*), count(DISTINCT (key, position)) FROM records"
     ) == [(300, 300)]
+
+
+def test_replay_fills_only_the_gaps(tmp_path: Path) -> None:
+    # A range refused earlier (error queue) and drained later lands between covered ones.
+    sink = DuckDBSink(tmp_path / "s.db")
+    sink.write(api_batch(10, start=0))
+    sink.write(api_batch(10, start=20))
+    sink.write(api_batch(30, start=0))  # replay over both, filling 10-20 and 30-30
+    sink.write(api_batch(30, start=0))  # and once more: nothing new
+    got = rows(
+        tmp_path / "s.db",
+        "SELECT count(*), count(DISTINCT position), min(position), max(position) FROM records",
+    )
+    assert got == [(30, 30, 0, 29)]
+    assert sink.counters()["transactions"] == 4
+
+
+def test_store_with_primary_key_still_accepts_batches(tmp_path: Path) -> None:
+    # Stores made before the ``ingested`` table keyed records by (source, key, position).
+    con = duckdb.connect(str(tmp_path / "old.db"))
+    con.execute(
+        DDL.split(";")[0].replace(
+            "success BOOLEAN", "success BOOLEAN, PRIMARY KEY (source, key, position)"
+        )
+    )
+    con.execute(
+        "INSERT INTO records (source, key, position, ts, line) SELECT 'tail', 'api.log', range, now(), 'old' FROM range(5)"
+    )
+    con.close()
+    sink = DuckDBSink(tmp_path / "old.db")
+    sink.write(api_batch(10))
+    assert rows(
+        tmp_path / "old.db", "SELECT count(*), count(*) FILTER (line = 'old') FROM records"
+    ) == [(10, 5)]
+
+
+def test_numpy_columns_are_stored_as_typed(tmp_path: Path) -> None:
+    import numpy as np
+
+    sink = DuckDBSink(tmp_path / "s.db")
+    batch = Batch(
+        "tail", "np.log", 0, 3, ["a", "b", "c"], [T0, T0 + 1, T0 + 2], format="api-request"
+    )
+    batch.columns = {
+        "customer_id": np.array(["c1", "c2", "c1"], dtype=object),
+        "status_code": np.array([200, 404, 503], dtype=np.int16),
+        "duration": np.array([0.5, 0.25, 1e-06]),
+        "success": np.array([True, False, False]),
+    }
+    sink.write(batch)
+    got = rows(
+        tmp_path / "s.db",
+        "SELECT customer_id, request_path, status_code, duration, success FROM records ORDER BY position",
+    )
+    assert got == [
+        ("c1", None, 200, 0.5, True),
+        ("c2", None, 404, 0.25, False),
+        ("c1", None, 503, 1e-06, False),
+    ]
 
 
 def _writer(path: str, batches: int) -> None:

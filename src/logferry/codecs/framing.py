@@ -6,7 +6,7 @@ from collections.abc import Iterable, Iterator
 
 from logferry.errors import DecodeError
 
-_BOM = "\ufeff"
+_BOM_BYTES = "\ufeff".encode()
 
 
 def iter_lines(chunks: Iterable[bytes]) -> Iterator[list[str]]:
@@ -14,6 +14,19 @@ def iter_lines(chunks: Iterable[bytes]) -> Iterator[list[str]]:
 
     Invalid UTF-8 is replaced, never fatal. A chunk that completes no line yields nothing;
     a last line without a trailing newline is still a line.
+    """
+    for block in iter_line_blocks(chunks):
+        lines = block_lines(block)
+        if lines:
+            yield lines
+
+
+def iter_line_blocks(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """Yield the bytes of whole lines, each block ending in ``\n``, one per chunk.
+
+    A leading UTF-8 byte order mark is dropped, and a last line without a trailing newline
+    gets one. Formats that parse bytes directly (vectorised) start here; :func:`block_lines`
+    turns a block into the lines :func:`iter_lines` yields.
     """
     pending: list[bytes] = []  # bytes after the last newline, kept as parts to avoid O(n^2)
     first = True
@@ -31,23 +44,25 @@ def iter_lines(chunks: Iterable[bytes]) -> Iterator[list[str]]:
             data = chunk[: cut + 1]
         if cut + 1 < len(chunk):
             pending.append(chunk[cut + 1 :])
-        # Cutting at b"\n" never splits a UTF-8 sequence, so one decode per chunk is safe.
-        text = data.decode("utf-8", "replace")
         if first:
-            text = text.removeprefix(_BOM)
+            data = data.removeprefix(_BOM_BYTES)
             first = False
-        if "\r" in text:
-            text = text.replace("\r\n", "\n")
-        lines = [line for line in text.split("\n") if line]
-        if lines:
-            yield lines
+        yield data
     if pending:
-        text = b"".join(pending).decode("utf-8", "replace")
+        data = b"".join(pending)
         if first:
-            text = text.removeprefix(_BOM)
-        text = text.removesuffix("\r")
-        if text:
-            yield [text]
+            data = data.removeprefix(_BOM_BYTES)
+        if data:
+            yield data + b"\n"
+
+
+def block_lines(block: bytes) -> list[str]:
+    """The non-blank lines of a block of whole lines, decoded as UTF-8 (invalid replaced)."""
+    # Cutting at b"\n" never splits a UTF-8 sequence, so one decode per block is safe.
+    text = block.decode("utf-8", "replace")
+    if "\r" in text:
+        text = text.replace("\r\n", "\n")
+    return [line for line in text.split("\n") if line]
 
 
 def read_document(chunks: Iterable[bytes], limit: int) -> bytes:

@@ -2,8 +2,12 @@
 
 URL: ``duckdb:///relative/path.db`` or ``duckdb:////absolute/path.db``.
 
-Rows are keyed by ``(source, key, position)`` and inserted with ``ON CONFLICT DO NOTHING``,
-so a replayed batch adds nothing: exactly-once on replay.
+Exactly-once on replay: every committed batch also records its position range
+``[start, end)`` in the small ``ingested`` table, in the same transaction. A batch that comes
+again (a restart before the ledger checkpoint, ``errors drain``) inserts only the positions no
+earlier range covers. The ``records`` table itself has no primary key: maintaining one (an
+ART index over every row, rewritten at each checkpoint) cost more than the insert itself.
+Stores created by earlier versions keep their key and use ``ON CONFLICT DO NOTHING`` as well.
 
 Concurrency: DuckDB lets one process open a file for writing and refuses read-only
 openers meanwhile. The sink therefore holds the file only while it writes: each batch is
@@ -56,11 +60,17 @@ DDL = """CREATE TABLE IF NOT EXISTS records (
         request_path VARCHAR,
         status_code INTEGER,
         duration DOUBLE,
-        success BOOLEAN,
-        PRIMARY KEY (source, key, position)
+        success BOOLEAN
+    );
+    CREATE TABLE IF NOT EXISTS ingested (
+        source VARCHAR NOT NULL,
+        key VARCHAR NOT NULL,
+        start BIGINT NOT NULL,
+        "end" BIGINT NOT NULL
     )"""
-# For per-customer, per-day lookups. ART maintenance roughly halves the insert rate and
-# makes each checkpoint ~10x slower; ``duckdb:///PATH?index=false`` leaves it out.
+# An ART index for point lookups by customer. The stats queries do not need it (zone maps
+# and vectorised scans are faster for day ranges) and it halves the insert rate, so it is
+# off unless the URL asks for it: ``duckdb:///PATH?index=true``.
 INDEX_DDL = "CREATE INDEX IF NOT EXISTS records_customer_ts ON records (customer_id, ts)"
 
 # make_timestamptz takes epoch microseconds, independent of the session's TimeZone.
@@ -69,14 +79,19 @@ _INSERT = """INSERT INTO records
            TRY_CAST(customer_id AS VARCHAR), TRY_CAST(request_path AS VARCHAR),
            TRY_CAST(status_code AS INTEGER), TRY_CAST(duration AS DOUBLE),
            TRY_CAST(success AS BOOLEAN)
-    FROM rows
-    ON CONFLICT DO NOTHING"""
+    FROM rows"""
+_ON_CONFLICT = " ON CONFLICT DO NOTHING"
+_COVERED = """SELECT start, "end" FROM ingested
+    WHERE source = $source AND key = $key AND "end" > $start AND start < $end"""
+_RECORD_RANGE = "INSERT INTO ingested VALUES ($source, $key, $start, $end)"
+_HAS_PRIMARY_KEY = """SELECT count(*) FROM duckdb_constraints()
+    WHERE table_name = 'records' AND constraint_type = 'PRIMARY KEY'"""
 
 _TYPED = ("customer_id", "request_path", "status_code", "duration", "success")
 
 
 def parse_duckdb_url(url: str) -> tuple[Path, bool]:
-    """The database path of ``duckdb:///PATH[?index=false]`` and whether to index customers.
+    """The database path of ``duckdb:///PATH[?index=true]`` and whether to index customers.
 
     ``duckdb:////abs.db`` is absolute, ``duckdb:///rel.db`` relative to the working directory.
     """
@@ -87,7 +102,7 @@ def parse_duckdb_url(url: str) -> tuple[Path, bool]:
             f"bad DuckDB URL {url!r}: use duckdb:///relative.db or duckdb:////absolute/path.db"
         )
     options = dict(parse_qsl(query, keep_blank_values=True))
-    index = options.pop("index", "true").lower()
+    index = options.pop("index", "false").lower()
     if options or index not in ("true", "false"):
         raise ConfigError(f"bad DuckDB URL {url!r}: the only option is index=true|false")
     return Path(unquote(path)), index == "true"
@@ -135,7 +150,7 @@ def open_store_readonly(
 
 
 def open_store(
-    path: str | Path, *, timeout: float = 10.0, index: bool = True
+    path: str | Path, *, timeout: float = 10.0, index: bool = False
 ) -> duckdb.DuckDBPyConnection:
     """Open (creating) the store for writing, with the ``records`` table and its index."""
     path = Path(path)
@@ -147,13 +162,6 @@ def open_store(
     return con
 
 
-def _column(values: list[Any]) -> np.ndarray:
-    # Object arrays keep None as NULL; the INSERT's TRY_CASTs fix the SQL types.
-    array = np.empty(len(values), dtype=object)
-    array[:] = values
-    return array
-
-
 class DuckDBSink(Sink):
     """Inserts batches into the ``records`` table, one transaction per batch."""
 
@@ -161,7 +169,7 @@ class DuckDBSink(Sink):
         self,
         url_or_path: str | Path,
         *,
-        index: bool = True,
+        index: bool = False,
         lock_timeout: float = 60.0,
         stop_event: threading.Event | None = None,
         max_hold: float = 1.0,
@@ -185,9 +193,15 @@ class DuckDBSink(Sink):
         self._opened_at = 0.0
         self._idle: threading.Timer | None = None
         try:
-            open_store(self.path, timeout=lock_timeout, index=index).close()
+            con = open_store(self.path, timeout=lock_timeout, index=index)
+            try:
+                # Stores from before the ``ingested`` table keep their primary key.
+                keyed = con.execute(_HAS_PRIMARY_KEY).fetchone()
+            finally:
+                con.close()
         except duckdb.Error as exc:
             raise ConfigError(f"{self.name}: cannot open the store: {exc}") from None
+        self._insert_sql = _INSERT + (_ON_CONFLICT if keyed and keyed[0] else "")
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> DuckDBSink:
@@ -210,6 +224,8 @@ class DuckDBSink(Sink):
 
     @staticmethod
     def _columns(batch: Batch) -> dict[str, np.ndarray]:
+        # Vectorised formats hand over typed NumPy arrays, which DuckDB scans in place;
+        # other columns become object arrays (None is NULL, the TRY_CASTs fix the types).
         n = len(batch.lines)
         columns = {
             "position": np.arange(batch.start, batch.start + n, dtype=np.int64),
@@ -217,8 +233,8 @@ class DuckDBSink(Sink):
             "line": np.array(batch.lines, dtype=object),
         }
         for name in _TYPED:
-            values = batch.column(name)
-            columns[name] = np.full(n, None, dtype=object) if values is None else _column(values)
+            values = batch.array(name)
+            columns[name] = np.full(n, None, dtype=object) if values is None else values
         return columns
 
     def write(self, batch: Batch) -> None:
@@ -228,20 +244,25 @@ class DuckDBSink(Sink):
         columns = batch.prepared.pop(id(self), None)
         if not isinstance(columns, dict):
             columns = self._columns(batch)
-        params = {"source": batch.source, "key": batch.key, "format": batch.format or None}
         with self._lock:
-            self._run(lambda con: self._insert(con, columns, params))
+            self._run(lambda con: self._insert(con, batch, columns))
             self._counts["rows"] += len(batch.lines)
             self._counts["transactions"] += 1
 
-    @staticmethod
     def _insert(
-        con: duckdb.DuckDBPyConnection, rows: dict[str, np.ndarray], params: dict[str, Any]
+        self, con: duckdb.DuckDBPyConnection, batch: Batch, columns: dict[str, np.ndarray]
     ) -> None:
-        # ``rows`` is found by name: DuckDB's replacement scan reads the caller's locals.
+        where = {"source": batch.source, "key": batch.key, "start": batch.start, "end": batch.end}
         con.execute("BEGIN TRANSACTION")
         try:
-            con.execute(_INSERT, params)
+            rows = _uncovered(columns, batch.start, con.execute(_COVERED, where).fetchall())
+            if rows is not None:
+                # ``rows`` is found by name: DuckDB's replacement scan reads this frame's locals.
+                con.execute(
+                    self._insert_sql,
+                    {"source": batch.source, "key": batch.key, "format": batch.format or None},
+                )
+                con.execute(_RECORD_RANGE, where)
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
@@ -298,6 +319,21 @@ class DuckDBSink(Sink):
                 self._idle.cancel()
                 self._idle = None
             self._release()
+
+
+def _uncovered(
+    columns: dict[str, np.ndarray], start: int, covered: list[tuple[int, int]]
+) -> dict[str, np.ndarray] | None:
+    """The rows of ``columns`` (positions from ``start``) no ``covered`` range holds yet."""
+    if not covered:
+        return columns
+    n = len(columns["position"])
+    keep = np.ones(n, dtype=bool)
+    for lo, hi in covered:
+        keep[max(lo - start, 0) : max(hi - start, 0)] = False
+    if not keep.any():
+        return None
+    return {name: values[keep] for name, values in columns.items()}
 
 
 def from_url(url: str, **options: Any) -> DuckDBSink:

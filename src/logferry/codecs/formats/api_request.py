@@ -16,8 +16,9 @@ from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
+from logferry.codecs.formats.api_request_fast import parse_block
 from logferry.codecs.formats.base import DecodeContext, Format
-from logferry.codecs.framing import iter_lines
+from logferry.codecs.framing import block_lines, iter_line_blocks
 from logferry.records import MALFORMED_KEY, Chunk
 
 FIELDS = ("customer_id", "request_path", "status_code", "duration", "success")
@@ -66,7 +67,15 @@ class ApiRequestFormat(Format):
 
     def decode(self, chunks: Iterable[bytes], ctx: DecodeContext) -> Iterator[Chunk]:
         """Yield one chunk per decompressed chunk."""
-        for lines in iter_lines(chunks):
+        for block in iter_line_blocks(chunks):
+            parsed = parse_block(block)
+            if parsed is not None:
+                lines, timestamps, columns = parsed
+                yield Chunk(lines, timestamps.tolist(), None, columns)
+                continue
+            lines = block_lines(block)
+            if not lines:
+                continue
             chunk = _decode_columns(lines)
             if chunk is None:
                 chunk = _decode_lines(lines, ctx)
@@ -109,7 +118,7 @@ def _decode_lines(lines: list[str], ctx: DecodeContext) -> Chunk:
     """Slow path for a chunk with malformed lines: line by line, counting the bad ones."""
     default = ctx.last_modified_ms
     timestamps: list[int] = []
-    columns: dict[str, list[Any]] = {name: [] for name in (*FIELDS, MALFORMED_KEY)}
+    columns = {name: list[Any]() for name in (*FIELDS, MALFORMED_KEY)}
     malformed = 0
     for line in lines:
         parts = line.split()
@@ -133,7 +142,7 @@ def _decode_lines(lines: list[str], ctx: DecodeContext) -> Chunk:
         for column, value in zip(columns.values(), values, strict=True):
             column.append(value)
     ctx.counters["malformed"] += malformed
-    return Chunk(lines, timestamps, None, columns)
+    return Chunk(lines, timestamps, None, dict(columns))
 
 
 def malformed_reason(line: str) -> str | None:
