@@ -6,9 +6,10 @@ reads what is new, batches it by lines, bytes and wait time, hands each batch to
 of the partition's route, and only then checkpoints the batch's end position and the
 partition's cursor (invariant 1).
 
-Reading and decoding run in the calling thread; delivering (sinks prepare and write, then the
-ledger checkpoint) runs in a flusher thread a batch or two behind, so parsing overlaps with
-database and network work. Batches are delivered in order, one at a time.
+Reading, decoding and the sinks' ``prepare`` (encoding) run in the calling thread; delivering
+(sinks write, then the ledger checkpoint) runs in a flusher thread a batch or two behind, so
+parsing and encoding overlap with database and network work. Batches are delivered in order,
+one at a time.
 
 A sink that keeps failing with a transient error holds the batch and is retried with a
 growing delay (and holds the batches behind it): nothing is dropped. A batch a sink refuses for good (a 400, a handler
@@ -317,6 +318,13 @@ class StreamRunner:
         """Give the held records to the flusher (blocks while two batches wait: back-pressure)."""
         job = _Job(h, h.take(self.source.id), h.cursor)
         h.position = job.batch.end
+        # Encoding for the sinks (points, gzip, arrays) happens here, while the flusher is
+        # still writing the previous batch; a failure is left for the flusher to meet again.
+        for sink in h.route.sinks:
+            try:
+                sink.prepare(job.batch)
+            except Exception as exc:
+                log.debug("%s: preparing for %s failed: %s", h.info.key, sink, one_line(exc))
         with self._lock:
             h.inflight += 1
         # The flusher always makes room: it delivers, or gives up at once once stopping.
@@ -342,7 +350,8 @@ class StreamRunner:
         while True:
             try:
                 for sink in h.route.sinks:
-                    sink.prepare(batch)
+                    if id(sink) not in batch.prepared:
+                        sink.prepare(batch)
                     sink.write(batch)
                 break
             except Exception as exc:

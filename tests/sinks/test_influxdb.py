@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import http.server
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any, ClassVar
 
@@ -93,6 +94,53 @@ def test_point_shape() -> None:
     assert len(stream) == 8
 
 
+def _as_numpy_columns(batch: Batch) -> Batch:
+    """The same records with typed NumPy columns, as the api-request fast path yields them."""
+    import numpy as np
+
+    dicts = batch.fields or []
+    fast = Batch(batch.source, batch.key, batch.start, batch.end, batch.lines, batch.timestamps)
+    fast.columns = {
+        "customer_id": np.array([d["customer_id"] for d in dicts], dtype=object),  # type: ignore[index]
+        "request_path": np.array([d["request_path"] for d in dicts], dtype=object),  # type: ignore[index]
+        "status_code": np.array([d["status_code"] for d in dicts], dtype=np.int16),  # type: ignore[index]
+        "duration": np.array([d["duration"] for d in dicts]),  # type: ignore[index]
+        "success": np.array([d["success"] for d in dicts]),  # type: ignore[index]
+    }
+    return fast
+
+
+@pytest.mark.parametrize(
+    "query", ["", "?tags=customer_id,request_path", "?tags=request_path", "?tags="]
+)
+def test_vectorised_points_equal_general_points(query: str) -> None:
+    sink = InfluxDBSink(f"influxdb+http://127.0.0.1:1/db{query}")
+    batch = api_batch(50, start=999_990, same_ms=False)
+    batch.fields[0]["customer_id"] = "acme, inc="  # type: ignore[index]
+    batch.fields[1]["customer_id"] = ""  # type: ignore[index]
+    batch.fields[2]["request_path"] = 'say "hi" \\o/'  # type: ignore[index]
+    batch.fields[3]["duration"] = 1e-05  # type: ignore[index]
+    fast = _as_numpy_columns(batch)
+    assert sink._points_vectorised(batch) is None  # per-record dicts: the general path
+    assert sink._points_vectorised(fast) is not None
+    assert sink.points(fast) == sink.points(batch)
+    plain = api_batch(20)  # no quote or backslash anywhere: paths go in unescaped
+    assert sink.points(_as_numpy_columns(plain)) == sink.points(plain)
+
+
+def test_vectorised_points_fall_back_on_what_they_do_not_cover() -> None:
+    import numpy as np
+
+    sink = InfluxDBSink("influxdb+http://127.0.0.1:1/db")
+    fast = _as_numpy_columns(api_batch(4))
+    fast.columns["duration"][1] = np.nan  # type: ignore[index]
+    assert sink._points_vectorised(fast) is None
+    fast = _as_numpy_columns(api_batch(4))
+    fast.columns["customer_id"][2] = None  # type: ignore[index]
+    assert sink._points_vectorised(fast) is None
+    assert "customer_id" not in sink.points(fast)[2]
+
+
 def test_plain_records_write_line() -> None:
     sink = InfluxDBSink("influxdb+http://127.0.0.1:1/db")
     batch = Batch("s", "k", 5, 7, ['a "q"', "b"], [T0, T0], None, format="lines")
@@ -119,6 +167,8 @@ def test_parse_v1_and_v2_urls() -> None:
         2,
     )
     assert (v2.measurement, v2.tags) == ("api_requests", ("customer_id",))
+    assert v2.concurrency == 2
+    assert parse_influx_url("influxdb+http://h:8086/db?concurrency=5").concurrency == 5
 
 
 @pytest.mark.parametrize(
@@ -131,6 +181,9 @@ def test_parse_v1_and_v2_urls() -> None:
         "influxdb+http://h:8086/db?precision=s",
         "influxdb+http://h:8086/db?bogus=1",
         "influxdb+http://h:8086/db?tags=stream",
+        "influxdb+http://h:8086/db?concurrency=0",
+        "influxdb+http://h:8086/db?concurrency=17",
+        "influxdb+http://h:8086/db?concurrency=two",
     ],
 )
 def test_bad_urls(url: str) -> None:
@@ -178,7 +231,59 @@ def test_v2_request_shape(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "secret" not in repr(sink) and "secret" not in sink.name
 
 
+class _Refuses(http.server.BaseHTTPRequestHandler):
+    """Accepts writes slowly, and refuses the one holding the point of position 13."""
+
+    lock = threading.Lock()
+    in_flight = peak = 0
+
+    def do_POST(self) -> None:
+        body = gzip.decompress(self.rfile.read(int(self.headers["Content-Length"])))
+        cls = type(self)
+        with cls.lock:
+            cls.in_flight += 1
+            cls.peak = max(cls.peak, cls.in_flight)
+        time.sleep(0.05)
+        with cls.lock:
+            cls.in_flight -= 1
+        bad = b"000013\n" in body
+        self.send_response(400 if bad else 204)
+        self.end_headers()
+        if bad:
+            self.wfile.write(b'{"error":"refused"}')
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_concurrent_requests_all_answered_and_first_failure_raised() -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Refuses)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        port = server.server_address[1]
+        sink = InfluxDBSink(
+            f"influxdb+http://127.0.0.1:{port}/db?concurrency=3", max_points=2, retry=FAST
+        )
+        sink.write(api_batch(12))  # 6 requests, 3 at a time
+        assert _Refuses.peak == 3
+        with pytest.raises(FatalSinkError, match="refused"):
+            sink.write(api_batch(12, start=12))
+        assert _Refuses.in_flight == 0  # every request was answered before the raise
+        sink.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 # -- against influxd --------------------------------------------------------------------
+
+
+def test_many_concurrent_requests_store_every_point(influxdb: InfluxServer, db: str) -> None:
+    sink = sink_for(influxdb, "?concurrency=4", max_points=50)
+    sink.write(api_batch(2000, same_ms=False))
+    assert sink.counters()["requests"] == 40
+    (total,) = influxdb.query('SELECT COUNT("duration") AS n FROM api_requests')
+    assert total["n"] == 2000
 
 
 def test_write_and_query(influxdb: InfluxServer, db: str) -> None:

@@ -10,6 +10,7 @@ query strings or credentials.
 
 from __future__ import annotations
 
+import concurrent.futures
 import email.utils
 import random
 import ssl
@@ -363,25 +364,49 @@ class HttpSink(Sink):
         items: Callable[[], Sequence[T]],
         encode: Callable[[Sequence[T]], bytes],
         send: Callable[..., Any],
+        *,
+        concurrency: int = 1,
     ) -> tuple[int, int]:
         """POST planned bodies; on a 413 re-encode that range and halve it until it passes.
 
-        ``items`` gives the encoded items back (only needed after a 413). Returns
+        ``items`` gives the encoded items back (only needed after a 413). With
+        ``concurrency`` above 1, that many requests are in flight at once (for sinks where
+        the order of requests within a batch does not matter); the call still returns only
+        once every request got its answer, and raises the first failure. Returns
         (requests, extra requests caused by splits).
         """
-        requests = splits = 0
-        every: Sequence[T] | None = None
-        for lo, hi, gzipped in bodies:
+
+        def one(lo: int, hi: int, gzipped: bytes) -> tuple[int, int]:
             try:
                 send(gzipped, compressed=True)
-                requests += 1
+                return 1, 0
             except PayloadTooLargeError:
                 # The server's limit is lower than ours: halve until it takes the parts.
-                every = items() if every is None else every
-                sent = send_split(every[lo:hi], encode, send)
-                requests += sent
-                splits += sent - 1
-        return requests, splits
+                sent = send_split(items()[lo:hi], encode, send)
+                return sent, sent - 1
+
+        if concurrency <= 1 or len(bodies) <= 1:
+            results = [one(*body) for body in bodies]
+        else:
+            futures = [self._pool(concurrency).submit(one, *body) for body in bodies]
+            results, failure = [], None
+            for future in futures:
+                try:
+                    results.append(future.result())
+                except Exception as exc:
+                    failure = failure or exc
+            if failure is not None:
+                raise failure
+        return sum(r for r, _ in results), sum(s for _, s in results)
+
+    def _pool(self, workers: int) -> concurrent.futures.ThreadPoolExecutor:
+        """Threads for concurrent requests, made on first use."""
+        with self._lock:
+            pool: concurrent.futures.ThreadPoolExecutor | None = getattr(self, "_executor", None)
+            if pool is None:
+                pool = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="http")
+                self._executor = pool
+            return pool
 
     def counters(self) -> dict[str, int]:
         """The sink's counts plus the HTTP retries."""
@@ -391,5 +416,8 @@ class HttpSink(Sink):
         return counts
 
     def close(self) -> None:
-        """Release the HTTP connection pool."""
+        """Release the HTTP connection pool (and the request threads, if any)."""
+        pool = getattr(self, "_executor", None)
+        if pool is not None:
+            pool.shutdown(wait=True)
         self._http.close()
