@@ -2,7 +2,7 @@
 
 What it does, in one run:
 
-1. Builds a DuckDB store with the DuckDB sink's ``records`` schema (primary key included)
+1. Builds a DuckDB store with the DuckDB sink's ``records`` schema
    and ``--rows`` rows (default 10 million) generated inside DuckDB with ``range()``:
    ``--customers`` customers, 30 UTC days, 90 % status 200, lognormal durations.
 2. Times, ``--repeat`` times each, through :class:`logferry.stats.queries.DuckDBStats`
