@@ -17,6 +17,8 @@ import pytest
 
 from logferry.config import parse_pipeline
 from logferry.errors import ConfigError
+from logferry.pipeline import Pipeline
+from logferry.sinks.base import Batching
 from tests.conftest import IBM_FIXTURES, run_cli
 
 
@@ -235,3 +237,23 @@ def wait_for(check, timeout: float = 20) -> None:  # type: ignore[no-untyped-def
             return
         time.sleep(0.05)
     raise AssertionError("condition not met in time")
+
+
+def test_a_sink_may_batch_on_its_own(tmp_path: Path) -> None:
+    text = f"""
+batch_lines: 500
+batch_wait: 2
+sinks:
+  quick: {{url: "file://{tmp_path}/q", batch_wait: 0.5}}
+  plain: {{url: "file://{tmp_path}/p"}}
+sources:
+  logs: {{url: "tail://{tmp_path}/*.log", sinks: [quick, plain]}}
+"""
+    pipeline = Pipeline(parse_pipeline(text, "p.yaml", env={}))
+    try:
+        assert pipeline.sinks["quick"].batching == Batching(500, 2 * 1024 * 1024, 0.5)
+        assert pipeline.sinks["plain"].batching is None  # the run's batching
+    finally:
+        pipeline.close()
+    with pytest.raises(ConfigError, match="batch_lines"):
+        parse_pipeline(text.replace("batch_wait: 0.5", "batch_lines: 0"), "p.yaml", env={})

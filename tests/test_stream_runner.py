@@ -5,12 +5,14 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from logferry.config import ShipOptions
 from logferry.errors import FatalSinkError, RetryableSinkError
 from logferry.ledger import SQLiteLedger, Status
 from logferry.records import Batch, Chunk
-from logferry.sinks.base import Sink
+from logferry.runner import Route, Router
+from logferry.sinks.base import Batching, Sink
 from logferry.sources.stream import PartitionInfo, ReadResult, StreamPartition, StreamSource
 from logferry.stream_runner import StreamRunner
 
@@ -209,4 +211,108 @@ def test_a_retried_batch_is_not_duplicated_in_a_file(tmp_path: Path) -> None:
     import orjson
 
     assert [orjson.loads(x)["position"] for x in out.read_bytes().splitlines()] == list(range(10))
+    ledger.close()
+
+
+# -- per-sink lanes: own batching, independent delivery, one checkpoint ---------------------
+
+
+class Sizes(Collect):
+    """Records the size of every batch and can be switched off (transient failures)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.name = name
+        self.sizes: list[int] = []
+        self.down = threading.Event()
+
+    def write(self, batch: Batch) -> None:
+        if self.down.is_set():
+            raise RetryableSinkError(f"{self.name} down")
+        self.sizes.append(len(batch))
+        super().write(batch)
+
+
+def _run_in_thread(runner: StreamRunner) -> threading.Thread:
+    thread = threading.Thread(target=runner.run)
+    thread.start()
+    return thread
+
+
+def _until(condition: Any, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def test_each_sink_gets_batches_of_its_own_size(tmp_path: Path) -> None:
+    src = MemorySource()
+    src.data = {"a": [f"a{i}" for i in range(200)]}
+    ledger = SQLiteLedger(tmp_path / "l.db")
+    small, large = Sizes("small"), Sizes("large")
+    small.batching = Batching(lines=10, bytes=1 << 20, wait=60.0)
+    large.batching = Batching(lines=100, bytes=1 << 20, wait=0.3)
+    stop = threading.Event()
+    runner = StreamRunner(src, [small, large], ledger, OPTS, stop=stop, discover_interval=0.05)
+    thread = _run_in_thread(runner)
+    _until(lambda: len(large.rows) == 200)
+    stop.set()
+    thread.join(5)
+    assert [x[2] for x in small.rows] == [x[2] for x in large.rows] == src.data["a"]
+    # Reads come 7 records at a time, so a batch is cut at the first read reaching the size.
+    assert max(small.sizes) < 20 and min(small.sizes[:-1]) >= 10
+    assert min(large.sizes[:-1]) >= 100 and len(large.sizes) <= 3  # the rest after its wait
+    assert ledger.get("memory://test", "a", "v1").position == 200  # type: ignore[union-attr]
+    ledger.close()
+
+
+def test_a_sink_that_is_down_does_not_hold_up_the_others(tmp_path: Path) -> None:
+    src = MemorySource()
+    src.data = {"a": [f"a{i}" for i in range(20)]}
+    ledger = SQLiteLedger(tmp_path / "l.db")
+    healthy, flaky = Sizes("healthy"), Sizes("flaky")
+    flaky.down.set()
+    stop = threading.Event()
+    runner = StreamRunner(src, [healthy, flaky], ledger, OPTS, stop=stop, discover_interval=0.05)
+    thread = _run_in_thread(runner)
+    _until(lambda: len(healthy.rows) == 20)
+    src.data["a"].extend(f"a{i}" for i in range(20, 40))
+    _until(lambda: len(healthy.rows) == 40)  # still flowing while the other sink is down
+    assert flaky.rows == []
+    # Nothing is checkpointed past what every sink has: a restart now would resend it all.
+    entry = ledger.get("memory://test", "a", "v1")
+    assert entry is not None and entry.position == 0
+    flaky.down.clear()
+    _until(lambda: len(flaky.rows) == 40, timeout=15)
+    _until(lambda: ledger.get("memory://test", "a", "v1").position == 40)  # type: ignore[union-attr]
+    stop.set()
+    thread.join(5)
+    assert [x[2] for x in flaky.rows] == [x[2] for x in healthy.rows] == src.data["a"]
+    ledger.close()
+
+
+def test_a_sink_that_is_down_pauses_reading_only_its_partitions(tmp_path: Path) -> None:
+    src = MemorySource()
+    src.data = {
+        "down/a": [f"d{i}" for i in range(500)],
+        "up/b": [f"u{i}" for i in range(100)],
+    }
+    ledger = SQLiteLedger(tmp_path / "l.db")
+    broken, fine = Sizes("broken"), Sizes("fine")
+    broken.down.set()
+    router = Router([Route("down/", (broken,)), Route("up/", (fine,))])
+    stop = threading.Event()
+    runner = StreamRunner(src, [], ledger, OPTS, router=router, stop=stop, discover_interval=0.05)
+    thread = _run_in_thread(runner)
+    _until(lambda: len(fine.rows) == 100)
+    src.data["up/b"].extend(f"u{i}" for i in range(100, 150))
+    _until(lambda: len(fine.rows) == 150)
+    held = runner._held["down/a"]
+    # The buffer of the stuck partition stops at a bounded size instead of growing.
+    assert held.position - held.base <= OPTS.batch_lines * 3 + 7
+    stop.set()
+    thread.join(5)
+    assert broken.rows == []
+    assert ledger.get("memory://test", "down/a", "v1").position == 0  # type: ignore[union-attr]
     ledger.close()

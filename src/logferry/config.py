@@ -125,6 +125,10 @@ class SinkConfig(BaseModel):
     tags: str | list[str] | None = None
     max_line_bytes: int = Field(default=32 * 1024, ge=256)
     verify_tls: bool = True
+    #: Streams: this sink's own batches (unset: the pipeline's ``batch_*``).
+    batch_lines: int | None = Field(default=None, ge=1)
+    batch_bytes: int | None = Field(default=None, ge=1024)
+    batch_wait: float | None = Field(default=None, gt=0)
 
     @model_validator(mode="after")
     def _url_or_handler(self) -> SinkConfig:

@@ -20,6 +20,7 @@ from logferry.errors import ConfigError
 from logferry.ledger import Ledger
 from logferry.runner import Progress, Route, Router, Runner, ShipResult, one_line
 from logferry.sinks import Sink, check_sink, open_sink
+from logferry.sinks.base import Batching
 from logferry.sinks.handler import HandlerSink, load_handler
 from logferry.sources import (
     BucketSource,
@@ -100,7 +101,17 @@ class Pipeline:
         try:
             for name, sink_cfg in config.sinks.items():
                 try:
-                    self.sinks[name] = open_configured_sink(name, sink_cfg, self.stop)
+                    sink = open_configured_sink(name, sink_cfg, self.stop)
+                    self.sinks[name] = sink
+                    if any(
+                        v is not None
+                        for v in (sink_cfg.batch_lines, sink_cfg.batch_bytes, sink_cfg.batch_wait)
+                    ):
+                        sink.batching = Batching(
+                            sink_cfg.batch_lines or config.batch_lines,
+                            sink_cfg.batch_bytes or config.batch_bytes,
+                            sink_cfg.batch_wait or config.batch_wait,
+                        )
                 except ConfigError as exc:
                     raise ConfigError(f"sink {name!r}: {exc}") from None
             for name, src_cfg in config.sources.items():

@@ -2,19 +2,22 @@
 
 Where :mod:`logferry.runner` ships finite objects, this one reads partitions that keep
 growing. It claims each partition in the ledger (so two runners never read the same one),
-reads what is new, batches it by lines, bytes and wait time, hands each batch to every sink
-of the partition's route, and only then checkpoints the batch's end position and the
-partition's cursor (invariant 1).
+reads what is new into the partition's buffer, and hands each sink of the partition's route
+its own batches, cut by that sink's lines, bytes and wait limits (``Sink.batching``, else the
+run's). The ledger checkpoint of a partition is the position every one of its sinks has
+acknowledged, so nothing is checkpointed before all sinks have it (invariant 1), and a
+record leaves the buffer only then.
 
-Reading, decoding and the sinks' ``prepare`` (encoding) run in the calling thread; delivering
-(sinks write, then the ledger checkpoint) runs in a flusher thread a batch or two behind, so
-parsing and encoding overlap with database and network work. Batches are delivered in order,
-one at a time.
+Reading, decoding and the sinks' ``prepare`` (encoding) run in the calling thread. Each sink
+has a delivery thread of its own, which writes that sink's batches in order, one at a time,
+so parsing overlaps with database and network work, and one sink that is down does not hold
+up the others: its batches wait (nothing is dropped) while the other sinks go on, until the
+partition's buffer is full (a bounded number of batches); only then does reading that
+partition pause (back-pressure). Partitions routed to other sinks are not affected.
 
-A sink that keeps failing with a transient error holds the batch and is retried with a
-growing delay (and holds the batches behind it): nothing is dropped. A batch a sink refuses for good (a 400, a handler
-exception) becomes an entry in the error queue naming the partition and its record range,
-and the stream goes on (invariant 3).
+A sink that keeps failing with a transient error is retried with a growing delay. A batch a
+sink refuses for good (a 400, a handler exception) becomes an entry in the error queue naming
+the partition and its record range, and the stream goes on (invariant 3).
 """
 
 from __future__ import annotations
@@ -31,92 +34,157 @@ from typing import Any
 from logferry.config import ShipOptions
 from logferry.errors import is_transient
 from logferry.ledger.base import Claim, ClaimLostError, Ledger, new_owner_id
-from logferry.records import MALFORMED_KEY, Batch, Chunk, Columns, ObjectInfo, concat_columns
+from logferry.records import MALFORMED_KEY, Batch, Chunk, ObjectInfo, concat_columns
 from logferry.runner import Failure, Progress, Route, Router, ShipResult, one_line
-from logferry.sinks.base import Sink
+from logferry.sinks.base import Batching, Sink
 from logferry.sources.stream import PartitionInfo, StreamPartition, StreamSource
 
 log = logging.getLogger("logferry")
 
 #: A file of garbage must not turn into a million ledger rows per batch.
 MAX_MALFORMED_ENTRIES_PER_BATCH = 100
+#: Batches of one partition a sink may have waiting for delivery: enough to overlap.
+MAX_INFLIGHT_PER_LANE = 2
+#: A partition buffers at most this many of its largest batch before reading pauses.
+BUFFER_BATCHES = 3
+
+
+@dataclass
+class _Run:
+    """Records read in one go: positions ``[start, start + len(chunk))``, and the cursor
+    just after them."""
+
+    start: int
+    chunk: Chunk
+    nbytes: int
+    cursor: str | None
+    #: When it was read (monotonic): batch waits count from here.
+    read_at: float
+
+    @property
+    def end(self) -> int:
+        return self.start + len(self.chunk)
+
+
+@dataclass
+class _Lane:
+    """One sink's progress through one partition."""
+
+    sink: Sink
+    batching: Batching
+    #: Records handed to the sink's delivery thread, and acknowledged by the sink.
+    sent: int
+    acked: int
+    inflight: int = 0
 
 
 @dataclass
 class _Held:
-    """A claimed, open partition and the records read but not yet acknowledged."""
+    """A claimed, open partition, its buffer of records not yet checkpointed, its lanes."""
 
     info: PartitionInfo
     claim: Claim
     partition: StreamPartition
     route: Route
+    lanes: list[_Lane]
+    #: Records read (the end of the buffer) and checkpointed (its start).
     position: int
-    lines: list[str] = field(default_factory=list)
-    timestamps: list[int] = field(default_factory=list)
-    fields: list[Any] = field(default_factory=list)
-    has_fields: bool = False
-    col_parts: list[tuple[Columns | None, int]] = field(default_factory=list)
-    nbytes: int = 0
+    base: int
+    runs: collections.deque[_Run] = field(default_factory=collections.deque)
+    buffered_bytes: int = 0
     cursor: str | None = None
-    since: float = 0.0
     caught_up: bool = False
     finished: bool = False
     read_after: float = 0.0
     read_delay: float = 0.5
     read_failures: int = 0
-    #: Batches handed to the flusher and not yet checkpointed.
-    inflight: int = 0
-    #: A batch of this partition could not be delivered (shutdown) or the claim was lost:
-    #: nothing after it may be checkpointed, and the partition is let go.
+    #: A batch could not be delivered (shutdown) or the claim was lost: nothing more is
+    #: checkpointed, and the partition is let go.
     abandoned: bool = False
+    #: Serialises checkpoints of this partition across the sinks' delivery threads.
+    checkpointing: threading.Lock = field(default_factory=threading.Lock)
 
-    def add(self, chunk: Chunk, cursor: str | None) -> None:
-        if not self.lines:
-            self.since = time.monotonic()
-        self.lines.extend(chunk.lines)
-        self.timestamps.extend(chunk.timestamps)
-        if chunk.fields is not None:
-            if not self.has_fields:
-                self.fields = [None] * (len(self.lines) - len(chunk))
-                self.has_fields = True
-            self.fields.extend(chunk.fields)
-        elif self.has_fields:
-            self.fields.extend([None] * len(chunk))
-        self.col_parts.append((chunk.columns, len(chunk)))
-        self.nbytes += sum(map(len, chunk.lines))
+    @property
+    def inflight(self) -> int:
+        return sum(lane.inflight for lane in self.lanes)
+
+    def buffer_full(self) -> bool:
+        limit = max(lane.batching.lines for lane in self.lanes) * BUFFER_BATCHES
+        size = max(lane.batching.bytes for lane in self.lanes) * BUFFER_BATCHES
+        return self.position - self.base >= limit or self.buffered_bytes >= size
+
+    def room(self) -> int:
+        """Records that may still be read before the buffer is full."""
+        limit = max(lane.batching.lines for lane in self.lanes) * BUFFER_BATCHES
+        return max(1, limit - (self.position - self.base))
+
+    def add(self, chunk: Chunk, cursor: str | None, now: float) -> None:
+        nbytes = sum(map(len, chunk.lines))
+        self.runs.append(_Run(self.position, chunk, nbytes, cursor, now))
+        self.position += len(chunk)
+        self.buffered_bytes += nbytes
         if cursor is not None:
             self.cursor = cursor
 
-    def take(self, source: str) -> Batch:
+    def waiting_since(self, lane: _Lane) -> float:
+        """When the oldest record not yet handed to ``lane`` was read."""
+        for run in self.runs:
+            if run.start >= lane.sent:
+                return run.read_at
+        return time.monotonic()
+
+    def unsent_bytes(self, lane: _Lane) -> int:
+        total = 0
+        for run in reversed(self.runs):
+            if run.start < lane.sent:
+                break
+            total += run.nbytes
+        return total
+
+    def batch(self, source: str, start: int, batching: Batching) -> Batch:
+        """Records from ``start`` (where a run begins) to the end of the run that reaches
+        ``batching``'s lines or bytes, or to the end of the buffer, as one batch."""
+        runs: list[_Run] = []
+        lines_in = bytes_in = 0
+        for run in self.runs:
+            if run.start < start:
+                continue
+            runs.append(run)
+            lines_in += len(run.chunk)
+            bytes_in += run.nbytes
+            if lines_in >= batching.lines or bytes_in >= batching.bytes:
+                break
+        lines: list[str] = []
+        timestamps: list[int] = []
+        with_fields = any(run.chunk.fields is not None for run in runs)
+        fields: list[Any] = []
+        for run in runs:
+            chunk = run.chunk
+            lines += chunk.lines
+            timestamps += chunk.timestamps
+            if with_fields:
+                fields += chunk.fields if chunk.fields is not None else [None] * len(chunk)
         batch = Batch(
             source,
             self.info.key,
-            self.position,
-            self.position + len(self.lines),
-            self.lines,
-            self.timestamps,
-            self.fields if self.has_fields else None,
-            self.nbytes,
+            start,
+            start + lines_in,
+            lines,
+            timestamps,
+            fields if with_fields else None,
+            bytes_in,
         )
-        batch.columns = concat_columns(self.col_parts)
-        self.col_parts = []
-        self.lines, self.timestamps, self.fields, self.has_fields, self.nbytes = (
-            [],
-            [],
-            [],
-            False,
-            0,
-        )
+        batch.columns = concat_columns([(run.chunk.columns, len(run.chunk)) for run in runs])
         return batch
 
 
 @dataclass
 class _Job:
-    """One batch for the flusher, with the cursor just after its last record."""
+    """One batch for a sink's delivery thread."""
 
     held: _Held
+    lane: _Lane
     batch: Batch
-    cursor: str | None
 
 
 class StreamRunner:
@@ -155,10 +223,16 @@ class StreamRunner:
         self._failed_parts: set[tuple[str, str]] = set()
         self._lock = threading.Lock()
         self._hb_stop = threading.Event()
-        # Two batches may wait for the flusher: enough to overlap, bounded in memory.
-        self._jobs: queue.Queue[_Job | None] = queue.Queue(maxsize=2)
+        # One delivery queue per sink; each lane keeps at most MAX_INFLIGHT_PER_LANE in it.
+        self._queues: dict[int, queue.Queue[_Job | None]] = {
+            id(sink): queue.Queue() for sink in self.router.sinks()
+        }
         self._extra: collections.Counter[str] = collections.Counter()
         self._closing = False
+        #: Set by a delivery thread after each batch: the reader may have room again.
+        self._delivered = threading.Event()
+        opts = self.options
+        self._batching = Batching(opts.batch_lines, opts.batch_bytes, opts.batch_wait)
 
     # -- the loop ------------------------------------------------------------------
 
@@ -167,42 +241,68 @@ class StreamRunner:
         began = time.monotonic()
         heartbeat = threading.Thread(target=self._heartbeat, name="logferry-lease", daemon=True)
         heartbeat.start()
-        flusher = threading.Thread(target=self._flusher, name="logferry-flush", daemon=True)
-        flusher.start()
+        flushers = [
+            threading.Thread(
+                target=self._flusher, args=(q,), name=f"logferry-flush-{i}", daemon=True
+            )
+            for i, q in enumerate(self._queues.values())
+        ]
+        for thread in flushers:
+            thread.start()
         last_discover = -1e9
         try:
             while not self.stop.is_set():
                 if time.monotonic() - last_discover >= self.discover_interval:
                     self._discover()
                     last_discover = time.monotonic()
+                self._delivered.clear()
                 busy, caught_up = self._round()
                 if not self.follow and caught_up and not self._pending():
                     break
                 if not busy:
-                    self.source.wait(self._idle_wait())
+                    if self._held_back():
+                        # Waiting on the sinks, not on new data: wake at the next delivery.
+                        self._delivered.wait(self._idle_wait())
+                    else:
+                        self.source.wait(self._idle_wait())
         except BaseException:
-            self._closing = True  # the flusher must not retry forever behind a crash
+            self._closing = True  # the flushers must not retry forever behind a crash
             raise
         finally:
             self._hb_stop.set()
-            self._shutdown(flusher)
+            self._shutdown(flushers)
             self.result.seconds = time.monotonic() - began
             self.result.interrupted = self.stop.is_set() and self.follow is False
             self.progress.close()
         return self.result
 
     def _idle_wait(self) -> float:
-        # Wake in time to flush a batch whose wait is over, or to retry a sink.
+        # Wake in time to hand over a batch whose wait is over.
         now = time.monotonic()
         wait = self.poll_interval
         for h in self._held.values():
-            if h.lines:
-                wait = min(wait, max(0.0, h.since + self.options.batch_wait - now))
+            for lane in h.lanes:
+                if lane.sent < h.position and lane.inflight < MAX_INFLIGHT_PER_LANE:
+                    due = h.waiting_since(lane) + lane.batching.wait
+                    wait = min(wait, max(0.0, due - now))
         return max(wait, 0.005)
 
+    def _held_back(self) -> bool:
+        """A partition waits for its sinks: its buffer is full, or a batch is due for a
+        sink that already has all the batches it may have in flight."""
+        for h in self._held.values():
+            if h.abandoned or (h.finished and h.base == h.position):
+                continue
+            if h.buffer_full() or any(
+                lane.inflight >= MAX_INFLIGHT_PER_LANE and lane.sent < h.position
+                for lane in h.lanes
+            ):
+                return True
+        return False
+
     def _pending(self) -> bool:
-        """Records read but not yet checkpointed, here or with the flusher."""
-        return any(h.lines or h.inflight for h in self._held.values())
+        """Records read but not yet checkpointed, here or with the delivery threads."""
+        return any(h.base < h.position or h.inflight for h in self._held.values())
 
     def _discover(self) -> None:
         try:
@@ -250,11 +350,14 @@ class StreamRunner:
             self.ledger.fail(claim, one_line(exc), type(exc).__name__)
             self._failed(info.key, info.version, one_line(exc))
             return
-        self._held[info.key] = _Held(info, claim, partition, route, position)
+        lanes = [
+            _Lane(sink, sink.batching or self._batching, position, position) for sink in route.sinks
+        ]
+        self._held[info.key] = _Held(info, claim, partition, route, lanes, position, position)
         self.progress.object_started(obj)
 
     def _round(self) -> tuple[bool, bool]:
-        """One pass over the held partitions: read, flush what is due. (busy, all caught up)."""
+        """One pass over the held partitions: read, hand over what is due. (busy, caught up)."""
         busy = False
         caught_up = True
         opts = self.options
@@ -267,9 +370,11 @@ class StreamRunner:
             readable = not h.finished and time.monotonic() >= h.read_after
             if not h.finished and not readable:
                 caught_up = False  # backing off after a transient read error
-            if readable and len(h.lines) < opts.batch_lines and h.nbytes < opts.batch_bytes:
+            if readable and h.buffer_full():
+                caught_up = False  # a sink is behind: read on once it acknowledges
+            elif readable:
                 try:
-                    res = h.partition.read(opts.batch_lines - len(h.lines))
+                    res = h.partition.read(min(h.room(), max(x.batching.lines for x in h.lanes)))
                 except Exception as exc:
                     h.read_failures += 1
                     if is_transient(exc) and h.read_failures < opts.max_attempts:
@@ -284,103 +389,141 @@ class StreamRunner:
                     continue
                 h.read_delay, h.read_failures = 0.5, 0
                 if len(res.chunk):
-                    h.add(res.chunk, res.cursor)
+                    with self._lock:
+                        h.add(res.chunk, res.cursor, time.monotonic())
                     busy = True
-                elif res.cursor is not None and res.cursor != h.cursor and not h.lines:
-                    # A cursor that moved past nothing (the end of a file opened with
-                    # --from end, a token past empty pages): store it when nothing is in
-                    # flight, or a restart would re-decide where to start.
-                    h.cursor = res.cursor
-                    if not h.inflight:
-                        with contextlib.suppress(ClaimLostError):
-                            self.ledger.checkpoint(
-                                h.claim, h.position, 0, opts.lease_seconds, h.cursor
-                            )
+                elif res.cursor is not None and res.cursor != h.cursor:
+                    self._cursor_moved(h, res.cursor)
                 if not res.caught_up:
                     caught_up = False
                 h.caught_up = res.caught_up
                 h.finished = res.finished
-            due = bool(h.lines) and (
-                len(h.lines) >= opts.batch_lines
-                or h.nbytes >= opts.batch_bytes
-                or time.monotonic() - h.since >= opts.batch_wait
-                or h.finished
-                or (h.caught_up and not self.follow)
-            )
-            if due:
-                self._hand_over(h)
+            if self._hand_over_due(h):
                 busy = True
-            if h.finished and not h.lines and not h.inflight and not h.abandoned:
+            if h.finished and h.base == h.position and not h.inflight and not h.abandoned:
                 self._finish(key, h)
         return busy, caught_up
 
-    def _hand_over(self, h: _Held) -> None:
-        """Give the held records to the flusher (blocks while two batches wait: back-pressure)."""
-        job = _Job(h, h.take(self.source.id), h.cursor)
-        h.position = job.batch.end
-        # Encoding for the sinks (points, gzip, arrays) happens here, while the flusher is
-        # still writing the previous batch; a failure is left for the flusher to meet again.
-        for sink in h.route.sinks:
-            try:
-                sink.prepare(job.batch)
-            except Exception as exc:
-                log.debug("%s: preparing for %s failed: %s", h.info.key, sink, one_line(exc))
+    def _cursor_moved(self, h: _Held, cursor: str) -> None:
+        """A cursor that moved past no records (the end of a file opened with ``--from end``,
+        a token past empty pages): it belongs after the last buffered record, or, with
+        nothing buffered, straight into the ledger, or a restart would re-decide where to start.
+        """
         with self._lock:
-            h.inflight += 1
-        # The flusher always makes room: it delivers, or gives up at once once stopping.
-        self._jobs.put(job)
+            h.cursor = cursor
+            if h.runs:
+                h.runs[-1].cursor = cursor
+                return
+        with h.checkpointing, contextlib.suppress(ClaimLostError):
+            if h.base == h.position and not h.abandoned:
+                self.ledger.checkpoint(h.claim, h.position, 0, self.options.lease_seconds, cursor)
 
-    def _flusher(self) -> None:
-        while (job := self._jobs.get()) is not None:
+    def _hand_over_due(self, h: _Held, *, force: bool = False) -> bool:
+        """Give each sink the records that are due for it; True if any batch was handed over."""
+        now = time.monotonic()
+        drain = force or h.finished or (h.caught_up and not self.follow)
+        built: dict[tuple[int, Batching], Batch] = {}  # lanes due alike share a batch
+        handed = False
+        for lane in h.lanes:
+            while lane.sent < h.position and (force or lane.inflight < MAX_INFLIGHT_PER_LANE):
+                b = lane.batching
+                if not (
+                    drain
+                    or h.position - lane.sent >= b.lines
+                    or now - h.waiting_since(lane) >= b.wait
+                    or h.unsent_bytes(lane) >= b.bytes
+                ):
+                    break
+                with self._lock:
+                    batch = built.get((lane.sent, b))
+                    if batch is None:
+                        batch = built[(lane.sent, b)] = h.batch(self.source.id, lane.sent, b)
+                    lane.sent = batch.end
+                    lane.inflight += 1
+                # Encoding (points, gzip, arrays) happens here, while the delivery thread is
+                # still writing the previous batch; a failure is left for delivery to meet.
+                try:
+                    lane.sink.prepare(batch)
+                except Exception as exc:
+                    log.debug(
+                        "%s: preparing for %s failed: %s", h.info.key, lane.sink, one_line(exc)
+                    )
+                self._queues[id(lane.sink)].put(_Job(h, lane, batch))
+                handed = True
+        return handed
+
+    def _flusher(self, jobs: queue.Queue[_Job | None]) -> None:
+        while (job := jobs.get()) is not None:
             try:
                 self._deliver(job)
-            except Exception as exc:  # never let the flusher die: the stream would stall
+            except Exception as exc:  # never let a delivery thread die: the stream would stall
                 log.error("%s: delivery failed: %s", job.held.info.key, one_line(exc))
                 job.held.abandoned = True
             finally:
                 with self._lock:
-                    job.held.inflight -= 1
+                    job.lane.inflight -= 1
+                self._delivered.set()
 
     def _deliver(self, job: _Job) -> None:
-        """Write one batch to every sink, then checkpoint it: the ledger never runs ahead."""
-        h, batch = job.held, job.batch
+        """Write one batch to one sink, then checkpoint what every sink now has."""
+        h, lane, batch, sink = job.held, job.lane, job.batch, job.lane.sink
         if h.abandoned:
             return  # an earlier batch was not delivered: this one must not be checkpointed
         delay = 1.0
         while True:
             try:
-                for sink in h.route.sinks:
-                    if id(sink) not in batch.prepared:
-                        sink.prepare(batch)
-                    sink.write(batch)
+                if id(sink) not in batch.prepared:
+                    sink.prepare(batch)
+                sink.write(batch)
                 break
             except Exception as exc:
+                batch.prepared.pop(id(sink), None)
                 if not is_transient(exc):
                     self._record_range_failure(h, batch, exc)
                     break
                 if self.stop.is_set() or self._closing:
                     h.abandoned = True  # resumes from the last checkpoint next time
                     return
-                # Hold the batch and the ones behind it: a stream never drops data.
+                # Hold this sink's batches of the partition: a stream never drops data.
                 wait = getattr(exc, "retry_after", None) or delay
-                log.warning("%s: %s; retrying in %.0f s", h.info.key, one_line(exc), wait)
+                log.warning("%s: %s: %s; retrying in %.0f s", h.info.key, sink.name,
+                            one_line(exc), wait)  # fmt: skip
                 if self.stop.wait(wait):
                     h.abandoned = True
                     return
                 delay = min(delay * 2, 60.0)
-        try:
-            self.ledger.checkpoint(
-                h.claim, batch.end, batch.nbytes, self.options.lease_seconds, job.cursor
-            )
-        except ClaimLostError as exc:
-            self.progress.message(str(exc))
-            h.abandoned = True
-            return
-        self._file_malformed(h, batch)
         with self._lock:
-            self.result.lines += len(batch)
-            self.result.bytes += batch.nbytes
-        self.progress.advanced(len(batch), batch.nbytes)
+            lane.acked = batch.end
+        self._checkpoint(h)
+
+    def _checkpoint(self, h: _Held) -> None:
+        """Move the partition's checkpoint to what all its sinks acknowledged."""
+        with h.checkpointing:
+            with self._lock:
+                target = min(lane.acked for lane in h.lanes)
+                if target <= h.base or h.abandoned:
+                    return
+                done = [run for run in h.runs if run.end <= target]
+            # Acknowledgements end batches, and batches end where runs do.
+            nbytes = sum(run.nbytes for run in done)
+            try:
+                self.ledger.checkpoint(
+                    h.claim, target, nbytes, self.options.lease_seconds, done[-1].cursor
+                )
+            except ClaimLostError as exc:
+                self.progress.message(str(exc))
+                h.abandoned = True
+                return
+            with self._lock:
+                for _ in done:
+                    h.runs.popleft()
+                h.buffered_bytes -= nbytes
+                h.base = target
+                self.result.lines += target - done[0].start
+                self.result.bytes += nbytes
+            for run in done:
+                self._file_malformed(h, run)
+            self.progress.advanced(target - done[0].start, nbytes)
 
     def _let_go(self, h: _Held) -> None:
         """Drop an abandoned partition once nothing of it is in flight (called every round)."""
@@ -394,10 +537,10 @@ class StreamRunner:
         with contextlib.suppress(ClaimLostError):
             self.ledger.release(h.claim)
 
-    def _file_malformed(self, h: _Held, batch: Batch) -> None:
+    def _file_malformed(self, h: _Held, run: _Run) -> None:
         """Records a format could not parse were shipped raw; also list them in the error
         queue as ``PATH:RECORD`` (1-based), so nobody has to grep for them."""
-        reasons = batch.column(MALFORMED_KEY)
+        reasons = (run.chunk.columns or {}).get(MALFORMED_KEY)
         if reasons is None:
             return
         filed = 0
@@ -408,9 +551,9 @@ class StreamRunner:
                 with self._lock:
                     self._extra["malformed_not_filed"] += 1
                 continue
-            line = batch.lines[i]
-            key = f"{h.info.key}:{batch.start + i + 1}"
-            obj = ObjectInfo(key, len(line), h.info.version, batch.timestamps[i])
+            line = run.chunk.lines[i]
+            key = f"{h.info.key}:{run.start + i + 1}"
+            obj = ObjectInfo(key, len(line), h.info.version, run.chunk.timestamps[i])
             claim = self.ledger.claim(self.source.id, obj, self.owner, self.options.lease_seconds)
             if claim is not None:
                 snippet = line if len(line) <= 200 else line[:200] + "…"
@@ -437,8 +580,9 @@ class StreamRunner:
         position when the partition is retried (``drain``, or the next run).
         """
         error = one_line(exc)
-        h.lines, h.timestamps, h.fields, h.has_fields, h.nbytes = [], [], [], False, 0
-        h.col_parts = []
+        with self._lock:
+            h.runs.clear()
+            h.buffered_bytes = 0
         h.abandoned = True
         with contextlib.suppress(ClaimLostError):
             self.ledger.fail(h.claim, error, type(exc).__name__)
@@ -462,14 +606,16 @@ class StreamRunner:
             self.result.failed.append(Failure(key, error))
         self.progress.message(f"failed {key}: {error}")
 
-    def _shutdown(self, flusher: threading.Thread) -> None:
-        # Hand over what was read, let the flusher deliver what it can (a sink that is down
-        # gives up at once when stopping), then give every claim back.
+    def _shutdown(self, flushers: list[threading.Thread]) -> None:
+        # Hand over what was read, let the delivery threads deliver what they can (a sink
+        # that is down gives up at once when stopping), then give every claim back.
         for h in list(self._held.values()):
-            if h.lines and not h.abandoned:
-                self._hand_over(h)
-        self._jobs.put(None)
-        flusher.join()
+            if not h.abandoned:
+                self._hand_over_due(h, force=True)
+        for jobs in self._queues.values():
+            jobs.put(None)
+        for thread in flushers:
+            thread.join()
         for h in list(self._held.values()):
             h.partition.close()
             with contextlib.suppress(ClaimLostError):

@@ -9,9 +9,20 @@ every sink's ``write`` returned for it.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from typing import Any
 
 from logferry.records import Batch, ObjectInfo
+
+
+@dataclass(frozen=True, slots=True)
+class Batching:
+    """When a stream hands a sink its next batch: at ``lines`` records, ``bytes`` of log
+    text, or once the oldest record has waited ``wait`` seconds, whichever comes first."""
+
+    lines: int
+    bytes: int
+    wait: float
 
 
 class Sink(ABC):
@@ -19,6 +30,9 @@ class Sink(ABC):
 
     #: A display name without secrets, used in messages and summaries.
     name: str = "sink"
+    #: This sink's own batching of streams (a pipeline file's ``batch_lines`` etc. on the
+    #: sink); None means the run's.
+    batching: Batching | None = None
 
     def open(  # noqa: B027
         self, source: str, obj: ObjectInfo, resume_at: int, *, stream: bool = False
