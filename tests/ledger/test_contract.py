@@ -6,6 +6,7 @@ import socket
 import subprocess
 import sys
 import threading
+from typing import Any
 
 import pytest
 
@@ -363,3 +364,31 @@ def test_stream_cursor_survives_release_and_force_resets_it(ledger: Ledger) -> N
     ledger.release(again)
     forced = ledger.claim("cloudwatch://g", OBJ, "me", 60, force=True)
     assert forced is not None and (forced.position, forced.cursor) == (0, None)
+
+
+def test_many_openers_of_a_brand_new_ledger_all_succeed(backend: Backend, tmp_path: Any) -> None:
+    # Several runners started at the same moment on a ledger nobody has created yet: the
+    # first creates it, the others wait for it ("database is locked" was an error once).
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(8)
+
+    def open_close(store: Backend) -> None:
+        barrier.wait()
+        try:
+            store.open().close()
+        except BaseException as exc:  # reported below, with the others
+            errors.append(exc)
+
+    for i in range(20):
+        # A fresh SQLite file each round; PostgreSQL migrates under an advisory lock.
+        store = (
+            Backend("sqlite", f"sqlite:///{tmp_path}/{i}.db")
+            if backend.name == "sqlite"
+            else backend
+        )
+        threads = [threading.Thread(target=open_close, args=(store,)) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert errors == []

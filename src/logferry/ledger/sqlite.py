@@ -109,7 +109,7 @@ class SQLiteLedger(Ledger):
             except sqlite3.Error as exc:
                 raise ConfigError(f"cannot open ledger {self.display}: {exc}") from None
             conn.execute("PRAGMA busy_timeout = 60000")
-            conn.execute("PRAGMA journal_mode = WAL")
+            _set_wal(conn)
             # NORMAL is durable across process crashes in WAL mode (only power loss can
             # drop the last transactions), which is the failure the ledger must survive.
             conn.execute("PRAGMA synchronous = NORMAL")
@@ -381,3 +381,22 @@ class SQLiteLedger(Ledger):
         if self._scratch is not None:
             self._scratch.cleanup()
             self._scratch = None
+
+
+def _set_wal(conn: sqlite3.Connection, timeout: float = 60.0) -> None:
+    """Switch to WAL, waiting while another process holds the lock.
+
+    Changing the journal mode does not go through SQLite's busy handler: two processes
+    opening a brand-new ledger at the same moment would see "database is locked" at once.
+    """
+    deadline = time.monotonic() + timeout
+    delay = 0.005
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.2)
