@@ -80,3 +80,68 @@ def test_follow_ships_appends_until_sigterm(tmp_path: Path) -> None:
         _stdout, stderr = proc.communicate(timeout=30)
     assert proc.returncode == 0, stderr
     assert sorted(r["line"] for r in out_rows(out)) == ["b 1", "fresh 1"]  # not "old"
+
+
+def test_two_runners_never_both_read_a_renamed_file(tmp_path: Path) -> None:
+    """Runner A follows app.log; it is renamed to app.log.1 and keeps growing (a logger
+    still writing through its open file). Runner B, listing the same directory on the same
+    ledger, must leave app.log.1 to A, which reads it through the open file."""
+    import threading
+
+    from logferry.config import ShipOptions
+    from logferry.ledger import SQLiteLedger
+    from logferry.records import Batch
+    from logferry.sinks.base import Sink
+    from logferry.sources.tail import TailSource
+    from logferry.stream_runner import StreamRunner
+
+    class Lines(Sink):
+        def __init__(self) -> None:
+            self.lines: list[str] = []
+
+        def write(self, batch: Batch) -> None:
+            self.lines.extend(batch.lines)
+
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    app = logs / "app.log"
+    app.write_text("".join(f"old {i}\n" for i in range(50)))
+    ledger = SQLiteLedger(tmp_path / "l.db")
+    opts = ShipOptions(batch_wait=0.05, lease_seconds=30)
+    glob = f"{logs}/app.log*"
+    a_sink, b_sink = Lines(), Lines()
+    stop_a, stop_b = threading.Event(), threading.Event()
+    runner_a = StreamRunner(
+        TailSource(glob, rotate_wait=30.0), [a_sink], ledger, opts, stop=stop_a,
+        discover_interval=0.1,
+    )  # fmt: skip
+    thread_a = threading.Thread(target=runner_a.run)
+    thread_a.start()
+    try:
+        deadline = time.monotonic() + 10
+        while len(a_sink.lines) < 50 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        with app.open("a") as writer:  # the logger's open file
+            app.rename(logs / "app.log.1")
+            writer.write("".join(f"old {i}\n" for i in range(50, 60)))
+        (logs / "app.log").write_text("new 0\n")
+        runner_b = StreamRunner(
+            TailSource(glob, rotate_wait=30.0), [b_sink], ledger, opts, stop=stop_b,
+            discover_interval=0.1,
+        )  # fmt: skip
+        thread_b = threading.Thread(target=runner_b.run)
+        thread_b.start()
+        deadline = time.monotonic() + 10
+        while len(a_sink.lines) + len(b_sink.lines) < 61 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.5)  # room for a duplicate to show up
+    finally:
+        stop_b.set()
+        stop_a.set()
+        thread_a.join(10)
+        if "thread_b" in locals():
+            thread_b.join(10)
+        ledger.close()
+    shipped = a_sink.lines + b_sink.lines
+    assert sorted(shipped) == sorted([f"old {i}" for i in range(60)] + ["new 0"])
+    assert not any(line.startswith("old") for line in b_sink.lines)

@@ -326,6 +326,15 @@ class StreamRunner:
             self.ledger.fail(claim, error, "ObjectError")
             self._failed(info.key, info.version, error)
             return
+        if self.source.versions_identify_content:
+            other = self.ledger.held_elsewhere(self.source.id, info.version, info.key)
+            if other is not None:
+                # Another runner follows this content under its old name (a file renamed
+                # while it reads): leave it to that one, or both would ship it.
+                log.debug("%s: the same content is being read as %s", info.key, other)
+                with contextlib.suppress(ClaimLostError):
+                    self.ledger.release(claim)
+                return
         cursor, position = claim.cursor, claim.position
         if cursor is None and position == 0 and self.source.versions_identify_content:
             # Same content under a new name (a file renamed while nobody ran): carry on.

@@ -6,6 +6,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -392,3 +393,22 @@ def test_many_openers_of_a_brand_new_ledger_all_succeed(backend: Backend, tmp_pa
         for t in threads:
             t.join()
     assert errors == []
+
+
+def test_held_elsewhere_names_a_live_claim_on_the_same_version(ledger: Ledger) -> None:
+    src = "tail:///logs/*.log*"
+    old = ObjectInfo("/logs/app.log", 0, "fp-1", 0)
+    renamed = ObjectInfo("/logs/app.log.1", 0, "fp-1", 0)
+    assert ledger.held_elsewhere(src, "fp-1", renamed.key) is None
+    claim = ledger.claim(src, old, "runner-a", 60)
+    assert claim is not None
+    assert ledger.held_elsewhere(src, "fp-1", renamed.key) == old.key
+    assert ledger.held_elsewhere(src, "fp-1", old.key) is None  # not its own key
+    assert ledger.held_elsewhere(src, "fp-2", renamed.key) is None
+    assert ledger.held_elsewhere("tail:///other", "fp-1", renamed.key) is None
+    ledger.release(claim)
+    assert ledger.held_elsewhere(src, "fp-1", renamed.key) is None
+    expired = ledger.claim(src, old, "runner-a", 0.01)
+    assert expired is not None
+    time.sleep(0.05)  # a runner that died: its lease runs out
+    assert ledger.held_elsewhere(src, "fp-1", renamed.key) is None

@@ -165,6 +165,14 @@ class Ledger(ABC):
         """
 
     @abstractmethod
+    def held_elsewhere(self, source: str, etag: str, key: str) -> str | None:
+        """Another key under which ``etag`` is claimed now (a live lease), else None.
+
+        Two runners tailing one directory must not both read a renamed file: one follows
+        it under its old path through the open file, the other would see the new path.
+        """
+
+    @abstractmethod
     def renew(self, claims: Iterable[Claim], lease_seconds: float) -> None:
         """Extend the lease of claims still held (heartbeat)."""
 

@@ -299,6 +299,17 @@ class PostgresLedger(Ledger):
             row = cur.fetchone()
         return (row[0], row[1]) if row else None
 
+    def held_elsewhere(self, source: str, etag: str, key: str) -> str | None:
+        """Another key under which ``etag`` is claimed now (a live lease), else None."""
+        with self._tx() as cur:
+            cur.execute(
+                "SELECT key FROM logferry_objects WHERE source = %s AND etag = %s AND key <> %s "
+                "AND status = 'active' AND owner IS NOT NULL AND lease_until > %s LIMIT 1",
+                (source, etag, key, time.time()),
+            )
+            row = cur.fetchone()
+        return str(row[0]) if row else None
+
     def renew(self, claims: Iterable[Claim], lease_seconds: float) -> None:
         """Heartbeat: extend leases of claims we still hold."""
         until = time.time() + lease_seconds

@@ -280,6 +280,19 @@ class SQLiteLedger(Ledger):
         )
         return (row[0], row[1]) if row else None
 
+    def held_elsewhere(self, source: str, etag: str, key: str) -> str | None:
+        """Another key under which ``etag`` is claimed now (a live lease), else None."""
+        row = (
+            self._conn()
+            .execute(
+                "SELECT key FROM objects WHERE source = ? AND etag = ? AND key != ? "
+                "AND status = 'active' AND owner IS NOT NULL AND lease_until > ? LIMIT 1",
+                (source, etag, key, time.time()),
+            )
+            .fetchone()
+        )
+        return str(row[0]) if row else None
+
     def renew(self, claims: Iterable[Claim], lease_seconds: float) -> None:
         """Heartbeat: extend leases of claims we still hold."""
         until = time.time() + lease_seconds
