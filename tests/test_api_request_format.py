@@ -227,3 +227,22 @@ def test_fast_path_against_mutated_lines() -> None:
         assert got[1].tolist() == slow_ts
         assert {k: v.tolist() for k, v in got[2].items()} == slow_cols
     assert 50 < accepted < 400  # both kinds of outcome were exercised
+
+
+def test_numpy_is_loaded_only_by_what_needs_it() -> None:
+    # The S3 → Mezmo path stays within its memory budget because it never loads NumPy.
+    import subprocess
+    import sys
+
+    code = """
+import sys
+from logferry.cli.main import main
+from logferry.codecs.formats import DecodeContext, get_format
+from logferry.sinks import open_sink
+list(get_format("ndjson").decode([b'{"a": 1}\\n'], DecodeContext("k", 0)))
+assert "numpy" not in sys.modules, "numpy loaded before any vectorised format ran"
+list(get_format("api-request").decode([b"2026-11-01 00:00:00 c /p 200 0.1\\n"], DecodeContext("k", 0)))
+assert "numpy" in sys.modules
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

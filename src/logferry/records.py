@@ -8,11 +8,13 @@ and encoding a million lines costs list appends, not a million object creations.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 #: The ``fields`` key a format sets on a record it could not parse; its value says why.
 #: Such records are still shipped as written; stream runners also file them as errors.
@@ -41,7 +43,7 @@ class Record:
 
 #: One parsed field for every record: a list (None where a record has none) or, from
 #: vectorised formats, a NumPy array that sinks such as DuckDB take without conversion.
-Column = list[Any] | np.ndarray
+Column: TypeAlias = "list[Any] | np.ndarray"
 #: Parsed fields as columns: name -> one value per record.
 Columns = dict[str, Column]
 
@@ -59,9 +61,9 @@ def concat_columns(parts: list[tuple[Columns | None, int]]) -> Columns | None:
     out: Columns = {}
     for name in names:
         pieces = [cols.get(name) if cols else None for cols, _ in parts]
-        arrays = [p for p in pieces if isinstance(p, np.ndarray)]
+        arrays: list[Any] = [p for p in pieces if is_array(p)]
         if len(arrays) == len(pieces):
-            out[name] = arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
+            out[name] = arrays[0] if len(arrays) == 1 else _np().concatenate(arrays)
             continue
         column: list[Any] = []
         for piece, (_, n) in zip(pieces, parts, strict=True):
@@ -72,7 +74,21 @@ def concat_columns(parts: list[tuple[Columns | None, int]]) -> Columns | None:
 
 def as_list(column: Column) -> list[Any]:
     """A column as a list of plain Python values (``int``, ``float``, ``bool``, ``str``)."""
-    return column.tolist() if isinstance(column, np.ndarray) else column
+    return column.tolist() if is_array(column) else column  # type: ignore[union-attr,return-value]
+
+
+def is_array(value: Any) -> bool:
+    """True for a NumPy array. NumPy is imported only by the parts that use it (vectorised
+    formats, DuckDB): when no part has, no column can be an array, and the lighter paths
+    (S3 to Mezmo, say) never pay its ~10 MB and import time."""
+    numpy = sys.modules.get("numpy")
+    return numpy is not None and isinstance(value, numpy.ndarray)
+
+
+def _np() -> Any:
+    import numpy
+
+    return numpy
 
 
 def slice_columns(columns: Columns | None, start: int, stop: int | None) -> Columns | None:
@@ -152,13 +168,13 @@ class Batch:
         """One field for every record as a NumPy array (object dtype unless vectorised)."""
         if self.columns is not None and self.fields is None:
             col = self.columns.get(name)
-            if isinstance(col, np.ndarray):
-                return col
+            if is_array(col):
+                return col  # type: ignore[return-value]
         values = self.column(name)
         if values is None:
             return None
         # Assigning into an empty object array keeps each value as is (no type guessing).
-        array = np.empty(len(values), dtype=object)
+        array = _np().empty(len(values), dtype=object)
         array[:] = values
         return array
 

@@ -23,14 +23,13 @@ from __future__ import annotations
 import base64
 import math
 import os
+import sys
 import threading
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
-
-import numpy as np
 
 from logferry.errors import ConfigError
 from logferry.records import Batch
@@ -323,7 +322,8 @@ class InfluxDBSink(HttpSink):
         about 0.6 µs against 3.5 µs for the general path, with identical output.
         """
         cols = batch.columns
-        if batch.fields is not None or cols is None or not batch.lines:
+        np: Any = sys.modules.get("numpy")  # no arrays can exist while NumPy is not loaded
+        if np is None or batch.fields is not None or cols is None or not batch.lines:
             return None
         status, duration, success = (cols.get(k) for k in ("status_code", "duration", "success"))
         if not (

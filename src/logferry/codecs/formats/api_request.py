@@ -16,7 +16,6 @@ from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from logferry.codecs.formats.api_request_fast import parse_block
 from logferry.codecs.formats.base import DecodeContext, Format
 from logferry.codecs.framing import block_lines, iter_line_blocks
 from logferry.records import MALFORMED_KEY, Chunk
@@ -67,6 +66,9 @@ class ApiRequestFormat(Format):
 
     def decode(self, chunks: Iterable[bytes], ctx: DecodeContext) -> Iterator[Chunk]:
         """Yield one chunk per decompressed chunk."""
+        # Imported here: NumPy costs memory and start-up that other formats need not pay.
+        from logferry.codecs.formats.api_request_fast import parse_block
+
         for block in iter_line_blocks(chunks):
             parsed = parse_block(block)
             if parsed is not None:
