@@ -43,10 +43,14 @@ def test_tail_resumes_cuts_torn_output_and_survives_rename(tmp_path: Path) -> No
     p = run_cli(*args)  # the next run cuts the output back to what the ledger acknowledged
     assert p.returncode == 0 and json.loads(p.stdout.splitlines()[-1])["lines"] == 0
     assert [orjson.loads(x)["position"] for x in target.read_bytes().splitlines()] == list(range(7))
-    # rotate while nobody runs: the renamed file carries on from its cursor, no re-read
-    app.rename(logs / "app.log.1")
-    with (logs / "app.log.1").open("a") as f:
+    # a crash leaves an unacknowledged record and a torn line, then the file is rotated
+    # while nobody runs: the renamed file carries on from its cursor under its new name,
+    # and the old name's output is cut back to what the ledger acknowledged
+    with app.open("a") as f:
         f.write("line 7\n")
+    with target.open("ab") as f:
+        f.write(b'{"position":7,"timestamp":"x","line":"line 7"}\n{"posit')
+    app.rename(logs / "app.log.1")
     (logs / "app.log").write_text("new 0\nnew 1\n")
     p = run_cli(*args)
     assert p.returncode == 0, p.stderr
@@ -56,6 +60,7 @@ def test_tail_resumes_cuts_torn_output_and_survives_rename(tmp_path: Path) -> No
          "new 0", "new 1"]
     )  # fmt: skip
     assert "not acknowledged" not in lines
+    assert [orjson.loads(x)["position"] for x in target.read_bytes().splitlines()] == list(range(7))
 
 
 def test_follow_ships_appends_until_sigterm(tmp_path: Path) -> None:

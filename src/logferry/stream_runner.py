@@ -340,7 +340,15 @@ class StreamRunner:
             # Same content under a new name (a file renamed while nobody ran): carry on.
             moved = self.ledger.latest_cursor(self.source.id, info.version)
             if moved is not None:
-                position, cursor = moved
+                old_key, position, cursor = moved
+                # Records after the old name's checkpoint are read again under the new one:
+                # sinks that keep per-partition output drop them (and a torn line) there.
+                old = ObjectInfo(old_key, 0, info.version, 0)
+                for sink in route.sinks:
+                    try:
+                        sink.settle(self.source.id, old, position)
+                    except Exception as exc:
+                        log.warning("%s: %s: %s", old_key, sink.name, one_line(exc))
         try:
             partition = self.source.open(info, cursor, position)
         except Exception as exc:

@@ -157,8 +157,8 @@ class Ledger(ABC):
         """
 
     @abstractmethod
-    def latest_cursor(self, source: str, etag: str) -> tuple[int, str] | None:
-        """(position, cursor) of the most recently updated row of ``etag`` under any key.
+    def latest_cursor(self, source: str, etag: str) -> tuple[str, int, str] | None:
+        """(key, position, cursor) of the most recently updated row of ``etag`` under any key.
 
         A tailed file renamed while nobody ran keeps its fingerprint (the etag): its new
         path resumes where the old one stopped.

@@ -267,18 +267,18 @@ class SQLiteLedger(Ledger):
             (position, position, add_bytes, now + lease_seconds, now, cursor),
         )
 
-    def latest_cursor(self, source: str, etag: str) -> tuple[int, str] | None:
+    def latest_cursor(self, source: str, etag: str) -> tuple[str, int, str] | None:
         """The freshest stored cursor of this version under any key."""
         row = (
             self._conn()
             .execute(
-                "SELECT position, cursor FROM objects WHERE source = ? AND etag = ? "
+                "SELECT key, position, cursor FROM objects WHERE source = ? AND etag = ? "
                 "AND cursor IS NOT NULL ORDER BY updated DESC LIMIT 1",
                 (source, etag),
             )
             .fetchone()
         )
-        return (row[0], row[1]) if row else None
+        return (row[0], row[1], row[2]) if row else None
 
     def held_elsewhere(self, source: str, etag: str, key: str) -> str | None:
         """Another key under which ``etag`` is claimed now (a live lease), else None."""

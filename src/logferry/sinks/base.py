@@ -54,6 +54,10 @@ class Sink(ABC):
     def write(self, batch: Batch) -> None:
         """Deliver ``batch``; return when acknowledged, else raise a ``SinkError``."""
 
+    def settle(self, source: str, obj: ObjectInfo, position: int) -> None:  # noqa: B027
+        """A stream partition goes on under another name: records of ``obj`` from
+        ``position`` on were never acknowledged and will come again under the new one."""
+
     def commit(self, source: str, obj: ObjectInfo) -> None:  # noqa: B027
         """Every record of ``obj`` was written; make it final (files rename here)."""
 

@@ -234,6 +234,19 @@ class FileSink(Sink):
         if not streamed:
             os.replace(self._partial(obj.key), self.path_for(obj.key))
 
+    def settle(self, source: str, obj: ObjectInfo, position: int) -> None:
+        """Cut a stream file back to the records before ``position`` (a torn line too)."""
+        path = self.stream_path_for(obj.key, obj.etag)
+        with self._lock:
+            if any(Path(f.name) == path for f in self._open.values()):
+                return  # being written right now: its own resume already cut it
+        try:
+            f = path.open("r+b")
+        except FileNotFoundError:
+            return
+        with f:
+            f.truncate(self._offset_before_position(f, position))
+
     def abort(self, source: str, obj: ObjectInfo) -> None:
         """Close the partial file; it stays for a resume."""
         with self._lock:
