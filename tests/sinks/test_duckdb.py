@@ -141,6 +141,12 @@ def test_replay_fills_only_the_gaps(tmp_path: Path) -> None:
     )
     assert got == [(30, 30, 0, 29)]
     assert sink.counters()["transactions"] == 4
+    sink.write(api_batch(10, start=30))  # in order: extends the range before it, no new row
+    sink.write(api_batch(10, start=40))
+    ranges = rows(tmp_path / "s.db", 'SELECT start, "end" FROM ingested ORDER BY start, "end"')
+    assert len(ranges) == 3  # as many rows as before the two batches
+    assert set().union(*(range(a, b) for a, b in ranges)) == set(range(50))
+    assert rows(tmp_path / "s.db", "SELECT count(*) FROM records") == [(50,)]
 
 
 def test_store_with_primary_key_still_accepts_batches(tmp_path: Path) -> None:

@@ -83,6 +83,12 @@ _INSERT = """INSERT INTO records
 _ON_CONFLICT = " ON CONFLICT DO NOTHING"
 _COVERED = """SELECT start, "end" FROM ingested
     WHERE source = $source AND key = $key AND "end" > $start AND start < $end"""
+# Batches of a partition come in order, so a range usually extends the one before it: the
+# table keeps about one row per partition instead of one per batch.
+_EXTEND_RANGE = """UPDATE ingested SET "end" = $end
+    WHERE rowid = (SELECT rowid FROM ingested
+                   WHERE source = $source AND key = $key AND "end" = $start LIMIT 1)
+    RETURNING 1"""
 _RECORD_RANGE = "INSERT INTO ingested VALUES ($source, $key, $start, $end)"
 _HAS_PRIMARY_KEY = """SELECT count(*) FROM duckdb_constraints()
     WHERE table_name = 'records' AND constraint_type = 'PRIMARY KEY'"""
@@ -262,7 +268,8 @@ class DuckDBSink(Sink):
                     self._insert_sql,
                     {"source": batch.source, "key": batch.key, "format": batch.format or None},
                 )
-                con.execute(_RECORD_RANGE, where)
+                if not con.execute(_EXTEND_RANGE, where).fetchall():
+                    con.execute(_RECORD_RANGE, where)
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
