@@ -7,6 +7,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from logferry.config import ShipOptions
 from logferry.errors import FatalSinkError, RetryableSinkError
 from logferry.ledger import SQLiteLedger, Status
@@ -315,4 +317,96 @@ def test_a_sink_that_is_down_pauses_reading_only_its_partitions(tmp_path: Path) 
     thread.join(5)
     assert broken.rows == []
     assert ledger.get("memory://test", "down/a", "v1").position == 0  # type: ignore[union-attr]
+    ledger.close()
+
+
+# -- races and stalls found in review ------------------------------------------------------
+
+
+class OnePerRead(MemorySource):
+    """One record per read: a long buffer of small runs, as a slowly growing file gives."""
+
+    def open(self, part: PartitionInfo, cursor: str | None, position: int) -> StreamPartition:
+        partition = MemoryPartition(self.data[part.key], int(cursor or 0))
+        read = partition.read
+        partition.read = lambda max_records: read(1)  # type: ignore[method-assign]
+        return partition
+
+
+def test_reading_while_deliveries_trim_the_buffer(tmp_path: Path) -> None:
+    # The reader walks the buffer (is a batch due?) while delivery threads drop acknowledged
+    # runs from it: that once raised "deque mutated during iteration" and killed the run.
+    src = OnePerRead()
+    src.data = {"a": [f"a{i}" for i in range(20_000)]}
+    ledger = SQLiteLedger(tmp_path / "l.db")
+    one, two = Collect(), Collect()
+    opts = ShipOptions(batch_lines=500, batch_wait=100.0, lease_seconds=30)
+    r = StreamRunner(src, [one, two], ledger, opts, follow=False).run()
+    assert r.ok and r.lines == 20_000
+    assert [x[2] for x in one.rows] == [x[2] for x in two.rows] == src.data["a"]
+    ledger.close()
+
+
+class DownForLong(Collect):
+    def write(self, batch: Batch) -> None:
+        raise RetryableSinkError("503 Service Unavailable", retry_after=30.0)
+
+
+class CrashesOnThirdListing(MemorySource):
+    listings = 0
+
+    def partitions(self) -> list[PartitionInfo]:
+        self.listings += 1
+        if self.listings >= 3:
+            raise KeyboardInterrupt  # a bug in the loop, or Ctrl-C
+        return super().partitions()
+
+
+def test_a_crash_does_not_wait_out_a_sinks_retry_delay(tmp_path: Path) -> None:
+    src = CrashesOnThirdListing()
+    src.data = {"a": [f"a{i}" for i in range(30)]}
+    ledger = SQLiteLedger(tmp_path / "l.db")
+    runner = StreamRunner(src, [DownForLong()], ledger, OPTS, discover_interval=0.2)
+    began = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        runner.run()
+    assert time.monotonic() - began < 5  # not the 30 s Retry-After
+    assert ledger.get("memory://test", "a", "v1").position == 0  # type: ignore[union-attr]
+    ledger.close()
+
+
+class BreaksAfterSixReads(MemorySource):
+    def open(self, part: PartitionInfo, cursor: str | None, position: int) -> StreamPartition:
+        partition = MemoryPartition(self.data[part.key], int(cursor or 0))
+        read, reads = partition.read, [0]
+
+        def breaking(max_records: int) -> ReadResult:
+            reads[0] += 1
+            time.sleep(0.05)  # slow enough that batches are in flight before the break
+            if reads[0] > 6:
+                raise PermissionError("unreadable")  # not transient: the partition is dropped
+            return read(max_records)
+
+        partition.read = breaking  # type: ignore[method-assign]
+        return partition
+
+
+def test_a_dropped_partition_is_not_retried_by_a_sink_that_is_down(tmp_path: Path) -> None:
+    src = BreaksAfterSixReads()
+    src.data = {"a": [f"a{i}" for i in range(400)]}
+    ledger = SQLiteLedger(tmp_path / "l.db")
+    up, down = Collect(), Sizes("down")
+    down.down.set()
+    stop = threading.Event()
+    runner = StreamRunner(src, [up, down], ledger, OPTS, stop=stop, discover_interval=60)
+    thread = _run_in_thread(runner)
+    try:
+        _until(lambda: bool(runner.result.failed))  # dropped after its read error
+        # Let go once its sink gives up the dropped partition's batch (within a retry).
+        _until(lambda: "a" not in runner._held, timeout=10)
+    finally:
+        stop.set()
+        thread.join(10)
+    assert [f.key for f in runner.result.failed] == ["a"]
+    assert down.rows == [] and len(up.rows) >= 20  # batches were out before the drop
     ledger.close()

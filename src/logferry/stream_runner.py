@@ -45,6 +45,8 @@ log = logging.getLogger("logferry")
 MAX_MALFORMED_ENTRIES_PER_BATCH = 100
 #: Batches of one partition a sink may have waiting for delivery: enough to overlap.
 MAX_INFLIGHT_PER_LANE = 2
+#: Longest wait between two attempts of a sink that is down (a Retry-After included).
+MAX_RETRY_WAIT = 60.0
 #: A partition buffers at most this many of its largest batch before reading pauses.
 BUFFER_BATCHES = 3
 
@@ -228,7 +230,8 @@ class StreamRunner:
             id(sink): queue.Queue() for sink in self.router.sinks()
         }
         self._extra: collections.Counter[str] = collections.Counter()
-        self._closing = False
+        #: Set when the run ends by an exception: delivery threads stop retrying at once.
+        self._closing = threading.Event()
         #: Set by a delivery thread after each batch: the reader may have room again.
         self._delivered = threading.Event()
         opts = self.options
@@ -266,11 +269,11 @@ class StreamRunner:
                     else:
                         self.source.wait(self._idle_wait())
         except BaseException:
-            self._closing = True  # the flushers must not retry forever behind a crash
+            self._closing.set()  # the delivery threads must not retry behind a crash
             raise
         finally:
-            self._hb_stop.set()
             self._shutdown(flushers)
+            self._hb_stop.set()  # after delivery: leases stay renewed while it finishes
             self.result.seconds = time.monotonic() - began
             self.result.interrupted = self.stop.is_set() and self.follow is False
             self.progress.close()
@@ -280,11 +283,12 @@ class StreamRunner:
         # Wake in time to hand over a batch whose wait is over.
         now = time.monotonic()
         wait = self.poll_interval
-        for h in self._held.values():
-            for lane in h.lanes:
-                if lane.sent < h.position and lane.inflight < MAX_INFLIGHT_PER_LANE:
-                    due = h.waiting_since(lane) + lane.batching.wait
-                    wait = min(wait, max(0.0, due - now))
+        with self._lock:
+            for h in self._held.values():
+                for lane in h.lanes:
+                    if lane.sent < h.position and lane.inflight < MAX_INFLIGHT_PER_LANE:
+                        due = h.waiting_since(lane) + lane.batching.wait
+                        wait = min(wait, max(0.0, due - now))
         return max(wait, 0.005)
 
     def _held_back(self) -> bool:
@@ -431,9 +435,15 @@ class StreamRunner:
             if h.runs:
                 h.runs[-1].cursor = cursor
                 return
-        with h.checkpointing, contextlib.suppress(ClaimLostError):
+        with h.checkpointing:
             if h.base == h.position and not h.abandoned:
-                self.ledger.checkpoint(h.claim, h.position, 0, self.options.lease_seconds, cursor)
+                try:
+                    self.ledger.checkpoint(
+                        h.claim, h.position, 0, self.options.lease_seconds, cursor
+                    )
+                except ClaimLostError as exc:
+                    self.progress.message(str(exc))
+                    h.abandoned = True
 
     def _hand_over_due(self, h: _Held, *, force: bool = False) -> bool:
         """Give each sink the records that are due for it; True if any batch was handed over."""
@@ -444,14 +454,15 @@ class StreamRunner:
         for lane in h.lanes:
             while lane.sent < h.position and (force or lane.inflight < MAX_INFLIGHT_PER_LANE):
                 b = lane.batching
-                if not (
-                    drain
-                    or h.position - lane.sent >= b.lines
-                    or now - h.waiting_since(lane) >= b.wait
-                    or h.unsent_bytes(lane) >= b.bytes
-                ):
-                    break
+                # Under the lock: delivery threads drop acknowledged runs from the buffer.
                 with self._lock:
+                    if not (
+                        drain
+                        or h.position - lane.sent >= b.lines
+                        or now - h.waiting_since(lane) >= b.wait
+                        or h.unsent_bytes(lane) >= b.bytes
+                    ):
+                        break
                     batch = built.get((lane.sent, b))
                     if batch is None:
                         batch = built[(lane.sent, b)] = h.batch(self.source.id, lane.sent, b)
@@ -496,22 +507,35 @@ class StreamRunner:
             except Exception as exc:
                 batch.prepared.pop(id(sink), None)
                 if not is_transient(exc):
-                    self._record_range_failure(h, batch, exc)
+                    self._record_range_failure(h, batch, exc, sink)
                     break
-                if self.stop.is_set() or self._closing:
+                if self._halted() or h.abandoned:
                     h.abandoned = True  # resumes from the last checkpoint next time
                     return
                 # Hold this sink's batches of the partition: a stream never drops data.
-                wait = getattr(exc, "retry_after", None) or delay
+                wait = min(getattr(exc, "retry_after", None) or delay, MAX_RETRY_WAIT)
                 log.warning("%s: %s: %s; retrying in %.0f s", h.info.key, sink.name,
                             one_line(exc), wait)  # fmt: skip
-                if self.stop.wait(wait):
+                if self._sleep(wait) or h.abandoned:
                     h.abandoned = True
                     return
-                delay = min(delay * 2, 60.0)
+                delay = min(delay * 2, MAX_RETRY_WAIT)
         with self._lock:
             lane.acked = batch.end
         self._checkpoint(h)
+
+    def _halted(self) -> bool:
+        return self.stop.is_set() or self._closing.is_set()
+
+    def _sleep(self, seconds: float) -> bool:
+        """Wait ``seconds`` unless the run stops or crashes first (then True)."""
+        deadline = time.monotonic() + seconds
+        while not self._halted():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            self._closing.wait(min(left, 0.1))  # stop is polled: it is not ours to wait on
+        return True
 
     def _checkpoint(self, h: _Held) -> None:
         """Move the partition's checkpoint to what all its sinks acknowledged."""
@@ -521,25 +545,32 @@ class StreamRunner:
                 if target <= h.base or h.abandoned:
                     return
                 done = [run for run in h.runs if run.end <= target]
-            # Acknowledgements end batches, and batches end where runs do.
+                # Acknowledgements end batches, and batches end where runs do.
+                if not done or done[-1].end != target:
+                    return
+                cursor = done[-1].cursor
             nbytes = sum(run.nbytes for run in done)
             try:
-                self.ledger.checkpoint(
-                    h.claim, target, nbytes, self.options.lease_seconds, done[-1].cursor
-                )
+                self.ledger.checkpoint(h.claim, target, nbytes, self.options.lease_seconds, cursor)
             except ClaimLostError as exc:
                 self.progress.message(str(exc))
                 h.abandoned = True
                 return
             with self._lock:
+                self.result.lines += target - done[0].start
+                self.result.bytes += nbytes
+                if h.abandoned or not h.runs or h.runs[0] is not done[0]:
+                    return  # dropped meanwhile: its buffer is gone already
                 for _ in done:
                     h.runs.popleft()
                 h.buffered_bytes -= nbytes
                 h.base = target
-                self.result.lines += target - done[0].start
-                self.result.bytes += nbytes
-            for run in done:
-                self._file_malformed(h, run)
+                # A cursor that moved past nothing after the last run was read: keep it too.
+                later = h.cursor if not h.runs and h.base == h.position else None
+            if later is not None and later != cursor:
+                with contextlib.suppress(ClaimLostError):
+                    self.ledger.checkpoint(h.claim, target, 0, self.options.lease_seconds, later)
+            self._file_malformed(h, done)
             self.progress.advanced(target - done[0].start, nbytes)
 
     def _let_go(self, h: _Held) -> None:
@@ -554,33 +585,36 @@ class StreamRunner:
         with contextlib.suppress(ClaimLostError):
             self.ledger.release(h.claim)
 
-    def _file_malformed(self, h: _Held, run: _Run) -> None:
+    def _file_malformed(self, h: _Held, runs: list[_Run]) -> None:
         """Records a format could not parse were shipped raw; also list them in the error
         queue as ``PATH:RECORD`` (1-based), so nobody has to grep for them."""
-        reasons = (run.chunk.columns or {}).get(MALFORMED_KEY)
-        if reasons is None:
-            return
         filed = 0
-        for i, reason in enumerate(reasons):
-            if reason is None:
+        for run in runs:
+            reasons = (run.chunk.columns or {}).get(MALFORMED_KEY)
+            if reasons is None:
                 continue
-            if filed >= MAX_MALFORMED_ENTRIES_PER_BATCH:
-                with self._lock:
-                    self._extra["malformed_not_filed"] += 1
-                continue
-            line = run.chunk.lines[i]
-            key = f"{h.info.key}:{run.start + i + 1}"
-            obj = ObjectInfo(key, len(line), h.info.version, run.chunk.timestamps[i])
-            claim = self.ledger.claim(self.source.id, obj, self.owner, self.options.lease_seconds)
-            if claim is not None:
-                snippet = line if len(line) <= 200 else line[:200] + "…"
-                self.ledger.fail(claim, f"{reason}: {snippet}", "MalformedRecord")
-            filed += 1
+            for i, reason in enumerate(reasons):
+                if reason is None:
+                    continue
+                if filed >= MAX_MALFORMED_ENTRIES_PER_BATCH:
+                    with self._lock:
+                        self._extra["malformed_not_filed"] += 1
+                    continue
+                line = run.chunk.lines[i]
+                key = f"{h.info.key}:{run.start + i + 1}"
+                obj = ObjectInfo(key, len(line), h.info.version, run.chunk.timestamps[i])
+                claim = self.ledger.claim(
+                    self.source.id, obj, self.owner, self.options.lease_seconds
+                )
+                if claim is not None:
+                    snippet = line if len(line) <= 200 else line[:200] + "…"
+                    self.ledger.fail(claim, f"{reason}: {snippet}", "MalformedRecord")
+                filed += 1
 
-    def _record_range_failure(self, h: _Held, batch: Batch, exc: Exception) -> None:
+    def _record_range_failure(self, h: _Held, batch: Batch, exc: Exception, sink: Sink) -> None:
         """A batch refused for good: keep it in the error queue as a record range, go on."""
         key = f"{h.info.key}#{batch.start}-{batch.end}"
-        error = one_line(exc)
+        error = f"{sink.name}: {one_line(exc)}"
         obj = ObjectInfo(
             key, batch.nbytes, h.info.version, batch.timestamps[0] if batch.timestamps else 0
         )
@@ -598,9 +632,9 @@ class StreamRunner:
         """
         error = one_line(exc)
         with self._lock:
+            h.abandoned = True
             h.runs.clear()
             h.buffered_bytes = 0
-        h.abandoned = True
         with contextlib.suppress(ClaimLostError):
             self.ledger.fail(h.claim, error, type(exc).__name__)
         self._failed(h.info.key, h.info.version, error)
