@@ -410,3 +410,21 @@ def test_a_dropped_partition_is_not_retried_by_a_sink_that_is_down(tmp_path: Pat
     assert [f.key for f in runner.result.failed] == ["a"]
     assert down.rows == [] and len(up.rows) >= 20  # batches were out before the drop
     ledger.close()
+
+
+def test_a_one_off_run_gives_up_on_a_sink_that_stays_down(tmp_path: Path) -> None:
+    src = MemorySource()
+    src.data = {"a": [f"a{i}" for i in range(30)]}
+    ledger = SQLiteLedger(tmp_path / "l.db")
+    down = Sizes("down")
+    down.down.set()
+    opts = ShipOptions(batch_lines=20, batch_wait=0.05, lease_seconds=30, max_attempts=2)
+    began = time.monotonic()
+    r = StreamRunner(src, [down], ledger, opts, follow=False).run()
+    assert time.monotonic() - began < 10
+    assert (r.held, r.ok, r.lines) == (1, False, 0)
+    assert ledger.get("memory://test", "a", "v1").position == 0  # type: ignore[union-attr]
+    up = Collect()
+    r = StreamRunner(src, [up], ledger, opts, follow=False).run()  # the next run resumes
+    assert r.ok and [x[2] for x in up.rows] == src.data["a"]
+    ledger.close()

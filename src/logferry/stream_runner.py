@@ -223,6 +223,8 @@ class StreamRunner:
         self.result = ShipResult(source.display)
         self._held: dict[str, _Held] = {}
         self._failed_parts: set[tuple[str, str]] = set()
+        #: Partitions a one-off run stopped retrying (held): not taken again in this run.
+        self._given_up: set[tuple[str, str]] = set()
         self._lock = threading.Lock()
         self._hb_stop = threading.Event()
         # One delivery queue per sink; each lane keeps at most MAX_INFLIGHT_PER_LANE in it.
@@ -315,7 +317,8 @@ class StreamRunner:
             log.warning("listing %s failed: %s", self.source.display, one_line(exc))
             return
         for info in parts:
-            if info.key in self._held or (info.key, info.version) in self._failed_parts:
+            part = (info.key, info.version)
+            if info.key in self._held or part in self._failed_parts or part in self._given_up:
                 continue
             self._take(info)
 
@@ -498,6 +501,7 @@ class StreamRunner:
         if h.abandoned:
             return  # an earlier batch was not delivered: this one must not be checkpointed
         delay = 1.0
+        attempts = 0
         while True:
             try:
                 if id(sink) not in batch.prepared:
@@ -511,6 +515,18 @@ class StreamRunner:
                     break
                 if self._halted() or h.abandoned:
                     h.abandoned = True  # resumes from the last checkpoint next time
+                    return
+                attempts += 1
+                if not self.follow and attempts >= self.options.max_attempts:
+                    # A one-off run does not wait forever: the next run resumes here.
+                    h.abandoned = True
+                    with self._lock:
+                        self.result.held += 1
+                        self._given_up.add((h.info.key, h.info.version))
+                    self.progress.message(
+                        f"held {h.info.key}: {sink.name} still failing after {attempts} "
+                        f"attempts ({one_line(exc)}); the next run resumes at the checkpoint"
+                    )
                     return
                 # Hold this sink's batches of the partition: a stream never drops data.
                 wait = min(getattr(exc, "retry_after", None) or delay, MAX_RETRY_WAIT)
