@@ -428,3 +428,12 @@ def test_a_one_off_run_gives_up_on_a_sink_that_stays_down(tmp_path: Path) -> Non
     r = StreamRunner(src, [up], ledger, opts, follow=False).run()  # the next run resumes
     assert r.ok and [x[2] for x in up.rows] == src.data["a"]
     ledger.close()
+
+
+def test_records_give_each_handler_its_own_fields() -> None:
+    batch = Batch("s", "k", 0, 1, ["x"], [0], [{"level": "info"}])
+    first = next(batch.records())
+    assert first.fields == {"level": "info"}
+    first.fields["level"] = "changed by a handler"  # type: ignore[index]
+    assert next(batch.records()).fields == {"level": "info"}
+    assert batch.fields == [{"level": "info"}]

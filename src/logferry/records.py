@@ -191,9 +191,14 @@ class Batch:
         return out
 
     def records(self) -> Iterator[Record]:
-        """Iterate the batch as :class:`Record` objects (slow path, for handlers)."""
+        """Iterate the batch as :class:`Record` objects (slow path, for handlers).
+
+        Each record gets its own copy of its fields: a handler that changes them must not
+        change what other sinks of the same batch see.
+        """
         meta = {"source": self.source, "key": self.key}
         dicts = self.field_dicts()
         for i, line in enumerate(self.lines):
-            fields = None if dicts is None else dicts[i]
+            row = None if dicts is None else dicts[i]
+            fields = None if row is None else dict(row)
             yield Record(line, self.timestamps[i], fields, {**meta, "position": self.start + i})
