@@ -437,3 +437,31 @@ def test_records_give_each_handler_its_own_fields() -> None:
     first.fields["level"] = "changed by a handler"  # type: ignore[index]
     assert next(batch.records()).fields == {"level": "info"}
     assert batch.fields == [{"level": "info"}]
+
+
+def test_a_claim_taken_over_while_a_sink_is_down_is_let_go(tmp_path: Path) -> None:
+    # No checkpoint happens while the only sink is down, so only the heartbeat can notice
+    # that another runner took the partition (this one paused past its lease).
+    import sqlite3
+
+    src = MemorySource()
+    src.data = {"a": [f"a{i}" for i in range(10)]}
+    ledger = SQLiteLedger(tmp_path / "l.db")
+    down = Sizes("down")
+    down.down.set()
+    opts = ShipOptions(batch_lines=20, batch_wait=0.05, lease_seconds=1.5)  # renewed every 0.5 s
+    stop = threading.Event()
+    runner = StreamRunner(src, [down], ledger, opts, stop=stop, discover_interval=60)
+    thread = _run_in_thread(runner)
+    try:
+        _until(lambda: "a" in runner._held)
+        with sqlite3.connect(tmp_path / "l.db") as con:
+            con.execute("UPDATE objects SET owner = 'other-host:1:x', lease_until = 1e12")
+        _until(lambda: "a" not in runner._held, timeout=10)
+    finally:
+        stop.set()
+        thread.join(10)
+    assert down.rows == []
+    entry = ledger.get("memory://test", "a", "v1")
+    assert entry is not None and entry.owner == "other-host:1:x"  # left alone
+    ledger.close()

@@ -698,9 +698,19 @@ class StreamRunner:
     def _heartbeat(self) -> None:
         interval = self.options.lease_seconds / 3
         while not self._hb_stop.wait(interval):
-            claims = [h.claim for h in list(self._held.values())]
-            if claims:
-                try:
-                    self.ledger.renew(claims, self.options.lease_seconds)
-                except Exception as exc:
-                    log.warning("lease renewal failed: %s", one_line(exc))
+            held = {id(h.claim): h for h in list(self._held.values())}
+            if not held:
+                continue
+            try:
+                lost = self.ledger.renew(
+                    [h.claim for h in held.values()], self.options.lease_seconds
+                )
+            except Exception as exc:
+                log.warning("lease renewal failed: %s", one_line(exc))
+                continue
+            for claim in lost:
+                h = held[id(claim)]
+                if not h.abandoned and not (h.finished and h.base == h.position):
+                    # Another runner has it now (this one paused past its lease): stop here.
+                    h.abandoned = True
+                    self.progress.message(f"{h.info.key}: claim lost to another runner")

@@ -412,3 +412,15 @@ def test_held_elsewhere_names_a_live_claim_on_the_same_version(ledger: Ledger) -
     assert expired is not None
     time.sleep(0.05)  # a runner that died: its lease runs out
     assert ledger.held_elsewhere(src, "fp-1", renamed.key) is None
+
+
+def test_renew_reports_claims_taken_over(ledger: Ledger) -> None:
+    mine = ledger.claim("s3://b", _obj(1), "h:1:a", 0.01)
+    kept = ledger.claim("s3://b", _obj(2), "h:1:a", 60)
+    assert mine is not None and kept is not None
+    time.sleep(0.05)  # this runner paused past its lease...
+    theirs = ledger.claim("s3://b", _obj(1), "h:2:b", 60)  # ...and another took the row
+    assert theirs is not None
+    assert ledger.renew([mine, kept], 60) == [mine]
+    assert ledger.renew([kept], 60) == []
+    assert ledger.renew([], 60) == []

@@ -173,8 +173,12 @@ class Ledger(ABC):
         """
 
     @abstractmethod
-    def renew(self, claims: Iterable[Claim], lease_seconds: float) -> None:
-        """Extend the lease of claims still held (heartbeat)."""
+    def renew(self, claims: Iterable[Claim], lease_seconds: float) -> list[Claim]:
+        """Extend the lease of claims still held (heartbeat); return the ones no longer ours.
+
+        A claim is lost when its lease ran out and another runner took the row (a process
+        paused for longer than the lease, say): its holder must stop shipping it.
+        """
 
     @abstractmethod
     def complete(self, claim: Claim) -> None:

@@ -310,18 +310,23 @@ class PostgresLedger(Ledger):
             row = cur.fetchone()
         return str(row[0]) if row else None
 
-    def renew(self, claims: Iterable[Claim], lease_seconds: float) -> None:
-        """Heartbeat: extend leases of claims we still hold."""
+    def renew(self, claims: Iterable[Claim], lease_seconds: float) -> list[Claim]:
+        """Heartbeat: extend leases of claims we still hold; return the ones we lost."""
         until = time.time() + lease_seconds
         # A fixed lock order keeps two heartbeats over overlapping rows from deadlocking.
-        rows = sorted({(c.source, c.key, c.etag, c.owner) for c in claims})
-        if not rows:
-            return
+        by_row = {(c.source, c.key, c.etag, c.owner): c for c in claims}
+        if not by_row:
+            return []
+        kept: set[tuple[str, str, str, str]] = set()
         with self._tx() as cur:
-            cur.executemany(
-                f"UPDATE logferry_objects SET lease_until = %s WHERE {_ROW} AND owner = %s",
-                [(until, *r) for r in rows],
-            )
+            for row in sorted(by_row):
+                cur.execute(
+                    f"UPDATE logferry_objects SET lease_until = %s WHERE {_ROW} AND owner = %s",
+                    (until, *row),
+                )
+                if cur.rowcount:
+                    kept.add(row)
+        return [c for row, c in by_row.items() if row not in kept]
 
     def complete(self, claim: Claim) -> None:
         """Mark done and drop the claim."""

@@ -293,16 +293,20 @@ class SQLiteLedger(Ledger):
         )
         return str(row[0]) if row else None
 
-    def renew(self, claims: Iterable[Claim], lease_seconds: float) -> None:
-        """Heartbeat: extend leases of claims we still hold."""
+    def renew(self, claims: Iterable[Claim], lease_seconds: float) -> list[Claim]:
+        """Heartbeat: extend leases of claims we still hold; return the ones we lost."""
         until = time.time() + lease_seconds
+        lost = []
         with self._tx() as conn:
             for c in claims:
-                conn.execute(
+                cur = conn.execute(
                     "UPDATE objects SET lease_until = ? "
                     "WHERE source = ? AND key = ? AND etag = ? AND owner = ?",
                     (until, c.source, c.key, c.etag, c.owner),
                 )
+                if cur.rowcount == 0:
+                    lost.append(c)
+        return lost
 
     def complete(self, claim: Claim) -> None:
         """Mark done and drop the claim."""
