@@ -123,6 +123,26 @@ class Chunk:
         )
 
 
+def concat_chunks(chunks: list[Chunk]) -> Chunk:
+    """Consecutive chunks as one; a single chunk comes back as it is (no copy).
+
+    Records of a chunk without per-record fields get None where another chunk has them.
+    """
+    if len(chunks) == 1:
+        return chunks[0]
+    lines: list[str] = []
+    timestamps: list[int] = []
+    with_fields = any(c.fields is not None for c in chunks)
+    fields: list[Any] = []
+    for c in chunks:
+        lines += c.lines
+        timestamps += c.timestamps
+        if with_fields:
+            fields += c.fields if c.fields is not None else [None] * len(c)
+    columns = concat_columns([(c.columns, len(c)) for c in chunks])
+    return Chunk(lines, timestamps, fields if with_fields else None, columns)
+
+
 @dataclass(slots=True)
 class Batch:
     """Records of one partition, ending at ``end`` (records from the partition start).

@@ -26,7 +26,7 @@ from logferry.codecs.formats.base import DecodeContext, FormatOptions
 from logferry.config import ShipOptions
 from logferry.errors import DecodeError, LogferryError, ObjectError, is_transient
 from logferry.ledger.base import Claim, ClaimLostError, Ledger, Status, new_owner_id
-from logferry.records import Batch, Chunk, Columns, ObjectInfo, concat_columns
+from logferry.records import Batch, Chunk, ObjectInfo, concat_chunks
 from logferry.sinks.base import Sink
 from logferry.sources.base import BucketSource
 
@@ -182,19 +182,18 @@ def batches(
     """Regroup decoded chunks into batches, dropping the first ``skip`` (acknowledged) records."""
     seen = 0
     start = skip
-    lines: list[str] = []
-    stamps: list[int] = []
-    fields: list[dict[str, Any] | None] | None = None
-    col_parts: list[tuple[Columns | None, int]] = []
-    nbytes = 0
+    pieces: list[Chunk] = []
+    count = nbytes = 0
     began = time.monotonic()
 
     def flush() -> Batch:
-        nonlocal lines, stamps, fields, col_parts, nbytes, start, began
-        b = Batch(source, key, start, start + len(lines), lines, stamps, fields, nbytes)
-        b.columns = concat_columns(col_parts)
-        start += len(lines)
-        lines, stamps, fields, col_parts, nbytes = [], [], None, [], 0
+        nonlocal pieces, count, nbytes, start, began
+        merged = concat_chunks(pieces)
+        b = Batch(source, key, start, start + count, merged.lines, merged.timestamps,
+                  merged.fields, nbytes)  # type: ignore[arg-type]  # fmt: skip
+        b.columns = merged.columns
+        start += count
+        pieces, count, nbytes = [], 0, 0
         began = time.monotonic()
         return b
 
@@ -209,27 +208,22 @@ def batches(
         seen += len(chunk)
         i = 0
         while i < len(chunk):
-            room = max_lines - len(lines)
+            room = max_lines - count
             piece = chunk if i == 0 and room >= len(chunk) else chunk.slice(i, i + room)
             size = sum(map(len, piece.lines))
             # A piece of huge lines is cut until it fits the byte budget (one line at least).
             while nbytes + size > max_bytes and len(piece) > 1:
                 piece = piece.slice(0, max(1, len(piece) // 2))
                 size = sum(map(len, piece.lines))
-            if piece.fields is not None or fields is not None:
-                if fields is None:
-                    fields = [None] * len(lines)
-                fields.extend(piece.fields if piece.fields is not None else [None] * len(piece))
-            col_parts.append((piece.columns, len(piece)))
-            lines.extend(piece.lines)
-            stamps.extend(piece.timestamps)
+            pieces.append(piece)
+            count += len(piece)
             nbytes += size
             i += len(piece)
-            if len(lines) >= max_lines or nbytes >= max_bytes:
+            if count >= max_lines or nbytes >= max_bytes:
                 yield flush()
-        if lines and time.monotonic() - began >= max_wait:
+        if count and time.monotonic() - began >= max_wait:
             yield flush()
-    if lines:
+    if count:
         yield flush()
 
 

@@ -29,12 +29,11 @@ import queue
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
 from logferry.config import ShipOptions
 from logferry.errors import is_transient
 from logferry.ledger.base import Claim, ClaimLostError, Ledger, new_owner_id
-from logferry.records import MALFORMED_KEY, Batch, Chunk, ObjectInfo, concat_columns
+from logferry.records import MALFORMED_KEY, Batch, Chunk, ObjectInfo, concat_chunks
 from logferry.runner import Failure, Progress, Route, Router, ShipResult, one_line
 from logferry.sinks.base import Batching, Sink
 from logferry.sources.stream import PartitionInfo, StreamPartition, StreamSource
@@ -110,15 +109,17 @@ class _Held:
     def inflight(self) -> int:
         return sum(lane.inflight for lane in self.lanes)
 
+    @property
+    def largest_batch(self) -> int:
+        return max(lane.batching.lines for lane in self.lanes)
+
     def buffer_full(self) -> bool:
-        limit = max(lane.batching.lines for lane in self.lanes) * BUFFER_BATCHES
         size = max(lane.batching.bytes for lane in self.lanes) * BUFFER_BATCHES
-        return self.position - self.base >= limit or self.buffered_bytes >= size
+        return self.room() <= 0 or self.buffered_bytes >= size
 
     def room(self) -> int:
         """Records that may still be read before the buffer is full."""
-        limit = max(lane.batching.lines for lane in self.lanes) * BUFFER_BATCHES
-        return max(1, limit - (self.position - self.base))
+        return self.largest_batch * BUFFER_BATCHES - (self.position - self.base)
 
     def add(self, chunk: Chunk, cursor: str | None, now: float) -> None:
         nbytes = sum(map(len, chunk.lines))
@@ -156,27 +157,18 @@ class _Held:
             bytes_in += run.nbytes
             if lines_in >= batching.lines or bytes_in >= batching.bytes:
                 break
-        lines: list[str] = []
-        timestamps: list[int] = []
-        with_fields = any(run.chunk.fields is not None for run in runs)
-        fields: list[Any] = []
-        for run in runs:
-            chunk = run.chunk
-            lines += chunk.lines
-            timestamps += chunk.timestamps
-            if with_fields:
-                fields += chunk.fields if chunk.fields is not None else [None] * len(chunk)
+        chunk = concat_chunks([run.chunk for run in runs])
         batch = Batch(
             source,
             self.info.key,
             start,
             start + lines_in,
-            lines,
-            timestamps,
-            fields if with_fields else None,
+            chunk.lines,
+            chunk.timestamps,
+            chunk.fields,  # type: ignore[arg-type]
             bytes_in,
         )
-        batch.columns = concat_columns([(run.chunk.columns, len(run.chunk)) for run in runs])
+        batch.columns = chunk.columns
         return batch
 
 
@@ -398,7 +390,7 @@ class StreamRunner:
                 caught_up = False  # a sink is behind: read on once it acknowledges
             elif readable:
                 try:
-                    res = h.partition.read(min(h.room(), max(x.batching.lines for x in h.lanes)))
+                    res = h.partition.read(min(h.room(), h.largest_batch))
                 except Exception as exc:
                     h.read_failures += 1
                     if is_transient(exc) and h.read_failures < opts.max_attempts:

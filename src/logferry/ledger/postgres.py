@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
@@ -15,14 +15,12 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from logferry.errors import ConfigError
 from logferry.ledger.base import (
     Claim,
-    ClaimLostError,
-    Entry,
-    Ledger,
     Seen,
     SourceStatus,
     Status,
     owner_is_dead,
 )
+from logferry.ledger.sql import SqlLedger
 from logferry.records import ObjectInfo
 
 # Each entry upgrades the schema by one version; never edit a released step.
@@ -59,20 +57,7 @@ MIGRATIONS: list[list[str]] = [
 # Any constant shared by every logferry process: serializes concurrent migrators.
 _MIGRATION_LOCK = 0x6C6F6766  # "logf"
 
-_COLUMNS = (
-    "id, source, key, etag, size, status, position, lines, bytes, attempts, error_class, "
-    "last_error, owner, first_seen, updated"
-)
 _ROW = "source = %s AND key = %s AND etag = %s"
-
-
-def _entry(row: tuple[Any, ...]) -> Entry:
-    (rowid, source, key, etag, size, status, position, lines, nbytes, attempts, error_class,
-     last_error, owner, first_seen, updated) = row  # fmt: skip
-    return Entry(
-        rowid, source, key, etag, size, Status(status), position, lines, nbytes, attempts,
-        error_class, last_error, owner, first_seen, updated,
-    )  # fmt: skip
 
 
 def redact_url(url: str) -> str:
@@ -97,7 +82,7 @@ def _passwords(url: str) -> list[str]:
     return [s for p in found if p for s in {p, unquote(p)}]
 
 
-class PostgresLedger(Ledger):
+class PostgresLedger(SqlLedger):
     """Ledger in PostgreSQL tables ``logferry_objects`` and ``logferry_schema_version``.
 
     A small connection pool serves the runner's worker threads.
@@ -161,6 +146,22 @@ class PostgresLedger(Ledger):
                 f"cannot connect to ledger {self.display}: {self._reason(exc)}"
             ) from None
 
+    _table = "logferry_objects"
+    _id = "id"
+
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with self._tx() as cur:
+            cur.execute(sql.replace("?", "%s"), params)
+            return cur.fetchall() if cur.description else []
+
+    def _counts(self, sql: str, param_rows: Iterable[Sequence[Any]]) -> list[int]:
+        counts = []
+        with self._tx() as cur:
+            for params in param_rows:
+                cur.execute(sql.replace("?", "%s"), params)
+                counts.append(cur.rowcount)
+        return counts
+
     def _migrate(self, conn: psycopg.Connection[tuple[Any, ...]]) -> None:
         try:
             with conn.transaction():
@@ -199,14 +200,6 @@ class PostgresLedger(Ledger):
             for key, etag, status, attempts in cur:
                 found[key] = Seen(etag, Status(status), attempts)
         return found
-
-    def get(self, source: str, key: str, etag: str) -> Entry | None:
-        """Return one object version's row."""
-        with self._tx() as cur:
-            row = cur.execute(
-                f"SELECT {_COLUMNS} FROM logferry_objects WHERE {_ROW}", (source, key, etag)
-            ).fetchone()
-        return _entry(row) if row else None
 
     def claim(
         self, source: str, obj: ObjectInfo, owner: str, lease_seconds: float, *, force: bool = False
@@ -261,140 +254,6 @@ class PostgresLedger(Ledger):
                  *ident),
             )  # fmt: skip
             return Claim(source, obj.key, obj.etag, owner, position, attempts + 1, cursor)
-
-    def _update_held(self, claim: Claim, sql: str, params: tuple[Any, ...]) -> None:
-        with self._tx() as cur:
-            cur.execute(
-                f"UPDATE logferry_objects SET {sql} WHERE {_ROW} AND owner = %s",
-                (*params, claim.source, claim.key, claim.etag, claim.owner),
-            )
-            if cur.rowcount != 1:
-                raise ClaimLostError(f"claim on {claim.key} was taken over by another runner")
-
-    def checkpoint(
-        self,
-        claim: Claim,
-        position: int,
-        add_bytes: int,
-        lease_seconds: float,
-        cursor: str | None = None,
-    ) -> None:
-        """Advance the acknowledged position (only ever called after every sink acked)."""
-        now = time.time()
-        self._update_held(
-            claim,
-            "position = %s, lines = %s, bytes = bytes + %s, lease_until = %s, updated = %s, "
-            "cursor = COALESCE(%s, cursor)",
-            (position, position, add_bytes, now + lease_seconds, now, cursor),
-        )
-
-    def latest_cursor(self, source: str, etag: str) -> tuple[str, int, str] | None:
-        """The freshest stored cursor of this version under any key."""
-        with self._tx() as cur:
-            cur.execute(
-                "SELECT key, position, cursor FROM logferry_objects WHERE source = %s AND etag = %s "
-                "AND cursor IS NOT NULL ORDER BY updated DESC LIMIT 1",
-                (source, etag),
-            )
-            row = cur.fetchone()
-        return (row[0], row[1], row[2]) if row else None
-
-    def held_elsewhere(self, source: str, etag: str, key: str) -> str | None:
-        """Another key under which ``etag`` is claimed now (a live lease), else None."""
-        with self._tx() as cur:
-            cur.execute(
-                "SELECT key FROM logferry_objects WHERE source = %s AND etag = %s AND key <> %s "
-                "AND status = 'active' AND owner IS NOT NULL AND lease_until > %s LIMIT 1",
-                (source, etag, key, time.time()),
-            )
-            row = cur.fetchone()
-        return str(row[0]) if row else None
-
-    def renew(self, claims: Iterable[Claim], lease_seconds: float) -> list[Claim]:
-        """Heartbeat: extend leases of claims we still hold; return the ones we lost."""
-        until = time.time() + lease_seconds
-        # A fixed lock order keeps two heartbeats over overlapping rows from deadlocking.
-        by_row = {(c.source, c.key, c.etag, c.owner): c for c in claims}
-        if not by_row:
-            return []
-        kept: set[tuple[str, str, str, str]] = set()
-        with self._tx() as cur:
-            for row in sorted(by_row):
-                cur.execute(
-                    f"UPDATE logferry_objects SET lease_until = %s WHERE {_ROW} AND owner = %s",
-                    (until, *row),
-                )
-                if cur.rowcount:
-                    kept.add(row)
-        return [c for row, c in by_row.items() if row not in kept]
-
-    def complete(self, claim: Claim) -> None:
-        """Mark done and drop the claim."""
-        now = time.time()
-        self._update_held(
-            claim,
-            "status = 'done', owner = NULL, lease_until = NULL, last_error = NULL, "
-            "updated = %s, done_at = %s",
-            (now, now),
-        )
-
-    def fail(self, claim: Claim, error: str, error_class: str = "") -> None:
-        """Mark failed with a one-line reason."""
-        # Postgres text cannot hold NUL, which a decode error may quote.
-        reason = error.splitlines()[0].replace("\x00", "") if error else "unknown error"
-        self._update_held(
-            claim,
-            "status = 'failed', owner = NULL, lease_until = NULL, last_error = %s, "
-            "error_class = %s, updated = %s",
-            (reason, error_class or None, time.time()),
-        )
-
-    def release(self, claim: Claim) -> None:
-        """Hand the object back unfinished; the next claim resumes at its position."""
-        self._update_held(
-            claim,
-            "status = 'pending', owner = NULL, lease_until = NULL, updated = %s",
-            (time.time(),),
-        )
-
-    def entries(self, source: str | None = None, status: Status | None = None) -> list[Entry]:
-        """Rows filtered by source and status, most recently updated first."""
-        where: list[str] = []
-        params: list[Any] = []
-        if source is not None:
-            where.append("source = %s")
-            params.append(source)
-        if status is not None:
-            where.append("status = %s")
-            params.append(str(status))
-        sql = f"SELECT {_COLUMNS} FROM logferry_objects"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY updated DESC, id DESC"
-        with self._tx() as cur:
-            return [_entry(r) for r in cur.execute(sql, params).fetchall()]
-
-    def entry(self, entry_id: int) -> Entry | None:
-        """The row with this id."""
-        with self._tx() as cur:
-            row = cur.execute(
-                f"SELECT {_COLUMNS} FROM logferry_objects WHERE id = %s", (entry_id,)
-            ).fetchone()
-        return _entry(row) if row else None
-
-    def purge_failed(self, ids: Iterable[int] | None = None, source: str | None = None) -> int:
-        """Delete failed rows, optionally only these ids or this source."""
-        sql = "DELETE FROM logferry_objects WHERE status = 'failed'"
-        params: list[Any] = []
-        if source is not None:
-            sql += " AND source = %s"
-            params.append(source)
-        if ids is not None:
-            sql += " AND id = ANY(%s)"
-            params.append(list(ids))
-        with self._tx() as cur:
-            cur.execute(sql, params)
-            return cur.rowcount
 
     def status(self) -> list[SourceStatus]:
         """Per source: counts by status, lines, bytes, last shipped time."""

@@ -7,7 +7,7 @@ import sqlite3
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -15,14 +15,12 @@ from typing import Any
 from logferry.errors import ConfigError
 from logferry.ledger.base import (
     Claim,
-    ClaimLostError,
-    Entry,
-    Ledger,
     Seen,
     SourceStatus,
     Status,
     owner_is_dead,
 )
+from logferry.ledger.sql import SqlLedger
 from logferry.records import ObjectInfo
 
 # Each entry upgrades the schema by one version; never edit a released step.
@@ -58,22 +56,8 @@ MIGRATIONS: list[str] = [
     """,
 ]
 
-_COLUMNS = (
-    "rowid, source, key, etag, size, status, position, lines, bytes, attempts, error_class, "
-    "last_error, owner, first_seen, updated"
-)
 
-
-def _entry(row: tuple[Any, ...]) -> Entry:
-    (rowid, source, key, etag, size, status, position, lines, nbytes, attempts, error_class,
-     last_error, owner, first_seen, updated) = row  # fmt: skip
-    return Entry(
-        rowid, source, key, etag, size, Status(status), position, lines, nbytes, attempts,
-        error_class, last_error, owner, first_seen, updated,
-    )  # fmt: skip
-
-
-class SQLiteLedger(Ledger):
+class SQLiteLedger(SqlLedger):
     """Ledger in one SQLite file; one connection per thread."""
 
     def __init__(self, path: str | Path) -> None:
@@ -129,6 +113,17 @@ class SQLiteLedger(Ledger):
             raise
         conn.execute("COMMIT")
 
+    _table = "objects"
+    _id = "rowid"
+
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        # A read needs no transaction of its own: WAL gives it a consistent snapshot.
+        return self._conn().execute(sql, params).fetchall()
+
+    def _counts(self, sql: str, param_rows: Iterable[Sequence[Any]]) -> list[int]:
+        with self._tx() as conn:
+            return [conn.execute(sql, params).rowcount for params in param_rows]
+
     def _migrate(self) -> None:
         try:
             with self._tx() as conn:
@@ -164,18 +159,6 @@ class SQLiteLedger(Ledger):
             for key, etag, status, attempts in rows:
                 found[key] = Seen(etag, Status(status), attempts)
         return found
-
-    def get(self, source: str, key: str, etag: str) -> Entry | None:
-        """Return one object version's row."""
-        row = (
-            self._conn()
-            .execute(
-                f"SELECT {_COLUMNS} FROM objects WHERE source = ? AND key = ? AND etag = ?",
-                (source, key, etag),
-            )
-            .fetchone()
-        )
-        return _entry(row) if row else None
 
     def claim(
         self, source: str, obj: ObjectInfo, owner: str, lease_seconds: float, *, force: bool = False
@@ -240,139 +223,6 @@ class SQLiteLedger(Ledger):
                 ),
             )
             return Claim(source, obj.key, obj.etag, owner, position, attempts + 1, cursor)
-
-    def _update_held(self, claim: Claim, sql: str, params: tuple[Any, ...]) -> None:
-        with self._tx() as conn:
-            cur = conn.execute(
-                f"UPDATE objects SET {sql} WHERE source = ? AND key = ? AND etag = ? AND owner = ?",
-                (*params, claim.source, claim.key, claim.etag, claim.owner),
-            )
-            if cur.rowcount != 1:
-                raise ClaimLostError(f"claim on {claim.key} was taken over by another runner")
-
-    def checkpoint(
-        self,
-        claim: Claim,
-        position: int,
-        add_bytes: int,
-        lease_seconds: float,
-        cursor: str | None = None,
-    ) -> None:
-        """Advance the acknowledged position (only ever called after every sink acked)."""
-        now = time.time()
-        self._update_held(
-            claim,
-            "position = ?, lines = ?, bytes = bytes + ?, lease_until = ?, updated = ?, "
-            "cursor = COALESCE(?, cursor)",
-            (position, position, add_bytes, now + lease_seconds, now, cursor),
-        )
-
-    def latest_cursor(self, source: str, etag: str) -> tuple[str, int, str] | None:
-        """The freshest stored cursor of this version under any key."""
-        row = (
-            self._conn()
-            .execute(
-                "SELECT key, position, cursor FROM objects WHERE source = ? AND etag = ? "
-                "AND cursor IS NOT NULL ORDER BY updated DESC LIMIT 1",
-                (source, etag),
-            )
-            .fetchone()
-        )
-        return (row[0], row[1], row[2]) if row else None
-
-    def held_elsewhere(self, source: str, etag: str, key: str) -> str | None:
-        """Another key under which ``etag`` is claimed now (a live lease), else None."""
-        row = (
-            self._conn()
-            .execute(
-                "SELECT key FROM objects WHERE source = ? AND etag = ? AND key != ? "
-                "AND status = 'active' AND owner IS NOT NULL AND lease_until > ? LIMIT 1",
-                (source, etag, key, time.time()),
-            )
-            .fetchone()
-        )
-        return str(row[0]) if row else None
-
-    def renew(self, claims: Iterable[Claim], lease_seconds: float) -> list[Claim]:
-        """Heartbeat: extend leases of claims we still hold; return the ones we lost."""
-        until = time.time() + lease_seconds
-        lost = []
-        with self._tx() as conn:
-            for c in claims:
-                cur = conn.execute(
-                    "UPDATE objects SET lease_until = ? "
-                    "WHERE source = ? AND key = ? AND etag = ? AND owner = ?",
-                    (until, c.source, c.key, c.etag, c.owner),
-                )
-                if cur.rowcount == 0:
-                    lost.append(c)
-        return lost
-
-    def complete(self, claim: Claim) -> None:
-        """Mark done and drop the claim."""
-        now = time.time()
-        self._update_held(
-            claim,
-            "status = 'done', owner = NULL, lease_until = NULL, last_error = NULL, "
-            "updated = ?, done_at = ?",
-            (now, now),
-        )
-
-    def fail(self, claim: Claim, error: str, error_class: str = "") -> None:
-        """Mark failed with a one-line reason."""
-        self._update_held(
-            claim,
-            "status = 'failed', owner = NULL, lease_until = NULL, last_error = ?, "
-            "error_class = ?, updated = ?",
-            (
-                error.splitlines()[0] if error else "unknown error",
-                error_class or None,
-                time.time(),
-            ),
-        )
-
-    def release(self, claim: Claim) -> None:
-        """Hand the object back unfinished; the next claim resumes at its position."""
-        self._update_held(
-            claim,
-            "status = 'pending', owner = NULL, lease_until = NULL, updated = ?",
-            (time.time(),),
-        )
-
-    def entries(self, source: str | None = None, status: Status | None = None) -> list[Entry]:
-        """Rows filtered by source and status, most recently updated first."""
-        where, params = [], []
-        if source is not None:
-            where.append("source = ?")
-            params.append(source)
-        if status is not None:
-            where.append("status = ?")
-            params.append(str(status))
-        sql = f"SELECT {_COLUMNS} FROM objects"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY updated DESC"
-        return [_entry(r) for r in self._conn().execute(sql, params).fetchall()]
-
-    def entry(self, entry_id: int) -> Entry | None:
-        """The row with this id."""
-        row = (
-            self._conn()
-            .execute(f"SELECT {_COLUMNS} FROM objects WHERE rowid = ?", (entry_id,))
-            .fetchone()
-        )
-        return _entry(row) if row else None
-
-    def purge_failed(self, ids: Iterable[int] | None = None, source: str | None = None) -> int:
-        """Delete failed rows, optionally only these ids or this source."""
-        sql, params = "DELETE FROM objects WHERE status = 'failed'", []
-        if source is not None:
-            sql += " AND source = ?"
-            params.append(source)
-        with self._tx() as conn:
-            if ids is None:
-                return conn.execute(sql, params).rowcount
-            return sum(conn.execute(sql + " AND rowid = ?", (*params, i)).rowcount for i in ids)
 
     def status(self) -> list[SourceStatus]:
         """Per source: counts by status, lines, bytes, last shipped time."""

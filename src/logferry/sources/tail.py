@@ -48,7 +48,7 @@ from logferry.codecs.formats import FormatOptions, get_format, resolve_format
 from logferry.codecs.formats.auto import HEAD_SIZE
 from logferry.codecs.formats.base import DecodeContext, Format
 from logferry.errors import ConfigError, SourceError
-from logferry.records import Chunk, concat_columns
+from logferry.records import Chunk, concat_chunks
 from logferry.sources.stream import PartitionInfo, ReadResult, StreamPartition, StreamSource
 
 #: A first line longer than this is fingerprinted by its first this-many bytes.
@@ -481,19 +481,7 @@ class TailPartition(StreamPartition):
         if ctx.counters:
             self.counters.update(ctx.counters)
             self.source.counters.update(ctx.counters)
-        if len(chunks) == 1:
-            return chunks[0]
-        lines: list[str] = []
-        timestamps: list[int] = []
-        with_fields = any(c.fields is not None for c in chunks)
-        fields: list[dict[str, Any]] = []
-        for c in chunks:
-            lines += c.lines
-            timestamps += c.timestamps
-            if with_fields:
-                fields += c.fields if c.fields is not None else [{} for _ in c.lines]
-        columns = concat_columns([(c.columns, len(c)) for c in chunks])
-        return Chunk(lines, timestamps, fields if with_fields else None, columns)
+        return concat_chunks(chunks) if chunks else Chunk([], [])
 
     def close(self) -> None:
         """Close the file."""

@@ -154,14 +154,27 @@ def _status(a: np.ndarray, starts: np.ndarray) -> np.ndarray | None:
     return status
 
 
-def _durations(a: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray | None:
-    """Finite non-negative decimals (``0.084213``, ``12``, ``1e-3``) as float(); else None."""
+def _padded(
+    a: np.ndarray, starts: np.ndarray, ends: np.ndarray, limit: int, multiple: int = 1
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Each ``a[start:end]`` as a row of a zero-padded (n, width) byte matrix, and the widths;
+    None when a token is wider than ``limit``. The width is rounded up to ``multiple``."""
     widths = ends - starts
     width = int(widths.max())
-    if width > _MAX_DURATION:
+    if width > limit:
         return None
+    width = -(-width // multiple) * multiple
     inside = np.arange(width) < widths[:, None]
-    m = np.where(inside, a[starts[:, None] + np.arange(width)], 0).astype(np.uint8)
+    return np.where(inside, a[starts[:, None] + np.arange(width)], 0).astype(np.uint8), widths
+
+
+def _durations(a: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray | None:
+    """Finite non-negative decimals (``0.084213``, ``12``, ``1e-3``) as float(); else None."""
+    padded = _padded(a, starts, ends, _MAX_DURATION)
+    if padded is None:
+        return None
+    m = padded[0]
+    width = m.shape[1]
     if not _NUMBER_BYTES[m].all():
         return None
     try:
@@ -177,13 +190,11 @@ def _durations(a: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarra
 
 def _tokens(a: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray | None:
     """Each ``a[start:end]`` as ``str`` in an object array; distinct values decoded once."""
-    widths = ends - starts
-    width = int(widths.max())
-    if width > _MAX_TOKEN:
+    gathered = _padded(a, starts, ends, _MAX_TOKEN, multiple=8)
+    if gathered is None:
         return None
-    padded = -(-width // 8) * 8
-    inside = np.arange(padded) < widths[:, None]
-    m = np.where(inside, a[starts[:, None] + np.arange(padded)], 0).astype(np.uint8)
+    m, widths = gathered
+    padded = m.shape[1]
     words = m.view(np.uint64)  # (n, padded / 8), the token's bytes zero-padded
     h = widths.astype(np.uint64)
     for j in range(words.shape[1]):

@@ -11,8 +11,7 @@ import re
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from logferry.codecs.formats.base import DecodeContext, Format
-from logferry.codecs.framing import iter_lines
+from logferry.codecs.formats.base import DecodeContext, Format, decode_each_line
 from logferry.codecs.timestamps import parse_timestamp
 from logferry.records import Chunk
 
@@ -26,7 +25,6 @@ _LINE = re.compile(
     rf"{_QUOTED} {_QUOTED}"
 )
 _CACHE_SIZE = 8192
-_NONE: dict[str, Any] = {}
 
 
 class AwsAlbFormat(Format):
@@ -36,43 +34,31 @@ class AwsAlbFormat(Format):
 
     def decode(self, chunks: Iterable[bytes], ctx: DecodeContext) -> Iterator[Chunk]:
         """Yield one chunk per decompressed chunk; unparseable lines are shipped and counted."""
-        default = ctx.last_modified_ms
         match = _LINE.match
         seconds: dict[str, int] = {}  # "YYYY-MM-DDTHH:MM:SS" → ms, shared by a second's lines
-        for lines in iter_lines(chunks):
-            timestamps: list[int] = []
-            fields: list[dict[str, Any]] = []
-            malformed = 0
-            for line in lines:
-                m = match(line)
-                if m is None:
-                    malformed += 1
-                    timestamps.append(default)
-                    fields.append(_NONE)
-                    continue
-                kind, second, frac, elb, client, target, elb_status, target_status = m.groups()
-                base = seconds.get(second)
-                if base is None:
-                    parsed = parse_timestamp(second)
-                    if parsed is None:  # a well-shaped but impossible date: 2024-02-30
-                        malformed += 1
-                        timestamps.append(default)
-                        fields.append(_NONE)
-                        continue
-                    if len(seconds) >= _CACHE_SIZE:
-                        seconds.clear()
-                    base = seconds[second] = parsed
-                timestamps.append(base + int(frac[1:4].ljust(3, "0")) if frac else base)
-                record = {
-                    "elb": elb,
-                    "client": client,
-                    "target": target,
-                    "elb_status_code": elb_status,
-                    "target_status_code": target_status,
-                }
-                if kind is not None:
-                    record["type"] = kind
-                fields.append(record)
-            if malformed:
-                ctx.counters["malformed"] += malformed
-            yield Chunk(lines, timestamps, fields)
+
+        def parse(line: str) -> tuple[int, dict[str, Any]] | None:
+            m = match(line)
+            if m is None:
+                return None
+            kind, second, frac, elb, client, target, elb_status, target_status = m.groups()
+            base = seconds.get(second)
+            if base is None:
+                parsed = parse_timestamp(second)
+                if parsed is None:  # a well-shaped but impossible date: 2024-02-30
+                    return None
+                if len(seconds) >= _CACHE_SIZE:
+                    seconds.clear()
+                base = seconds[second] = parsed
+            record = {
+                "elb": elb,
+                "client": client,
+                "target": target,
+                "elb_status_code": elb_status,
+                "target_status_code": target_status,
+            }
+            if kind is not None:
+                record["type"] = kind
+            return (base + int(frac[1:4].ljust(3, "0")) if frac else base), record
+
+        yield from decode_each_line(chunks, ctx, parse)

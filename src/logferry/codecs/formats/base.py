@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 
 import orjson
 
-from logferry.codecs.framing import read_document
+from logferry.codecs.framing import iter_lines, read_document
 from logferry.codecs.timestamps import parse_timestamp
 from logferry.errors import DecodeError
 from logferry.records import Chunk
@@ -57,6 +57,39 @@ class Format(ABC):
     @abstractmethod
     def decode(self, chunks: Iterable[bytes], ctx: DecodeContext) -> Iterator[Chunk]:
         """Decode already-decompressed ``chunks`` into runs of records."""
+
+
+#: The fields of a record a format could not parse (shared, never mutated).
+NO_FIELDS: dict[str, Any] = {}
+
+
+def decode_each_line(
+    chunks: Iterable[bytes],
+    ctx: DecodeContext,
+    parse: Callable[[str], tuple[int, dict[str, Any]] | None],
+) -> Iterator[Chunk]:
+    """One chunk per run of lines, each line parsed by ``parse`` into (ms, fields).
+
+    A line ``parse`` rejects (None) is shipped as written, with the object's time and no
+    fields, and counted in ``counters["malformed"]``.
+    """
+    default = ctx.last_modified_ms
+    for lines in iter_lines(chunks):
+        timestamps: list[int] = []
+        fields: list[dict[str, Any]] = []
+        malformed = 0
+        for line in lines:
+            parsed = parse(line)
+            if parsed is None:
+                malformed += 1
+                timestamps.append(default)
+                fields.append(NO_FIELDS)
+                continue
+            timestamps.append(parsed[0])
+            fields.append(parsed[1])
+        if malformed:
+            ctx.counters["malformed"] += malformed
+        yield Chunk(lines, timestamps, fields)
 
 
 def record_timestamp(record: dict[str, Any], names: Sequence[str], default: int) -> int:

@@ -12,14 +12,13 @@ import csv
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from logferry.codecs.formats.base import DOCUMENT_CHUNK_RECORDS, DecodeContext, Format
+from logferry.codecs.formats.base import DOCUMENT_CHUNK_RECORDS, NO_FIELDS, DecodeContext, Format
 from logferry.codecs.timestamps import parse_timestamp
 from logferry.records import Chunk
 
 #: Tried after ``options.timestamp_fields``.
 EXTRA_TIME_COLUMNS = ("time", "date", "datetime")
 _BOM = "\ufeff"
-_NONE: dict[str, Any] = {}
 
 
 class CsvFormat(Format):
@@ -52,7 +51,7 @@ class CsvFormat(Format):
                         malformed += 1
                         lines.append(text)
                         timestamps.append(default)
-                        fields.append(_NONE)
+                        fields.append(NO_FIELDS)
                 consumed.clear()
                 continue
             text = (consumed[0] if len(consumed) == 1 else "".join(consumed)).rstrip("\r\n")
@@ -67,7 +66,7 @@ class CsvFormat(Format):
                 malformed += 1
                 lines.append(text)
                 timestamps.append(default)
-                fields.append(_NONE)
+                fields.append(NO_FIELDS)
             else:
                 lines.append(text)
                 ts = parse_timestamp(row[column]) if column >= 0 and row[column] else None

@@ -12,7 +12,12 @@ from typing import Any
 
 import orjson
 
-from logferry.codecs.formats.base import DOCUMENT_CHUNK_RECORDS, DecodeContext, load_document
+from logferry.codecs.formats.base import (
+    DOCUMENT_CHUNK_RECORDS,
+    NO_FIELDS,
+    DecodeContext,
+    load_document,
+)
 from logferry.codecs.framing import iter_lines, peek
 from logferry.records import Chunk
 
@@ -23,7 +28,6 @@ Describe = Callable[[dict[str, Any]], tuple[int | None, dict[str, Any]]]
 
 _HEAD = 64 * 1024
 _BOM = b"\xef\xbb\xbf"
-_NONE: dict[str, Any] = {}
 
 
 def decode_json_events(
@@ -109,7 +113,7 @@ class _Collector:
         else:
             self.ctx.counters["malformed"] += 1
             self.timestamps.append(self.default)
-            self.fields.append(_NONE)
+            self.fields.append(NO_FIELDS)
 
     def flush(self) -> Iterator[Chunk]:
         """Yield the collected records as one chunk, if there are any, and start anew."""

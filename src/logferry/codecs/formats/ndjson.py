@@ -7,13 +7,12 @@ from typing import Any
 
 import orjson
 
-from logferry.codecs.formats.base import DecodeContext, Format
+from logferry.codecs.formats.base import NO_FIELDS, DecodeContext, Format
 from logferry.codecs.framing import iter_lines
 from logferry.codecs.timestamps import parse_timestamp
 from logferry.records import Chunk
 
 #: Shared by every line without a level; never mutated.
-_NONE: dict[str, Any] = {}
 
 
 class NdjsonFormat(Format):
@@ -41,12 +40,12 @@ class NdjsonFormat(Format):
                 except json_error:
                     not_json += 1
                     timestamps.append(default)
-                    fields.append(_NONE)
+                    fields.append(NO_FIELDS)
                     continue
                 if type(value) is not dict:
                     not_object += 1
                     timestamps.append(default)
-                    fields.append(_NONE)
+                    fields.append(NO_FIELDS)
                     continue
                 ts = default
                 # Inlined rather than a helper call: this loop runs once per line.
@@ -59,7 +58,7 @@ class NdjsonFormat(Format):
                         break
                 timestamps.append(ts)
                 level = value.get("level")
-                fields.append({"level": level} if type(level) is str else _NONE)
+                fields.append({"level": level} if type(level) is str else NO_FIELDS)
             if not_json:
                 ctx.counters["not_json"] += not_json
             if not_object:

@@ -15,8 +15,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from logferry.codecs.formats.base import DecodeContext, Format
-from logferry.codecs.framing import iter_lines
+from logferry.codecs.formats.base import DecodeContext, Format, decode_each_line
 from logferry.codecs.timestamps import parse_timestamp
 from logferry.errors import ConfigError
 from logferry.records import Chunk
@@ -42,7 +41,6 @@ _LINE = re.compile(
 )
 _CACHE_SIZE = 4096
 _DAY_MS = 86_400_000
-_NONE: dict[str, Any] = {}
 _BAD: dict[str, Any] = {"malformed": True}  # cache marker for a PRI above 191; never shipped
 
 
@@ -59,51 +57,41 @@ class SyslogFormat(Format):
         match = _LINE.match
         stamps: dict[str, int | None] = {}  # "Mmm dd hh:mm:ss" → ms: repeats every line
         kinds: dict[tuple[str | None, str | None, str | None], dict[str, Any]] = {}
-        for lines in iter_lines(chunks):
-            timestamps: list[int] = []
-            fields: list[dict[str, Any]] = []
-            malformed = 0
-            for line in lines:
-                m = match(line)
-                if m is None:
-                    malformed += 1
-                    timestamps.append(default)
-                    fields.append(_NONE)
-                    continue
-                pri5, ts5, host5, app5, pri, stamp, frac, iso, host, app = m.groups()
-                if pri5 is not None:
-                    pri = pri5
-                    host = None if host5 == "-" else host5
-                    app = None if app5 == "-" else app5
-                    iso = None if ts5 == "-" else ts5
-                key = (pri, host, app)
-                kind = kinds.get(key)
-                if kind is None:
-                    if len(kinds) >= _CACHE_SIZE:
-                        kinds.clear()
-                    kind = kinds[key] = _fields(pri, host, app)
-                if stamp is not None:
-                    ms = stamps.get(stamp)
-                    if ms is None and stamp not in stamps:
-                        if len(stamps) >= _CACHE_SIZE:
-                            stamps.clear()
-                        ms = stamps[stamp] = bsd.to_ms(stamp)
-                    if ms is not None and frac:
-                        ms += int(frac[1:4].ljust(3, "0"))
-                elif iso is not None:
-                    ms = parse_timestamp(iso)
-                else:
-                    ms = default  # RFC 5424 NILVALUE: the sender did not know the time
-                if ms is None or kind is _BAD:
-                    malformed += 1
-                    timestamps.append(default)
-                    fields.append(_NONE)
-                    continue
-                timestamps.append(ms)
-                fields.append(kind)
-            if malformed:
-                ctx.counters["malformed"] += malformed
-            yield Chunk(lines, timestamps, fields)
+
+        def parse(line: str) -> tuple[int, dict[str, Any]] | None:
+            m = match(line)
+            if m is None:
+                return None
+            pri5, ts5, host5, app5, pri, stamp, frac, iso, host, app = m.groups()
+            if pri5 is not None:
+                pri = pri5
+                host = None if host5 == "-" else host5
+                app = None if app5 == "-" else app5
+                iso = None if ts5 == "-" else ts5
+            key = (pri, host, app)
+            kind = kinds.get(key)
+            if kind is None:
+                if len(kinds) >= _CACHE_SIZE:
+                    kinds.clear()
+                kind = kinds[key] = _fields(pri, host, app)
+            ms: int | None
+            if stamp is not None:
+                ms = stamps.get(stamp)
+                if ms is None and stamp not in stamps:
+                    if len(stamps) >= _CACHE_SIZE:
+                        stamps.clear()
+                    ms = stamps[stamp] = bsd.to_ms(stamp)
+                if ms is not None and frac:
+                    ms += int(frac[1:4].ljust(3, "0"))
+            elif iso is not None:
+                ms = parse_timestamp(iso)
+            else:
+                ms = default  # RFC 5424 NILVALUE: the sender did not know the time
+            if ms is None or kind is _BAD:
+                return None
+            return ms, kind
+
+        yield from decode_each_line(chunks, ctx, parse)
 
 
 def _zone(name: str) -> ZoneInfo:

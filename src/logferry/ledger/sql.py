@@ -1,0 +1,180 @@
+"""What the SQLite and PostgreSQL ledgers share: the statements on held claims and on rows.
+
+Statements are written once, with ``?`` placeholders and ``{t}`` for the objects table; a
+backend says how to run one (:meth:`SqlLedger._rows`, :meth:`SqlLedger._counts`) and keeps
+only what differs between the two databases: connecting, migrating, claiming (row locks
+versus an IMMEDIATE transaction), bulk lookups and the status aggregates.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import abstractmethod
+from collections.abc import Iterable, Sequence
+from typing import Any, ClassVar
+
+from logferry.ledger.base import Claim, ClaimLostError, Entry, Ledger, Status
+
+_COLUMNS = (
+    "{id}, source, key, etag, size, status, position, lines, bytes, attempts, error_class, "
+    "last_error, owner, first_seen, updated"
+)
+
+
+def _entry(row: Sequence[Any]) -> Entry:
+    (rowid, source, key, etag, size, status, position, lines, nbytes, attempts, error_class,
+     last_error, owner, first_seen, updated) = row  # fmt: skip
+    return Entry(
+        rowid, source, key, etag, size, Status(status), position, lines, nbytes, attempts,
+        error_class, last_error, owner, first_seen, updated,
+    )  # fmt: skip
+
+
+class SqlLedger(Ledger):
+    """A ledger kept in one SQL table of objects; subclasses run the statements."""
+
+    #: The objects table and its row id column, as the backend names them.
+    _table: ClassVar[str]
+    _id: ClassVar[str]
+
+    @abstractmethod
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Run one statement (``?`` placeholders); return its rows (none for a write)."""
+
+    @abstractmethod
+    def _counts(self, sql: str, param_rows: Iterable[Sequence[Any]]) -> list[int]:
+        """Run one statement per parameter row, all in one transaction; rows each changed."""
+
+    def _q(self, sql: str) -> str:
+        return sql.format(t=self._table, columns=_COLUMNS.format(id=self._id), id=self._id)
+
+    def get(self, source: str, key: str, etag: str) -> Entry | None:
+        """The row of this object version, if any."""
+        rows = self._rows(
+            self._q("SELECT {columns} FROM {t} WHERE source = ? AND key = ? AND etag = ?"),
+            (source, key, etag),
+        )
+        return _entry(rows[0]) if rows else None
+
+    def _update_held(self, claim: Claim, sql: str, params: tuple[Any, ...]) -> None:
+        (changed,) = self._counts(
+            self._q("UPDATE {t} SET ") + sql + " WHERE source = ? AND key = ? AND etag = ? "
+            "AND owner = ?",
+            [(*params, claim.source, claim.key, claim.etag, claim.owner)],
+        )
+        if changed != 1:
+            raise ClaimLostError(f"claim on {claim.key} was taken over by another runner")
+
+    def checkpoint(
+        self,
+        claim: Claim,
+        position: int,
+        add_bytes: int,
+        lease_seconds: float,
+        cursor: str | None = None,
+    ) -> None:
+        """Advance the acknowledged position (only ever called after every sink acked)."""
+        now = time.time()
+        self._update_held(
+            claim,
+            "position = ?, lines = ?, bytes = bytes + ?, lease_until = ?, updated = ?, "
+            "cursor = COALESCE(?, cursor)",
+            (position, position, add_bytes, now + lease_seconds, now, cursor),
+        )
+
+    def latest_cursor(self, source: str, etag: str) -> tuple[str, int, str] | None:
+        """The freshest stored cursor of this version under any key."""
+        rows = self._rows(
+            self._q(
+                "SELECT key, position, cursor FROM {t} WHERE source = ? AND etag = ? "
+                "AND cursor IS NOT NULL ORDER BY updated DESC LIMIT 1"
+            ),
+            (source, etag),
+        )
+        return (rows[0][0], rows[0][1], rows[0][2]) if rows else None
+
+    def held_elsewhere(self, source: str, etag: str, key: str) -> str | None:
+        """Another key under which ``etag`` is claimed now (a live lease), else None."""
+        rows = self._rows(
+            self._q(
+                "SELECT key FROM {t} WHERE source = ? AND etag = ? AND key <> ? "
+                "AND status = 'active' AND owner IS NOT NULL AND lease_until > ? LIMIT 1"
+            ),
+            (source, etag, key, time.time()),
+        )
+        return str(rows[0][0]) if rows else None
+
+    def renew(self, claims: Iterable[Claim], lease_seconds: float) -> list[Claim]:
+        """Heartbeat: extend leases of claims we still hold; return the ones we lost."""
+        until = time.time() + lease_seconds
+        # A fixed order keeps two heartbeats over overlapping rows from deadlocking.
+        ordered = sorted(claims, key=lambda c: (c.source, c.key, c.etag, c.owner))
+        changed = self._counts(
+            self._q(
+                "UPDATE {t} SET lease_until = ? "
+                "WHERE source = ? AND key = ? AND etag = ? AND owner = ?"
+            ),
+            [(until, c.source, c.key, c.etag, c.owner) for c in ordered],
+        )
+        return [c for c, n in zip(ordered, changed, strict=True) if n == 0]
+
+    def complete(self, claim: Claim) -> None:
+        """Mark done and drop the claim."""
+        now = time.time()
+        self._update_held(
+            claim,
+            "status = 'done', owner = NULL, lease_until = NULL, last_error = NULL, "
+            "updated = ?, done_at = ?",
+            (now, now),
+        )
+
+    def fail(self, claim: Claim, error: str, error_class: str = "") -> None:
+        """Mark failed with a one-line reason."""
+        # PostgreSQL text cannot hold NUL, which a decode error may quote.
+        reason = error.splitlines()[0].replace("\x00", "") if error else "unknown error"
+        self._update_held(
+            claim,
+            "status = 'failed', owner = NULL, lease_until = NULL, last_error = ?, "
+            "error_class = ?, updated = ?",
+            (reason, error_class or None, time.time()),
+        )
+
+    def release(self, claim: Claim) -> None:
+        """Hand the object back unfinished; the next claim resumes at its position."""
+        self._update_held(
+            claim,
+            "status = 'pending', owner = NULL, lease_until = NULL, updated = ?",
+            (time.time(),),
+        )
+
+    def entries(self, source: str | None = None, status: Status | None = None) -> list[Entry]:
+        """Rows filtered by source and status, most recently updated first."""
+        where: list[str] = []
+        params: list[Any] = []
+        if source is not None:
+            where.append("source = ?")
+            params.append(source)
+        if status is not None:
+            where.append("status = ?")
+            params.append(str(status))
+        sql = self._q("SELECT {columns} FROM {t}")
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += self._q(" ORDER BY updated DESC, {id} DESC")
+        return [_entry(r) for r in self._rows(sql, params)]
+
+    def entry(self, entry_id: int) -> Entry | None:
+        """The row with this id."""
+        rows = self._rows(self._q("SELECT {columns} FROM {t} WHERE {id} = ?"), (entry_id,))
+        return _entry(rows[0]) if rows else None
+
+    def purge_failed(self, ids: Iterable[int] | None = None, source: str | None = None) -> int:
+        """Delete failed rows, optionally only these ids or this source."""
+        sql = self._q("DELETE FROM {t} WHERE status = 'failed'")
+        params: list[Any] = []
+        if source is not None:
+            sql += " AND source = ?"
+            params.append(source)
+        if ids is None:
+            return sum(self._counts(sql, [params]))
+        return sum(self._counts(sql + self._q(" AND {id} = ?"), [(*params, i) for i in ids]))
