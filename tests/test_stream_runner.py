@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 import time
 from pathlib import Path
 from typing import Any
@@ -13,26 +14,44 @@ from logferry.config import ShipOptions
 from logferry.errors import FatalSinkError, RetryableSinkError
 from logferry.ledger import SQLiteLedger, Status
 from logferry.records import Batch, Chunk
-from logferry.runner import Route, Router
+from logferry.engine import Route, Router
 from logferry.sinks.base import Batching, Sink
-from logferry.sources.stream import PartitionInfo, ReadResult, StreamPartition, StreamSource
-from logferry.stream_runner import StreamRunner
+from logferry.sources.stream import (
+    Cursor,
+    PartitionInfo,
+    ReadResult,
+    StreamPartition,
+    StreamSource,
+)
+from tests.shipping import stream_runner
+
+
+@dataclass(frozen=True, slots=True)
+class IndexCursor(Cursor):
+    """The index of the next line."""
+
+    at: int = 0
 
 
 class MemorySource(StreamSource):
     """Partitions are growing lists of lines; the cursor is the index of the next line."""
 
+    cursor_type = IndexCursor
+
     def __init__(self) -> None:
         self.id = self.display = "memory://test"
         self.data: dict[str, list[str]] = {}
-        self.opened: list[tuple[str, str | None]] = []
+        self.opened: list[tuple[str, int | None]] = []
 
     def partitions(self) -> list[PartitionInfo]:
         return [PartitionInfo(k, "v1") for k in list(self.data)]
 
-    def open(self, part: PartitionInfo, cursor: str | None, position: int) -> StreamPartition:
-        self.opened.append((part.key, cursor))
-        return MemoryPartition(self.data[part.key], int(cursor or 0))
+    def open(
+        self, part: PartitionInfo, cursor: Cursor | None, position: int, decoder: Any = None
+    ) -> StreamPartition:
+        at = cursor.at if isinstance(cursor, IndexCursor) else None
+        self.opened.append((part.key, at))
+        return MemoryPartition(self.data[part.key], at or 0)
 
     def wait(self, timeout: float) -> None:
         time.sleep(min(timeout, 0.01))
@@ -46,7 +65,7 @@ class MemoryPartition(StreamPartition):
         got = self.lines[self.at : self.at + min(max_records, 7)]  # small reads: many rounds
         self.at += len(got)
         chunk = Chunk(got, [1_700_000_000_000 + i for i in range(len(got))])
-        return ReadResult(chunk, str(self.at), caught_up=self.at >= len(self.lines))
+        return ReadResult(chunk, IndexCursor(self.at), caught_up=self.at >= len(self.lines))
 
 
 class Collect(Sink):
@@ -73,15 +92,15 @@ def test_reads_to_the_end_then_resumes_from_the_cursor(tmp_path: Path) -> None:
     src.data = {"a": [f"a{i}" for i in range(55)], "b/with/slash": [f"b{i}" for i in range(3)]}
     ledger = SQLiteLedger(tmp_path / "l.db")
     sink = Collect()
-    r = StreamRunner(src, [sink], ledger, OPTS, follow=False).run()
+    r = stream_runner(src, [sink], ledger, OPTS, follow=False).run()
     assert r.lines == 58 and r.ok
     assert [x[2] for x in sink.rows if x[0] == "a"] == [f"a{i}" for i in range(55)]
     assert [x[1] for x in sink.rows if x[0] == "a"] == list(range(55))  # positions
     entry = ledger.get("memory://test", "a", "v1")
     assert entry and entry.status == Status.PENDING and entry.position == 55
     src.data["a"].extend(["a55", "a56"])
-    r = StreamRunner(src, [sink], ledger, OPTS, follow=False).run()
-    assert r.lines == 2 and ("a", "55") in src.opened
+    r = stream_runner(src, [sink], ledger, OPTS, follow=False).run()
+    assert r.lines == 2 and ("a", 55) in src.opened
     assert [x[2] for x in sink.rows if x[0] == "a"][-2:] == ["a55", "a56"]
     ledger.close()
 
@@ -92,7 +111,7 @@ def test_follow_picks_up_new_partitions_and_lines(tmp_path: Path) -> None:
     ledger = SQLiteLedger(tmp_path / "l.db")
     sink = Collect()
     stop = threading.Event()
-    runner = StreamRunner(src, [sink], ledger, OPTS, follow=True, stop=stop, discover_interval=0.05)
+    runner = stream_runner(src, [sink], ledger, OPTS, follow=True, stop=stop, discover_interval=0.05)
     thread = threading.Thread(target=runner.run)
     thread.start()
     time.sleep(0.2)
@@ -113,11 +132,11 @@ def test_an_outage_holds_the_records_and_loses_nothing(tmp_path: Path) -> None:
     src.data = {"a": [f"a{i}" for i in range(30)]}
     ledger = SQLiteLedger(tmp_path / "l.db")
     sink = Collect(fail_transient=2)
-    runner = StreamRunner(src, [sink], ledger, OPTS, follow=False)
+    runner = stream_runner(src, [sink], ledger, OPTS, follow=False)
     # make the retry wait short for the test
     r = runner.run()
     if len(sink.rows) < 30:  # the run may end with records held: the next run delivers them
-        r = StreamRunner(src, [sink], ledger, OPTS, follow=False).run()
+        r = stream_runner(src, [sink], ledger, OPTS, follow=False).run()
     assert [x[2] for x in sink.rows] == [f"a{i}" for i in range(30)]
     assert r.failed == []
     ledger.close()
@@ -128,15 +147,22 @@ def test_a_refused_batch_becomes_a_range_in_the_error_queue(tmp_path: Path) -> N
     src.data = {"a": [f"a{i}" for i in range(50)]}
     ledger = SQLiteLedger(tmp_path / "l.db")
     sink = Collect(fail_fatal_at=25)
-    r = StreamRunner(src, [sink], ledger, OPTS, follow=False).run()
+    r = stream_runner(src, [sink], ledger, OPTS, follow=False).run()
     (failure,) = r.failed
     assert failure.key.startswith("a#") and "400" in failure.error
     start, end = map(int, failure.key.split("#")[1].split("-"))
     assert start <= 25 < end
     delivered = [x[1] for x in sink.rows]
     assert delivered == [i for i in range(50) if not start <= i < end]  # the rest went on
-    (queued,) = ledger.entries(status=Status.FAILED)
-    assert queued.key == failure.key and queued.error_class == "FatalSinkError"
+    # A dead letter with the refused records, not a fake object row.
+    assert ledger.entries(status=Status.FAILED) == []
+    (letter,) = ledger.dead_letters()
+    assert letter.range_key == failure.key
+    assert letter.error_class == "FatalSinkError"
+    kept = ledger.dead_letter_records(letter)
+    assert kept is not None
+    assert kept.lines == [f"a{i}" for i in range(start, end)]
+    assert r.dead_letters == end - start
     assert ledger.get("memory://test", "a", "v1").position == 50  # type: ignore[union-attr]
     ledger.close()
 
@@ -148,7 +174,7 @@ def test_two_runners_split_the_partitions(tmp_path: Path) -> None:
     path = tmp_path / "l.db"
     stop = threading.Event()
     runners = [
-        StreamRunner(src, [sink], SQLiteLedger(path), OPTS, follow=True, stop=stop)
+        stream_runner(src, [sink], SQLiteLedger(path), OPTS, follow=True, stop=stop)
         for _ in range(2)
     ]
     threads = [threading.Thread(target=r.run) for r in runners]
@@ -172,7 +198,9 @@ class FlakyReads(MemorySource):
         super().__init__()
         self.failures = 2
 
-    def open(self, part: PartitionInfo, cursor: str | None, position: int) -> StreamPartition:
+    def open(
+        self, part: PartitionInfo, cursor: Cursor | None, position: int, decoder: Any = None
+    ) -> StreamPartition:
         inner = super().open(part, cursor, position)
         source = self
 
@@ -193,7 +221,7 @@ def test_a_transient_read_error_keeps_the_partition(tmp_path: Path) -> None:
     src.data = {"a": [f"a{i}" for i in range(12)]}
     ledger = SQLiteLedger(tmp_path / "l.db")
     sink = Collect()
-    r = StreamRunner(src, [sink], ledger, OPTS, follow=False).run()
+    r = stream_runner(src, [sink], ledger, OPTS, follow=False).run()
     assert r.ok and [x[2] for x in sink.rows] == [f"a{i}" for i in range(12)]
     ledger.close()
 
@@ -206,7 +234,7 @@ def test_a_retried_batch_is_not_duplicated_in_a_file(tmp_path: Path) -> None:
     ledger = SQLiteLedger(tmp_path / "l.db")
     files = FileSink(tmp_path / "out")
     flaky = Collect(fail_transient=2)  # the second sink fails twice: the batch is written again
-    r = StreamRunner(src, [files, flaky], ledger, OPTS, follow=False).run()
+    r = stream_runner(src, [files, flaky], ledger, OPTS, follow=False).run()
     files.close()
     assert r.ok
     (out,) = list((tmp_path / "out").rglob("*.jsonl"))
@@ -256,7 +284,7 @@ def test_each_sink_gets_batches_of_its_own_size(tmp_path: Path) -> None:
     small.batching = Batching(lines=10, bytes=1 << 20, wait=60.0)
     large.batching = Batching(lines=100, bytes=1 << 20, wait=0.3)
     stop = threading.Event()
-    runner = StreamRunner(src, [small, large], ledger, OPTS, stop=stop, discover_interval=0.05)
+    runner = stream_runner(src, [small, large], ledger, OPTS, stop=stop, discover_interval=0.05)
     thread = _run_in_thread(runner)
     _until(lambda: len(large.rows) == 200)
     stop.set()
@@ -276,7 +304,7 @@ def test_a_sink_that_is_down_does_not_hold_up_the_others(tmp_path: Path) -> None
     healthy, flaky = Sizes("healthy"), Sizes("flaky")
     flaky.down.set()
     stop = threading.Event()
-    runner = StreamRunner(src, [healthy, flaky], ledger, OPTS, stop=stop, discover_interval=0.05)
+    runner = stream_runner(src, [healthy, flaky], ledger, OPTS, stop=stop, discover_interval=0.05)
     thread = _run_in_thread(runner)
     _until(lambda: len(healthy.rows) == 20)
     src.data["a"].extend(f"a{i}" for i in range(20, 40))
@@ -305,7 +333,7 @@ def test_a_sink_that_is_down_pauses_reading_only_its_partitions(tmp_path: Path) 
     broken.down.set()
     router = Router([Route("down/", (broken,)), Route("up/", (fine,))])
     stop = threading.Event()
-    runner = StreamRunner(src, [], ledger, OPTS, router=router, stop=stop, discover_interval=0.05)
+    runner = stream_runner(src, [], ledger, OPTS, router=router, stop=stop, discover_interval=0.05)
     thread = _run_in_thread(runner)
     _until(lambda: len(fine.rows) == 100)
     src.data["up/b"].extend(f"u{i}" for i in range(100, 150))
@@ -326,8 +354,11 @@ def test_a_sink_that_is_down_pauses_reading_only_its_partitions(tmp_path: Path) 
 class OnePerRead(MemorySource):
     """One record per read: a long buffer of small runs, as a slowly growing file gives."""
 
-    def open(self, part: PartitionInfo, cursor: str | None, position: int) -> StreamPartition:
-        partition = MemoryPartition(self.data[part.key], int(cursor or 0))
+    def open(
+        self, part: PartitionInfo, cursor: Cursor | None, position: int, decoder: Any = None
+    ) -> StreamPartition:
+        at = cursor.at if isinstance(cursor, IndexCursor) else 0
+        partition = MemoryPartition(self.data[part.key], at)
         read = partition.read
         partition.read = lambda max_records: read(1)  # type: ignore[method-assign]
         return partition
@@ -341,7 +372,7 @@ def test_reading_while_deliveries_trim_the_buffer(tmp_path: Path) -> None:
     ledger = SQLiteLedger(tmp_path / "l.db")
     one, two = Collect(), Collect()
     opts = ShipOptions(batch_lines=500, batch_wait=100.0, lease_seconds=30)
-    r = StreamRunner(src, [one, two], ledger, opts, follow=False).run()
+    r = stream_runner(src, [one, two], ledger, opts, follow=False).run()
     assert r.ok and r.lines == 20_000
     assert [x[2] for x in one.rows] == [x[2] for x in two.rows] == src.data["a"]
     ledger.close()
@@ -366,7 +397,7 @@ def test_a_crash_does_not_wait_out_a_sinks_retry_delay(tmp_path: Path) -> None:
     src = CrashesOnThirdListing()
     src.data = {"a": [f"a{i}" for i in range(30)]}
     ledger = SQLiteLedger(tmp_path / "l.db")
-    runner = StreamRunner(src, [DownForLong()], ledger, OPTS, discover_interval=0.2)
+    runner = stream_runner(src, [DownForLong()], ledger, OPTS, discover_interval=0.2)
     began = time.monotonic()
     with pytest.raises(KeyboardInterrupt):
         runner.run()
@@ -376,8 +407,11 @@ def test_a_crash_does_not_wait_out_a_sinks_retry_delay(tmp_path: Path) -> None:
 
 
 class BreaksAfterSixReads(MemorySource):
-    def open(self, part: PartitionInfo, cursor: str | None, position: int) -> StreamPartition:
-        partition = MemoryPartition(self.data[part.key], int(cursor or 0))
+    def open(
+        self, part: PartitionInfo, cursor: Cursor | None, position: int, decoder: Any = None
+    ) -> StreamPartition:
+        at = cursor.at if isinstance(cursor, IndexCursor) else 0
+        partition = MemoryPartition(self.data[part.key], at)
         read, reads = partition.read, [0]
 
         def breaking(max_records: int) -> ReadResult:
@@ -398,7 +432,7 @@ def test_a_dropped_partition_is_not_retried_by_a_sink_that_is_down(tmp_path: Pat
     up, down = Collect(), Sizes("down")
     down.down.set()
     stop = threading.Event()
-    runner = StreamRunner(src, [up, down], ledger, OPTS, stop=stop, discover_interval=60)
+    runner = stream_runner(src, [up, down], ledger, OPTS, stop=stop, discover_interval=60)
     thread = _run_in_thread(runner)
     try:
         _until(lambda: bool(runner.result.failed))  # dropped after its read error
@@ -418,14 +452,14 @@ def test_a_one_off_run_gives_up_on_a_sink_that_stays_down(tmp_path: Path) -> Non
     ledger = SQLiteLedger(tmp_path / "l.db")
     down = Sizes("down")
     down.down.set()
-    opts = ShipOptions(batch_lines=20, batch_wait=0.05, lease_seconds=30, max_attempts=2)
+    opts = ShipOptions(batch_lines=20, batch_wait=0.05, lease_seconds=30, retry_timeout=1)
     began = time.monotonic()
-    r = StreamRunner(src, [down], ledger, opts, follow=False).run()
+    r = stream_runner(src, [down], ledger, opts, follow=False).run()
     assert time.monotonic() - began < 10
     assert (r.held, r.ok, r.lines) == (1, False, 0)
     assert ledger.get("memory://test", "a", "v1").position == 0  # type: ignore[union-attr]
     up = Collect()
-    r = StreamRunner(src, [up], ledger, opts, follow=False).run()  # the next run resumes
+    r = stream_runner(src, [up], ledger, opts, follow=False).run()  # the next run resumes
     assert r.ok and [x[2] for x in up.rows] == src.data["a"]
     ledger.close()
 
@@ -451,7 +485,7 @@ def test_a_claim_taken_over_while_a_sink_is_down_is_let_go(tmp_path: Path) -> No
     down.down.set()
     opts = ShipOptions(batch_lines=20, batch_wait=0.05, lease_seconds=1.5)  # renewed every 0.5 s
     stop = threading.Event()
-    runner = StreamRunner(src, [down], ledger, opts, stop=stop, discover_interval=60)
+    runner = stream_runner(src, [down], ledger, opts, stop=stop, discover_interval=60)
     thread = _run_in_thread(runner)
     try:
         _until(lambda: "a" in runner._held)

@@ -98,7 +98,7 @@ def test_two_runners_never_both_read_a_renamed_file(tmp_path: Path) -> None:
     from logferry.records import Batch
     from logferry.sinks.base import Sink
     from logferry.sources.tail import TailSource
-    from logferry.stream_runner import StreamRunner
+    from tests.shipping import stream_runner
 
     class Lines(Sink):
         def __init__(self) -> None:
@@ -116,7 +116,7 @@ def test_two_runners_never_both_read_a_renamed_file(tmp_path: Path) -> None:
     glob = f"{logs}/app.log*"
     a_sink, b_sink = Lines(), Lines()
     stop_a, stop_b = threading.Event(), threading.Event()
-    runner_a = StreamRunner(
+    runner_a = stream_runner(
         TailSource(glob, rotate_wait=30.0), [a_sink], ledger, opts, stop=stop_a,
         discover_interval=0.1,
     )  # fmt: skip
@@ -130,7 +130,7 @@ def test_two_runners_never_both_read_a_renamed_file(tmp_path: Path) -> None:
             app.rename(logs / "app.log.1")
             writer.write("".join(f"old {i}\n" for i in range(50, 60)))
         (logs / "app.log").write_text("new 0\n")
-        runner_b = StreamRunner(
+        runner_b = stream_runner(
             TailSource(glob, rotate_wait=30.0), [b_sink], ledger, opts, stop=stop_b,
             discover_interval=0.1,
         )  # fmt: skip

@@ -2,14 +2,25 @@
 
 Library use::
 
-    from logferry import ship
-    result = ship("s3://my-bucket/logs/", to="file:///tmp/out", ledger="sqlite:///ledger.db")
+    from logferry import ShipOptions, ship
+    result = ship("s3://my-bucket/logs/", "file:///tmp/out", ShipOptions(workers=8),
+                  ledger="sqlite:///ledger.db")
     print(result.to_dict())
 """
 
-from logferry.api import ship
+from logferry.api import drain, ship
+from logferry.config import ShipOptions, SinkOptions
+from logferry.engine import ShipResult
 from logferry.records import Batch, ObjectInfo, Record
-from logferry.runner import ShipResult
 
-__all__ = ["Batch", "ObjectInfo", "Record", "ShipResult", "ship"]
+__all__ = [
+    "Batch",
+    "ObjectInfo",
+    "Record",
+    "ShipOptions",
+    "ShipResult",
+    "SinkOptions",
+    "drain",
+    "ship",
+]
 __version__ = "0.1.0"

@@ -1,18 +1,23 @@
-"""The library entry point: ``logferry.ship(...)`` does what ``logferry ship`` does."""
+"""The library entry points: ``ship`` does what ``logferry ship`` does, ``drain`` what
+``logferry drain`` does. Both take typed options (:class:`ShipOptions`, :class:`SinkOptions`).
+
+    from logferry import ShipOptions, ship
+    result = ship("s3://bucket/prefix", "mezmo+https://…", ShipOptions(workers=8))
+"""
 
 from __future__ import annotations
 
 import contextlib
 import threading
 from collections.abc import Sequence
-from typing import Literal
 
 import orjson
 
-from logferry.config import MiB, ShipOptions, SinkOptions, build
+from logferry.config import ShipOptions, SinkOptions
+from logferry.engine import ObjectRunner, Progress, Router, ShipResult, StreamRunner
+from logferry.engine.drain import DrainResult, drain_errors
 from logferry.errors import ConfigError
 from logferry.ledger import Ledger, open_ledger
-from logferry.runner import Progress, Runner, ShipResult
 from logferry.sinks import Sink, open_sink
 from logferry.sources import (
     BucketSource,
@@ -21,7 +26,8 @@ from logferry.sources import (
     open_source,
     open_stream_source,
 )
-from logferry.stream_runner import StreamRunner
+
+__all__ = ["DrainResult", "drain", "open_sinks", "ship", "to_json_line"]
 
 
 def to_json_line(value: object) -> str:
@@ -29,100 +35,101 @@ def to_json_line(value: object) -> str:
     return orjson.dumps(value).decode()
 
 
+def open_sinks(
+    to: str | Sink | Sequence[str | Sink],
+    sink_options: SinkOptions | None,
+    stop: threading.Event,
+    cleanup: contextlib.ExitStack,
+) -> list[Sink]:
+    """Open the sink URLs in ``to`` (sinks given as objects are used as they are)."""
+    sinks: list[Sink] = []
+    for target in [to] if isinstance(to, (str, Sink)) else to:
+        if isinstance(target, str):
+            sink = open_sink(target, sink_options, stop=stop)
+            cleanup.callback(sink.close)
+        else:
+            sink = target
+        sinks.append(sink)
+    if not sinks:
+        raise ConfigError("no sink given: add --to SINK")
+    return sinks
+
+
+def _ledger(ledger: str | Ledger | None, cleanup: contextlib.ExitStack) -> Ledger:
+    if isinstance(ledger, Ledger):
+        return ledger
+    opened = open_ledger(ledger)
+    cleanup.callback(opened.close)
+    return opened
+
+
 def ship(
     source: str | BucketSource | StreamSource,
     to: str | Sink | Sequence[str | Sink],
+    options: ShipOptions | None = None,
     *,
-    format: str = "auto",
-    key: str | Sequence[str] | None = None,
-    latest: int | None = None,
-    all: bool = False,
+    sink_options: SinkOptions | None = None,
     ledger: str | Ledger | None = None,
     endpoint_url: str | None = None,
-    expand: str | None = None,
-    timestamp_fields: Sequence[str] | None = None,
-    syslog_timezone: str = "UTC",
-    app: str = "logferry",
-    hostname: str | None = None,
-    tags: str | None = None,
-    max_line_bytes: int = 32 * 1024,
-    verify_tls: bool = True,
-    workers: int = 4,
-    batch_bytes: int = 2 * MiB,
-    max_attempts: int = 5,
-    retry_delay: float = 2.0,
-    follow: bool = False,
-    start: Literal["beginning", "end"] = "beginning",
-    batch_lines: int = 10_000,
-    batch_wait: float = 1.0,
     progress: Progress | None = None,
     stop: threading.Event | None = None,
 ) -> ShipResult:
-    """Ship the objects of ``source`` to every sink in ``to``; see ``logferry ship --help``.
+    """Ship ``source`` to every sink in ``to``; see ``logferry ship --help``.
 
-    Modes: catchup (default), ``key=`` one object (or several), ``latest=N``, ``all=True``
-    (re-send). Catchup leaves alone objects that failed ``max_attempts`` times: ``drain`` them.
-    Stream sources (``tail:///GLOB``, ``cloudwatch://GROUP``) are read to their current end,
-    or followed until ``stop`` is set with ``follow=True``; ``start`` is where a tail begins.
-    Raises ``ConfigError`` for bad arguments; per-object failures are in the result.
+    Buckets ship per ``options.mode`` (catchup, key, latest, all). Stream sources
+    (``tail:///GLOB``, ``cloudwatch://GROUP``) are read to their current end, or followed
+    until ``stop`` is set with ``options.follow``. Raises ``ConfigError`` for bad arguments;
+    per-object failures are in the result.
     """
-    if sum(map(bool, (key, latest, all))) > 1:
-        raise ConfigError("--key, --latest and --all are exclusive: pick one")
-    mode = "key" if key else "latest" if latest else "all" if all else "catchup"
-    extra = {"timestamp_fields": tuple(timestamp_fields)} if timestamp_fields else {}
-    options = build(
-        ShipOptions,
-        mode=mode,
-        keys=(key,) if isinstance(key, str) else tuple(key or ()),
-        latest=latest,
-        format=format,
-        expand=expand,
-        workers=workers,
-        batch_bytes=batch_bytes,
-        batch_lines=batch_lines,
-        batch_wait=batch_wait,
-        force=all,
-        max_attempts=max_attempts,
-        retry_delay=retry_delay,
-        syslog_timezone=syslog_timezone,
-        **extra,
-    )
-    sink_options = build(
-        SinkOptions,
-        app=app,
-        hostname=hostname,
-        tags=tags,
-        max_line_bytes=max_line_bytes,
-        verify_tls=verify_tls,
-    )
-    assert isinstance(options, ShipOptions) and isinstance(sink_options, SinkOptions)
+    options = options or ShipOptions()
     stop = stop or threading.Event()
     with contextlib.ExitStack() as cleanup:
         if isinstance(source, str):
             if is_stream_url(source):
-                if key or latest or all:
+                if options.mode != "catchup":
                     raise ConfigError("--key, --latest and --all apply to buckets, not streams")
-                source = open_stream_source(
-                    source,
-                    endpoint_url=endpoint_url,
-                    start=start,
-                    format=format,
-                    format_options=Runner.format_options_of(options),
-                )
+                source = open_stream_source(source, endpoint_url=endpoint_url, start=options.start)
             else:
-                source = open_source(source, endpoint_url=endpoint_url, verify=verify_tls)
+                verify = sink_options.verify_tls if sink_options else True
+                source = open_source(source, endpoint_url=endpoint_url, verify=verify)
             cleanup.callback(source.close)
-        sinks: list[Sink] = []
-        for target in [to] if isinstance(to, (str, Sink)) else to:
-            sink = open_sink(target, sink_options, stop=stop) if isinstance(target, str) else target
-            cleanup.callback(sink.close)
-            sinks.append(sink)
-        if not isinstance(ledger, Ledger):
-            ledger = open_ledger(ledger)
-            cleanup.callback(ledger.close)
+        router = Router.to_all(open_sinks(to, sink_options, stop, cleanup), options.format)
+        led = _ledger(ledger, cleanup)
         if isinstance(source, StreamSource):
-            return StreamRunner(
-                source, sinks, ledger, options, follow=follow, progress=progress, stop=stop
-            ).run()
-        return Runner(source, sinks, ledger, options, progress=progress, stop=stop).run()
+            return StreamRunner(source, router, led, options, progress=progress,
+                                stop=stop).run()  # fmt: skip
+        return ObjectRunner(source, router, led, options, progress=progress, stop=stop).run()
     raise AssertionError("unreachable")  # pragma: no cover - keeps mypy's return analysis happy
+
+
+def drain(
+    to: str | Sink | Sequence[str | Sink],
+    *,
+    ledger: str | Ledger | None = None,
+    ids: Sequence[str] | None = None,
+    source: str | None = None,
+    options: ShipOptions | None = None,
+    sink_options: SinkOptions | None = None,
+    endpoint_url: str | None = None,
+    progress: Progress | None = None,
+    stop: threading.Event | None = None,
+) -> DrainResult:
+    """Retry the error queue into ``to``: objects are shipped again from their source, dead
+    letters delivered from the ledger; only what is acknowledged leaves the queue.
+
+    ``ids`` picks entries (``12`` an object, ``D3`` a dead letter); ``source`` one source.
+    """
+    stop = stop or threading.Event()
+    with contextlib.ExitStack() as cleanup:
+        sinks = open_sinks(to, sink_options, stop, cleanup)
+        return drain_errors(
+            _ledger(ledger, cleanup),
+            sinks,
+            ids=ids,
+            source=source,
+            options=options or ShipOptions(),
+            endpoint_url=endpoint_url,
+            progress=progress,
+            stop=stop,
+        )
+    raise AssertionError("unreachable")  # pragma: no cover

@@ -54,6 +54,13 @@ class ShipOptions(BaseModel):
     force: bool = False
     max_attempts: int = Field(default=5, ge=1)
     retry_delay: float = Field(default=2.0, ge=0)
+    #: A one-off run gives up on a sink that keeps failing after this many seconds (the
+    #: object or partition waits for the next run); followed runs retry without end.
+    retry_timeout: float = Field(default=60.0, gt=0)
+    #: Streams: keep following (True) or read to the current end and stop.
+    follow: bool = False
+    #: Streams: where files seen for the first time start.
+    start: Literal["beginning", "end"] = "beginning"
     #: Array jobs: this runner takes the keys whose stable hash is ``shard_index`` modulo
     #: ``shard_count``; the shards together cover every key exactly once.
     shard_index: int = Field(default=0, ge=0)

@@ -16,9 +16,17 @@ from pathlib import Path
 
 from logferry.codecs.formats.base import FormatOptions
 from logferry.config import DROP, PipelineConfig, RouteConfig, ShipOptions, SinkConfig, build
+from logferry.engine import (
+    ObjectRunner,
+    Progress,
+    Route,
+    Router,
+    ShipResult,
+    StreamRunner,
+    one_line,
+)
 from logferry.errors import ConfigError
 from logferry.ledger import Ledger
-from logferry.runner import Progress, Route, Router, Runner, ShipResult, one_line
 from logferry.sinks import Sink, check_sink, open_sink
 from logferry.sinks.base import Batching
 from logferry.sinks.handler import HandlerSink, load_handler
@@ -29,7 +37,6 @@ from logferry.sources import (
     open_source,
     open_stream_source,
 )
-from logferry.stream_runner import StreamRunner
 
 log = logging.getLogger("logferry")
 
@@ -115,16 +122,10 @@ class Pipeline:
                 except ConfigError as exc:
                     raise ConfigError(f"sink {name!r}: {exc}") from None
             for name, src_cfg in config.sources.items():
-                routes_cfg = src_cfg.all_routes()
                 source: BucketSource | StreamSource
                 if is_stream_url(src_cfg.url):
-                    formats = routes_cfg[0].formats if routes_cfg else ("lines",)
                     source = open_stream_source(
-                        src_cfg.url,
-                        endpoint_url=src_cfg.endpoint_url,
-                        start=src_cfg.start,
-                        format=formats[0],
-                        format_options=_format_options(routes_cfg[0]) if routes_cfg else None,
+                        src_cfg.url, endpoint_url=src_cfg.endpoint_url, start=src_cfg.start
                     )
                 else:
                     source = open_source(
@@ -178,14 +179,13 @@ class Pipeline:
                     continue  # notifications name objects of buckets
                 results.append(self.follow(plan, ledger, progress, follow=False))
                 continue
-            runner = Runner(
+            runner = ObjectRunner(
                 plan.source,
-                [],
+                plan.router,
                 ledger,
                 self.options(**overrides),
                 progress=progress(plan.name) if progress else None,
                 stop=self.stop,
-                router=plan.router,
             )
             results.append(runner.run())
         return results
@@ -206,11 +206,9 @@ class Pipeline:
         assert isinstance(plan.source, StreamSource)
         return StreamRunner(
             plan.source,
-            [],
+            plan.router,
             ledger,
-            self.options(),
-            follow=follow,
-            router=plan.router,
+            self.options(follow=follow),
             progress=progress(plan.name) if progress else None,
             stop=self.stop,
         ).run()

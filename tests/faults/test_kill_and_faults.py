@@ -17,9 +17,9 @@ from pathlib import Path
 
 import orjson
 
-from logferry import ship
+from tests.shipping import ship
 from logferry.ledger import SQLiteLedger, Status
-from logferry.runner import Progress
+from logferry.engine import Progress
 from logferry.sinks.files import FileSink
 from logferry.sinks.http import RetryPolicy
 from logferry.sinks.mezmo import MezmoSink

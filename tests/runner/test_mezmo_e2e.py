@@ -9,7 +9,7 @@ from pathlib import Path
 
 import orjson
 
-from logferry import ship
+from tests.shipping import ship
 from logferry.ledger import SQLiteLedger, Status
 from tests.conftest import put_fixtures, run_cli
 

@@ -11,11 +11,11 @@ from pathlib import Path
 import orjson
 import pytest
 
-from logferry import ship
+from tests.shipping import ship
 from logferry.errors import ConfigError
 from logferry.ledger import SQLiteLedger, Status
 from logferry.records import ObjectInfo
-from logferry.runner import Progress
+from logferry.engine import Progress
 from logferry.sources import LocalDirSource
 from tests.conftest import put_fixtures, run_cli
 

@@ -24,9 +24,9 @@ from rich.progress import (
 )
 from rich.progress import Progress as RichProgress
 
+from logferry.engine import Progress, ShipResult
 from logferry.errors import ConfigError, LogferryError
 from logferry.records import ObjectInfo
-from logferry.runner import Progress, ShipResult
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from collections import defaultdict
 from datetime import UTC, datetime
 
 import click
@@ -20,8 +19,10 @@ from logferry.cli.common import (
     make_progress,
 )
 from logferry.cli.ship import source_options
+from logferry.config import ShipOptions, SinkOptions, build
+from logferry.engine.drain import parse_ids, source_id_of
 from logferry.ledger import Entry, Status, open_ledger
-from logferry.sources import is_stream_url, open_source
+from logferry.ledger.dead_letters import DeadLetter
 
 ledger_option = click.option(
     "--ledger", metavar="URL", help="Ledger URL (default: LOGFERRY_LEDGER or the user state dir)."
@@ -48,12 +49,19 @@ def _as_dict(e: Entry) -> dict[str, object]:
     }
 
 
-def _source_id(url: str | None, endpoint_url: str | None) -> str | None:
-    if url is None:
-        return None
-    src = open_source(url, endpoint_url=endpoint_url)
-    src.close()
-    return src.id
+def _letter_dict(d: DeadLetter) -> dict[str, object]:
+    return {
+        "id": d.label,
+        "source": d.source,
+        "key": d.key,
+        "etag": d.etag,
+        "records": [d.start, d.end],
+        "sink": d.sink,
+        "error_class": d.error_class,
+        "error": d.error,
+        "bytes": d.nbytes,
+        "first_seen": _when(d.created),
+    }
 
 
 @click.group(invoke_without_command=True)
@@ -68,7 +76,9 @@ def errors(ctx: click.Context, source: str | None, ledger: str | None, as_json: 
         return
     led = open_ledger(ledger)
     try:
-        rows = led.entries(source=_source_id(source, None), status=Status.FAILED)
+        wanted = source_id_of(source) if source is not None else None
+        rows = led.entries(source=wanted, status=Status.FAILED)
+        letters = led.dead_letters(wanted)
     finally:
         led.close()
     for e in rows:
@@ -79,21 +89,36 @@ def errors(ctx: click.Context, source: str | None, ledger: str | None, as_json: 
                 f"{_when(e.updated)}  #{e.id}  {e.source}  {e.key}  {human_bytes(e.size)}  "
                 f"{e.error_class or 'error'}: {e.last_error}"
             )
-    if not rows and not as_json:
+    for d in letters:
+        if as_json:
+            click.echo(api.to_json_line(_letter_dict(d)))
+        else:
+            click.echo(
+                f"{_when(d.created)}  #{d.label}  {d.source}  {d.range_key}  "
+                f"{d.end - d.start} records  {d.error_class}: {d.error}"
+            )
+    if not rows and not letters and not as_json:
         err.print("the error queue is empty")
 
 
 @errors.command("show")
-@click.argument("entry_id", type=int)
+@click.argument("entry_id")
 @ledger_option
 @handle_errors
-def errors_show(entry_id: int, ledger: str | None) -> None:
-    """Show everything the ledger knows about one error."""
+def errors_show(entry_id: str, ledger: str | None) -> None:
+    """Show everything the ledger knows about one error (12, or D3 for a dead letter)."""
+    picked = parse_ids([entry_id])
+    assert picked is not None
+    objects, letters = picked
     led = open_ledger(ledger)
     try:
-        e = led.entry(entry_id)
+        e = led.entry(next(iter(objects))) if objects else None
+        d = led.dead_letters(ids=letters) if letters else []
     finally:
         led.close()
+    if d:
+        emit_json(_letter_dict(d[0]))
+        return
     if e is None:
         fail_usage(f"no entry #{entry_id} in the ledger: `logferry errors` lists the ids")
         return
@@ -103,16 +128,21 @@ def errors_show(entry_id: int, ledger: str | None) -> None:
 @errors.command("purge")
 @click.option("--yes", is_flag=True, help="Really forget the errors (required).")
 @click.option("--source", metavar="URL", help="Only errors of this source.")
-@click.option("--id", "ids", type=int, multiple=True, help="Only these ids (repeatable).")
+@click.option("--id", "ids", multiple=True, help="Only these ids, e.g. 12 or D3 (repeatable).")
 @ledger_option
 @handle_errors
-def errors_purge(yes: bool, source: str | None, ids: tuple[int, ...], ledger: str | None) -> None:
-    """Forget failed objects; the next catchup tries them again from the start."""
+def errors_purge(yes: bool, source: str | None, ids: tuple[str, ...], ledger: str | None) -> None:
+    """Forget errors: failed objects are tried again from the start by the next catchup;
+    dead letters (D…) are deleted with their records."""
     if not yes:
         raise click.UsageError("purge forgets errors for good: add --yes")
+    picked = parse_ids(ids)
     led = open_ledger(ledger)
     try:
-        n = led.purge_failed(ids or None, _source_id(source, None))
+        wanted = source_id_of(source) if source is not None else None
+        n = led.purge_failed(None if picked is None else picked[0], wanted)
+        letters = led.dead_letters(wanted, None if picked is None else picked[1])
+        n += led.remove_dead_letters(d.id for d in letters)
     finally:
         led.close()
     err.print(f"purged {n} entries from the error queue")
@@ -122,7 +152,9 @@ def errors_purge(yes: bool, source: str | None, ids: tuple[int, ...], ledger: st
 @click.option(
     "--to", "sinks", multiple=True, required=True, metavar="SINK", help="Sink URL (repeatable)."
 )
-@click.option("--id", "ids", type=int, multiple=True, help="Only these error ids (repeatable).")
+@click.option(
+    "--id", "ids", multiple=True, help="Only these error ids, e.g. 12 or D3 (repeatable)."
+)
 @click.option(
     "--source", metavar="URL", help="Only errors of this source; also how to reach it (cos://…)."
 )
@@ -130,77 +162,63 @@ def errors_purge(yes: bool, source: str | None, ids: tuple[int, ...], ledger: st
 @source_options
 @click.option("--format", "fmt", default="auto", show_default=True, help="Format to decode with.")
 @click.option(
+    "--retry-timeout",
+    type=click.FloatRange(min=0.001),
+    default=60.0,
+    show_default=True,
+    help="Seconds to retry a sink that keeps failing before giving up on an entry.",
+)
+@click.option(
     "--json", "as_json", is_flag=True, help="Print a JSON summary as the last line of stdout."
 )
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
 @handle_errors
 def drain(
     sinks: tuple[str, ...],
-    ids: tuple[int, ...],
+    ids: tuple[str, ...],
     source: str | None,
     ledger: str | None,
     endpoint_url: str | None,
     no_verify_tls: bool,
     fmt: str,
+    retry_timeout: float,
     as_json: bool,
     quiet: bool,
 ) -> None:
-    """Retry failed objects; only those that now ship leave the error queue.
+    """Retry the error queue; only what now ships leaves it.
 
-    Each retry resumes at the object's last acknowledged position. Exit 1 when any
-    object still fails.
+    Failed objects are read again from their source and resume at their last acknowledged
+    position; dead letters (records a sink refused, ids D1, D2…) are delivered from the
+    ledger. Exit 1 when anything still fails.
     """
+    options = build(ShipOptions, format=fmt, retry_timeout=retry_timeout)
+    assert isinstance(options, ShipOptions)
     led = open_ledger(ledger)
     try:
-        wanted = _source_id(source, endpoint_url)
-        entries = [
-            e for e in led.entries(source=wanted, status=Status.FAILED) if not ids or e.id in ids
-        ]
-        missing = set(ids) - {e.id for e in entries}
-        if missing:
-            fail_usage(f"not in the error queue: {', '.join(f'#{i}' for i in sorted(missing))}")
-        by_source: dict[str, list[Entry]] = defaultdict(list)
-        streamed = [e for e in entries if is_stream_url(e.source)]
-        for e in entries:
-            if not is_stream_url(e.source):
-                by_source[e.source].append(e)
-        if streamed and not quiet:
-            # A stream's records cannot be read again on demand: they were shipped raw
-            # (malformed) or refused (a record range); look at them, then purge them.
-            err.print(
-                f"{len(streamed)} entries are stream records, which drain cannot re-read: "
-                "see `logferry errors`, then `logferry errors purge --yes --id …`"
-            )
-        drained, still = 0, []
-        for source_id, group in by_source.items():
-            url = source if source is not None else source_id
-            result = api.ship(
-                url,
-                list(sinks),
-                key=sorted({e.key for e in group}),
-                ledger=led,
-                format=fmt,
-                endpoint_url=endpoint_url,
-                verify_tls=not no_verify_tls,
-                max_attempts=1_000_000,  # draining is the explicit "try again"
-                progress=make_progress(quiet),
-            )
-            failed = {f.key: f.error for f in result.failed}
-            for e in group:
-                if e.key in failed:
-                    still.append({"id": e.id, "key": e.key, "error": failed[e.key]})
-                    continue
-                drained += 1
-                # The object shipped; a row left failed is an older version of it: forget it.
-                current = led.entry(e.id)
-                if current is not None and current.status == Status.FAILED:
-                    led.purge_failed([e.id])
+        result = api.drain(
+            list(sinks),
+            ledger=led,
+            ids=list(ids),
+            source=source,
+            options=options,
+            sink_options=SinkOptions(verify_tls=not no_verify_tls),
+            endpoint_url=endpoint_url,
+            progress=make_progress(quiet),
+        )
     finally:
         led.close()
     if as_json:
-        sys.stdout.write(api.to_json_line({"drained": drained, "failed": still}) + "\n")
+        sys.stdout.write(api.to_json_line(result.to_dict()) + "\n")
     if not quiet:
-        err.print(f"drained {drained} objects; {len(still)} still failing")
-        for s in still:
+        if result.partitions:
+            err.print(
+                f"{result.partitions} failed stream partitions are retried by the next run "
+                "of their source, not by drain"
+            )
+        err.print(
+            f"drained {result.drained} entries ({result.lines:,} lines); "
+            f"{len(result.failed)} still failing"
+        )
+        for s in result.failed:
             err.print(f"  [red]failed[/] #{s['id']} {s['key']}: {s['error']}", soft_wrap=True)
-    sys.exit(EXIT_FAILED if still else EXIT_OK)
+    sys.exit(EXIT_FAILED if result.failed else EXIT_OK)

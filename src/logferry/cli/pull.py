@@ -11,6 +11,7 @@ import click
 from logferry import api
 from logferry.cli.common import handle_errors, make_progress, print_summary
 from logferry.cli.ship import decode_options, source_options
+from logferry.config import ShipOptions, SinkOptions, build
 from logferry.ledger import SQLiteLedger
 from logferry.sinks import ConcatSink, FileSink, Sink
 
@@ -65,18 +66,24 @@ def pull(
     scratch = tempfile.TemporaryDirectory(prefix="logferry-pull-")
     ledger = SQLiteLedger(Path(scratch.name) / "ledger.db")
     try:
+        options = build(
+            ShipOptions,
+            mode="latest" if latest else "catchup",
+            latest=latest,
+            format=fmt,
+            expand=expand,
+            **({"timestamp_fields": timestamp_fields} if timestamp_fields else {}),
+            syslog_timezone=syslog_timezone,
+            workers=1 if concat else 4,  # one at a time keeps --concat in object order
+        )
+        assert isinstance(options, ShipOptions)
         result = api.ship(
             source,
             sinks,
-            format=fmt,
-            latest=latest,
+            options,
+            sink_options=SinkOptions(verify_tls=not no_verify_tls),
             ledger=ledger,
             endpoint_url=endpoint_url,
-            expand=expand,
-            timestamp_fields=timestamp_fields,
-            syslog_timezone=syslog_timezone,
-            verify_tls=not no_verify_tls,
-            workers=1 if concat else 4,  # one at a time keeps --concat in object order
             progress=make_progress(quiet),
         )
     finally:

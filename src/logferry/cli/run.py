@@ -19,9 +19,9 @@ from logferry.cli.common import (
     print_summary,
 )
 from logferry.config import load_pipeline
+from logferry.engine import ShipResult
 from logferry.ledger import open_ledger
 from logferry.pipeline import Daemon, check_pipeline, plans_summary
-from logferry.runner import ShipResult
 
 config_option = click.option(
     "-c", "--config", "config_path", required=True, metavar="FILE",

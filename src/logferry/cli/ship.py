@@ -16,6 +16,7 @@ from logferry.cli.common import (
     print_summary,
 )
 from logferry.codecs.formats import FORMATS
+from logferry.config import ShipOptions, SinkOptions, build
 
 FORMAT_CHOICES = sorted({"auto", *FORMATS})
 
@@ -125,8 +126,15 @@ def decode_options(func):  # type: ignore[no-untyped-def]
     type=click.IntRange(min=1),
     default=5,
     show_default=True,
-    help="Tries per object (transient failures are retried in the run with a growing delay); "
-    "after that it waits in the error queue for `logferry drain`.",
+    help="Runs that try an object before it waits in the error queue for `logferry drain`.",
+)
+@click.option(
+    "--retry-timeout",
+    type=click.FloatRange(min=0.001),
+    default=60.0,
+    show_default=True,
+    help="Seconds a one-off run retries a sink that keeps failing before the object waits for "
+    "the next run (followed runs retry without end, at most a minute apart).",
 )
 @click.option(
     "--follow",
@@ -189,6 +197,7 @@ def ship(
     workers: int,
     batch_bytes: int,
     max_attempts: int,
+    retry_timeout: float,
     follow: bool,
     start: str,
     batch_lines: int,
@@ -227,30 +236,44 @@ def ship(
         fail_usage("--json and the stdout sink (-) would share stdout: pick one")
     stop = threading.Event()
     install_signal_handlers(stop, shutdown_timeout)
-    result = api.ship(
-        source,
-        list(sinks),
-        format=fmt,
-        key=key,
+    if sum(map(bool, (key, latest, resend_all))) > 1:
+        fail_usage("--key, --latest and --all are exclusive: pick one")
+    mode = "key" if key else "latest" if latest else "all" if resend_all else "catchup"
+    options = build(
+        ShipOptions,
+        mode=mode,
+        keys=(key,) if key else (),
         latest=latest,
-        all=resend_all,
-        ledger=ledger,
-        endpoint_url=endpoint_url,
+        force=resend_all,
+        format=fmt,
         expand=expand,
-        timestamp_fields=timestamp_fields,
+        **({"timestamp_fields": timestamp_fields} if timestamp_fields else {}),
         syslog_timezone=syslog_timezone,
+        workers=workers,
+        batch_bytes=batch_bytes,
+        batch_lines=batch_lines,
+        batch_wait=batch_wait,
+        max_attempts=max_attempts,
+        retry_timeout=retry_timeout,
+        follow=follow,
+        start=start,
+    )
+    sink_options = build(
+        SinkOptions,
         app=app,
         hostname=hostname,
         tags=tags,
         max_line_bytes=max_line_bytes,
         verify_tls=not no_verify_tls,
-        workers=workers,
-        batch_bytes=batch_bytes,
-        max_attempts=max_attempts,
-        follow=follow,
-        start="end" if start == "end" else "beginning",
-        batch_lines=batch_lines,
-        batch_wait=batch_wait,
+    )
+    assert isinstance(options, ShipOptions) and isinstance(sink_options, SinkOptions)
+    result = api.ship(
+        source,
+        list(sinks),
+        options,
+        sink_options=sink_options,
+        ledger=ledger,
+        endpoint_url=endpoint_url,
         progress=make_progress(quiet),
         stop=stop,
     )

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
-import orjson
-
 from logferry.cloudwatch.client import InvalidTokenError, LogsClient
-from logferry.errors import SourceError
+from logferry.sources.stream import Cursor
 
 MAX_PAGE = 10_000  # GetLogEvents' own limit
 
 
 @dataclass(frozen=True, slots=True)
-class StreamCursor:
+class StreamCursor(Cursor):
     """Where a stream was read up to: what the daemon state and the ledger keep.
 
     ``token`` is the forward token after the last event read, valid together with the
@@ -27,26 +25,6 @@ class StreamCursor:
     start: int | None = None
     last_ts: int | None = None
     at_last_ts: int = 0
-
-    def dumps(self) -> str:
-        """Compact JSON, for the ledger's cursor column and state files."""
-        return orjson.dumps(asdict(self)).decode()
-
-    @classmethod
-    def loads(cls, text: str | None) -> StreamCursor | None:
-        """Parse :meth:`dumps` output (None for None)."""
-        if not text:
-            return None
-        try:
-            data = orjson.loads(text)
-            return cls(
-                token=data.get("token"),
-                start=data.get("start"),
-                last_ts=data.get("last_ts"),
-                at_last_ts=int(data.get("at_last_ts") or 0),
-            )
-        except (orjson.JSONDecodeError, AttributeError, TypeError, ValueError):
-            raise SourceError(f"unreadable CloudWatch cursor {text[:80]!r}") from None
 
 
 @dataclass(slots=True)

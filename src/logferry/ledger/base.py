@@ -16,8 +16,12 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
-from logferry.records import ObjectInfo
+from logferry.records import Batch, ObjectInfo
+
+if TYPE_CHECKING:
+    from logferry.ledger.dead_letters import DeadLetter
 
 
 class Status(StrEnum):
@@ -210,6 +214,28 @@ class Ledger(ABC):
     @abstractmethod
     def status(self) -> list[SourceStatus]:
         """Aggregate progress per source."""
+
+    # -- dead letters: records a sink refused for good (see ledger/dead_letters.py) --
+
+    @abstractmethod
+    def add_dead_letter(
+        self, batch: Batch, etag: str, sink: str, error_class: str, error: str
+    ) -> int:
+        """Keep the records of ``batch`` with their source range; return the letter's id."""
+
+    @abstractmethod
+    def dead_letters(
+        self, source: str | None = None, ids: Iterable[int] | None = None
+    ) -> list[DeadLetter]:
+        """Dead letters, newest first, optionally of one source or these ids."""
+
+    @abstractmethod
+    def dead_letter_records(self, letter: DeadLetter) -> Batch | None:
+        """The stored records of ``letter`` (None once removed)."""
+
+    @abstractmethod
+    def remove_dead_letters(self, ids: Iterable[int]) -> int:
+        """Forget these dead letters; return how many were removed."""
 
     @abstractmethod
     def close(self) -> None:

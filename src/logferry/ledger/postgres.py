@@ -148,6 +148,13 @@ class PostgresLedger(SqlLedger):
 
     _table = "logferry_objects"
     _id = "id"
+    _dead_letter_ddl = (
+        "CREATE TABLE IF NOT EXISTS logferry_dead_letters (id BIGSERIAL PRIMARY KEY, "
+        "source TEXT NOT NULL, key TEXT NOT NULL, etag TEXT NOT NULL, start_pos BIGINT NOT NULL, "
+        "end_pos BIGINT NOT NULL, sink TEXT NOT NULL, error_class TEXT NOT NULL, "
+        "error TEXT NOT NULL, nbytes BIGINT NOT NULL, created DOUBLE PRECISION NOT NULL, "
+        "records BYTEA NOT NULL)"
+    )
 
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with self._tx() as cur:

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any, ClassVar
 
 from logferry.ledger.base import Claim, ClaimLostError, Entry, Ledger, Status
+from logferry.ledger.dead_letters import DeadLetterStore
 
 _COLUMNS = (
     "{id}, source, key, etag, size, status, position, lines, bytes, attempts, error_class, "
@@ -30,7 +31,7 @@ def _entry(row: Sequence[Any]) -> Entry:
     )  # fmt: skip
 
 
-class SqlLedger(Ledger):
+class SqlLedger(DeadLetterStore, Ledger):
     """A ledger kept in one SQL table of objects; subclasses run the statements."""
 
     #: The objects table and its row id column, as the backend names them.

@@ -115,6 +115,12 @@ class SQLiteLedger(SqlLedger):
 
     _table = "objects"
     _id = "rowid"
+    _dead_letter_ddl = (
+        "CREATE TABLE IF NOT EXISTS logferry_dead_letters (id INTEGER PRIMARY KEY AUTOINCREMENT, "
+        "source TEXT NOT NULL, key TEXT NOT NULL, etag TEXT NOT NULL, start_pos INTEGER NOT NULL, "
+        "end_pos INTEGER NOT NULL, sink TEXT NOT NULL, error_class TEXT NOT NULL, "
+        "error TEXT NOT NULL, nbytes INTEGER NOT NULL, created REAL NOT NULL, records BLOB NOT NULL)"
+    )
 
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         # A read needs no transaction of its own: WAL gives it a consistent snapshot.

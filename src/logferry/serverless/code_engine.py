@@ -11,11 +11,11 @@ import os
 import threading
 from collections.abc import Mapping
 
+from logferry.engine import Progress, ShipResult
 from logferry.errors import ConfigError
 from logferry.ledger import open_ledger
 from logferry.notifications import NotificationError, parse_code_engine
 from logferry.pipeline import Pipeline
-from logferry.runner import Progress, ShipResult
 from logferry.serverless.common import config_from_env, ship_items
 
 

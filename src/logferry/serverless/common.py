@@ -15,11 +15,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from logferry.config import PipelineConfig, SinkConfig, SourceConfig, load_pipeline
+from logferry.engine import ObjectRunner, Progress, Router, ShipResult
 from logferry.errors import ConfigError
 from logferry.ledger import Ledger, Status
 from logferry.notifications import WorkItem
 from logferry.pipeline import Pipeline, SourcePlan
-from logferry.runner import Progress, Router, Runner, ShipResult
 from logferry.sources import BucketSource, open_source
 
 DEFAULT_DEADLINE_MARGIN_MS = 10_000
@@ -137,13 +137,12 @@ def ship_items(
                 outcome.errors[(bucket, key)] = str(exc)
             continue
         assert isinstance(plan.source, BucketSource)  # plan_for_bucket only finds buckets
-        runner = Runner(
+        runner = ObjectRunner(
             plan.source,
-            [],
+            plan.router,
             ledger,
             pipeline.options(mode="key", keys=tuple(dict.fromkeys(keys))),
             stop=pipeline.stop,
-            router=plan.router,
             progress=progress,
         )
         result = runner.run()

@@ -64,12 +64,11 @@ def open_sink(
             tags=options.tags,
             max_line_bytes=options.max_line_bytes,
             verify=options.verify_tls,
-            stop_event=stop,
         )
     if scheme in INFLUX_SCHEMES:
         from logferry.sinks.influxdb import InfluxDBSink
 
-        return InfluxDBSink.from_url(url, verify=options.verify_tls, stop_event=stop)
+        return InfluxDBSink.from_url(url, verify=options.verify_tls)
     if scheme == "duckdb":
         from logferry.sinks.duckdb import DuckDBSink
 

@@ -1,24 +1,22 @@
-"""Shared HTTP machinery for every HTTP sink: gzip, retry with backoff, error classes.
+"""Shared HTTP machinery for every HTTP sink: gzip, request planning, error classes.
 
-A sink builds request bodies; :class:`HttpSender` compresses and posts them, retrying
-transient failures (429, 5xx, timeouts, connection errors) with full-jitter backoff and
-honouring ``Retry-After``, and turns every other failure into a classified error:
+A sink builds request bodies; :class:`HttpSender` compresses and posts them once and turns
+every failure into a classified error: :class:`~logferry.errors.RetryableSinkError` for
+transient ones (429, 5xx, timeouts, connection errors, with ``Retry-After``),
 :class:`~logferry.errors.PayloadTooLargeError` for 413 (see :func:`send_split`),
-:class:`~logferry.errors.FatalSinkError` for other 4xx. Messages never carry headers,
-query strings or credentials.
+:class:`~logferry.errors.FatalSinkError` for other 4xx. The engine's deliverer retries.
+Messages never carry headers, query strings or credentials.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import email.utils
-import random
 import ssl
 import threading
 import time
 import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
@@ -30,7 +28,6 @@ from logferry.sinks.base import Sink
 __all__ = [
     "DEFAULT_GZIP_LEVEL",
     "HttpSender",
-    "RetryPolicy",
     "parse_retry_after",
     "safe_url",
     "send_split",
@@ -45,27 +42,6 @@ DEFAULT_GZIP_LEVEL = 1
 
 _RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 _SNIPPET_CHARS = 200
-
-
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    """How long to keep retrying a transient failure, and how to space the attempts."""
-
-    max_attempts: int = 8
-    max_elapsed: float = 300.0
-    base: float = 0.5
-    cap: float = 30.0
-    retry_after_cap: float = 300.0
-
-    def backoff(self, retry: int) -> float:
-        """Full-jitter delay before retry number ``retry`` (0-based)."""
-        return random.uniform(0.0, min(self.cap, self.base * 2.0**retry))
-
-    def delay(self, retry: int, retry_after: float | None) -> float:
-        """The server's ``Retry-After`` when it sent one, else the jittered backoff."""
-        if retry_after is not None:
-            return min(max(retry_after, 0.0), self.retry_after_cap)
-        return self.backoff(retry)
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
@@ -119,9 +95,10 @@ def _tls_failure(exc: BaseException) -> bool:
 class HttpSender:
     """One keep-alive ``httpx.Client`` shared by every worker thread of a sink.
 
-    ``post`` gzips the body, retries transient failures per ``retry`` and raises a
-    classified ``SinkError`` otherwise. Set ``stop_event`` to cut backoff waits short
-    at shutdown; ``sleep`` replaces the wait (tests).
+    ``post`` gzips the body, makes one attempt and raises a classified ``SinkError``:
+    ``RetryableSinkError`` (with the server's ``Retry-After``) for what may pass later,
+    ``PayloadTooLargeError`` for a 413, ``FatalSinkError`` for the rest. Retrying is the
+    engine's job (:mod:`logferry.engine.delivery`), in one place for every sink.
     """
 
     def __init__(
@@ -132,9 +109,6 @@ class HttpSender:
         connect_timeout: float = 10.0,
         verify: bool | str = True,
         gzip_level: int | None = None,
-        retry: RetryPolicy | None = None,
-        stop_event: threading.Event | None = None,
-        sleep: Callable[[float], None] | None = None,
         secrets: Iterable[str] = (),
         hints: Mapping[int, str] | None = None,
         max_connections: int = 32,
@@ -145,9 +119,6 @@ class HttpSender:
             raise ValueError(f"gzip_level must be 0..9 (0 = no compression), got {gzip_level}")
         self.name = name
         self.gzip_level = gzip_level
-        self.retry = retry or RetryPolicy()
-        self.stop_event = stop_event
-        self._sleep = sleep
         # Servers sometimes echo what they were sent; scrub secrets from any text we raise.
         self._secrets = tuple(s for s in secrets if s)
         self._hints = dict(hints or {})
@@ -161,13 +132,13 @@ class HttpSender:
             follow_redirects=False,
         )
         self._lock = threading.Lock()
-        self._counts = {"requests": 0, "retries": 0, "failed": 0}
+        self._counts = {"requests": 0, "failed": 0}
 
     def __repr__(self) -> str:
         return f"HttpSender(name={self.name!r})"
 
     def counters(self) -> dict[str, int]:
-        """HTTP attempts sent (``requests``), retried attempts, and requests that failed."""
+        """HTTP requests sent, and requests that failed."""
         with self._lock:
             return dict(self._counts)
 
@@ -185,14 +156,6 @@ class HttpSender:
             text = text.replace(secret, "***")
         return text
 
-    def _wait(self, delay: float) -> None:
-        if self._sleep is not None:
-            self._sleep(delay)
-        elif self.stop_event is not None:
-            self.stop_event.wait(delay)
-        elif delay > 0:
-            time.sleep(delay)
-
     def compress(self, body: bytes) -> bytes:
         """Gzip ``body`` at the sender's level (zlib releases the GIL while it works)."""
         return zlib.compress(body, self.gzip_level, wbits=31)
@@ -207,10 +170,10 @@ class HttpSender:
         content_type: str = "application/json",
         compressed: bool = False,
     ) -> httpx.Response:
-        """POST ``body`` gzipped; return the 2xx response or raise a classified ``SinkError``.
+        """POST ``body`` gzipped once; return the 2xx response or raise a classified ``SinkError``.
 
-        ``params`` may be a callable, evaluated per attempt, for values that must be fresh
-        on a retry (Mezmo's ``now``). ``compressed`` says ``body`` already went through
+        ``params`` may be a callable, evaluated per request, for values that must be fresh
+        (Mezmo's ``now``). ``compressed`` says ``body`` already went through
         :meth:`compress` (sinks gzip ahead, in the decode stage, to overlap it with sending).
         """
         hdrs = {"Content-Type": content_type, **(headers or {})}
@@ -223,63 +186,43 @@ class HttpSender:
         else:
             content = body
         where = f"{self.name}: POST {safe_url(url)}"
-        policy = self.retry
-        started = time.monotonic()
-        attempt = 0
-        while True:
-            attempt += 1
-            query = params() if callable(params) else params
-            retry_after: float | None = None
-            self._count("requests")
-            try:
-                response = self._client.post(url, content=content, headers=hdrs, params=query)
-            except (httpx.UnsupportedProtocol, httpx.LocalProtocolError) as exc:
-                self._count("failed")
-                raise FatalSinkError(self._scrub(f"{where}: {exc}")) from None
-            except httpx.TransportError as exc:
-                if _tls_failure(exc):
-                    self._count("failed")
-                    raise FatalSinkError(
-                        self._scrub(
-                            f"{where}: TLS certificate verification failed ({exc}); "
-                            "fix the CA bundle or, for a local endpoint only, disable verify"
-                        )
-                    ) from None
-                problem = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-            else:
-                status = response.status_code
-                if 200 <= status < 300:
-                    return response
-                reason = f"HTTP {status} {response.reason_phrase}".rstrip()
-                snippet = _snippet(response.text)
-                if status == 413:
-                    self._count("failed")
-                    raise PayloadTooLargeError(
-                        self._scrub(f"{where}: {reason} for {len(body)} bytes: {snippet}")
+        query = params() if callable(params) else params
+        self._count("requests")
+        try:
+            response = self._client.post(url, content=content, headers=hdrs, params=query)
+        except (httpx.UnsupportedProtocol, httpx.LocalProtocolError) as exc:
+            self._count("failed")
+            raise FatalSinkError(self._scrub(f"{where}: {exc}")) from None
+        except httpx.TransportError as exc:
+            self._count("failed")
+            if _tls_failure(exc):
+                raise FatalSinkError(
+                    self._scrub(
+                        f"{where}: TLS certificate verification failed ({exc}); "
+                        "fix the CA bundle or, for a local endpoint only, disable verify"
                     )
-                if status not in _RETRYABLE_STATUS and not 500 <= status < 600:
-                    self._count("failed")
-                    hint = self._hints.get(status)
-                    msg = f"{where}: {reason}: {snippet or '(empty body)'}"
-                    raise FatalSinkError(self._scrub(f"{msg} — {hint}" if hint else msg))
-                retry_after = parse_retry_after(response.headers.get("Retry-After"))
-                problem = f"{reason}: {snippet}" if snippet else reason
-            delay = policy.delay(attempt - 1, retry_after)
-            elapsed = time.monotonic() - started
-            if attempt >= policy.max_attempts or elapsed + delay > policy.max_elapsed:
-                self._count("failed")
-                raise RetryableSinkError(
-                    self._scrub(f"{where}: {problem} (gave up after {attempt} attempts)"),
-                    retry_after,
-                )
-            self._count("retries")
-            self._wait(delay)
-            if self.stop_event is not None and self.stop_event.is_set():
-                self._count("failed")
-                raise RetryableSinkError(
-                    self._scrub(f"{where}: {problem} (stopped while waiting to retry)"),
-                    retry_after,
-                )
+                ) from None
+            problem = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            raise RetryableSinkError(self._scrub(f"{where}: {problem}")) from None
+        status = response.status_code
+        if 200 <= status < 300:
+            return response
+        self._count("failed")
+        reason = f"HTTP {status} {response.reason_phrase}".rstrip()
+        snippet = _snippet(response.text)
+        if status == 413:
+            raise PayloadTooLargeError(
+                self._scrub(f"{where}: {reason} for {len(body)} bytes: {snippet}")
+            )
+        if status not in _RETRYABLE_STATUS and not 500 <= status < 600:
+            hint = self._hints.get(status)
+            msg = f"{where}: {reason}: {snippet or '(empty body)'}"
+            raise FatalSinkError(self._scrub(f"{msg} — {hint}" if hint else msg))
+        problem = f"{reason}: {snippet}" if snippet else reason
+        raise RetryableSinkError(
+            self._scrub(f"{where}: {problem}"),
+            parse_retry_after(response.headers.get("Retry-After")),
+        )
 
 
 def send_split(
@@ -372,8 +315,10 @@ class HttpSink(Sink):
         ``items`` gives the encoded items back (only needed after a 413). With
         ``concurrency`` above 1, that many requests are in flight at once (for sinks where
         the order of requests within a batch does not matter); the call still returns only
-        once every request got its answer, and raises the first failure. Returns
-        (requests, extra requests caused by splits).
+        once every request got its answer, and raises the first failure. Bodies that were
+        acknowledged are removed from ``bodies``, so a retry of the batch (with the same
+        prepared bodies) sends only the rest. Returns (requests, extra requests caused by
+        splits).
         """
 
         def one(lo: int, hi: int, gzipped: bytes) -> tuple[int, int]:
@@ -385,16 +330,21 @@ class HttpSink(Sink):
                 sent = send_split(items()[lo:hi], encode, send)
                 return sent, sent - 1
 
+        results: list[tuple[int, int]] = []
         if concurrency <= 1 or len(bodies) <= 1:
-            results = [one(*body) for body in bodies]
+            while bodies:
+                results.append(one(*bodies[0]))
+                del bodies[0]  # acknowledged: a retry of this batch must not send it again
         else:
             futures = [self._pool(concurrency).submit(one, *body) for body in bodies]
-            results, failure = [], None
-            for future in futures:
+            failure, left = None, []
+            for body, future in zip(list(bodies), futures, strict=True):
                 try:
                     results.append(future.result())
                 except Exception as exc:
                     failure = failure or exc
+                    left.append(body)
+            bodies[:] = left
             if failure is not None:
                 raise failure
         return sum(r for r, _ in results), sum(s for _, s in results)
@@ -409,11 +359,9 @@ class HttpSink(Sink):
             return pool
 
     def counters(self) -> dict[str, int]:
-        """The sink's counts plus the HTTP retries."""
+        """The sink's counts."""
         with self._lock:
-            counts = dict(self._counts)
-        counts["retries"] = self._http.counters()["retries"]
-        return counts
+            return dict(self._counts)
 
     def close(self) -> None:
         """Release the HTTP connection pool (and the request threads, if any)."""

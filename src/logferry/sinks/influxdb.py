@@ -26,14 +26,14 @@ import os
 import sys
 import threading
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
 from logferry.errors import ConfigError
 from logferry.records import Batch
-from logferry.sinks.http import HttpSender, HttpSink, RetryPolicy, safe_url
+from logferry.sinks.http import HttpSender, HttpSink, safe_url
 
 __all__ = [
     "SCHEMES",
@@ -216,9 +216,6 @@ class InfluxDBSink(HttpSink):
         timeout: float = 30.0,
         verify: bool | str = True,
         gzip_level: int | None = None,
-        retry: RetryPolicy | None = None,
-        stop_event: threading.Event | None = None,
-        sleep: Callable[[float], None] | None = None,
         sender: HttpSender | None = None,
     ) -> None:
         self.target = parse_influx_url(url)
@@ -243,8 +240,8 @@ class InfluxDBSink(HttpSink):
         }
         if sender is None:
             sender = HttpSender(
-                name=self.name, timeout=timeout, verify=verify, retry=retry, gzip_level=gzip_level,
-                stop_event=stop_event, sleep=sleep, secrets=secrets, hints=hints,
+                name=self.name, timeout=timeout, verify=verify, gzip_level=gzip_level,
+                secrets=secrets, hints=hints,
             )  # fmt: skip
         self._http = sender
         self._lock = threading.Lock()
@@ -420,9 +417,11 @@ class InfluxDBSink(HttpSink):
         """Send ``batch`` in requests of at most ``max_points`` points and ~1 MiB each."""
         if not batch.lines:
             return
-        prepared = batch.prepared.pop(id(self), None)
+        # Kept on the batch until every request succeeded: bodies already acknowledged
+        # leave it, so a retry of the batch sends only the rest (no duplicates).
+        prepared = batch.prepared.get(id(self))
         if not isinstance(prepared, _Prepared):
-            prepared = self._prepare(batch)
+            prepared = batch.prepared[id(self)] = self._prepare(batch)
         points = prepared.points
         requests, splits = self._send_planned(
             prepared.bodies,
@@ -431,6 +430,7 @@ class InfluxDBSink(HttpSink):
             self._send,
             concurrency=self.target.concurrency,
         )
+        batch.prepared.pop(id(self), None)
         with self._lock:
             self._counts["requests"] += requests
             self._counts["points"] += len(batch.lines)

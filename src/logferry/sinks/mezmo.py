@@ -17,7 +17,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
@@ -26,7 +26,7 @@ import orjson
 
 from logferry.errors import ConfigError
 from logferry.records import Batch
-from logferry.sinks.http import HttpSender, HttpSink, RetryPolicy, safe_url
+from logferry.sinks.http import HttpSender, HttpSink, safe_url
 
 __all__ = [
     "IBM_REGIONS",
@@ -176,9 +176,6 @@ class MezmoSink(HttpSink):
         timeout: float = 30.0,
         verify: bool | str = True,
         gzip_level: int | None = None,
-        retry: RetryPolicy | None = None,
-        stop_event: threading.Event | None = None,
-        sleep: Callable[[float], None] | None = None,
         sender: HttpSender | None = None,
     ) -> None:
         self.url, url_options = parse_mezmo_url(url)
@@ -218,9 +215,6 @@ class MezmoSink(HttpSink):
                 name=self.name,
                 timeout=timeout,
                 verify=verify,
-                retry=retry,
-                stop_event=stop_event,
-                sleep=sleep,
                 secrets=(key, token),
                 hints=hints,
                 gzip_level=gzip_level,
@@ -259,15 +253,18 @@ class MezmoSink(HttpSink):
         """Send ``batch`` in requests under the size and line limits; return once all are 2xx."""
         if not batch.lines:
             return
-        prepared = batch.prepared.pop(id(self), None)
+        # Kept on the batch until every request succeeded: bodies already acknowledged
+        # leave it, so a retry of the batch sends only the rest (no duplicates).
+        prepared = batch.prepared.get(id(self))
         if not isinstance(prepared, _Prepared):
-            prepared = self._prepare(batch)
+            prepared = batch.prepared[id(self)] = self._prepare(batch)
         requests, splits = self._send_planned(
             prepared.bodies,
             lambda: self._entries(batch, self._truncated(batch.lines)[0]),
             self._encode,
             self._send,
         )
+        batch.prepared.pop(id(self), None)
         with self._lock:
             self._counts["requests"] += requests
             self._counts["lines"] += len(batch.lines)

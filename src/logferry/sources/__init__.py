@@ -6,7 +6,6 @@ import os
 from typing import Literal
 from urllib.parse import unquote, urlsplit
 
-from logferry.codecs.formats.base import FormatOptions
 from logferry.errors import ConfigError
 from logferry.sources.base import BucketSource
 from logferry.sources.localdir import LocalDirSource
@@ -35,20 +34,16 @@ def open_stream_source(
     *,
     endpoint_url: str | None = None,
     start: Literal["beginning", "end"] = "beginning",
-    format: str = "lines",
-    format_options: FormatOptions | None = None,
 ) -> StreamSource:
-    """Open ``tail:///GLOB`` or ``cloudwatch://GROUP_PREFIX[?streams=…]``."""
+    """Open ``tail:///GLOB`` or ``cloudwatch://GROUP_PREFIX[?streams=…]``.
+
+    The route of each partition picks its format (see :mod:`logferry.codecs.stream`).
+    """
     scheme = url.split(":", 1)[0].lower()
     if scheme == "tail":
         from logferry.sources.tail import TailSource
 
-        return TailSource.from_url(
-            url,
-            start=start,
-            format="lines" if format == "auto" else format,
-            format_options=format_options,
-        )
+        return TailSource.from_url(url, start=start)
     if scheme == "cloudwatch":
         from logferry.sources.cloudwatch import CloudWatchSource
 

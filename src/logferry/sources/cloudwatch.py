@@ -17,9 +17,16 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from logferry.cloudwatch.client import LogsClient, RateLimiter, StreamNotFoundError
 from logferry.cloudwatch.reader import StreamCursor, StreamReader
 from logferry.cloudwatch.timeparse import parse_time
+from logferry.codecs.stream import StreamDecoder
 from logferry.errors import ConfigError
 from logferry.records import Chunk
-from logferry.sources.stream import PartitionInfo, ReadResult, StreamPartition, StreamSource
+from logferry.sources.stream import (
+    Cursor,
+    PartitionInfo,
+    ReadResult,
+    StreamPartition,
+    StreamSource,
+)
 
 _PARAMS = {"streams", "stream_regex", "start", "region", "get_rate", "describe_rate"}
 
@@ -40,24 +47,29 @@ def split_key(key: str) -> tuple[str, str]:
 class CloudWatchPartition(StreamPartition):
     """One log stream read forward with GetLogEvents."""
 
-    def __init__(self, reader: StreamReader) -> None:
+    def __init__(self, reader: StreamReader, decoder: StreamDecoder, key: str) -> None:
         self._reader = reader
+        self._decoder = decoder
+        self._key = key
 
     def read(self, max_records: int) -> ReadResult:
         """The next page of events (messages as lines, event times as timestamps)."""
         try:
             page = self._reader.read(limit=max_records)
         except StreamNotFoundError:
-            return ReadResult(Chunk([], []), self._reader.cursor.dumps(), True, finished=True)
-        chunk = Chunk(
-            [e["message"].rstrip("\r\n") for e in page.events],
+            return ReadResult(Chunk([], []), self._reader.cursor, True, finished=True)
+        chunk = self._decoder.decode_events(
+            [e["message"] for e in page.events],
             [int(e["timestamp"]) for e in page.events],
+            self._key,
         )
-        return ReadResult(chunk, page.cursor.dumps(), caught_up=page.caught_up)
+        return ReadResult(chunk, page.cursor, caught_up=page.caught_up)
 
 
 class CloudWatchSource(StreamSource):
     """The streams of the log groups under a prefix, optionally filtered by name or regex."""
+
+    cursor_type = StreamCursor
 
     def __init__(
         self,
@@ -157,9 +169,15 @@ class CloudWatchSource(StreamSource):
                     )
         return parts
 
-    def open(self, part: PartitionInfo, cursor: str | None, position: int) -> StreamPartition:
+    def open(
+        self,
+        part: PartitionInfo,
+        cursor: Cursor | None,
+        position: int,
+        decoder: StreamDecoder | None = None,
+    ) -> StreamPartition:
         """Resume ``part`` right after ``cursor`` (None: from ``start``, or the stream's head)."""
         group, stream = split_key(part.key)
-        saved = StreamCursor.loads(cursor)
+        saved = cursor if isinstance(cursor, StreamCursor) else None
         reader = StreamReader(self.client, group, stream, saved, start=self.start_ms)
-        return CloudWatchPartition(reader)
+        return CloudWatchPartition(reader, decoder or StreamDecoder("lines"), part.key)

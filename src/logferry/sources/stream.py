@@ -1,11 +1,15 @@
 """The stream source contract: partitions that keep growing (log streams, files).
 
 A stream source lists **partitions** (a CloudWatch log stream, a file of a tail glob). Each
-is read from a **cursor**: opaque text the partition hands back after every read (a
-CloudWatch forward token, ``offset`` of a file) that the ledger stores once every sink has
-acknowledged the records before it. ``open(part, cursor, position)`` must resume exactly
-after those records; ``position`` is the count of records acknowledged so far, which sources
-may use as the record number of the next record (exactly-once keys in database sinks).
+is read from a **cursor**: a typed :class:`Cursor` the partition hands back after every read
+(a CloudWatch forward token, the offset of a file) that the engine stores in the ledger, as
+text, once every sink has acknowledged the records before it. ``open(part, cursor,
+position, decoder)`` must resume exactly after those records (the resume contract);
+``position`` is the count of records acknowledged so far, which sources may use as the
+record number of the next record (exactly-once keys in database sinks).
+
+Partitions frame records (lines, events); the route's format turns them into records
+through :class:`~logferry.codecs.stream.StreamDecoder`, the same codec step for every source.
 
 Like Bytewax's ``StatefulSourcePartition``: ``read`` is ``next_batch``, the returned
 cursor is ``snapshot``, and ``open(part, cursor, …)`` is ``build_part(for_part, resume_state)``.
@@ -14,9 +18,37 @@ cursor is ``snapshot``, and ``open(part, cursor, …)`` is ``build_part(for_part
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
+from typing import Any, ClassVar, Self
 
+import orjson
+
+from logferry.codecs.stream import StreamDecoder
+from logferry.errors import SourceError
 from logferry.records import Chunk
+
+
+@dataclass(frozen=True, slots=True)
+class Cursor:
+    """Where a partition resumes. Each source subclasses it with its own fields.
+
+    The ledger keeps :meth:`encode`'s text; :meth:`decode` reads it back (None for None).
+    """
+
+    def encode(self) -> str:
+        """Compact JSON of the fields: what the ledger and state files keep."""
+        return orjson.dumps(asdict(self)).decode()
+
+    @classmethod
+    def decode(cls, text: str | None) -> Self | None:
+        """The cursor :meth:`encode` wrote; a one-line ``SourceError`` when unreadable."""
+        if not text:
+            return None
+        try:
+            data: Any = orjson.loads(text)
+            return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
+        except (orjson.JSONDecodeError, TypeError, ValueError, KeyError):
+            raise SourceError(f"unreadable {cls.__name__} {text[:80]!r}") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +69,7 @@ class ReadResult:
     """Records read from a partition and the cursor just after them."""
 
     chunk: Chunk
-    cursor: str | None
+    cursor: Cursor | None
     #: True when the partition has nothing more right now (the caller may wait or move on).
     caught_up: bool
     #: True when the partition will never have more (a rotated-away file, a deleted stream).
@@ -49,7 +81,12 @@ class StreamPartition(ABC):
 
     @abstractmethod
     def read(self, max_records: int) -> ReadResult:
-        """Return up to ``max_records`` new records without blocking for long."""
+        """Return up to ``max_records`` new records without blocking for long.
+
+        Resume contract: the returned cursor points just after the last record returned, so
+        that ``open(part, cursor, …)`` in another process continues with the next record,
+        neither skipping nor repeating one. Records come decoded by the partition's decoder.
+        """
 
     def close(self) -> None:  # noqa: B027
         """Release files and clients."""
@@ -66,14 +103,28 @@ class StreamSource(ABC):
     #: fingerprint): a new key with a known version is the same data renamed, and resumes
     #: from the old key's cursor. False when versions can repeat (timestamps).
     versions_identify_content: bool = False
+    #: The type of this source's cursors (the engine decodes the ledger's text with it).
+    cursor_type: ClassVar[type[Cursor]] = Cursor
 
     @abstractmethod
     def partitions(self) -> list[PartitionInfo]:
         """The partitions that exist now (called again periodically to find new ones)."""
 
     @abstractmethod
-    def open(self, part: PartitionInfo, cursor: str | None, position: int) -> StreamPartition:
-        """Open ``part`` to resume after ``cursor`` (None: from the configured start)."""
+    def open(
+        self,
+        part: PartitionInfo,
+        cursor: Cursor | None,
+        position: int,
+        decoder: StreamDecoder,
+    ) -> StreamPartition:
+        """Open ``part`` to resume just after ``cursor`` (None: from the configured start).
+
+        Resume contract: the first record read is the one after the last record whose
+        cursor was checkpointed, whatever happened in between (a crash, a restart on
+        another host); ``position`` records were acknowledged before it. ``decoder`` is the
+        codec step of the partition's route.
+        """
 
     def wait(self, timeout: float) -> None:
         """Block up to ``timeout`` seconds or until new data may be there (inotify etc.)."""

@@ -42,14 +42,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import orjson
-
-from logferry.codecs.formats import FormatOptions, get_format, resolve_format
 from logferry.codecs.formats.auto import HEAD_SIZE
-from logferry.codecs.formats.base import DecodeContext, Format
+from logferry.codecs.stream import StreamDecoder
 from logferry.errors import ConfigError, SourceError
-from logferry.records import Chunk, concat_chunks
-from logferry.sources.stream import PartitionInfo, ReadResult, StreamPartition, StreamSource
+from logferry.records import Chunk
+from logferry.sources.stream import (
+    Cursor,
+    PartitionInfo,
+    ReadResult,
+    StreamPartition,
+    StreamSource,
+)
 
 #: A first line longer than this is fingerprinted by its first this-many bytes.
 FINGERPRINT_BYTES = 1024
@@ -94,18 +97,13 @@ def _last_line_end(fd: int, size: int) -> int:
     return 0
 
 
-def _cursor(offset: int, fp: str) -> str:
-    return orjson.dumps({"offset": offset, "fp": fp}).decode()
+@dataclass(frozen=True, slots=True)
+class TailCursor(Cursor):
+    """A file's resume point: the byte offset after the last line read, and whose content
+    (fingerprint) it counts in."""
 
-
-def _parse_cursor(cursor: str) -> tuple[int, str]:
-    try:
-        data = orjson.loads(cursor)
-        return int(data["offset"]), str(data["fp"])
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-        raise SourceError(
-            f"invalid tail cursor {cursor!r}: expected {{'offset': N, 'fp': FINGERPRINT}}"
-        ) from None
+    offset: int = 0
+    fp: str = ""
 
 
 @dataclass
@@ -136,31 +134,25 @@ class TailSource(StreamSource):
 
     # A fingerprint names content: the same fingerprint under a new path is a renamed file.
     versions_identify_content = True
+    cursor_type = TailCursor
 
     def __init__(
         self,
         pattern: str | Path,
         *,
         start: Start = "beginning",
-        format: str = "lines",
-        format_options: FormatOptions | None = None,
         poll_interval: float = 0.25,
         rotate_wait: float = 5.0,
         watch: bool = True,
     ) -> None:
         if start not in ("beginning", "end"):
             raise ConfigError(f"start must be 'beginning' or 'end', not {start!r}")
-        get_format(format)  # validate early
         self.pattern = os.path.abspath(os.path.expanduser(str(pattern)))
         self.start: Start = start
-        self.format = format
-        self.format_options = format_options or FormatOptions()
         self.poll_interval = poll_interval
         self.rotate_wait = rotate_wait
         self.id = "tail://" + self.pattern
         self.display = self.id
-        #: Format counters of every partition (e.g. ``not_json``), summed.
-        self.counters: collections.Counter[str] = collections.Counter()
         self._lock = threading.Lock()
         self._seen: dict[str, _Seen] = {}
         self._shared: dict[str, _Shared] = {}
@@ -232,7 +224,13 @@ class TailSource(StreamSource):
 
     # -- reading -----------------------------------------------------------------------
 
-    def open(self, part: PartitionInfo, cursor: str | None, position: int) -> TailPartition:
+    def open(
+        self,
+        part: PartitionInfo,
+        cursor: Cursor | None,
+        position: int,
+        decoder: StreamDecoder | None = None,
+    ) -> TailPartition:
         """Open the file to resume after ``cursor`` (honoured when its fingerprint matches).
 
         A cursor saved under another path with the same fingerprint (a renamed file) is
@@ -242,12 +240,12 @@ class TailSource(StreamSource):
         try:
             fd = os.open(path, os.O_RDONLY)
         except FileNotFoundError:
-            return TailPartition(self, path, fp, -1, 0, cursor)
+            return TailPartition(self, path, fp, -1, 0, None, decoder)
         except OSError as exc:
             raise SourceError(f"cannot read {path}: {exc.strerror}") from None
         if fingerprint(fd) != fp:  # replaced since listed: this version is gone
             os.close(fd)
-            return TailPartition(self, path, fp, -1, 0, cursor)
+            return TailPartition(self, path, fp, -1, 0, None, decoder)
         size = os.fstat(fd).st_size
         with self._lock:
             sh = self._shared.setdefault(fp, _Shared(path))
@@ -255,17 +253,15 @@ class TailSource(StreamSource):
         with sh.lock:
             if sh.path != path and (sh.owner is None or not sh.owner.closed_early):
                 offset = sh.offset  # renamed (or copied, then truncated): carry on
-            elif cursor is not None:
-                offset, cursor_fp = _parse_cursor(cursor)
-                if cursor_fp != fp or offset > size:
-                    offset = 0
+            elif isinstance(cursor, TailCursor):
+                offset = cursor.offset if cursor.fp == fp and cursor.offset <= size else 0
             elif self.start == "end" and startup is not None:
                 offset = _last_line_end(fd, min(startup, size))
             else:
                 offset = 0
             if sh.owner is not None:
                 sh.owner.superseded = True
-            partition = TailPartition(self, path, fp, fd, offset, _cursor(offset, fp))
+            partition = TailPartition(self, path, fp, fd, offset, TailCursor(offset, fp), decoder)
             sh.path, sh.offset, sh.owner = path, offset, partition
         return partition
 
@@ -344,15 +340,15 @@ class TailPartition(StreamPartition):
         fp: str,
         fd: int,
         offset: int,
-        cursor: str | None,
+        cursor: TailCursor | None,
+        decoder: StreamDecoder | None = None,
     ) -> None:
         self.source = source
         self.path = path
         self.fp = fp
         self.offset = offset
         self.cursor = cursor
-        #: Format counters of this file (lines shipped raw, ...).
-        self.counters: collections.Counter[str] = collections.Counter()
+        self.decoder = decoder or StreamDecoder("lines")
         #: True once the partition reported ``finished`` (or was taken over).
         self.done = fd < 0
         #: Set when another partition took this content over (the file was renamed).
@@ -365,16 +361,11 @@ class TailPartition(StreamPartition):
         self._truncated = False
         self._last_growth = time.monotonic()
         self._last_size = -1
-        self.format_name = source.format
-        self._format: Format | None = None
 
-    def _fmt(self) -> Format:
-        if self._format is None:
-            if self.format_name == "auto":
-                head = os.pread(self._fd, HEAD_SIZE, 0)
-                self.format_name, _ = resolve_format([head], self.path)
-            self._format = get_format(self.format_name)
-        return self._format
+    @property
+    def counters(self) -> collections.Counter[str]:
+        """Format counters of this file (lines shipped raw, ...)."""
+        return self.decoder.counters
 
     def _finished(self) -> ReadResult:
         self.done = True
@@ -428,14 +419,14 @@ class TailPartition(StreamPartition):
                 if data and not self.source._listed_elsewhere(self.fp, self.path):
                     self.offset += len(data)
                     chunk = self._decode(data, st.st_mtime_ns)
-                    self.cursor = _cursor(self.offset, self.fp)
+                    self.cursor = TailCursor(self.offset, self.fp)
                     return ReadResult(chunk, self.cursor, caught_up=True, finished=True)
                 return self._finished()
             return ReadResult(Chunk([], []), self.cursor, caught_up=True)
         cut = _nth_line_end(data, cut, max_records)
         self.offset += cut
         chunk = self._decode(data[:cut], st.st_mtime_ns)
-        self.cursor = _cursor(self.offset, self.fp)
+        self.cursor = TailCursor(self.offset, self.fp)
         caught_up = self.offset >= size or (data.find(b"\n", cut) < 0 and len(data) < READ_BYTES)
         return ReadResult(chunk, self.cursor, caught_up=caught_up)
 
@@ -474,14 +465,10 @@ class TailPartition(StreamPartition):
         return True
 
     def _decode(self, data: bytes, mtime_ns: int) -> Chunk:
-        ctx = DecodeContext(
-            self.path, mtime_ns // 1_000_000, self.source.format_options, collections.Counter()
+        fd = self._fd
+        return self.decoder.decode(
+            data, self.path, mtime_ns // 1_000_000, head=lambda: os.pread(fd, HEAD_SIZE, 0)
         )
-        chunks = list(self._fmt().decode([data], ctx))
-        if ctx.counters:
-            self.counters.update(ctx.counters)
-            self.source.counters.update(ctx.counters)
-        return concat_chunks(chunks) if chunks else Chunk([], [])
 
     def close(self) -> None:
         """Close the file."""

@@ -1,0 +1,377 @@
+"""The object runner: ships whole objects of a bucket, resumably, to the sinks of their route.
+
+Per object, decoding runs in a producer thread a couple of batches ahead of the sinks, so
+reading, decompressing and parsing overlap with encoding and sending (zlib and sockets
+release the GIL). Several objects are shipped at once by ``workers`` threads, which matters
+for buckets of many small objects. The ledger advances only after every sink acknowledged a
+batch (invariant 1); what a sink refuses fails the object, which waits in the error queue.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import logging
+import threading
+import time
+import zlib
+from collections.abc import Iterator
+
+from logferry.codecs import decode_object
+from logferry.codecs.formats.base import DecodeContext, FormatOptions
+from logferry.config import ShipOptions
+from logferry.engine.batching import Stopped, batches, prefetch
+from logferry.engine.delivery import Deliverer, Refused, RetryLater, RetryPolicy
+from logferry.engine.errorqueue import ErrorQueue
+from logferry.engine.leases import LeaseKeeper
+from logferry.engine.results import Progress, ShipResult, one_line
+from logferry.engine.routing import Route, Router
+from logferry.errors import DecodeError, LogferryError, ObjectError, is_transient
+from logferry.ledger.base import Claim, ClaimLostError, Ledger, Status, new_owner_id
+from logferry.records import Batch, ObjectInfo
+from logferry.sinks.base import Sink
+from logferry.sources.base import BucketSource
+
+log = logging.getLogger("logferry")
+
+
+class NotDelivered(LogferryError):
+    """A batch ended with an outcome other than delivered; the object stops there."""
+
+    def __init__(self, outcome: Refused | RetryLater) -> None:
+        super().__init__(outcome.reason)
+        self.outcome = outcome
+
+
+def shard_of(key: str, shards: int) -> int:
+    """A key's shard: stable across processes and hosts (unlike ``hash()``)."""
+    return zlib.crc32(key.encode("utf-8", "surrogateescape")) % shards
+
+
+def format_options_of(options: ShipOptions) -> FormatOptions:
+    """The decoding options a run's options imply."""
+    return FormatOptions(
+        expand=options.expand,
+        timestamp_fields=options.timestamp_fields,
+        max_document_bytes=options.max_document_bytes,
+        syslog_timezone=options.syslog_timezone,
+    )
+
+
+def retry_policy_of(options: ShipOptions) -> RetryPolicy:
+    """Followed runs retry a failing sink forever; one-off runs give up after a while."""
+    if options.follow:
+        return RetryPolicy.following()
+    return RetryPolicy(give_up_after=options.retry_timeout)
+
+
+class ObjectRunner:
+    """Ships objects of one source to the sinks of their route per ``options.mode``."""
+
+    def __init__(
+        self,
+        source: BucketSource,
+        router: Router,
+        ledger: Ledger,
+        options: ShipOptions | None = None,
+        *,
+        progress: Progress | None = None,
+        stop: threading.Event | None = None,
+    ) -> None:
+        self.options = options or ShipOptions()
+        self.router = router
+        self.source = source
+        self.sinks = router.sinks()
+        self.ledger = ledger
+        self.progress = progress or Progress()
+        self.stop = stop or threading.Event()
+        self.owner = new_owner_id()
+        self.result = ShipResult(source.display)
+        self.format_options = format_options_of(self.options)
+        self.deliverer = Deliverer(retry_policy_of(self.options), self.stop)
+        self.errors = ErrorQueue(ledger, self.result, self._announce)
+        self.leases = LeaseKeeper(ledger, self.options.lease_seconds, self._claim_lost)
+        self._lock = threading.Lock()
+        self._counters: collections.Counter[str] = collections.Counter()
+        #: Objects whose claim another runner took over: their workers stop at once.
+        self._lost: set[tuple[str, str]] = set()
+        self._transient: set[tuple[str, str]] = set()
+
+    # -- selecting objects -------------------------------------------------
+
+    def pending(self, *, include_done: bool = False) -> list[ObjectInfo]:
+        """Objects to ship, oldest first (LastModified, then key).
+
+        Not done, and not failed ``max_attempts`` times (those wait in the error queue for
+        ``drain``); everything with ``include_done``.
+        """
+        todo: list[ObjectInfo] = []
+        limit = self.options.max_attempts
+        shard, shards = self.options.shard_index, self.options.shard_count
+        self.result.held = 0
+        for page in self.source.list_pages():
+            if shards > 1:
+                page = [o for o in page if shard_of(o.key, shards) == shard]
+            if include_done:
+                todo.extend(page)
+                continue
+            known = self.ledger.lookup(self.source.id, (o.key for o in page))
+            for obj in page:
+                seen = known.get(obj.key)
+                if seen is None or seen.etag != obj.etag:
+                    todo.append(obj)
+                elif seen.status == Status.FAILED:
+                    if seen.attempts < limit:
+                        todo.append(obj)
+                    else:
+                        self.result.held += 1
+                elif seen.status != Status.DONE:
+                    todo.append(obj)
+        todo.sort(key=lambda o: (o.last_modified_ms, o.key))
+        return todo
+
+    # -- running ------------------------------------------------------------
+
+    def run(self) -> ShipResult:
+        """Run the selected mode to the end (or until ``stop`` is set)."""
+        began = time.monotonic()
+        self.leases.start()
+        try:
+            mode = self.options.mode
+            if mode == "key":
+                self._ship_keys(self.options.keys)
+            elif mode == "latest":
+                assert self.options.latest is not None
+                self._ship_pass(self.pending()[-self.options.latest :])
+            elif mode == "all":
+                self.progress.message("--all: re-sending every object, whatever the ledger says")
+                self._ship_pass(self.pending(include_done=True), force=True)
+            else:
+                self._catchup()
+        finally:
+            self.leases.stop()
+            self.result.interrupted = self.stop.is_set()
+            self.result.seconds = time.monotonic() - began
+            counters = collections.Counter(self._counters)
+            counters["retries"] += self.deliverer.retries
+            for sink in self.sinks:
+                counters.update(sink.counters())
+                self.result.reports.update(sink.report())
+            self.result.counters = {k: v for k, v in counters.items() if v}
+            self.progress.close()
+        return self.result
+
+    def _catchup(self) -> None:
+        # List again after each pass: objects keep arriving during long catch-ups. An object
+        # whose source read failed for a transient reason is tried again in a later pass,
+        # after a growing delay; a sink's failures were retried by the deliverer already.
+        settled: set[tuple[str, str]] = set()
+        delay = self.options.retry_delay
+        while not self.stop.is_set():
+            todo = [o for o in self.pending() if (o.key, o.etag) not in settled]
+            if not todo:
+                return
+            if any((o.key, o.etag) in self._transient for o in todo):
+                if self.stop.wait(delay):
+                    return
+                delay = min(delay * 2, 60.0)
+            self._transient.clear()
+            self._ship_pass(todo)
+            settled.update((o.key, o.etag) for o in todo if (o.key, o.etag) not in self._transient)
+
+    def _ship_keys(self, keys: tuple[str, ...]) -> None:
+        todo: list[ObjectInfo] = []
+        for key in keys:
+            try:
+                obj = self.source.head(key)
+            except ObjectError as exc:
+                self.errors.failed(None, key, one_line(exc), type(exc).__name__)
+                continue
+            entry = self.ledger.get(self.source.id, obj.key, obj.etag)
+            if entry is not None and entry.status == Status.DONE and not self.options.force:
+                self.progress.message(f"{key}: already shipped (ledger says done); skipped")
+                self.result.skipped += 1
+                continue
+            todo.append(obj)
+        self._ship_pass(todo, force=self.options.force)
+
+    def _ship_pass(self, objects: list[ObjectInfo], force: bool = False) -> None:
+        self.progress.start_pass(len(objects), sum(o.size for o in objects))
+        items = iter(objects)
+        lock = threading.Lock()
+
+        def work() -> None:
+            while not self.stop.is_set():
+                with lock:
+                    obj = next(items, None)
+                if obj is None:
+                    return
+                try:
+                    self._ship_object(obj, force)
+                except Exception as exc:
+                    # The ledger itself failed (locked, unreachable): this object is not
+                    # shipped, and it must say so rather than vanish with a dead thread.
+                    self.errors.failed(None, obj.key, f"ledger: {one_line(exc)}", "LedgerError")
+
+        n = min(self.options.workers, len(objects))
+        if n <= 1:
+            work()
+            return
+        threads = [threading.Thread(target=work, name=f"logferry-worker-{i}") for i in range(n)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+
+    def _announce(self, key: str, error: str) -> None:
+        self.progress.object_finished(ObjectInfo(key, 0, "", 0), error)
+
+    def _claim_lost(self, claim: Claim) -> None:
+        with self._lock:
+            self._lost.add((claim.key, claim.etag))
+        self.progress.message(f"{claim.key}: claim lost to another runner; stopping it here")
+
+    def _ship_object(self, obj: ObjectInfo, force: bool) -> None:
+        route = self.router.route(obj.key)
+        claim = self.ledger.claim(
+            self.source.id, obj, self.owner, self.options.lease_seconds, force=force
+        )
+        if claim is None:
+            with self._lock:
+                self.result.skipped += 1
+            return
+        self.leases.hold(claim)
+        self.progress.object_started(obj)
+        opened: list[Sink] = []
+        counters: collections.Counter[str] = collections.Counter()
+        shipped = [0, 0]  # lines, bytes acknowledged by every sink in this attempt
+        try:
+            if route is None:
+                raise ObjectError(self.router.no_route())
+            if route.drop:
+                counters["dropped"] += 1
+            else:
+                self._ship_formats(obj, claim, route, opened, counters, shipped)
+            for sink in opened:
+                sink.commit(self.source.id, obj)
+            self.ledger.complete(claim)
+        except Exception as exc:
+            for sink in opened:
+                sink.abort(self.source.id, obj)
+            self._object_failed(obj, claim, exc)
+        else:
+            with self._lock:
+                self.result.objects += 1
+            self.errors.succeeded(obj.key)
+            self.progress.object_finished(obj, None)
+        finally:
+            self.leases.drop(claim)
+            with self._lock:
+                self._lost.discard((obj.key, obj.etag))
+                self.result.lines += shipped[0]
+                self.result.bytes += shipped[1]
+                self._counters.update(counters)
+
+    def _ship_formats(
+        self,
+        obj: ObjectInfo,
+        claim: Claim,
+        route: Route,
+        opened: list[Sink],
+        counters: collections.Counter[str],
+        shipped: list[int],
+    ) -> None:
+        """Ship with the first format of the route's chain that decodes the object."""
+        for i, fmt in enumerate(route.formats):
+            try:
+                self._ship_format(obj, claim, route, fmt, opened, counters, shipped)
+                return
+            except DecodeError:
+                # A format chain tries the next format, as long as nothing was shipped.
+                if i + 1 == len(route.formats) or shipped[0] or claim.position:
+                    raise
+                for sink in opened:
+                    sink.abort(self.source.id, obj)
+                opened.clear()
+
+    def _ship_format(
+        self,
+        obj: ObjectInfo,
+        claim: Claim,
+        route: Route,
+        fmt: str,
+        opened: list[Sink],
+        counters: collections.Counter[str],
+        shipped: list[int],
+    ) -> None:
+        """Decode ``obj`` with ``fmt`` and ship it to the route's sinks, checkpointing."""
+        opts = self.options
+        for sink in route.sinks:
+            sink.open(self.source.id, obj, claim.position)
+            opened.append(sink)
+        ctx = DecodeContext(
+            obj.key, obj.last_modified_ms, route.format_options or self.format_options, counters
+        )
+        stream = batches(
+            decode_object(self._counted(self.source.open(obj, opts.read_chunk)), ctx, fmt),
+            source=self.source.id,
+            key=obj.key,
+            skip=claim.position,
+            max_lines=opts.batch_lines,
+            max_bytes=opts.batch_bytes,
+            max_wait=opts.batch_wait,
+        )
+        lost = (obj.key, obj.etag)
+        # Three stages in three threads: decode → prepare (sinks encode and gzip) → send.
+        # zlib and sockets release the GIL, so the stages overlap on two cores.
+        decoded = prefetch(stream, 1, self.stop)
+        for batch in prefetch(self._prepared(decoded, route.sinks, ctx), 1, self.stop):
+            for sink in route.sinks:
+                outcome = self.deliverer.deliver(sink, batch, lambda: lost in self._lost)
+                if isinstance(outcome, (Refused, RetryLater)):
+                    raise NotDelivered(outcome)
+            # Every sink acknowledged: only now may the ledger move (invariant 1).
+            self.ledger.checkpoint(claim, batch.end, batch.nbytes, opts.lease_seconds)
+            shipped[0] += len(batch)
+            shipped[1] += batch.nbytes
+            self.progress.advanced(len(batch), 0)
+            if self.stop.is_set():
+                raise Stopped()
+
+    @staticmethod
+    def _prepared(batches: Iterator[Batch], sinks: tuple[Sink, ...], ctx: DecodeContext
+                  ) -> Iterator[Batch]:  # fmt: skip
+        for batch in batches:
+            batch.format = ctx.format_name or ""
+            for sink in sinks:
+                sink.prepare(batch)
+            yield batch
+
+    def _object_failed(self, obj: ObjectInfo, claim: Claim, exc: Exception) -> None:
+        if isinstance(exc, ClaimLostError) or (obj.key, obj.etag) in self._lost:
+            return  # another runner ships it now; it was announced when the claim was lost
+        stopped = isinstance(exc, NotDelivered) and getattr(exc.outcome, "stopped", False)
+        if isinstance(exc, Stopped) or stopped or self.stop.is_set():
+            # Shutdown: a retry wait cut short is not the object's fault; resume it next run.
+            with contextlib.suppress(ClaimLostError):
+                self.ledger.release(claim)
+            return
+        error_class = type(exc).__name__
+        if isinstance(exc, NotDelivered):
+            error_class = exc.outcome.error_class
+        elif not isinstance(exc, LogferryError):
+            log.debug("unexpected error shipping %s", obj.key, exc_info=True)
+        if is_transient(exc) and claim.attempts < self.options.max_attempts:
+            with self._lock:
+                self._transient.add((obj.key, obj.etag))
+        self.errors.failed(claim, obj.key, one_line(exc), error_class)
+
+    def _counted(self, chunks: Iterator[bytes]) -> Iterator[bytes]:
+        try:
+            for chunk in chunks:
+                self.progress.advanced(0, len(chunk))
+                yield chunk
+        finally:
+            close = getattr(chunks, "close", None)
+            if close:
+                close()

@@ -1,0 +1,93 @@
+"""What a run reports: progress events while it goes, a result when it ends."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from logferry.errors import LogferryError
+from logferry.records import ObjectInfo
+
+
+class Progress:
+    """Receives progress events; the default ignores them. Called from worker threads."""
+
+    #: What the run's units are called in messages ("objects", "files", "streams").
+    unit: str = "objects"
+
+    def start_pass(self, objects: int, nbytes: int) -> None:
+        """A pass over ``objects`` objects of ``nbytes`` stored bytes begins."""
+
+    def object_started(self, obj: ObjectInfo) -> None:
+        """A worker begins ``obj``."""
+
+    def advanced(self, lines: int, raw_bytes: int) -> None:
+        """``lines`` were acknowledged; ``raw_bytes`` stored bytes were read."""
+
+    def object_finished(self, obj: ObjectInfo, error: str | None) -> None:
+        """``obj`` is done (``error`` None) or failed (reported once, here)."""
+
+    def message(self, text: str) -> None:
+        """A notice for the user (skips, re-sends)."""
+
+    def close(self) -> None:
+        """The run is over."""
+
+
+@dataclass
+class Failure:
+    """Something that could not be shipped (an object, a partition, a record range)."""
+
+    key: str
+    error: str
+
+
+@dataclass
+class ShipResult:
+    """Summary of a run; ``to_dict`` is the ``--json`` output."""
+
+    source: str
+    objects: int = 0
+    lines: int = 0
+    bytes: int = 0
+    skipped: int = 0
+    held: int = 0
+    failed: list[Failure] = field(default_factory=list)
+    counters: dict[str, int] = field(default_factory=dict)
+    interrupted: bool = False
+    seconds: float = 0.0
+    reports: dict[str, Any] = field(default_factory=dict)
+    #: Records refused for good and kept as dead letters (``logferry drain`` re-delivers them).
+    dead_letters: int = 0
+    #: "objects" for buckets, "partitions" for files and streams.
+    unit: str = "objects"
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing failed, nothing waits in the error queue, and no interruption."""
+        return not self.failed and not self.interrupted and not self.held
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON summary."""
+        return {
+            "source": self.source,
+            "objects": self.objects,
+            "lines": self.lines,
+            "bytes": self.bytes,
+            "skipped": self.skipped,
+            "held": self.held,
+            "failed": [{"key": f.key, "error": f.error} for f in self.failed],
+            "dead_letters": self.dead_letters,
+            "counters": dict(sorted(self.counters.items())),
+            **({"handlers": self.reports} if self.reports else {}),
+            "interrupted": self.interrupted,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def one_line(exc: BaseException) -> str:
+    """A one-line reason for an exception, naming its type when it is not one of ours."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    if isinstance(exc, LogferryError):
+        return text or type(exc).__name__
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
