@@ -27,9 +27,7 @@ def ship(source: Any, to: Any, **kw: Any) -> ShipResult:
         kw.update(mode="all", force=True)
     if "timestamp_fields" in kw:
         kw["timestamp_fields"] = tuple(kw["timestamp_fields"])
-    return logferry.ship(
-        source, to, ShipOptions(**kw), sink_options=SinkOptions(**sink), **passed
-    )
+    return logferry.ship(source, to, ShipOptions(**kw), sink_options=SinkOptions(**sink), **passed)
 
 
 def stream_runner(

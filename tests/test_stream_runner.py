@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from logferry.config import ShipOptions
+from logferry.engine import Route, Router
 from logferry.errors import FatalSinkError, RetryableSinkError
 from logferry.ledger import SQLiteLedger, Status
 from logferry.records import Batch, Chunk
-from logferry.engine import Route, Router
 from logferry.sinks.base import Batching, Sink
 from logferry.sources.stream import (
     Cursor,
@@ -111,7 +111,9 @@ def test_follow_picks_up_new_partitions_and_lines(tmp_path: Path) -> None:
     ledger = SQLiteLedger(tmp_path / "l.db")
     sink = Collect()
     stop = threading.Event()
-    runner = stream_runner(src, [sink], ledger, OPTS, follow=True, stop=stop, discover_interval=0.05)
+    runner = stream_runner(
+        src, [sink], ledger, OPTS, follow=True, stop=stop, discover_interval=0.05
+    )
     thread = threading.Thread(target=runner.run)
     thread.start()
     time.sleep(0.2)

@@ -57,6 +57,9 @@ class ShipOptions(BaseModel):
     #: A one-off run gives up on a sink that keeps failing after this many seconds (the
     #: object or partition waits for the next run); followed runs retry without end.
     retry_timeout: float = Field(default=60.0, gt=0)
+    #: The first retry of a failing sink waits about this long; later ones double it (with
+    #: jitter) up to 30 s, a minute when following.
+    retry_backoff: float = Field(default=0.5, gt=0)
     #: Streams: keep following (True) or read to the current end and stop.
     follow: bool = False
     #: Streams: where files seen for the first time start.

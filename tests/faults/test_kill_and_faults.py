@@ -17,13 +17,12 @@ from pathlib import Path
 
 import orjson
 
-from tests.shipping import ship
-from logferry.ledger import SQLiteLedger, Status
 from logferry.engine import Progress
+from logferry.ledger import SQLiteLedger, Status
 from logferry.sinks.files import FileSink
-from logferry.sinks.http import RetryPolicy
 from logferry.sinks.mezmo import MezmoSink
 from tests.conftest import run_cli
+from tests.shipping import ship
 
 SEED = int(os.environ.get("LOGFERRY_FAULT_SEED", "20261123"))
 OBJECTS = 200
@@ -88,10 +87,8 @@ def test_flaky_ingest_30_percent(tmp_path: Path, mezmo) -> None:  # type: ignore
     mezmo.fail_ratio = 0.3  # 429, 500, 503, timeouts and connection resets
     mezmo.timeout_sleep = 1.0
     mezmo._random.seed(SEED)
-    sink = MezmoSink(
-        mezmo.url, timeout=0.5, retry=RetryPolicy(max_attempts=30, base=0.01, cap=0.05)
-    )
-    r = ship(str(src), to=sink, ledger=str(tmp_path / "l.db"), batch_bytes=8192)
+    sink = MezmoSink(mezmo.url, timeout=0.5)
+    r = ship(str(src), to=sink, ledger=str(tmp_path / "l.db"), batch_bytes=8192, retry_backoff=0.01)
     assert r.ok, r.failed
     counts = collections.Counter(
         (x["o"], x["i"]) for x in map(lambda y: orjson.loads(y["line"]), mezmo.lines)

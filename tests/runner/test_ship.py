@@ -11,13 +11,13 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tests.shipping import ship
+from logferry.engine import Progress
 from logferry.errors import ConfigError
 from logferry.ledger import SQLiteLedger, Status
 from logferry.records import ObjectInfo
-from logferry.engine import Progress
 from logferry.sources import LocalDirSource
 from tests.conftest import put_fixtures, run_cli
+from tests.shipping import ship
 
 
 def read_jsonl(path: Path) -> list[dict]:  # type: ignore[type-arg]

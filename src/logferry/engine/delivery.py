@@ -72,11 +72,6 @@ class RetryPolicy:
     cap: float = 30.0
     retry_after_cap: float = 300.0
 
-    @classmethod
-    def following(cls) -> RetryPolicy:
-        """Followed runs: keep trying, at most a minute apart."""
-        return cls(give_up_after=None, cap=60.0)
-
     def backoff(self, retry: int) -> float:
         """Full-jitter delay before retry number ``retry`` (0-based)."""
         return random.uniform(self.base / 2, min(self.cap, self.base * 2.0 ** min(retry, 30)))

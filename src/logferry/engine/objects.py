@@ -61,8 +61,8 @@ def format_options_of(options: ShipOptions) -> FormatOptions:
 def retry_policy_of(options: ShipOptions) -> RetryPolicy:
     """Followed runs retry a failing sink forever; one-off runs give up after a while."""
     if options.follow:
-        return RetryPolicy.following()
-    return RetryPolicy(give_up_after=options.retry_timeout)
+        return RetryPolicy(give_up_after=None, base=options.retry_backoff, cap=60.0)
+    return RetryPolicy(give_up_after=options.retry_timeout, base=options.retry_backoff)
 
 
 class ObjectRunner:
