@@ -47,6 +47,7 @@ def ship(
     tags: str | None = None,
     max_line_bytes: int = 32 * 1024,
     verify_tls: bool = True,
+    allow_insecure_http: bool = False,
     workers: int = 4,
     batch_bytes: int = 2 * MiB,
     max_attempts: int = 5,
@@ -94,6 +95,7 @@ def ship(
         tags=tags,
         max_line_bytes=max_line_bytes,
         verify_tls=verify_tls,
+        allow_insecure_http=allow_insecure_http,
     )
     assert isinstance(options, ShipOptions) and isinstance(sink_options, SinkOptions)
     stop = stop or threading.Event()
