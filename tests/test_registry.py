@@ -130,7 +130,7 @@ def test_kind_of() -> None:
 def _assert_lists_schemes(message: str, kind: registry.Role) -> None:
     for scheme in registry.schemes(kind):
         if scheme not in ("", "-"):
-            assert f"{scheme}:" in message
+            assert f" {scheme}," in message or f" {scheme} (" in message
 
 
 def test_unknown_sink_lists_the_schemes() -> None:
@@ -155,7 +155,7 @@ def test_unknown_source_lists_the_schemes() -> None:
 def test_source_kinds_are_kept_apart(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="is a stream source"):
         open_source("tail:///var/log/*.log")
-    with pytest.raises(ConfigError, match="not a stream source URL.*tail:///GLOB"):
+    with pytest.raises(ConfigError, match=r"not a stream source URL.*tail:///GLOB"):
         open_stream_source(str(tmp_path))
 
 
@@ -173,7 +173,7 @@ def test_source_config_types_come_from_the_registry(tmp_path: Path) -> None:
         SourceConfig(url="cos://b/p", type="s3")
     with pytest.raises(ValueError, match="does not match the URL"):
         SourceConfig(url=str(tmp_path), type="tail")
-    with pytest.raises(ValueError, match="unknown source type 'kafka': use one of .*cloudwatch"):
+    with pytest.raises(ValueError, match=r"unknown source type 'kafka': use one of .*cloudwatch"):
         SourceConfig(url="s3://b", type="kafka")
 
 
@@ -251,7 +251,7 @@ def test_a_new_sink_module_is_usable_without_editing_anything_else(plugin_dir: P
     sink.write(Batch(source="s", key="k", start=0, end=2, lines=["x", "y"], timestamps=[1, 2]))
     plugin = sys.modules["logferry.sinks.memory_sink"]
     assert plugin.RECEIVED == ["demo:x", "demo:y"]
-    with pytest.raises(ConfigError, match=r"memory:"):  # listed among the known schemes
+    with pytest.raises(ConfigError, match=r"known schemes are .*\bmemory\b"):
         open_sink("nope://x")
     assert "memory" in [c.name for c in registry.components("sink")]
 

@@ -207,20 +207,18 @@ def lookup(url: str, kind: Kind | Role) -> Component | None:
     return next((c for c in components(kind) if scheme in c.schemes), None)
 
 
-def _describe(scheme: str) -> str:
-    return {"": "a plain path", "-": "- (stdout)"}.get(scheme, f"{scheme}:")
-
-
 def find(url: str, kind: Kind | Role) -> Component:
     """The component of ``kind`` that handles ``url``; ``ConfigError`` listing the known ones."""
     found = lookup(url, kind)
     if found is not None:
         return found
     word = _ROLE_WORD.get(kind, kind)
-    known = ", ".join(_describe(s) for s in schemes(kind))
+    declared = schemes(kind)
+    known = [s for s in declared if s not in ("", "-")]
+    known += [text for s, text in (("-", "- for stdout"), ("", "a plain path")) if s in declared]
     forms = "; ".join(c.usage for c in components(kind))
     raise ConfigError(
-        f"unknown {word} {redact_url(url)!r}: known schemes are {known} (e.g. {forms})"
+        f"unknown {word} {redact_url(url)!r}: known schemes are {', '.join(known)} (e.g. {forms})"
     )
 
 

@@ -49,6 +49,6 @@ COMPONENT = Component(
     options=NoOptions,
     check=_check,
     open=_open,
-    usage="- or stdout: (JSON lines)",
+    usage="- or stdout:",
     summary="JSON lines on standard output",
 )
