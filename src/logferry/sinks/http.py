@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from logferry.errors import ConfigError, FatalSinkError, PayloadTooLargeError, RetryableSinkError
-from logferry.redact import safe_url
+from logferry.redact import redact, safe_url
 from logferry.sinks.base import Sink
 
 __all__ = [
@@ -202,7 +202,7 @@ class HttpSender:
     def _scrub(self, text: str) -> str:
         for secret in self._secrets:
             text = text.replace(secret, "***")
-        return text
+        return redact(text)  # URLs a server or httpx echoes back
 
     def _wait(self, delay: float) -> None:
         if self._sleep is not None:
