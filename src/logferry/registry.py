@@ -114,7 +114,7 @@ class Component:
             ) from None
 
 
-_lock = threading.Lock()
+_lock = threading.RLock()  # reentrant: a module may look components up while imported
 _loaded: tuple[Component, ...] | None = None
 
 
