@@ -9,7 +9,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from logferry.errors import ConfigError, LogferryError
 
@@ -82,7 +89,7 @@ class ShipOptions(BaseModel):
 
 
 class SinkOptions(BaseModel):
-    """Options shared by the sinks that use them (Mezmo today)."""
+    """Options shared by the sinks that use them; each sink takes the fields it declares."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -91,6 +98,8 @@ class SinkOptions(BaseModel):
     tags: str | None = None
     max_line_bytes: int = Field(default=32 * 1024, ge=256)
     verify_tls: bool = True
+    #: Let credentials travel over plain http:// to hosts other than loopback.
+    allow_insecure_http: bool = False
 
 
 def build(model: type[BaseModel], **values: object) -> BaseModel:
@@ -135,6 +144,7 @@ class SinkConfig(BaseModel):
     tags: str | list[str] | None = None
     max_line_bytes: int = Field(default=32 * 1024, ge=256)
     verify_tls: bool = True
+    allow_insecure_http: bool = False
     #: Streams: this sink's own batches (unset: the pipeline's ``batch_*``).
     batch_lines: int | None = Field(default=None, ge=1)
     batch_bytes: int | None = Field(default=None, ge=1024)
@@ -158,6 +168,7 @@ class SinkConfig(BaseModel):
             tags=tags,
             max_line_bytes=self.max_line_bytes,
             verify_tls=self.verify_tls,
+            allow_insecure_http=self.allow_insecure_http,
         )
 
 
@@ -191,8 +202,9 @@ class SourceConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     url: str
-    #: Optional, for readers of the file: must agree with the URL's scheme.
-    type: Literal["s3", "cos", "file", "tail", "cloudwatch"] | None = None
+    #: Optional, for readers of the file: a source scheme of the registry (``s3``, ``tail``,
+    #: …) that must agree with the URL's.
+    type: str | None = None
     endpoint_url: str | None = None
     verify_tls: bool = True
     #: tail sources: where files seen for the first time start (later files: the beginning).
@@ -201,13 +213,37 @@ class SourceConfig(BaseModel):
     sinks: list[str] | Literal["drop"] | None = None
     routes: list[RouteConfig] = Field(default_factory=list)
 
+    @field_validator("type")
+    @classmethod
+    def _known_type(cls, value: str | None) -> str | None:
+        from logferry import registry
+
+        types = [s for s in registry.schemes("source") if s not in ("", "-")]
+        if value is not None and value not in types:
+            raise ValueError(f"unknown source type {value!r}: use one of {', '.join(types)}")
+        return value
+
     @model_validator(mode="after")
     def _type_matches_url(self) -> SourceConfig:
         if self.type is not None:
-            scheme = self.url.split("://", 1)[0] if "://" in self.url else "file"
-            scheme = "tail" if self.url.startswith("tail:") else scheme
-            if scheme != self.type:
-                raise ValueError(f"type {self.type!r} does not match the URL {self.url!r}")
+            from logferry import registry
+            from logferry.redact import redact_url
+
+            # A plain path is a file:// source: the scheme-less component answers for both.
+            scheme = registry.scheme_of(self.url, "source")
+            component = registry.lookup(self.url, "source")
+            if (
+                component is None
+                or self.type not in component.schemes
+                or scheme
+                not in (
+                    "",
+                    self.type,
+                )
+            ):
+                raise ValueError(
+                    f"type {self.type!r} does not match the URL {redact_url(self.url)!r}"
+                )
         return self
 
     def all_routes(self) -> list[RouteConfig]:

@@ -12,8 +12,8 @@ import logging
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from pathlib import Path
 
+from logferry import registry
 from logferry.codecs.formats.base import FormatOptions
 from logferry.config import DROP, PipelineConfig, RouteConfig, ShipOptions, SinkConfig, build
 from logferry.engine import (
@@ -59,20 +59,19 @@ def check_pipeline(config: PipelineConfig) -> None:
                 load_handler(sink.handler)
             else:
                 assert sink.url is not None
-                check_sink(sink.url)
+                check_sink(sink.url, sink.options())
         except ConfigError as exc:
             raise ConfigError(f"sink {name!r}: {exc}") from None
     for name, source in config.sources.items():
-        known = ("s3://", "cos://", "file://", "tail:", "cloudwatch://")
-        if "://" in source.url and not source.url.startswith(known):
-            raise ConfigError(f"source {name!r}: unknown source URL {source.url!r}")
-        local = (
-            source.url.removeprefix("file://")
-            if "://" not in source.url or source.url.startswith("file://")
-            else None
-        )
-        if local is not None and not Path(local).expanduser().is_dir():
-            raise ConfigError(f"source {name!r}: {local} is not a directory")
+        options = {
+            "endpoint_url": source.endpoint_url,
+            "verify": source.verify_tls,
+            "start": source.start,
+        }
+        try:
+            registry.check(source.url, "source", options)
+        except ConfigError as exc:
+            raise ConfigError(f"source {name!r}: {exc}") from None
 
 
 @dataclass

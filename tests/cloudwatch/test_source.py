@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from logferry.cloudwatch.reader import StreamCursor
+from logferry.cloudwatch.cursor import StreamCursor
 from logferry.errors import ConfigError
 from logferry.sources.cloudwatch import CloudWatchSource, split_key
 

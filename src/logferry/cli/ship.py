@@ -101,6 +101,11 @@ def decode_options(func):  # type: ignore[no-untyped-def]
 @click.option("--hostname", help="Mezmo hostname (default: this machine's).")
 @click.option("--tags", help="Mezmo tags, comma-separated.")
 @click.option(
+    "--allow-insecure-http",
+    is_flag=True,
+    help="Let sinks send credentials over plain http:// to hosts other than loopback.",
+)
+@click.option(
     "--max-line-bytes",
     type=click.IntRange(min=256),
     default=32 * 1024,
@@ -193,6 +198,7 @@ def ship(
     app: str,
     hostname: str | None,
     tags: str | None,
+    allow_insecure_http: bool,
     max_line_bytes: int,
     workers: int,
     batch_bytes: int,
@@ -265,6 +271,7 @@ def ship(
         tags=tags,
         max_line_bytes=max_line_bytes,
         verify_tls=not no_verify_tls,
+        allow_insecure_http=allow_insecure_http,
     )
     assert isinstance(options, ShipOptions) and isinstance(sink_options, SinkOptions)
     result = api.ship(

@@ -6,25 +6,9 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from logferry.cloudwatch.client import InvalidTokenError, LogsClient
-from logferry.sources.stream import Cursor
+from logferry.cloudwatch.cursor import StreamCursor
 
 MAX_PAGE = 10_000  # GetLogEvents' own limit
-
-
-@dataclass(frozen=True, slots=True)
-class StreamCursor(Cursor):
-    """Where a stream was read up to: what the daemon state and the ledger keep.
-
-    ``token`` is the forward token after the last event read, valid together with the
-    ``start`` time it was issued under (moto counts tokens inside that window). ``last_ts``
-    and ``at_last_ts`` (events read at that millisecond) let a reader resume exactly when
-    CloudWatch refuses an expired token.
-    """
-
-    token: str | None = None
-    start: int | None = None
-    last_ts: int | None = None
-    at_last_ts: int = 0
 
 
 @dataclass(slots=True)

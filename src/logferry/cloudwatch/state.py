@@ -24,7 +24,7 @@ from typing import Any
 
 import orjson
 
-from logferry.cloudwatch.reader import StreamCursor
+from logferry.cloudwatch.cursor import StreamCursor
 
 STATE_DIR = ".logferry"
 #: The daemon writes its heartbeat this often; status calls it dead after three misses.

@@ -11,6 +11,7 @@ import platformdirs
 from logferry.errors import ConfigError
 from logferry.ledger.base import Claim, ClaimLostError, Entry, Ledger, SourceStatus, Status
 from logferry.ledger.sqlite import SQLiteLedger
+from logferry.registry import Component, NoOptions
 
 __all__ = [
     "Claim",
@@ -58,3 +59,44 @@ def open_ledger(url: str | None = None) -> Ledger:
     raise ConfigError(
         f"unknown ledger URL scheme {parts.scheme!r}: use sqlite:///PATH or postgresql://HOST/DB"
     )
+
+
+# Registry declarations (see logferry.registry). ``open_ledger`` stays the one opener; these
+# let ``validate``, ``--help`` and docs list the ledger backends with the other components.
+
+
+def _check_sqlite(url: str, options: NoOptions) -> None:
+    if ("://" in url and not url.startswith("sqlite:///")) or url == "sqlite:///":
+        raise ConfigError("bad ledger URL: use sqlite:///PATH or sqlite:////ABS/PATH")
+
+
+def _check_postgres(url: str, options: NoOptions) -> None:
+    """Nothing to check without connecting; psycopg is needed only to open."""
+
+
+def _open(url: str, options: NoOptions) -> Ledger:
+    return open_ledger(url)
+
+
+COMPONENTS = (
+    Component(
+        name="sqlite",
+        kind="ledger",
+        schemes=("sqlite", ""),
+        options=NoOptions,
+        check=_check_sqlite,
+        open=_open,
+        usage="sqlite:///PATH, a path",
+        summary="an embedded SQLite file (the default)",
+    ),
+    Component(
+        name="postgres",
+        kind="ledger",
+        schemes=("postgresql", "postgres"),
+        options=NoOptions,
+        check=_check_postgres,
+        open=_open,
+        usage="postgresql://USER@HOST:PORT/DB",
+        summary="PostgreSQL, shared by runners on many hosts",
+    ),
+)

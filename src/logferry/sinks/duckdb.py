@@ -28,15 +28,19 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote
-
-import duckdb
-import numpy as np
 
 from logferry.errors import ConfigError, FatalSinkError, RetryableSinkError
 from logferry.records import Batch
+from logferry.redact import redact_url
+from logferry.registry import Component, NoOptions
 from logferry.sinks.base import Sink
+
+if TYPE_CHECKING:
+    # Imported where used: finding the sink components must not load duckdb and numpy.
+    import duckdb
+    import numpy as np
 
 __all__ = [
     "DDL",
@@ -105,16 +109,21 @@ def parse_duckdb_url(url: str) -> tuple[Path, bool]:
     path, _, query = url[len(prefix) :].partition("?")
     if not url.lower().startswith(prefix) or not path:
         raise ConfigError(
-            f"bad DuckDB URL {url!r}: use duckdb:///relative.db or duckdb:////absolute/path.db"
+            f"bad DuckDB URL {redact_url(url)!r}: "
+            "use duckdb:///relative.db or duckdb:////absolute/path.db"
         )
     options = dict(parse_qsl(query, keep_blank_values=True))
     index = options.pop("index", "false").lower()
     if options or index not in ("true", "false"):
-        raise ConfigError(f"bad DuckDB URL {url!r}: the only option is index=true|false")
+        raise ConfigError(
+            f"bad DuckDB URL {redact_url(url)!r}: the only option is index=true|false"
+        )
     return Path(unquote(path)), index == "true"
 
 
 def _locked(exc: BaseException) -> bool:
+    import duckdb
+
     return isinstance(exc, duckdb.IOException) and "lock" in str(exc).lower()
 
 
@@ -122,6 +131,8 @@ def _connect_retrying(
     path: Path, *, read_only: bool, timeout: float, interval: float,
     stop: threading.Event | None = None,
 ) -> duckdb.DuckDBPyConnection:  # fmt: skip
+    import duckdb
+
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -198,6 +209,8 @@ class DuckDBSink(Sink):
         self._con: duckdb.DuckDBPyConnection | None = None
         self._opened_at = 0.0
         self._idle: threading.Timer | None = None
+        import duckdb
+
         try:
             con = open_store(self.path, timeout=lock_timeout, index=index)
             try:
@@ -230,6 +243,8 @@ class DuckDBSink(Sink):
 
     @staticmethod
     def _columns(batch: Batch) -> dict[str, np.ndarray]:
+        import numpy as np
+
         # Vectorised formats hand over typed NumPy arrays, which DuckDB scans in place;
         # other columns become object arrays (None is NULL, the TRY_CASTs fix the types).
         n = len(batch.lines)
@@ -277,6 +292,8 @@ class DuckDBSink(Sink):
 
     def _connection(self) -> duckdb.DuckDBPyConnection:
         """The held connection, reopened after a pause once it has been held ``max_hold``."""
+        import duckdb
+
         if self._idle is not None:
             self._idle.cancel()
             self._idle = None
@@ -296,6 +313,8 @@ class DuckDBSink(Sink):
         return self._con
 
     def _release(self) -> None:
+        import duckdb
+
         if self._con is not None:
             with contextlib.suppress(duckdb.Error):
                 self._con.close()
@@ -306,6 +325,8 @@ class DuckDBSink(Sink):
             self._release()
 
     def _run(self, work: Callable[[duckdb.DuckDBPyConnection], None]) -> None:
+        import duckdb
+
         con = self._connection()
         try:
             work(con)
@@ -332,6 +353,8 @@ def _uncovered(
     columns: dict[str, np.ndarray], start: int, covered: list[tuple[int, int]]
 ) -> dict[str, np.ndarray] | None:
     """The rows of ``columns`` (positions from ``start``) no ``covered`` range holds yet."""
+    import numpy as np
+
     if not covered:
         return columns
     n = len(columns["position"])
@@ -346,3 +369,23 @@ def _uncovered(
 def from_url(url: str, **options: Any) -> DuckDBSink:
     """Build a :class:`DuckDBSink` from a ``duckdb:///PATH`` URL."""
     return DuckDBSink.from_url(url, **options)
+
+
+def _check(url: str, options: NoOptions) -> None:
+    parse_duckdb_url(url)
+
+
+def _open(url: str, options: NoOptions, *, stop: threading.Event | None = None) -> DuckDBSink:
+    return DuckDBSink.from_url(url, stop_event=stop)
+
+
+COMPONENT = Component(
+    name="duckdb",
+    kind="sink",
+    schemes=(SCHEME,),
+    options=NoOptions,
+    check=_check,
+    open=_open,
+    usage="duckdb:///PATH",
+    summary="the embedded DuckDB store the stats API queries (exactly-once on replay)",
+)

@@ -14,12 +14,15 @@ import re
 import threading
 from pathlib import Path
 from typing import IO
+from urllib.parse import unquote, urlsplit
 
 import orjson
 
 from logferry.codecs.timestamps import format_iso
 from logferry.errors import ConfigError, FatalSinkError
 from logferry.records import Batch, ObjectInfo
+from logferry.redact import redact_url
+from logferry.registry import Component, NoOptions
 from logferry.sinks.base import Sink
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._=+,@-]")
@@ -282,3 +285,33 @@ class ConcatSink(Sink):
     def close(self) -> None:
         """Close the file."""
         self._f.close()
+
+
+def directory_of(url: str) -> str:
+    """The directory of ``file:///DIR`` or of a plain path."""
+    if not url.lower().startswith("file:"):
+        return url
+    parts = urlsplit(url)
+    if parts.netloc not in ("", "localhost") or not parts.path:
+        raise ConfigError(f"bad file sink {redact_url(url)!r}: use file:///ABSOLUTE/DIR")
+    return unquote(parts.path)
+
+
+def _check(url: str, options: NoOptions) -> None:
+    directory_of(url)
+
+
+def _open(url: str, options: NoOptions, *, stop: threading.Event | None = None) -> FileSink:
+    return FileSink(directory_of(url))
+
+
+COMPONENT = Component(
+    name="file",
+    kind="sink",
+    schemes=("file", ""),
+    options=NoOptions,
+    check=_check,
+    open=_open,
+    usage="file:///DIR, a directory path",
+    summary="one JSON-lines file per object or partition under a directory",
+)

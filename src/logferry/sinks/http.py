@@ -12,23 +12,27 @@ from __future__ import annotations
 
 import concurrent.futures
 import email.utils
+import ipaddress
 import ssl
 import threading
 import time
 import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import httpx
 
-from logferry.errors import FatalSinkError, PayloadTooLargeError, RetryableSinkError
+from logferry.errors import ConfigError, FatalSinkError, PayloadTooLargeError, RetryableSinkError
+from logferry.redact import redact, safe_url
 from logferry.sinks.base import Sink
 
 __all__ = [
     "DEFAULT_GZIP_LEVEL",
     "HttpSender",
+    "is_loopback",
     "parse_retry_after",
+    "require_tls",
     "safe_url",
     "send_split",
 ]
@@ -62,19 +66,34 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     return max(when.timestamp() - (time.time() if now is None else now), 0.0)
 
 
-def safe_url(url: str | httpx.URL) -> str:
-    """``url`` without credentials, query or fragment: fit for messages and names."""
-    parts = urlsplit(str(url))
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
+def is_loopback(host: str | None) -> bool:
+    """True for ``localhost``, 127.0.0.0/8 and ``::1``: traffic that never leaves the host."""
+    if not host:
+        return False
+    host = host.strip("[]").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
     try:
-        port = parts.port
-    except ValueError:  # a malformed port must not turn a message into a crash
-        port = None
-    if port is not None:
-        host = f"{host}:{port}"
-    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback
+
+
+def require_tls(endpoint: str, *, secret: str, https_form: str, allow: bool) -> None:
+    """Refuse plain ``http://`` to a host other than loopback when ``secret`` would travel.
+
+    ``allow`` is the ``allow_insecure_http`` option (``--allow-insecure-http``).
+    """
+    parts = urlsplit(endpoint)
+    if parts.scheme.lower() != "http" or allow or is_loopback(parts.hostname):
+        return
+    raise ConfigError(
+        f"{safe_url(endpoint)} sends {secret} in cleartext; use {https_form} "
+        "or pass --allow-insecure-http (sink option allow_insecure_http: true)"
+    )
 
 
 def _snippet(text: str) -> str:
@@ -154,7 +173,7 @@ class HttpSender:
     def _scrub(self, text: str) -> str:
         for secret in self._secrets:
             text = text.replace(secret, "***")
-        return text
+        return redact(text)  # URLs a server or httpx echoes back
 
     def compress(self, body: bytes) -> bytes:
         """Gzip ``body`` at the sender's level (zlib releases the GIL while it works)."""

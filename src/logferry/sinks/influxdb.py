@@ -31,9 +31,12 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
+from pydantic import BaseModel, ConfigDict
+
 from logferry.errors import ConfigError
 from logferry.records import Batch
-from logferry.sinks.http import HttpSender, HttpSink, safe_url
+from logferry.registry import Component
+from logferry.sinks.http import HttpSender, HttpSink, require_tls, safe_url
 
 __all__ = [
     "SCHEMES",
@@ -196,6 +199,12 @@ def _field_value(value: Any) -> str | None:
     return None
 
 
+def _require_tls(target: InfluxTarget, headers: dict[str, str], allow: bool) -> None:
+    if headers:  # without credentials there is nothing to protect
+        https_form = "influxdb2+https://…" if target.version == 2 else "influxdb+https://…"
+        require_tls(target.endpoint, secret="the credentials", https_form=https_form, allow=allow)
+
+
 @dataclass(slots=True)
 class _Prepared:
     """Point lines of a batch (kept for a 413 split) and its gzipped request bodies."""
@@ -217,6 +226,7 @@ class InfluxDBSink(HttpSink):
         verify: bool | str = True,
         gzip_level: int | None = None,
         sender: HttpSender | None = None,
+        allow_insecure_http: bool = False,
     ) -> None:
         self.target = parse_influx_url(url)
         if max_points < 1 or max_request_bytes < 1024:
@@ -225,6 +235,7 @@ class InfluxDBSink(HttpSink):
         self.max_request_bytes = max_request_bytes
         self.name = f"influxdb({safe_url(self.target.endpoint)})"
         headers, secrets = _credentials(self.target.version)
+        _require_tls(self.target, headers, allow_insecure_http)
         self.__headers = headers
         self._measurement = escape_measurement(self.target.measurement)
         # Tags sorted by key (InfluxDB's recommended order); None marks the stream tag.
@@ -450,3 +461,38 @@ class InfluxDBSink(HttpSink):
 def from_url(url: str, **options: Any) -> InfluxDBSink:
     """Build an :class:`InfluxDBSink` from an ``influxdb[2]+http[s]://…`` URL."""
     return InfluxDBSink.from_url(url, **options)
+
+
+class InfluxOptions(BaseModel):
+    """TLS settings of an InfluxDB sink (the rest is in its URL and environment)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    verify_tls: bool = True
+    allow_insecure_http: bool = False
+
+
+def _check(url: str, options: InfluxOptions) -> None:
+    target = parse_influx_url(url)
+    headers, _ = _credentials(target.version)
+    _require_tls(target, headers, options.allow_insecure_http)
+
+
+def _open(url: str, options: InfluxOptions, *, stop: threading.Event | None = None) -> InfluxDBSink:
+    return InfluxDBSink(
+        url,
+        verify=options.verify_tls,
+        allow_insecure_http=options.allow_insecure_http,
+    )
+
+
+COMPONENT = Component(
+    name="influxdb",
+    kind="sink",
+    schemes=SCHEMES,
+    options=InfluxOptions,
+    check=_check,
+    open=_open,
+    usage="influxdb+http://HOST:8086/DB, influxdb2+http://HOST:8086/ORG/BUCKET",
+    summary="InfluxDB points (v1 /write, v2 API; exactly-once on replay)",
+)

@@ -3,7 +3,7 @@
 Accepted URLs::
 
     mezmo+https://HOST[/PATH]      logdna+https://HOST[/PATH]   (PATH defaults to /logs/ingest)
-    mezmo+http://127.0.0.1:PORT    (plain HTTP, for local endpoints and tests)
+    mezmo+http://127.0.0.1:PORT    (plain HTTP: loopback only, unless allow_insecure_http)
     logdna:REGION  mezmo:REGION    IBM Log Analysis, e.g. logdna:eu-de or logdna:private.eu-de
 
 The ingestion key comes from ``LOGDNA_INGESTION_KEY`` / ``MEZMO_INGESTION_KEY`` (or the
@@ -24,9 +24,11 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import orjson
 
+from logferry.config import SinkOptions
 from logferry.errors import ConfigError
 from logferry.records import Batch
-from logferry.sinks.http import HttpSender, HttpSink, safe_url
+from logferry.registry import Component
+from logferry.sinks.http import HttpSender, HttpSink, require_tls, safe_url
 
 __all__ = [
     "IBM_REGIONS",
@@ -127,6 +129,10 @@ def _query_options(query: str) -> dict[str, str]:
     return options
 
 
+def _require_tls(endpoint: str, allow: bool) -> None:
+    require_tls(endpoint, secret="the ingestion key", https_form="mezmo+https://…", allow=allow)
+
+
 def _ingestion_key(explicit: str | None) -> str:
     if explicit:
         return explicit
@@ -177,8 +183,10 @@ class MezmoSink(HttpSink):
         verify: bool | str = True,
         gzip_level: int | None = None,
         sender: HttpSender | None = None,
+        allow_insecure_http: bool = False,
     ) -> None:
         self.url, url_options = parse_mezmo_url(url)
+        _require_tls(self.url, allow_insecure_http)
         # Explicit arguments win over the URL's query, which wins over defaults.
         app = app or url_options.get("app") or "logferry"
         hostname = hostname or url_options.get("hostname") or socket.gethostname()
@@ -327,3 +335,33 @@ class MezmoSink(HttpSink):
 def from_url(url: str, **options: Any) -> MezmoSink:
     """Build a :class:`MezmoSink` from a ``mezmo+https://…`` / ``logdna:REGION`` URL."""
     return MezmoSink.from_url(url, **options)
+
+
+def _check(url: str, options: SinkOptions) -> None:
+    endpoint, _ = parse_mezmo_url(url)
+    _require_tls(endpoint, options.allow_insecure_http)
+    _ingestion_key(None)
+
+
+def _open(url: str, options: SinkOptions, *, stop: threading.Event | None = None) -> MezmoSink:
+    return MezmoSink(
+        url,
+        app=options.app,
+        hostname=options.hostname,
+        tags=options.tags,
+        max_line_bytes=options.max_line_bytes,
+        verify=options.verify_tls,
+        allow_insecure_http=options.allow_insecure_http,
+    )
+
+
+COMPONENT = Component(
+    name="mezmo",
+    kind="sink",
+    schemes=("mezmo+https", "mezmo+http", "logdna+https", "logdna+http", "logdna", "mezmo"),
+    options=SinkOptions,
+    check=_check,
+    open=_open,
+    usage="mezmo+https://HOST/logs/ingest, logdna:REGION",
+    summary="Mezmo / LogDNA / IBM Log Analysis ingest API (key from LOGDNA_INGESTION_KEY)",
+)

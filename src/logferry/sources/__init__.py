@@ -1,32 +1,51 @@
-"""Sources, and the URL that picks one."""
+"""Sources, and the URL that picks one (through :mod:`logferry.registry`).
+
+Every module of this package may declare a source ``COMPONENT``; these functions are thin
+wrappers over the registry that keep the signatures the rest of the code calls.
+"""
 
 from __future__ import annotations
 
-import os
-from typing import Literal
-from urllib.parse import unquote, urlsplit
+from typing import TYPE_CHECKING, Any, Literal
 
+from logferry import registry
 from logferry.errors import ConfigError
+from logferry.redact import redact_url
 from logferry.sources.base import BucketSource
 from logferry.sources.localdir import LocalDirSource
-from logferry.sources.s3 import S3Source
 from logferry.sources.stream import StreamSource
+
+if TYPE_CHECKING:
+    from logferry.sources.s3 import S3Source
 
 __all__ = [
     "BucketSource",
     "LocalDirSource",
     "S3Source",
     "StreamSource",
+    "is_stream_url",
     "open_source",
     "open_stream_source",
 ]
 
-STREAM_SCHEMES = ("tail", "cloudwatch")
+
+def __getattr__(name: str) -> Any:
+    # S3Source stays importable from here without importing boto3 with the package.
+    if name == "S3Source":
+        from logferry.sources.s3 import S3Source
+
+        return S3Source
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def is_stream_url(url: str) -> bool:
     """True for the URLs of stream sources (``tail://``, ``cloudwatch://``)."""
-    return url.split(":", 1)[0].lower() in STREAM_SCHEMES and ":" in url
+    component = registry.lookup(url, "source")
+    return component is not None and component.kind == "stream"
+
+
+def _usage(kind: registry.Kind) -> str:
+    return " or ".join(c.usage for c in registry.components(kind))
 
 
 def open_stream_source(
@@ -35,46 +54,28 @@ def open_stream_source(
     endpoint_url: str | None = None,
     start: Literal["beginning", "end"] = "beginning",
 ) -> StreamSource:
-    """Open ``tail:///GLOB`` or ``cloudwatch://GROUP_PREFIX[?streams=…]``.
+    """Open a stream source URL: ``tail:///GLOB``, ``cloudwatch://GROUP_PREFIX[?streams=…]``.
 
     The route of each partition picks its format (see :mod:`logferry.codecs.stream`).
     """
-    scheme = url.split(":", 1)[0].lower()
-    if scheme == "tail":
-        from logferry.sources.tail import TailSource
-
-        return TailSource.from_url(url, start=start)
-    if scheme == "cloudwatch":
-        from logferry.sources.cloudwatch import CloudWatchSource
-
-        return CloudWatchSource.from_url(url, endpoint_url=endpoint_url)
-    raise ConfigError(f"{url!r} is not a stream source URL (tail:///GLOB or cloudwatch://GROUP)")
+    component = registry.find(url, "source")
+    if component.kind != "stream":
+        raise ConfigError(
+            f"{redact_url(url)!r} is not a stream source URL (use {_usage('stream')})"
+        )
+    options = {"endpoint_url": endpoint_url, "start": start}
+    source = component.open(url, component.make_options(options))
+    assert isinstance(source, StreamSource)
+    return source
 
 
 def open_source(url: str, *, endpoint_url: str | None = None, verify: bool = True) -> BucketSource:
-    """Open ``s3://BUCKET/PREFIX``, ``cos://BUCKET/PREFIX``, ``file:///DIR`` or a plain path."""
-    if "://" not in url:
-        return LocalDirSource(url)
-    parts = urlsplit(url)
-    if parts.username or parts.password:
-        raise ConfigError(
-            "credentials in a source URL are not accepted: use AWS_ACCESS_KEY_ID / "
-            "AWS_SECRET_ACCESS_KEY, a profile, or COS_HMAC_* variables"
-        )
-    if parts.scheme == "file":
-        if parts.netloc not in ("", "localhost"):
-            raise ConfigError(f"bad file URL {url!r}: use file:///ABSOLUTE/DIR")
-        return LocalDirSource(unquote(parts.path))
-    if parts.scheme in ("s3", "cos"):
-        cos = parts.scheme == "cos"
-        bucket = parts.netloc or (os.environ.get("COS_BUCKET", "") if cos else "")
-        prefix = parts.path.lstrip("/")
-        if cos and not parts.netloc and not prefix:
-            prefix = os.environ.get("COS_PREFIX", "")
-        return S3Source(bucket, prefix, endpoint_url=endpoint_url, cos=cos, verify=verify)
-    if is_stream_url(url):
-        raise ConfigError(f"{url} is a stream source: open it with open_stream_source")
-    raise ConfigError(
-        f"unknown source {url!r}: use s3://BUCKET/PREFIX, cos://BUCKET/PREFIX, file:///DIR, a "
-        "path, tail:///GLOB or cloudwatch://GROUP_PREFIX"
+    """Open a bucket source URL: ``s3://BUCKET/PREFIX``, ``cos://…``, ``file:///DIR``, a path."""
+    component = registry.find(url, "source")
+    if component.kind != "bucket":
+        raise ConfigError(f"{redact_url(url)} is a stream source: open it with open_stream_source")
+    source = component.open(
+        url, component.make_options({"endpoint_url": endpoint_url, "verify": verify})
     )
+    assert isinstance(source, BucketSource)
+    return source

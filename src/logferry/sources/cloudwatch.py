@@ -12,14 +12,19 @@ start time it belongs to, and the last event's millisecond for expired tokens).
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from logferry.cloudwatch.client import LogsClient, RateLimiter, StreamNotFoundError
-from logferry.cloudwatch.reader import StreamCursor, StreamReader
+from pydantic import BaseModel, ConfigDict
+
+from logferry.cloudwatch.cursor import StreamCursor
 from logferry.cloudwatch.timeparse import parse_time
 from logferry.codecs.stream import StreamDecoder
 from logferry.errors import ConfigError
 from logferry.records import Chunk
+from logferry.redact import redact_url
+from logferry.registry import Component
 from logferry.sources.stream import (
     Cursor,
     PartitionInfo,
@@ -27,6 +32,10 @@ from logferry.sources.stream import (
     StreamPartition,
     StreamSource,
 )
+
+if TYPE_CHECKING:  # the client needs boto3: imported when a source is opened
+    from logferry.cloudwatch.client import LogsClient
+    from logferry.cloudwatch.reader import StreamReader
 
 _PARAMS = {"streams", "stream_regex", "start", "region", "get_rate", "describe_rate"}
 
@@ -44,6 +53,59 @@ def split_key(key: str) -> tuple[str, str]:
     return group, stream
 
 
+@dataclass(frozen=True, slots=True)
+class CloudWatchURL:
+    """What a ``cloudwatch://`` URL selects."""
+
+    prefix: str
+    streams: list[str] | None
+    stream_regex: str | None
+    start_ms: int | None
+    region: str | None
+    rates: dict[str, float]
+
+
+def parse_cloudwatch_url(url: str) -> CloudWatchURL:
+    """Parse ``cloudwatch://GROUP_PREFIX[?streams=a,b&stream_regex=R&start=T]``; no client."""
+    parts = urlsplit(url)
+    if parts.scheme != "cloudwatch":
+        raise ConfigError(f"not a cloudwatch:// URL: {redact_url(url)!r}")
+    prefix = unquote(parts.netloc + parts.path)
+    query = parse_qs(parts.query, keep_blank_values=True)
+    unknown = set(query) - _PARAMS
+    if unknown:
+        raise ConfigError(
+            f"cloudwatch://: unknown parameter {sorted(unknown)[0]!r} "
+            f"(known: {', '.join(sorted(_PARAMS))})"
+        )
+
+    def one(name: str) -> str | None:
+        values = query.get(name)
+        return values[-1] if values else None
+
+    streams_param = one("streams")
+    streams = [s for s in streams_param.split(",") if s] if streams_param is not None else None
+    regex = one("stream_regex")
+    if regex:
+        try:
+            re.compile(regex)
+        except re.error as exc:
+            raise ConfigError(f"cloudwatch://: stream_regex {regex!r}: {exc}") from None
+    if streams is not None and regex:
+        raise ConfigError("cloudwatch://: streams and stream_regex exclude each other")
+    start = one("start")
+    rates: dict[str, float] = {}
+    for name, op in (("get_rate", "GetLogEvents"), ("describe_rate", "DescribeLogStreams")):
+        value = one(name)
+        if value is not None:
+            try:
+                rates[op] = float(value)
+            except ValueError:
+                raise ConfigError(f"cloudwatch://: {name} must be a number") from None
+    start_ms = parse_time(start) if start else None
+    return CloudWatchURL(prefix, streams, regex or None, start_ms, one("region"), rates)
+
+
 class CloudWatchPartition(StreamPartition):
     """One log stream read forward with GetLogEvents."""
 
@@ -54,6 +116,8 @@ class CloudWatchPartition(StreamPartition):
 
     def read(self, max_records: int) -> ReadResult:
         """The next page of events (messages as lines, event times as timestamps)."""
+        from logferry.cloudwatch.client import StreamNotFoundError
+
         try:
             page = self._reader.read(limit=max_records)
         except StreamNotFoundError:
@@ -88,57 +152,31 @@ class CloudWatchSource(StreamSource):
         self.streams = streams
         self.stream_regex = re.compile(stream_regex) if stream_regex else None
         self.start_ms = start_ms
-        self.client = client or LogsClient(endpoint_url=endpoint_url, region=region)
+        if client is None:
+            from logferry.cloudwatch.client import LogsClient
+
+            client = LogsClient(endpoint_url=endpoint_url, region=region)
+        self.client = client
         self.id = f"cloudwatch://{group_prefix}"
         self.display = self.id
 
     @classmethod
     def from_url(cls, url: str, *, endpoint_url: str | None = None) -> CloudWatchSource:
         """Build from ``cloudwatch://GROUP_PREFIX[?streams=a,b&stream_regex=R&start=T]``."""
-        parts = urlsplit(url)
-        if parts.scheme != "cloudwatch":
-            raise ConfigError(f"not a cloudwatch:// URL: {url!r}")
-        prefix = unquote(parts.netloc + parts.path)
-        query = parse_qs(parts.query, keep_blank_values=True)
-        unknown = set(query) - _PARAMS
-        if unknown:
-            raise ConfigError(
-                f"cloudwatch://: unknown parameter {sorted(unknown)[0]!r} "
-                f"(known: {', '.join(sorted(_PARAMS))})"
-            )
+        from logferry.cloudwatch.client import LogsClient, RateLimiter
 
-        def one(name: str) -> str | None:
-            values = query.get(name)
-            return values[-1] if values else None
-
-        streams_param = one("streams")
-        streams = [s for s in streams_param.split(",") if s] if streams_param is not None else None
-        regex = one("stream_regex")
-        if regex:
-            try:
-                re.compile(regex)
-            except re.error as exc:
-                raise ConfigError(f"cloudwatch://: stream_regex {regex!r}: {exc}") from None
-        start = one("start")
-        rates: dict[str, float] = {}
-        for name, op in (("get_rate", "GetLogEvents"), ("describe_rate", "DescribeLogStreams")):
-            value = one(name)
-            if value is not None:
-                try:
-                    rates[op] = float(value)
-                except ValueError:
-                    raise ConfigError(f"cloudwatch://: {name} must be a number") from None
+        spec = parse_cloudwatch_url(url)
         client = LogsClient(
-            endpoint_url=endpoint_url, region=one("region"), limiter=RateLimiter(rates)
+            endpoint_url=endpoint_url, region=spec.region, limiter=RateLimiter(spec.rates)
         )
         source = cls(
-            prefix,
-            streams=streams,
-            stream_regex=regex,
-            start_ms=parse_time(start) if start else None,
+            spec.prefix,
+            streams=spec.streams,
+            stream_regex=spec.stream_regex,
+            start_ms=spec.start_ms,
             client=client,
         )
-        source.display = url
+        source.display = redact_url(url)
         return source
 
     def _selected(self, stream: str) -> bool:
@@ -148,6 +186,8 @@ class CloudWatchSource(StreamSource):
 
     def partitions(self) -> list[PartitionInfo]:
         """Every selected stream of every group under the prefix, as ``GROUP:STREAM``."""
+        from logferry.cloudwatch.client import StreamNotFoundError
+
         parts = []
         for group in self.client.groups(self.group_prefix):
             name = group["logGroupName"]
@@ -177,7 +217,37 @@ class CloudWatchSource(StreamSource):
         decoder: StreamDecoder | None = None,
     ) -> StreamPartition:
         """Resume ``part`` right after ``cursor`` (None: from ``start``, or the stream's head)."""
+        from logferry.cloudwatch.reader import StreamReader
+
         group, stream = split_key(part.key)
         saved = cursor if isinstance(cursor, StreamCursor) else None
         reader = StreamReader(self.client, group, stream, saved, start=self.start_ms)
         return CloudWatchPartition(reader, decoder or StreamDecoder("lines"), part.key)
+
+
+class CloudWatchOptions(BaseModel):
+    """Where the CloudWatch Logs API is (a test endpoint; default: AWS's)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    endpoint_url: str | None = None
+
+
+def _check(url: str, options: CloudWatchOptions) -> None:
+    parse_cloudwatch_url(url)
+
+
+def _open(url: str, options: CloudWatchOptions) -> CloudWatchSource:
+    return CloudWatchSource.from_url(url, endpoint_url=options.endpoint_url)
+
+
+COMPONENT = Component(
+    name="cloudwatch",
+    kind="stream",
+    schemes=("cloudwatch",),
+    options=CloudWatchOptions,
+    check=_check,
+    open=_open,
+    usage="cloudwatch://GROUP_PREFIX[?streams=A,B]",
+    summary="the log streams of CloudWatch Logs groups, followed",
+)

@@ -6,9 +6,12 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
+from urllib.parse import unquote, urlsplit
 
 from logferry.errors import ConfigError, SourceError
 from logferry.records import ObjectInfo
+from logferry.redact import redact_url
+from logferry.registry import Component, NoOptions
 from logferry.sources.base import READ_CHUNK, BucketSource
 
 PAGE = 1000
@@ -99,3 +102,35 @@ class LocalDirSource(BucketSource):
             except FileNotFoundError:
                 pass
         return n
+
+
+def directory_of(url: str) -> str:
+    """The directory of ``file:///DIR`` or of a plain path."""
+    if "://" not in url:
+        return url
+    parts = urlsplit(url)
+    if parts.netloc not in ("", "localhost"):
+        raise ConfigError(f"bad file URL {redact_url(url)!r}: use file:///ABSOLUTE/DIR")
+    return unquote(parts.path)
+
+
+def _check(url: str, options: NoOptions) -> None:
+    directory = directory_of(url)
+    if not Path(directory).expanduser().is_dir():
+        raise ConfigError(f"{directory} is not a directory")
+
+
+def _open(url: str, options: NoOptions) -> LocalDirSource:
+    return LocalDirSource(directory_of(url))
+
+
+COMPONENT = Component(
+    name="file",
+    kind="bucket",
+    schemes=("file", ""),
+    options=NoOptions,
+    check=_check,
+    open=_open,
+    usage="file:///DIR, a directory path",
+    summary="the files under a local directory, as objects",
+)

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from types import ModuleType
 from typing import Any
+from urllib.parse import urlsplit
 
-import boto3
-import botocore.exceptions
-from botocore.config import Config
+from pydantic import BaseModel, ConfigDict
 
 from logferry.errors import ConfigError, SourceError
 from logferry.records import ObjectInfo
+from logferry.redact import redact, redact_url
+from logferry.registry import Component
 from logferry.sources.base import READ_CHUNK, BucketSource
 
 # Names the original IBM job and IBM's docs use for HMAC credentials, most specific first.
@@ -19,7 +21,19 @@ COS_KEY_ID_VARS = ("COS_HMAC_ACCESS_KEY_ID", "COS_ACCESS_KEY_ID")
 COS_SECRET_VARS = ("COS_HMAC_SECRET_ACCESS_KEY", "COS_SECRET_ACCESS_KEY")
 
 
-def _client_error_code(exc: botocore.exceptions.ClientError) -> str:
+def _botocore() -> ModuleType:
+    """``botocore.exceptions``, imported when first needed (discovery must not load boto3)."""
+    import botocore.exceptions
+
+    return botocore.exceptions
+
+
+def _errors() -> tuple[type[Exception], ...]:
+    """What boto3 raises: the exceptions worth turning into a ``SourceError``."""
+    return (_botocore().BotoCoreError, _botocore().ClientError)
+
+
+def _client_error_code(exc: Any) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
 
 
@@ -63,6 +77,9 @@ class S3Source(BucketSource):
             # COS_ENDPOINT is usually a bare host name, e.g. s3.us-south.cloud-object-storage.appdomain.cloud
             endpoint_url = f"https://{endpoint_url}"
         self.endpoint_url = endpoint_url
+        import boto3
+        from botocore.config import Config
+
         config = Config(
             retries={"mode": "standard", "total_max_attempts": 10},
             connect_timeout=10,
@@ -75,11 +92,17 @@ class S3Source(BucketSource):
             self.client = session.client(
                 "s3", endpoint_url=endpoint_url, config=config, verify=verify, **kwargs
             )
-        except (botocore.exceptions.BotoCoreError, ValueError) as exc:
-            raise ConfigError(f"cannot create S3 client: {exc}") from None
+        except (_botocore().BotoCoreError, ValueError) as exc:
+            raise ConfigError(redact(f"cannot create S3 client: {exc}")) from None
 
     def _error(self, exc: Exception, what: str) -> SourceError:
-        if isinstance(exc, botocore.exceptions.ClientError):
+        error = self._classify(exc, what)
+        # botocore echoes the endpoint URL (with any user:password in it) in its messages.
+        return SourceError(redact(str(error)), transient=error.transient)
+
+    def _classify(self, exc: Exception, what: str) -> SourceError:
+        botocore_exceptions = _botocore()
+        if isinstance(exc, botocore_exceptions.ClientError):
             code = _client_error_code(exc)
             if code in ("NoSuchKey", "404", "NotFound"):
                 return SourceError(f"{what}: object does not exist (deleted after listing?)")
@@ -96,7 +119,7 @@ class S3Source(BucketSource):
                     ": "
                 )
             )
-        if isinstance(exc, botocore.exceptions.NoCredentialsError):
+        if isinstance(exc, botocore_exceptions.NoCredentialsError):
             return SourceError(
                 f"{what}: no credentials; set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or a profile"
             )
@@ -120,14 +143,14 @@ class S3Source(BucketSource):
                 ]
                 if items:
                     yield items
-        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+        except _errors() as exc:
             raise ConfigError(str(self._error(exc, f"cannot list {self.display}"))) from None
 
     def head(self, key: str) -> ObjectInfo:
         """HEAD one object."""
         try:
             r = self.client.head_object(Bucket=self.bucket, Key=key)
-        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+        except _errors() as exc:
             raise self._error(exc, key) from None
         return ObjectInfo(
             key,
@@ -140,16 +163,16 @@ class S3Source(BucketSource):
         """GET the object and stream its body."""
         try:
             r = self.client.get_object(Bucket=self.bucket, Key=obj.key)
-        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+        except _errors() as exc:
             raise self._error(exc, obj.key) from None
         return self._stream(r["Body"], obj.key, chunk_size)
 
     def _stream(self, body: Any, key: str, chunk_size: int) -> Iterator[bytes]:
         try:
             yield from body.iter_chunks(chunk_size)
-        except (botocore.exceptions.BotoCoreError, OSError) as exc:
+        except (_botocore().BotoCoreError, OSError) as exc:
             raise SourceError(
-                f"{key}: reading failed: {type(exc).__name__}: {exc}", transient=True
+                redact(f"{key}: reading failed: {type(exc).__name__}: {exc}"), transient=True
             ) from None
         finally:
             body.close()
@@ -164,7 +187,7 @@ class S3Source(BucketSource):
                     Bucket=self.bucket,
                     Delete={"Objects": [{"Key": k} for k in part], "Quiet": True},
                 )
-            except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+            except _errors() as exc:
                 raise self._error(exc, f"delete from {self.display}") from None
             errors = r.get("Errors", [])
             if errors:
@@ -179,3 +202,59 @@ class S3Source(BucketSource):
     def close(self) -> None:
         """Close the HTTP pool."""
         self.client.close()
+
+
+class S3Options(BaseModel):
+    """Where the S3-compatible API is and whether to verify its certificate."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    endpoint_url: str | None = None
+    verify: bool = True
+
+
+def parse_bucket_url(url: str) -> tuple[bool, str, str]:
+    """``(cos, bucket, prefix)`` of ``s3://BUCKET/PREFIX`` or ``cos://BUCKET/PREFIX``.
+
+    ``cos:///`` takes the bucket (and prefix) from ``COS_BUCKET`` / ``COS_PREFIX``.
+    """
+    parts = urlsplit(url)
+    if "@" in parts.netloc:
+        raise ConfigError(
+            "credentials in a source URL are not accepted: use AWS_ACCESS_KEY_ID / "
+            "AWS_SECRET_ACCESS_KEY, a profile, or COS_HMAC_* variables"
+        )
+    cos = parts.scheme.lower() == "cos"
+    bucket = parts.netloc or (os.environ.get("COS_BUCKET", "") if cos else "")
+    prefix = parts.path.lstrip("/")
+    if cos and not parts.netloc and not prefix:
+        prefix = os.environ.get("COS_PREFIX", "")
+    if not bucket:
+        raise ConfigError(
+            f"no bucket in {redact_url(url)!r}: use s3://BUCKET/PREFIX "
+            "(or set COS_BUCKET for cos://)"
+        )
+    return cos, bucket, prefix
+
+
+def _check(url: str, options: S3Options) -> None:
+    parse_bucket_url(url)
+
+
+def _open(url: str, options: S3Options) -> S3Source:
+    cos, bucket, prefix = parse_bucket_url(url)
+    return S3Source(
+        bucket, prefix, endpoint_url=options.endpoint_url, cos=cos, verify=options.verify
+    )
+
+
+COMPONENT = Component(
+    name="s3",
+    kind="bucket",
+    schemes=("s3", "cos"),
+    options=S3Options,
+    check=_check,
+    open=_open,
+    usage="s3://BUCKET/PREFIX, cos://BUCKET/PREFIX",
+    summary="objects of an S3-compatible bucket (AWS S3, IBM COS, MinIO)",
+)

@@ -42,10 +42,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from pydantic import BaseModel, ConfigDict
+
 from logferry.codecs.formats.auto import HEAD_SIZE
 from logferry.codecs.stream import StreamDecoder
 from logferry.errors import ConfigError, SourceError
 from logferry.records import Chunk
+from logferry.redact import redact_url
+from logferry.registry import Component
 from logferry.sources.stream import (
     Cursor,
     PartitionInfo,
@@ -129,6 +133,27 @@ class _Shared:
         return self.owner is not None and not self.owner.done
 
 
+def glob_of(url: str) -> str:
+    """The glob of ``tail:///ABS/GLOB`` or ``tail:PATH/GLOB``."""
+    if not url.startswith("tail:"):
+        raise ConfigError(f"not a tail URL: {redact_url(url)!r} (expected tail:///path/*.log)")
+    rest = url[len("tail:") :]
+    if rest.startswith("///"):
+        path = rest[2:]
+    elif rest.startswith("//"):
+        raise ConfigError(
+            f"tail URL {redact_url(url)!r} names a host; "
+            "use tail:///absolute/glob or tail:relative/glob"
+        )
+    else:
+        path = rest
+    if not path:
+        raise ConfigError(
+            f"tail URL {redact_url(url)!r} has no path; e.g. tail:///var/log/app/*.log"
+        )
+    return path
+
+
 class TailSource(StreamSource):
     """Files matching a glob, followed as they grow, rotate and get truncated."""
 
@@ -165,20 +190,7 @@ class TailSource(StreamSource):
     @classmethod
     def from_url(cls, url: str, **options: Any) -> TailSource:
         """``tail:///ABS/GLOB`` or ``tail:PATH/GLOB`` (relative to the working directory)."""
-        if not url.startswith("tail:"):
-            raise ConfigError(f"not a tail URL: {url!r} (expected tail:///path/*.log)")
-        rest = url[len("tail:") :]
-        if rest.startswith("///"):
-            path = rest[2:]
-        elif rest.startswith("//"):
-            raise ConfigError(
-                f"tail URL {url!r} names a host; use tail:///absolute/glob or tail:relative/glob"
-            )
-        else:
-            path = rest
-        if not path:
-            raise ConfigError(f"tail URL {url!r} has no path; e.g. tail:///var/log/app/*.log")
-        return cls(path, **options)
+        return cls(glob_of(url), **options)
 
     # -- listing -----------------------------------------------------------------------
 
@@ -488,3 +500,31 @@ def _nth_line_end(data: bytes, cut: int, n: int) -> int:
     for _ in range(n):
         pos = data.index(b"\n", pos) + 1
     return pos
+
+
+class TailOptions(BaseModel):
+    """Where new files start (each route's format decodes their lines)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    start: Start = "beginning"
+
+
+def _check(url: str, options: TailOptions) -> None:
+    glob_of(url)
+
+
+def _open(url: str, options: TailOptions) -> TailSource:
+    return TailSource(glob_of(url), start=options.start)
+
+
+COMPONENT = Component(
+    name="tail",
+    kind="stream",
+    schemes=("tail",),
+    options=TailOptions,
+    check=_check,
+    open=_open,
+    usage="tail:///GLOB",
+    summary="local files matching a glob, followed as they grow and rotate",
+)
