@@ -265,7 +265,7 @@ class Sizes(Collect):
         super().write(batch)
 
 
-def _run_in_thread(runner: StreamRunner) -> threading.Thread:
+def _run_in_thread(runner: Any) -> threading.Thread:
     thread = threading.Thread(target=runner.run)
     thread.start()
     return thread

@@ -7,12 +7,48 @@ from typing import Any
 
 import pytest
 
+from logferry.engine.delivery import Delivered, Deliverer, RetryPolicy
 from logferry.records import Batch
-from logferry.sinks.http import RetryPolicy
+from logferry.sinks.base import Sink
 from logferry.sinks.mezmo import MezmoSink
 from logferry.testing.mezmo_server import MezmoServer
 
 KEY = "test-secret-ingestion-key-0123456789"
+FAST = RetryPolicy(max_attempts=8, base=0.001, cap=0.01)
+
+
+class Retrying(Sink):
+    """A sink as the engine drives it: each write goes through the one retry layer."""
+
+    def __init__(self, sink: Sink, deliverer: Deliverer) -> None:
+        self.inner = sink
+        self.deliverer = deliverer
+        self.name = sink.name
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def prepare(self, batch: Batch) -> None:
+        self.inner.prepare(batch)
+
+    def write(self, batch: Batch) -> None:
+        outcome = self.deliverer.deliver(self.inner, batch)
+        if not isinstance(outcome, Delivered):
+            assert outcome.error is not None
+            raise outcome.error
+
+    def counters(self) -> dict[str, int]:
+        return {**self.inner.counters(), "retries": self.deliverer.retries}
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def retrying(
+    sink: Sink, policy: RetryPolicy = FAST, sleep: Callable[[float], None] | None = None
+) -> Retrying:
+    """``sink`` with writes retried like the engine does (``sleep`` records the waits)."""
+    return Retrying(sink, Deliverer(policy, sleep=sleep))
 
 
 @pytest.fixture
@@ -23,21 +59,21 @@ def server() -> Iterator[MezmoServer]:
 
 @pytest.fixture
 def sleeps() -> list[float]:
-    """Backoff delays the sinks asked for; recorded instead of slept, to keep tests fast."""
+    """Backoff delays the deliverer asked for; recorded instead of slept, to keep tests fast."""
     return []
 
 
 @pytest.fixture
-def make_sink(server: MezmoServer, sleeps: list[float]) -> Iterator[Callable[..., MezmoSink]]:
-    made: list[MezmoSink] = []
+def make_sink(server: MezmoServer, sleeps: list[float]) -> Iterator[Callable[..., Any]]:
+    made: list[Sink] = []
 
-    def make(**options: Any) -> MezmoSink:
+    def make(**options: Any) -> Any:
         options.setdefault("ingestion_key", KEY)
         options.setdefault("hostname", "test-host")
-        options.setdefault("retry", RetryPolicy(max_attempts=8, base=0.001, cap=0.01))
         options.setdefault("timeout", 0.3)
-        options.setdefault("sleep", sleeps.append)  # record backoff delays, don't sleep
-        sink = MezmoSink(options.pop("url", server.url), **options)
+        policy = options.pop("retry", FAST)
+        sleep = options.pop("sleep", sleeps.append)  # record backoff delays, don't sleep
+        sink = retrying(MezmoSink(options.pop("url", server.url), **options), policy, sleep)
         made.append(sink)
         return sink
 

@@ -14,8 +14,11 @@ from email.utils import format_datetime
 import orjson
 import pytest
 
+from logferry.engine.delivery import Delivered, Deliverer, Outcome, RetryLater, RetryPolicy
 from logferry.errors import FatalSinkError, PayloadTooLargeError, RetryableSinkError
-from logferry.sinks.http import HttpSender, RetryPolicy, parse_retry_after, safe_url, send_split
+from logferry.records import Batch
+from logferry.sinks.base import Sink
+from logferry.sinks.http import HttpSender, parse_retry_after, safe_url, send_split
 from logferry.testing.mezmo_server import MezmoServer
 
 KEY = "test-secret-ingestion-key-0123456789"  # the conftest server's key
@@ -23,11 +26,12 @@ AUTH = {"Authorization": "Basic " + base64.b64encode(f"{KEY}:".encode()).decode(
 PARAMS = {"hostname": "h", "now": "1"}
 BODY = orjson.dumps({"lines": [{"timestamp": 1, "line": "hello", "app": "t"}]})
 FAST = RetryPolicy(max_attempts=5, base=0.001, cap=0.01)
+BATCH = Batch("test", "k", 0, 1, ["hello"], [1])
 
 
 @pytest.fixture
-def sender(sleeps: list[float]) -> Iterator[HttpSender]:
-    http = HttpSender(name="t", timeout=0.3, retry=FAST, sleep=sleeps.append, secrets=[KEY])
+def sender() -> Iterator[HttpSender]:
+    http = HttpSender(name="t", timeout=0.3, secrets=[KEY])
     yield http
     http.close()
 
@@ -47,15 +51,6 @@ def test_parse_retry_after_seconds_date_and_garbage() -> None:
     assert parse_retry_after(None) is None
 
 
-def test_retry_policy_full_jitter_and_retry_after_cap() -> None:
-    policy = RetryPolicy(base=0.5, cap=4.0, retry_after_cap=10.0)
-    for retry in range(10):
-        for _ in range(50):
-            assert 0.0 <= policy.backoff(retry) <= min(4.0, 0.5 * 2**retry)
-    assert policy.delay(0, 7.0) == 7.0
-    assert policy.delay(0, 3600.0) == 10.0
-
-
 def test_safe_url_drops_credentials_and_query() -> None:
     assert safe_url("https://u:p@h:8443/a/b?token=x#f") == "https://h:8443/a/b"
 
@@ -68,7 +63,7 @@ def test_post_gzips_and_keeps_alive(server: MezmoServer, sender: HttpSender) -> 
     assert reqs[0].headers["content-encoding"] == "gzip"
     assert reqs[0].decoded_bytes == len(BODY) and reqs[0].body_bytes != len(BODY)
     assert server.lines[0]["line"] == "hello"
-    assert sender.counters() == {"requests": 3, "retries": 0, "failed": 0}
+    assert sender.counters() == {"requests": 3, "failed": 0}
 
 
 def test_gzip_level_zero_sends_identity(server: MezmoServer) -> None:
@@ -81,15 +76,34 @@ def test_gzip_level_zero_sends_identity(server: MezmoServer) -> None:
     assert gzip.compress(b"x")  # module sanity, gzip still available to callers
 
 
+class PostSink(Sink):
+    """Posts one fixed body per batch: the smallest HTTP sink."""
+
+    def __init__(self, sender: HttpSender, server: MezmoServer) -> None:
+        self.sender, self.server = sender, server
+
+    def write(self, batch: Batch) -> None:
+        post(self.sender, self.server)
+
+
+def deliver(sender: HttpSender, server: MezmoServer, sleeps: list[float]) -> Outcome:
+    """One batch through the engine's retry layer, with waits recorded, not slept."""
+    return Deliverer(FAST, sleep=sleeps.append).deliver(PostSink(sender, server), BATCH)
+
+
 @pytest.mark.parametrize("status", [429, 500, 502, 503, 504])
-def test_transient_status_retried_then_ok(
+def test_transient_status_is_retryable_and_the_deliverer_retries(
     server: MezmoServer, sender: HttpSender, sleeps: list[float], status: int
 ) -> None:
+    server.fail_next(1, status)
+    with pytest.raises(RetryableSinkError, match=str(status)):
+        post(sender, server)  # the sender itself tries once
     server.fail_next(2, status)
-    post(sender, server)
-    assert [r.status for r in server.requests] == [status, status, 200]
-    assert len(sleeps) == 2 and all(0 <= s <= 0.01 for s in sleeps)
-    assert sender.counters()["retries"] == 2
+    outcome = deliver(sender, server, sleeps)
+    assert outcome == Delivered(3)
+    assert [r.status for r in server.requests] == [status, status, status, 200]
+    assert len(sleeps) == 2
+    assert all(0 <= s <= 0.01 for s in sleeps)
     assert len(server.lines) == 1
 
 
@@ -97,54 +111,44 @@ def test_retry_after_is_honoured(
     server: MezmoServer, sender: HttpSender, sleeps: list[float]
 ) -> None:
     server.fail_next(1, 429, retry_after=2)
-    post(sender, server)
+    assert isinstance(deliver(sender, server, sleeps), Delivered)
     assert sleeps == [2.0]
 
 
-def test_retries_exhausted_raise_retryable(
+def test_retries_exhausted_give_retry_later(
     server: MezmoServer, sender: HttpSender, sleeps: list[float]
 ) -> None:
     server.fail_next(10, 503, retry_after=1)
-    with pytest.raises(RetryableSinkError) as info:
-        post(sender, server)
-    assert "503" in str(info.value) and "5 attempts" in str(info.value)
-    assert info.value.retry_after == 1.0
+    outcome = deliver(sender, server, sleeps)
+    assert isinstance(outcome, RetryLater)
+    assert "503" in outcome.reason
+    assert "5 attempts" in outcome.reason
+    assert isinstance(outcome.error, RetryableSinkError)
+    assert outcome.error.retry_after == 1.0
     assert len(sleeps) == 4
-    assert KEY not in str(info.value)
-
-
-def test_max_elapsed_stops_retrying(server: MezmoServer, sleeps: list[float]) -> None:
-    http = HttpSender(retry=RetryPolicy(max_elapsed=5), sleep=sleeps.append)
-    server.fail_next(3, 503, retry_after=60)
-    try:
-        with pytest.raises(RetryableSinkError):
-            post(http, server)
-    finally:
-        http.close()
-    assert sleeps == []  # waiting 60 s would blow the 5 s budget
+    assert KEY not in outcome.reason
 
 
 @pytest.mark.parametrize("fault", ["timeout", "reset"])
-def test_timeouts_and_resets_are_retried(
-    server: MezmoServer, sender: HttpSender, fault: str
+def test_timeouts_and_resets_are_retryable(
+    server: MezmoServer, sender: HttpSender, sleeps: list[float], fault: str
 ) -> None:
     server.fail_next(1, fault)
-    post(sender, server)
-    assert sender.counters()["retries"] == 1
+    assert deliver(sender, server, sleeps) == Delivered(2)
     assert len(server.lines) == 1
 
 
-def test_connection_refused_is_retryable(sleeps: list[float]) -> None:
+def test_connection_refused_is_retryable() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    http = HttpSender(retry=RetryPolicy(max_attempts=3, base=0.001), sleep=sleeps.append)
+    http = HttpSender()
     try:
         with pytest.raises(RetryableSinkError, match="ConnectError"):
             http.post(f"http://127.0.0.1:{port}/x", b"{}")
     finally:
         http.close()
-    assert len(sleeps) == 2
+    assert http.counters() == {"requests": 1, "failed": 1}
 
 
 def test_413_raises_payload_too_large(sender: HttpSender) -> None:
@@ -153,7 +157,6 @@ def test_413_raises_payload_too_large(sender: HttpSender) -> None:
         pytest.raises(PayloadTooLargeError, match="413"),
     ):
         post(sender, small)
-    assert sender.counters()["retries"] == 0
 
 
 def test_4xx_is_fatal_with_status_and_snippet(server: MezmoServer, sender: HttpSender) -> None:
@@ -161,7 +164,6 @@ def test_4xx_is_fatal_with_status_and_snippet(server: MezmoServer, sender: HttpS
         sender.post(server.endpoint, BODY, headers=AUTH, params={"now": "1"})
     msg = str(info.value)
     assert "HTTP 400" in msg and "hostname" in msg and "\n" not in msg
-    assert sender.counters()["retries"] == 0
 
 
 def test_401_is_fatal_with_hint_and_no_secret(server: MezmoServer) -> None:
@@ -185,7 +187,7 @@ def test_secrets_are_scrubbed_from_messages(server: MezmoServer) -> None:
     assert "s3cr3t" not in str(info.value) and "***" in str(info.value)
 
 
-def test_params_callable_is_evaluated_per_attempt(server: MezmoServer, sender: HttpSender) -> None:
+def test_params_callable_is_evaluated_per_request(server: MezmoServer, sender: HttpSender) -> None:
     calls: list[int] = []
 
     def params() -> dict[str, str]:
@@ -193,21 +195,20 @@ def test_params_callable_is_evaluated_per_attempt(server: MezmoServer, sender: H
         return {"hostname": "h", "now": str(len(calls))}
 
     server.fail_next(1, 503)
+    with pytest.raises(RetryableSinkError):
+        sender.post(server.endpoint, BODY, headers=AUTH, params=params)
     sender.post(server.endpoint, BODY, headers=AUTH, params=params)
     assert [r.params["now"] for r in server.requests] == ["1", "2"]
 
 
-def test_stop_event_interrupts_backoff(server: MezmoServer) -> None:
+def test_stop_event_interrupts_backoff(server: MezmoServer, sender: HttpSender) -> None:
     stop = threading.Event()
-    http = HttpSender(stop_event=stop)
     server.fail_next(1, 503, retry_after=60)
     threading.Timer(0.2, stop.set).start()
     t0 = time.monotonic()
-    try:
-        with pytest.raises(RetryableSinkError, match="stopped"):
-            post(http, server)
-    finally:
-        http.close()
+    outcome = Deliverer(FAST, stop).deliver(PostSink(sender, server), BATCH)
+    assert isinstance(outcome, RetryLater)
+    assert outcome.stopped
     assert time.monotonic() - t0 < 5
 
 

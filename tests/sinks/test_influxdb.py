@@ -12,10 +12,10 @@ from typing import Any, ClassVar
 
 import pytest
 
+from logferry.engine.delivery import RetryPolicy
 from logferry.errors import ConfigError, FatalSinkError
 from logferry.records import Batch
 from logferry.sinks import check_sink, open_sink
-from logferry.sinks.http import RetryPolicy
 from logferry.sinks.influxdb import (
     InfluxDBSink,
     escape_field_string,
@@ -25,6 +25,7 @@ from logferry.sinks.influxdb import (
     stream_tag,
 )
 from tests.influx import InfluxServer, influxdb  # noqa: F401
+from tests.sinks.conftest import retrying
 
 FAST = RetryPolicy(max_attempts=2, base=0.001, cap=0.01)
 T0 = 1_700_000_000_000  # ms, a whole second
@@ -65,7 +66,7 @@ def db(influxdb: InfluxServer) -> Iterator[str]:
 
 
 def sink_for(server: InfluxServer, query: str = "", **kw: Any) -> InfluxDBSink:
-    return InfluxDBSink(f"influxdb+{server.url}/{server.database}{query}", retry=FAST, **kw)
+    return retrying(InfluxDBSink(f"influxdb+{server.url}/{server.database}{query}", **kw), FAST)
 
 
 # -- escaping --------------------------------------------------------------------------
@@ -261,8 +262,9 @@ def test_concurrent_requests_all_answered_and_first_failure_raised() -> None:
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         port = server.server_address[1]
-        sink = InfluxDBSink(
-            f"influxdb+http://127.0.0.1:{port}/db?concurrency=3", max_points=2, retry=FAST
+        sink = retrying(
+            InfluxDBSink(f"influxdb+http://127.0.0.1:{port}/db?concurrency=3", max_points=2),
+            FAST,
         )
         sink.write(api_batch(12))  # 6 requests, 3 at a time
         assert _Refuses.peak == 3
@@ -337,7 +339,7 @@ def test_request_path_as_tag(influxdb: InfluxServer, db: str) -> None:
 
 
 def test_missing_database_is_fatal_with_influx_message(influxdb: InfluxServer) -> None:
-    sink = InfluxDBSink(f"influxdb+{influxdb.url}/nope", retry=FAST)
+    sink = retrying(InfluxDBSink(f"influxdb+{influxdb.url}/nope"), FAST)
     with pytest.raises(FatalSinkError, match="database not found"):
         sink.write(api_batch(1))
 

@@ -20,7 +20,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from logferry.engine.results import one_line
 from logferry.errors import RetryableSinkError
@@ -49,6 +49,8 @@ class RetryLater:
     error_class: str
     #: True when the run was stopped while waiting, rather than the policy giving up.
     stopped: bool = False
+    #: The last error, for callers that re-raise it.
+    error: BaseException | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +59,8 @@ class Refused:
 
     reason: str
     error_class: str
+    #: The sink's error, for callers that re-raise it.
+    error: BaseException | None = field(default=None, compare=False, repr=False)
 
 
 Outcome = Delivered | RetryLater | Refused
@@ -68,6 +72,8 @@ class RetryPolicy:
 
     #: Seconds after the first failure to give up with :class:`RetryLater` (None: never).
     give_up_after: float | None = DEFAULT_GIVE_UP_AFTER
+    #: Attempts at most (None: as many as ``give_up_after`` allows).
+    max_attempts: int | None = None
     base: float = 0.5
     cap: float = 30.0
     retry_after_cap: float = 300.0
@@ -118,18 +124,22 @@ class Deliverer:
                 sink.write(batch)
                 return Delivered(attempt)
             except RetryableSinkError as exc:
-                # Encoded state may be half-consumed; the next attempt encodes afresh.
-                batch.prepared.pop(id(sink), None)
+                # What a sink left prepared is what it still has to send (acknowledged
+                # requests are gone from it), so the next attempt sends only the rest.
                 now = time.monotonic()
                 first_failure = first_failure or now
                 delay = policy.delay(attempt - 1, exc.retry_after)
                 reason = one_line(exc)
                 waited = now - first_failure
-                if policy.give_up_after is not None and waited + delay > policy.give_up_after:
+                out_of_time = (
+                    policy.give_up_after is not None and waited + delay > policy.give_up_after
+                )
+                if out_of_time or (policy.max_attempts and attempt >= policy.max_attempts):
                     return RetryLater(
                         delay,
                         f"{reason} (gave up after {attempt} attempts in {waited:.0f} s)",
                         type(exc).__name__,
+                        error=exc,
                     )
                 if attempt == 1 or attempt & (attempt - 1) == 0:  # 1st, 2nd, 4th, 8th…
                     log.warning("%s: %s; retrying in %.1f s (attempt %d)", batch.key,
@@ -138,10 +148,10 @@ class Deliverer:
                     self.retries += 1
                 if self._wait(delay, cancelled):
                     return RetryLater(0.0, f"{reason} (stopped while retrying)",
-                                      type(exc).__name__, stopped=True)  # fmt: skip
+                                      type(exc).__name__, stopped=True, error=exc)  # fmt: skip
             except Exception as exc:
                 batch.prepared.pop(id(sink), None)
-                return Refused(one_line(exc), type(exc).__name__)
+                return Refused(one_line(exc), type(exc).__name__, error=exc)
 
     def _wait(self, seconds: float, cancelled: Callable[[], bool]) -> bool:
         """Sleep ``seconds``; True when the run stopped or the work was cancelled meanwhile."""

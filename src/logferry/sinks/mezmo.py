@@ -283,7 +283,7 @@ class MezmoSink(HttpSink):
         # A str of N chars is at most 4N UTF-8 bytes: when the longest line is under a
         # quarter of the limit (the usual case) no line needs encoding at all.
         guard = self.max_line_bytes // 4
-        if max(map(len, lines)) <= guard:
+        if not lines or max(map(len, lines)) <= guard:
             return lines, 0
         out = list(lines)
         count = 0
