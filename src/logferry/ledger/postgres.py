@@ -18,9 +18,8 @@ from logferry.ledger.base import (
     Seen,
     SourceStatus,
     Status,
-    owner_is_dead,
 )
-from logferry.ledger.sql import SqlLedger
+from logferry.ledger.sql import CRASHED, SqlLedger, claim_verdict, crashed_reason
 from logferry.records import ObjectInfo
 
 # Each entry upgrades the schema by one version; never edit a released step.
@@ -202,7 +201,14 @@ class PostgresLedger(SqlLedger):
         return found
 
     def claim(
-        self, source: str, obj: ObjectInfo, owner: str, lease_seconds: float, *, force: bool = False
+        self,
+        source: str,
+        obj: ObjectInfo,
+        owner: str,
+        lease_seconds: float,
+        *,
+        force: bool = False,
+        max_attempts: int | None = None,
     ) -> Claim | None:
         """Claim ``obj`` in one transaction holding the row lock, so two hosts cannot both win."""
         now = time.time()
@@ -233,15 +239,19 @@ class PostgresLedger(SqlLedger):
             if row is None:
                 raise RuntimeError(f"ledger row for {obj.key} keeps vanishing during a claim")
             status, position, attempts, holder, lease_until, cursor = row
-            if status == Status.DONE and not force:
-                return None
-            held = (
-                status == Status.ACTIVE
-                and holder not in (None, owner)
-                and (lease_until or 0) > now
-                and not owner_is_dead(holder)
+            verdict = claim_verdict(
+                (status, attempts, holder, lease_until),
+                owner,
+                now,
+                force=force,
+                max_attempts=max_attempts,
             )
-            if held:
+            if verdict == "crashed":
+                cur.execute(
+                    self._q(self._CRASH).replace("?", "%s"),
+                    (CRASHED, crashed_reason(attempts), now, source, obj.key, obj.etag),
+                )
+            if verdict != "claim":
                 return None
             if force:
                 position, cursor = 0, None

@@ -18,9 +18,8 @@ from logferry.ledger.base import (
     Seen,
     SourceStatus,
     Status,
-    owner_is_dead,
 )
-from logferry.ledger.sql import SqlLedger
+from logferry.ledger.sql import CRASHED, SqlLedger, claim_verdict, crashed_reason
 from logferry.records import ObjectInfo
 
 # Each entry upgrades the schema by one version; never edit a released step.
@@ -161,7 +160,14 @@ class SQLiteLedger(SqlLedger):
         return found
 
     def claim(
-        self, source: str, obj: ObjectInfo, owner: str, lease_seconds: float, *, force: bool = False
+        self,
+        source: str,
+        obj: ObjectInfo,
+        owner: str,
+        lease_seconds: float,
+        *,
+        force: bool = False,
+        max_attempts: int | None = None,
     ) -> Claim | None:
         """Claim ``obj`` in one IMMEDIATE transaction, so two processes cannot both win."""
         now = time.time()
@@ -190,15 +196,19 @@ class SQLiteLedger(SqlLedger):
                 )
                 return Claim(source, obj.key, obj.etag, owner, 0, 1)
             status, position, attempts, holder, lease_until, cursor = row
-            if status == Status.DONE and not force:
-                return None
-            held = (
-                status == Status.ACTIVE
-                and holder not in (None, owner)
-                and (lease_until or 0) > now
-                and not owner_is_dead(holder)
+            verdict = claim_verdict(
+                (status, attempts, holder, lease_until),
+                owner,
+                now,
+                force=force,
+                max_attempts=max_attempts,
             )
-            if held:
+            if verdict == "crashed":
+                conn.execute(
+                    self._q(self._CRASH),
+                    (CRASHED, crashed_reason(attempts), now, source, obj.key, obj.etag),
+                )
+            if verdict != "claim":
                 return None
             if force:
                 position, cursor = 0, None
