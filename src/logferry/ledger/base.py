@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
+from logferry.errors import LogferryError
 from logferry.records import ObjectInfo
 
 
@@ -175,6 +176,10 @@ def owner_is_dead(owner: str) -> bool:
     except PermissionError:
         return False
     return False
+
+
+class LedgerError(LogferryError):
+    """The ledger cannot be read or written now (locked, timed out, read-only, unreachable)."""
 
 
 class ClaimLostError(Exception):

@@ -15,6 +15,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from logferry.errors import ConfigError
 from logferry.ledger.base import (
     Claim,
+    LedgerError,
     Seen,
     SourceStatus,
     Status,
@@ -74,6 +75,12 @@ def redact_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
+def _read_only(conn: psycopg.Connection[tuple[Any, ...]]) -> None:
+    """Pool hook of a read-only ledger: the server refuses any write on its connections."""
+    conn.execute("SET default_transaction_read_only = on")
+    conn.commit()
+
+
 def _passwords(url: str) -> list[str]:
     parts = urlsplit(url)
     found = [parts.password, dict(parse_qsl(parts.query)).get("password")]
@@ -87,7 +94,14 @@ class PostgresLedger(SqlLedger):
     A small connection pool serves the runner's worker threads.
     """
 
-    def __init__(self, url: str, *, max_connections: int = 8) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        max_connections: int = 8,
+        create: bool = True,
+        readonly: bool = False,
+    ) -> None:
         self.display = redact_url(url)
         self._secrets = _passwords(url)
         try:
@@ -99,7 +113,10 @@ class PostgresLedger(SqlLedger):
         self._url, self._kwargs = url, kwargs
         # Migrating over a direct connection first surfaces a clear connection error.
         with self._connect() as conn:
-            self._migrate(conn)
+            if readonly or not create:
+                self._check_schema(conn, readonly=readonly)
+            if not readonly:
+                self._migrate(conn)
         self._pool = ConnectionPool(
             url,
             kwargs=kwargs,
@@ -108,6 +125,7 @@ class PostgresLedger(SqlLedger):
             open=False,
             # Checked at checkout so a restarted server costs one reconnect, not a failure.
             check=ConnectionPool.check_connection,
+            configure=_read_only if readonly else None,
             name="logferry-ledger",
         )
         self._pool.open()
@@ -144,6 +162,43 @@ class PostgresLedger(SqlLedger):
             raise ConfigError(
                 f"cannot connect to ledger {self.display}: {self._reason(exc)}"
             ) from None
+        except psycopg.Error as exc:
+            raise self._failure(exc) from None
+
+    def _failure(self, exc: psycopg.Error) -> LedgerError:
+        """A one-line error for a statement the server refused or gave up on."""
+        if isinstance(exc, psycopg.errors.QueryCanceled):
+            return LedgerError(
+                f"ledger {self.display} did not answer in time ({self._reason(exc)}): "
+                "a lock held elsewhere or a busy server; try again"
+            )
+        return LedgerError(f"ledger {self.display}: {self._reason(exc)}")
+
+    def _check_schema(self, conn: psycopg.Connection[tuple[Any, ...]], *, readonly: bool) -> None:
+        """Without ``create``, the database must hold a ledger; read-only, one of this version."""
+        try:
+            with conn.transaction():
+                found = conn.execute(
+                    "SELECT to_regclass('logferry_schema_version') IS NOT NULL"
+                ).fetchone()
+                if not (found and found[0]):
+                    raise ConfigError(
+                        f"no ledger at {self.display}: ship something first, or pass --ledger"
+                    )
+                row = conn.execute("SELECT max(version) FROM logferry_schema_version").fetchone()
+        except psycopg.Error as exc:
+            raise self._failure(exc) from None
+        current = (row[0] if row else None) or 0
+        if current > len(MIGRATIONS):
+            raise ConfigError(
+                f"ledger {self.display} has schema v{current}, newer than this logferry "
+                f"understands (v{len(MIGRATIONS)}): upgrade logferry"
+            )
+        if readonly and current < len(MIGRATIONS):
+            raise ConfigError(
+                f"ledger {self.display} has schema v{current}, older than this logferry "
+                f"(v{len(MIGRATIONS)}): any command that ships upgrades it"
+            )
 
     _table = "logferry_objects"
     _id = "id"
@@ -182,6 +237,8 @@ class PostgresLedger(SqlLedger):
                     conn.execute(
                         "INSERT INTO logferry_schema_version (version) VALUES (%s)", (version,)
                     )
+        except psycopg.errors.QueryCanceled as exc:
+            raise self._failure(exc) from None
         except psycopg.Error as exc:
             raise ConfigError(
                 f"{self.display} is not a usable ledger: {self._reason(exc)}"
