@@ -56,6 +56,19 @@ def _source_id(url: str | None, endpoint_url: str | None) -> str | None:
     return src.id
 
 
+def _from_group(ctx: click.Context, name: str, own: str | None) -> str | None:
+    """A subcommand's ``--ledger``/``--source``, else the one given to ``errors`` itself.
+
+    ``logferry errors --ledger L purge`` must purge L: a destructive command never
+    falls back to another ledger because the option sat before its name.
+    """
+    if own is not None:
+        return own
+    parent = ctx.parent
+    value = parent.params.get(name) if parent is not None else None
+    return value if isinstance(value, str) else None
+
+
 @click.group(invoke_without_command=True)
 @click.option("--source", metavar="URL", help="Only errors of this source (e.g. s3://bucket).")
 @ledger_option
@@ -66,7 +79,7 @@ def errors(ctx: click.Context, source: str | None, ledger: str | None, as_json: 
     """List objects that failed: time, id, source, key, size, error (one per line)."""
     if ctx.invoked_subcommand is not None:
         return
-    led = open_ledger(ledger)
+    led = open_ledger(ledger, create=False, readonly=True)
     try:
         rows = led.entries(source=_source_id(source, None), status=Status.FAILED)
     finally:
@@ -86,10 +99,11 @@ def errors(ctx: click.Context, source: str | None, ledger: str | None, as_json: 
 @errors.command("show")
 @click.argument("entry_id", type=int)
 @ledger_option
+@click.pass_context
 @handle_errors
-def errors_show(entry_id: int, ledger: str | None) -> None:
+def errors_show(ctx: click.Context, entry_id: int, ledger: str | None) -> None:
     """Show everything the ledger knows about one error."""
-    led = open_ledger(ledger)
+    led = open_ledger(_from_group(ctx, "ledger", ledger), create=False, readonly=True)
     try:
         e = led.entry(entry_id)
     finally:
@@ -105,14 +119,17 @@ def errors_show(entry_id: int, ledger: str | None) -> None:
 @click.option("--source", metavar="URL", help="Only errors of this source.")
 @click.option("--id", "ids", type=int, multiple=True, help="Only these ids (repeatable).")
 @ledger_option
+@click.pass_context
 @handle_errors
-def errors_purge(yes: bool, source: str | None, ids: tuple[int, ...], ledger: str | None) -> None:
+def errors_purge(
+    ctx: click.Context, yes: bool, source: str | None, ids: tuple[int, ...], ledger: str | None
+) -> None:
     """Forget failed objects; the next catchup tries them again from the start."""
     if not yes:
         raise click.UsageError("purge forgets errors for good: add --yes")
-    led = open_ledger(ledger)
+    led = open_ledger(_from_group(ctx, "ledger", ledger), create=False)
     try:
-        n = led.purge_failed(ids or None, _source_id(source, None))
+        n = led.purge_failed(ids or None, _source_id(_from_group(ctx, "source", source), None))
     finally:
         led.close()
     err.print(f"purged {n} entries from the error queue")
@@ -150,7 +167,7 @@ def drain(
     Each retry resumes at the object's last acknowledged position. Exit 1 when any
     object still fails.
     """
-    led = open_ledger(ledger)
+    led = open_ledger(ledger, create=False)
     try:
         wanted = _source_id(source, endpoint_url)
         entries = [

@@ -90,8 +90,12 @@ class SQLiteLedger(SqlLedger):
             # Created 0600: the ledger names buckets and keys of the user's data.
             os.close(os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600))
         except OSError as exc:
-            verb = "write" if exists else "create"
-            raise ConfigError(f"cannot {verb} ledger {self.path}: {exc.strerror}") from None
+            if not exists:
+                raise ConfigError(f"cannot create ledger {self.path}: {exc.strerror}") from None
+            raise ConfigError(
+                f"cannot write ledger {self.path}: {exc.strerror} (`status` and `errors` can "
+                "still read it)"
+            ) from None
         self._migrate()
 
     def _connect(self) -> sqlite3.Connection:
