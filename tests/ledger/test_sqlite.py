@@ -131,3 +131,9 @@ def test_newer_schema_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="upgrade logferry"):
         SQLiteLedger(tmp_path / "l.db")
     assert os.path.exists(tmp_path / "l.db")
+
+
+def test_directory_named_as_ledger(tmp_path: Path) -> None:
+    for readonly in (False, True):
+        with pytest.raises(ConfigError, match="is a directory: name a file"):
+            open_ledger(str(tmp_path), create=not readonly, readonly=readonly)

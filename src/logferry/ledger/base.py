@@ -4,7 +4,7 @@ One row per (source, key, etag): status, last acknowledged position, counts,
 attempts and last error. Runners *claim* a row before shipping it; a claim is
 held by an owner until its lease expires, so no two live runners ship the same
 object and a dead runner's work is picked up after the lease. Backends (SQLite
-now, Postgres later) implement this interface and pass one shared test suite.
+and PostgreSQL) implement this interface and pass one shared test suite.
 """
 
 from __future__ import annotations

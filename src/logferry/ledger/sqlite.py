@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import sqlite3
 import tempfile
@@ -75,6 +76,10 @@ class SQLiteLedger(SqlLedger):
             self._scratch = tempfile.TemporaryDirectory(prefix="logferry-ledger-")
             self.path = str(Path(self._scratch.name) / "ledger.db")
             create, self.readonly = True, False
+        if os.path.isdir(self.path):
+            raise ConfigError(
+                f"ledger {self.path} is a directory: name a file, as in DIR/ledger.db"
+            )
         exists = os.path.exists(self.path)
         if not exists and not create:
             raise ConfigError(f"no ledger at {self.path}: ship something first, or pass --ledger")
@@ -92,10 +97,9 @@ class SQLiteLedger(SqlLedger):
         except OSError as exc:
             if not exists:
                 raise ConfigError(f"cannot create ledger {self.path}: {exc.strerror}") from None
-            raise ConfigError(
-                f"cannot write ledger {self.path}: {exc.strerror} (`status` and `errors` can "
-                "still read it)"
-            ) from None
+            readable = exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM)
+            hint = " (`status` and `errors` can still read it)" if readable else ""
+            raise ConfigError(f"cannot write ledger {self.path}: {exc.strerror}{hint}") from None
         self._migrate()
 
     def _connect(self) -> sqlite3.Connection:
