@@ -109,12 +109,84 @@ def test_renew_extends_only_held_leases(ledger: Ledger) -> None:
     ledger.checkpoint(theirs, 1, 1, 60)
 
 
+def _dead_local_owner() -> str:
+    """The owner id a process of ours had, once that process has exited."""
+    code = "from logferry.ledger.base import new_owner_id; print(new_owner_id())"
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
 def test_dead_process_claim_is_taken_at_once(ledger: Ledger) -> None:
-    proc = subprocess.Popen([sys.executable, "-c", "pass"])
-    proc.wait()
-    dead_owner = f"{socket.gethostname()}:{proc.pid}:dead"
+    dead_owner = _dead_local_owner()
     assert ledger.claim("s3://b", OBJ, dead_owner, 3600) is not None
     assert ledger.claim("s3://b", OBJ, "me", 60) is not None
+
+
+def test_old_owner_ids_wait_for_the_lease(ledger: Ledger) -> None:
+    """An owner id of an older version names no PID namespace: only its lease says it is dead."""
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    old_style = f"{socket.gethostname()}:{proc.pid}:0123abcd"
+    first = ledger.claim("s3://b", OBJ, old_style, 3600)
+    assert first is not None
+    assert ledger.claim("s3://b", OBJ, "me", 60) is None
+    ledger.renew([first], -1)
+    assert ledger.claim("s3://b", OBJ, "me", 60) is not None
+
+
+def test_takeovers_of_dead_runners_count_until_crashed(ledger: Ledger) -> None:
+    """A poison object (it gets every runner killed) is held after ``max_attempts``."""
+    for attempt in range(1, 4):
+        claim = ledger.claim("s3://b", OBJ, _dead_local_owner(), 3600, max_attempts=3)
+        assert claim is not None and claim.attempts == attempt
+    # the third runner died too: a fourth attempt would exceed 3
+    assert ledger.claim("s3://b", OBJ, "host-y:9:c", 60, max_attempts=3) is None
+    entry = ledger.get("s3://b", OBJ.key, OBJ.etag)
+    assert entry is not None
+    assert (entry.status, entry.error_class, entry.attempts, entry.owner) == (
+        Status.FAILED,
+        "Crashed",
+        3,
+        None,
+    )
+    assert entry.last_error is not None and "\n" not in entry.last_error
+    assert "died" in entry.last_error and "logferry drain" in entry.last_error
+    assert [e.id for e in ledger.entries(status=Status.FAILED)] == [entry.id]
+    # the error queue's retry (no limit, as drain claims) takes it again
+    again = ledger.claim("s3://b", OBJ, "host-y:9:c", 60)
+    assert again is not None and again.attempts == 4
+
+
+def test_expired_lease_takeover_counts_as_an_attempt(ledger: Ledger) -> None:
+    first = ledger.claim("s3://b", OBJ, "host-x:1:a", -1, max_attempts=2)
+    assert first is not None
+    second = ledger.claim("s3://b", OBJ, "host-x:2:b", -1, max_attempts=2)
+    assert second is not None and second.attempts == 2
+    assert ledger.claim("s3://b", OBJ, "host-x:3:c", 60, max_attempts=2) is None
+    entry = ledger.get("s3://b", OBJ.key, OBJ.etag)
+    assert entry and entry.status == Status.FAILED and entry.error_class == "Crashed"
+    with pytest.raises(ClaimLostError):
+        ledger.checkpoint(second, 1, 1, 60)
+
+
+def test_max_attempts_spares_live_holders_own_claims_and_failures(ledger: Ledger) -> None:
+    """Only a takeover of a dead holder is refused: not a live claim, a re-claim, or a retry."""
+    live = ledger.claim("s3://b", OBJ, "host-x:1:a", 60, max_attempts=1)
+    assert live is not None
+    assert ledger.claim("s3://b", OBJ, "host-x:2:b", 60, max_attempts=1) is None
+    entry = ledger.get("s3://b", OBJ.key, OBJ.etag)
+    assert entry and entry.status == Status.ACTIVE and entry.owner == "host-x:1:a"
+    # its own owner claiming again (after a transient failure in the same run) is no takeover
+    mine = ledger.claim("s3://b", OBJ, "host-x:1:a", 60, max_attempts=1)
+    assert mine is not None and mine.attempts == 2
+    ledger.fail(mine, "timeout", "RetryableSinkError")
+    # a failed row is not a crash: the runner decides from attempts whether to retry it
+    retry = ledger.claim("s3://b", OBJ, "host-x:2:b", -1, max_attempts=1)
+    assert retry is not None and retry.attempts == 3
+    # a forced claim (an explicit re-send) is not counted out either
+    forced = ledger.claim("s3://b", OBJ, "host-x:3:c", 60, force=True, max_attempts=1)
+    assert forced is not None and forced.attempts == 4
 
 
 def test_fail_keeps_position_and_release(ledger: Ledger) -> None:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import stat
 from pathlib import Path
 
 import pytest
 
 from logferry.errors import ConfigError
-from logferry.ledger import SQLiteLedger, open_ledger
+from logferry.ledger import LedgerError, SQLiteLedger, open_ledger
 from logferry.records import ObjectInfo
 
 OBJ = ObjectInfo("logs/a.gz", 100, "etag-1", 1_700_000_000_000)
@@ -43,9 +44,84 @@ def test_open_ledger_urls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
 
 def test_garbage_file_is_a_config_error(tmp_path: Path) -> None:
     bad = tmp_path / "bad.db"
-    bad.write_bytes(b"this is not sqlite" * 100)
-    with pytest.raises(ConfigError, match="not a usable ledger"):
-        SQLiteLedger(bad)
+    garbage = b"this is not sqlite" * 100
+    bad.write_bytes(garbage)
+    message = (
+        f"{bad} is not a logferry ledger (not a SQLite database): move it away or pass --ledger"
+    )
+    for readonly in (False, True):
+        with pytest.raises(ConfigError) as caught:
+            SQLiteLedger(bad, readonly=readonly)
+        assert str(caught.value) == message
+    assert bad.read_bytes() == garbage  # left as it was
+
+
+def test_someone_elses_database_is_left_alone(tmp_path: Path) -> None:
+    other = tmp_path / "app.db"
+    with sqlite3.connect(other) as conn:
+        conn.execute("CREATE TABLE users (name TEXT)")
+    conn.close()
+    for readonly in (False, True):
+        with pytest.raises(ConfigError, match=r"SQLite database but not a logferry ledger.*users"):
+            SQLiteLedger(other, readonly=readonly)
+    with sqlite3.connect(other) as conn:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+    conn.close()
+    assert tables == {"users"}
+
+
+def test_create_false_never_makes_a_ledger(tmp_path: Path) -> None:
+    path = tmp_path / "sub" / "ledger.db"
+    for readonly in (False, True):
+        with pytest.raises(ConfigError) as caught:
+            open_ledger(str(path), create=False, readonly=readonly)
+        assert str(caught.value) == f"no ledger at {path}: ship something first, or pass --ledger"
+        with pytest.raises(ConfigError, match="no ledger at"):
+            open_ledger(f"sqlite:///{path}", create=False, readonly=readonly)
+    assert not (tmp_path / "sub").exists()
+    # an empty file (a ledger being created right now) is no ledger to read either
+    empty = tmp_path / "empty.db"
+    empty.touch()
+    with pytest.raises(ConfigError, match="no ledger at"):
+        open_ledger(str(empty), create=False, readonly=True)
+
+
+def test_readonly_reads_and_refuses_writes(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.db"
+    led = open_ledger(str(path))
+    claim = led.claim("s3://b", OBJ, "me", 60)
+    assert claim
+    led.fail(claim, "boom", "DecodeError")
+    led.close()
+    ro = open_ledger(str(path), create=False, readonly=True)
+    try:
+        assert [r.failed for r in ro.status()] == [1]
+        (entry,) = ro.entries()
+        assert entry.last_error == "boom" and ro.entry(entry.id) == entry
+        with pytest.raises(LedgerError, match="is read-only"):
+            ro.purge_failed()
+        with pytest.raises(LedgerError, match="is read-only"):
+            ro.claim("s3://b", ObjectInfo("new", 1, "e", 0), "me", 60)
+    finally:
+        ro.close()
+    assert len(open_ledger(str(path)).entries()) == 1
+
+
+def test_readonly_refuses_an_old_schema(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+        conn.execute("INSERT INTO schema_version VALUES (1)")
+    conn.close()
+    with pytest.raises(ConfigError, match=r"older than this logferry.*ships upgrades it"):
+        open_ledger(str(path), create=False, readonly=True)
+
+
+def test_unwritable_ledger_says_so(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(ConfigError, match="cannot create ledger"):
+        open_ledger(str(blocker / "ledger.db"))
 
 
 def test_newer_schema_is_refused(tmp_path: Path) -> None:
@@ -55,3 +131,9 @@ def test_newer_schema_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="upgrade logferry"):
         SQLiteLedger(tmp_path / "l.db")
     assert os.path.exists(tmp_path / "l.db")
+
+
+def test_directory_named_as_ledger(tmp_path: Path) -> None:
+    for readonly in (False, True):
+        with pytest.raises(ConfigError, match="is a directory: name a file"):
+            open_ledger(str(tmp_path), create=not readonly, readonly=readonly)

@@ -64,6 +64,19 @@ def _letter_dict(d: DeadLetter) -> dict[str, object]:
     }
 
 
+def _from_group(ctx: click.Context, name: str, own: str | None) -> str | None:
+    """A subcommand's ``--ledger``/``--source``, else the one given to ``errors`` itself.
+
+    ``logferry errors --ledger L purge`` must purge L: a destructive command never
+    falls back to another ledger because the option sat before its name.
+    """
+    if own is not None:
+        return own
+    parent = ctx.parent
+    value = parent.params.get(name) if parent is not None else None
+    return value if isinstance(value, str) else None
+
+
 @click.group(invoke_without_command=True)
 @click.option("--source", metavar="URL", help="Only errors of this source (e.g. s3://bucket).")
 @ledger_option
@@ -74,7 +87,7 @@ def errors(ctx: click.Context, source: str | None, ledger: str | None, as_json: 
     """List objects that failed: time, id, source, key, size, error (one per line)."""
     if ctx.invoked_subcommand is not None:
         return
-    led = open_ledger(ledger)
+    led = open_ledger(ledger, create=False, readonly=True)
     try:
         wanted = source_id_of(source) if source is not None else None
         rows = led.entries(source=wanted, status=Status.FAILED)
@@ -104,13 +117,14 @@ def errors(ctx: click.Context, source: str | None, ledger: str | None, as_json: 
 @errors.command("show")
 @click.argument("entry_id")
 @ledger_option
+@click.pass_context
 @handle_errors
-def errors_show(entry_id: str, ledger: str | None) -> None:
+def errors_show(ctx: click.Context, entry_id: str, ledger: str | None) -> None:
     """Show everything the ledger knows about one error (12, or D3 for a dead letter)."""
     picked = parse_ids([entry_id])
     assert picked is not None
     objects, letters = picked
-    led = open_ledger(ledger)
+    led = open_ledger(_from_group(ctx, "ledger", ledger), create=False, readonly=True)
     try:
         e = led.entry(next(iter(objects))) if objects else None
         d = led.dead_letters(ids=letters) if letters else []
@@ -130,15 +144,19 @@ def errors_show(entry_id: str, ledger: str | None) -> None:
 @click.option("--source", metavar="URL", help="Only errors of this source.")
 @click.option("--id", "ids", multiple=True, help="Only these ids, e.g. 12 or D3 (repeatable).")
 @ledger_option
+@click.pass_context
 @handle_errors
-def errors_purge(yes: bool, source: str | None, ids: tuple[str, ...], ledger: str | None) -> None:
+def errors_purge(
+    ctx: click.Context, yes: bool, source: str | None, ids: tuple[str, ...], ledger: str | None
+) -> None:
     """Forget errors: failed objects are tried again from the start by the next catchup;
-    dead letters (D…) are deleted with their records."""
+    dead letters (D...) are deleted with their records."""
     if not yes:
         raise click.UsageError("purge forgets errors for good: add --yes")
     picked = parse_ids(ids)
-    led = open_ledger(ledger)
+    led = open_ledger(_from_group(ctx, "ledger", ledger), create=False)
     try:
+        source = _from_group(ctx, "source", source)
         wanted = source_id_of(source) if source is not None else None
         n = led.purge_failed(None if picked is None else picked[0], wanted)
         letters = led.dead_letters(wanted, None if picked is None else picked[1])
@@ -193,7 +211,7 @@ def drain(
     """
     options = build(ShipOptions, format=fmt, retry_timeout=retry_timeout)
     assert isinstance(options, ShipOptions)
-    led = open_ledger(ledger)
+    led = open_ledger(ledger, create=False)
     try:
         result = api.drain(
             list(sinks),

@@ -24,7 +24,7 @@ def _when(ts: float | None) -> str | None:
 @handle_errors
 def status(ledger: str | None, as_json: bool) -> None:
     """Show per source: objects done, failed, in progress, lines, bytes, last shipped."""
-    led = open_ledger(ledger)
+    led = open_ledger(ledger, create=False, readonly=True)
     try:
         rows = led.status()
         failures = led.entries(status=Status.FAILED)[:10]

@@ -28,6 +28,7 @@ from logferry.engine.results import Progress, ShipResult, one_line
 from logferry.engine.routing import Route, Router
 from logferry.errors import DecodeError, LogferryError, ObjectError, is_transient
 from logferry.ledger.base import Claim, ClaimLostError, Ledger, Status, new_owner_id
+from logferry.ledger.sql import CRASHED
 from logferry.records import Batch, ObjectInfo
 from logferry.sinks.base import Sink
 from logferry.sources.base import BucketSource
@@ -234,11 +235,15 @@ class ObjectRunner:
     def _ship_object(self, obj: ObjectInfo, force: bool) -> None:
         route = self.router.route(obj.key)
         claim = self.ledger.claim(
-            self.source.id, obj, self.owner, self.options.lease_seconds, force=force
+            self.source.id,
+            obj,
+            self.owner,
+            self.options.lease_seconds,
+            force=force,
+            max_attempts=self.options.max_attempts,
         )
         if claim is None:
-            with self._lock:
-                self.result.skipped += 1
+            self._not_claimed(obj)
             return
         self.leases.hold(claim)
         self.progress.object_started(obj)
@@ -271,6 +276,16 @@ class ObjectRunner:
                 self.result.lines += shipped[0]
                 self.result.bytes += shipped[1]
                 self._counters.update(counters)
+
+    def _not_claimed(self, obj: ObjectInfo) -> None:
+        """Another live runner has ``obj``, it is done, or its runners kept dying on it."""
+        entry = self.ledger.get(self.source.id, obj.key, obj.etag)
+        if entry is not None and entry.status == Status.FAILED and entry.error_class == CRASHED:
+            # A poison object: the ledger moved it to the error queue (invariant 3).
+            self.errors.failed(None, obj.key, entry.last_error or CRASHED, CRASHED)
+            return
+        with self._lock:
+            self.result.skipped += 1
 
     def _ship_formats(
         self,

@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import platformdirs
 
 from logferry.errors import ConfigError
-from logferry.ledger.base import Claim, ClaimLostError, Entry, Ledger, SourceStatus, Status
+from logferry.ledger.base import (
+    Claim,
+    ClaimLostError,
+    Entry,
+    Ledger,
+    LedgerError,
+    SourceStatus,
+    Status,
+)
 from logferry.ledger.sqlite import SQLiteLedger
 from logferry.registry import Component, NoOptions
 
@@ -18,6 +27,7 @@ __all__ = [
     "ClaimLostError",
     "Entry",
     "Ledger",
+    "LedgerError",
     "SQLiteLedger",
     "SourceStatus",
     "Status",
@@ -31,21 +41,28 @@ def default_ledger_path() -> Path:
     return Path(platformdirs.user_state_dir("logferry")) / "ledger.db"
 
 
-def open_ledger(url: str | None = None) -> Ledger:
+def open_ledger(url: str | None = None, *, create: bool = True, readonly: bool = False) -> Ledger:
     """Open the ledger named by ``url``, ``$LOGFERRY_LEDGER``, or the default path.
 
     ``sqlite:///relative.db``, ``sqlite:////abs/path.db``, ``sqlite:///:memory:``, a plain path,
     or ``postgresql://user:password@host:port/db`` (also ``postgres://``).
+
+    Commands that only look (``status``, ``errors``) pass ``create=False`` (a ledger that is
+    not there is an error, not a new empty one) and ``readonly=True`` (nothing is written,
+    so a ledger on a read-only filesystem can be read).
     """
     url = url or os.environ.get("LOGFERRY_LEDGER") or str(default_ledger_path())
     if "://" not in url:
-        return SQLiteLedger(url)
-    parts = urlsplit(url)
+        return SQLiteLedger(url, create=create, readonly=readonly)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:
+        raise ConfigError(f"bad ledger URL {_masked(url)!r}: {exc}") from None
     if parts.scheme == "sqlite":
         path = url[len("sqlite:///") :] if url.startswith("sqlite:///") else ""
         if not path:
             raise ConfigError(f"bad ledger URL {url!r}: use sqlite:///PATH or sqlite:////ABS/PATH")
-        return SQLiteLedger(path)
+        return SQLiteLedger(path, create=create, readonly=readonly)
     if parts.scheme in ("postgres", "postgresql"):
         # Imported here so logferry runs without psycopg when the ledger is SQLite.
         try:
@@ -55,7 +72,7 @@ def open_ledger(url: str | None = None) -> Ledger:
                 f"a PostgreSQL ledger needs psycopg ({exc.name} is missing): "
                 "pip install 'psycopg[binary]' psycopg-pool"
             ) from None
-        return PostgresLedger(url)
+        return PostgresLedger(url, create=create, readonly=readonly)
     raise ConfigError(
         f"unknown ledger URL scheme {parts.scheme!r}: use sqlite:///PATH or postgresql://HOST/DB"
     )
@@ -100,3 +117,8 @@ COMPONENTS = (
         summary="PostgreSQL, shared by runners on many hosts",
     ),
 )
+
+
+def _masked(url: str) -> str:
+    """``url`` without what could be a password, for a URL too broken to parse."""
+    return re.sub(r"(//[^/@]*?:)[^/@]*@", r"\1***@", url)

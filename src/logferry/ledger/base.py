@@ -4,20 +4,22 @@ One row per (source, key, etag): status, last acknowledged position, counts,
 attempts and last error. Runners *claim* a row before shipping it; a claim is
 held by an owner until its lease expires, so no two live runners ship the same
 object and a dead runner's work is picked up after the lease. Backends (SQLite
-now, Postgres later) implement this interface and pass one shared test suite.
+and PostgreSQL) implement this interface and pass one shared test suite.
 """
 
 from __future__ import annotations
 
 import os
 import socket
+import sys
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
+from logferry.errors import LogferryError
 from logferry.records import Batch, ObjectInfo
 
 if TYPE_CHECKING:
@@ -91,31 +93,97 @@ class SourceStatus:
     last_shipped: float | None
 
 
+def _proc_id(path: str, read: Callable[[str], str]) -> str:
+    """One identifier read from /proc; "-" where the platform has none, "?" when unreadable."""
+    if not sys.platform.startswith("linux"):
+        return "-"  # no PID namespaces to tell apart
+    try:
+        return read(path)
+    except OSError:
+        return "?"  # never equal to anything: judged by the lease alone
+
+
+def _boot_id(path: str) -> str:
+    with open(path, encoding="ascii") as f:
+        return f.read().strip().replace("-", "")[:16]
+
+
+def _namespace(path: str) -> str:
+    return str(os.stat(path).st_ino)
+
+
+@dataclass(frozen=True, slots=True)
+class Owner:
+    """Who holds a claim: host name, process id, boot id and PID namespace (see ``new_owner_id``)."""
+
+    host: str
+    pid: int
+    boot: str
+    pidns: str
+
+    @classmethod
+    def parse(cls, owner: str) -> Owner | None:
+        """The parts of an owner id made by :func:`new_owner_id`; None for anything else.
+
+        Ids of older versions (``host:pid:random``) name no boot or namespace, so they
+        parse to None: their claims are judged by the lease alone.
+        """
+        parts = owner.split(":")
+        if len(parts) != 5 or not parts[1].isdigit():
+            return None
+        host, pid, _, boot, pidns = parts
+        return cls(host, int(pid), boot, pidns)
+
+    def is_local(self) -> bool:
+        """True when this owner's PID names a process we can see: same host, boot, namespace."""
+        here = _here()
+        return "?" not in (here.boot, here.pidns, self.boot, self.pidns) and (
+            self.host,
+            self.boot,
+            self.pidns,
+        ) == (here.host, here.boot, here.pidns)
+
+
+def _here() -> Owner:
+    return Owner(
+        socket.gethostname(),
+        os.getpid(),
+        _proc_id("/proc/sys/kernel/random/boot_id", _boot_id),
+        _proc_id("/proc/self/ns/pid", _namespace),
+    )
+
+
 def new_owner_id() -> str:
-    """An owner id that names this host and process, so stale claims can be spotted."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    """An owner id naming this process: ``host:pid:random:boot-id:pid-namespace``.
+
+    The boot id and the PID namespace say where the PID means something: a runner in
+    another container on the same host name has its own PIDs, which we must not probe.
+    """
+    here = _here()
+    return f"{here.host}:{here.pid}:{uuid.uuid4().hex[:8]}:{here.boot}:{here.pidns}"
 
 
 def owner_is_dead(owner: str) -> bool:
-    """True when ``owner`` is a process on this host that no longer runs.
+    """True when ``owner`` is a process of this host, boot and PID namespace that no longer runs.
 
-    A kill -9 leaves a claim behind; on the same host we can tell at once that
-    its process is gone instead of waiting for the lease to expire.
+    A kill -9 leaves a claim behind; when we can see its process table we can tell at once
+    that it is gone instead of waiting for the lease to expire. Anywhere else (another host,
+    container or boot, an owner id of an older version) only the lease says.
     """
-    host, _, rest = owner.partition(":")
-    pid_text = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid_text.isdigit():
-        return False
-    pid = int(pid_text)
-    if pid == os.getpid():
+    parsed = Owner.parse(owner)
+    if parsed is None or not parsed.is_local() or parsed.pid == os.getpid():
         return False
     try:
-        os.kill(pid, 0)
+        os.kill(parsed.pid, 0)
     except ProcessLookupError:
         return True
     except PermissionError:
         return False
     return False
+
+
+class LedgerError(LogferryError):
+    """The ledger cannot be read or written now (locked, timed out, read-only, unreachable)."""
 
 
 class ClaimLostError(Exception):
@@ -138,11 +206,23 @@ class Ledger(ABC):
 
     @abstractmethod
     def claim(
-        self, source: str, obj: ObjectInfo, owner: str, lease_seconds: float, *, force: bool = False
+        self,
+        source: str,
+        obj: ObjectInfo,
+        owner: str,
+        lease_seconds: float,
+        *,
+        force: bool = False,
+        max_attempts: int | None = None,
     ) -> Claim | None:
         """Claim ``obj`` for ``owner``; None when it is done (unless ``force``) or held by a live runner.
 
-        ``force`` re-ships a done object from the start.
+        Every claim counts one attempt, a takeover of a dead runner's claim included.
+        ``force`` re-ships a done object from the start. With ``max_attempts``, a claim
+        whose holder died (lease run out, or its process gone) and whose takeover would
+        exceed that many attempts is not taken: the row fails with error class
+        ``Crashed`` (it likely kills its runner: out of memory, say) and None is returned,
+        so the runner moves on and the object waits in the error queue for ``drain``.
         """
 
     @abstractmethod

@@ -15,12 +15,12 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from logferry.errors import ConfigError
 from logferry.ledger.base import (
     Claim,
+    LedgerError,
     Seen,
     SourceStatus,
     Status,
-    owner_is_dead,
 )
-from logferry.ledger.sql import SqlLedger
+from logferry.ledger.sql import CRASHED, SqlLedger, claim_verdict, crashed_reason
 from logferry.records import ObjectInfo
 
 # Each entry upgrades the schema by one version; never edit a released step.
@@ -75,6 +75,12 @@ def redact_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
+def _read_only(conn: psycopg.Connection[tuple[Any, ...]]) -> None:
+    """Pool hook of a read-only ledger: the server refuses any write on its connections."""
+    conn.execute("SET default_transaction_read_only = on")
+    conn.commit()
+
+
 def _passwords(url: str) -> list[str]:
     parts = urlsplit(url)
     found = [parts.password, dict(parse_qsl(parts.query)).get("password")]
@@ -88,7 +94,14 @@ class PostgresLedger(SqlLedger):
     A small connection pool serves the runner's worker threads.
     """
 
-    def __init__(self, url: str, *, max_connections: int = 8) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        max_connections: int = 8,
+        create: bool = True,
+        readonly: bool = False,
+    ) -> None:
         self.display = redact_url(url)
         self._secrets = _passwords(url)
         try:
@@ -100,7 +113,10 @@ class PostgresLedger(SqlLedger):
         self._url, self._kwargs = url, kwargs
         # Migrating over a direct connection first surfaces a clear connection error.
         with self._connect() as conn:
-            self._migrate(conn)
+            if readonly or not create:
+                self._check_schema(conn, readonly=readonly)
+            if not readonly:
+                self._migrate(conn)
         self._pool = ConnectionPool(
             url,
             kwargs=kwargs,
@@ -109,6 +125,7 @@ class PostgresLedger(SqlLedger):
             open=False,
             # Checked at checkout so a restarted server costs one reconnect, not a failure.
             check=ConnectionPool.check_connection,
+            configure=_read_only if readonly else None,
             name="logferry-ledger",
         )
         self._pool.open()
@@ -145,6 +162,43 @@ class PostgresLedger(SqlLedger):
             raise ConfigError(
                 f"cannot connect to ledger {self.display}: {self._reason(exc)}"
             ) from None
+        except psycopg.Error as exc:
+            raise self._failure(exc) from None
+
+    def _failure(self, exc: psycopg.Error) -> LedgerError:
+        """A one-line error for a statement the server refused or gave up on."""
+        if isinstance(exc, psycopg.errors.QueryCanceled):
+            return LedgerError(
+                f"ledger {self.display} did not answer in time ({self._reason(exc)}): "
+                "a lock held elsewhere or a busy server; try again"
+            )
+        return LedgerError(f"ledger {self.display}: {self._reason(exc)}")
+
+    def _check_schema(self, conn: psycopg.Connection[tuple[Any, ...]], *, readonly: bool) -> None:
+        """Without ``create``, the database must hold a ledger; read-only, one of this version."""
+        try:
+            with conn.transaction():
+                found = conn.execute(
+                    "SELECT to_regclass('logferry_schema_version') IS NOT NULL"
+                ).fetchone()
+                if not (found and found[0]):
+                    raise ConfigError(
+                        f"no ledger at {self.display}: ship something first, or pass --ledger"
+                    )
+                row = conn.execute("SELECT max(version) FROM logferry_schema_version").fetchone()
+        except psycopg.Error as exc:
+            raise self._failure(exc) from None
+        current = (row[0] if row else None) or 0
+        if current > len(MIGRATIONS):
+            raise ConfigError(
+                f"ledger {self.display} has schema v{current}, newer than this logferry "
+                f"understands (v{len(MIGRATIONS)}): upgrade logferry"
+            )
+        if readonly and current < len(MIGRATIONS):
+            raise ConfigError(
+                f"ledger {self.display} has schema v{current}, older than this logferry "
+                f"(v{len(MIGRATIONS)}): any command that ships upgrades it"
+            )
 
     _table = "logferry_objects"
     _id = "id"
@@ -190,6 +244,8 @@ class PostgresLedger(SqlLedger):
                     conn.execute(
                         "INSERT INTO logferry_schema_version (version) VALUES (%s)", (version,)
                     )
+        except psycopg.errors.QueryCanceled as exc:
+            raise self._failure(exc) from None
         except psycopg.Error as exc:
             raise ConfigError(
                 f"{self.display} is not a usable ledger: {self._reason(exc)}"
@@ -209,7 +265,14 @@ class PostgresLedger(SqlLedger):
         return found
 
     def claim(
-        self, source: str, obj: ObjectInfo, owner: str, lease_seconds: float, *, force: bool = False
+        self,
+        source: str,
+        obj: ObjectInfo,
+        owner: str,
+        lease_seconds: float,
+        *,
+        force: bool = False,
+        max_attempts: int | None = None,
     ) -> Claim | None:
         """Claim ``obj`` in one transaction holding the row lock, so two hosts cannot both win."""
         now = time.time()
@@ -240,15 +303,19 @@ class PostgresLedger(SqlLedger):
             if row is None:
                 raise RuntimeError(f"ledger row for {obj.key} keeps vanishing during a claim")
             status, position, attempts, holder, lease_until, cursor = row
-            if status == Status.DONE and not force:
-                return None
-            held = (
-                status == Status.ACTIVE
-                and holder not in (None, owner)
-                and (lease_until or 0) > now
-                and not owner_is_dead(holder)
+            verdict = claim_verdict(
+                (status, attempts, holder, lease_until),
+                owner,
+                now,
+                force=force,
+                max_attempts=max_attempts,
             )
-            if held:
+            if verdict == "crashed":
+                cur.execute(
+                    self._q(self._CRASH).replace("?", "%s"),
+                    (CRASHED, crashed_reason(attempts), now, source, obj.key, obj.etag),
+                )
+            if verdict != "claim":
                 return None
             if force:
                 position, cursor = 0, None

@@ -13,7 +13,7 @@ from abc import abstractmethod
 from collections.abc import Iterable, Sequence
 from typing import Any, ClassVar
 
-from logferry.ledger.base import Claim, ClaimLostError, Entry, Ledger, Status
+from logferry.ledger.base import Claim, ClaimLostError, Entry, Ledger, Status, owner_is_dead
 from logferry.ledger.dead_letters import DeadLetterStore
 
 _COLUMNS = (
@@ -31,6 +31,46 @@ def _entry(row: Sequence[Any]) -> Entry:
     )  # fmt: skip
 
 
+#: Error class of an object whose runners kept dying while they shipped it.
+CRASHED = "Crashed"
+
+
+def crashed_reason(attempts: int) -> str:
+    """The error queue's one line for an object whose runners kept dying on it."""
+    return (
+        f"the runner died while shipping this object, {attempts} attempts so far (killed or "
+        "out of memory?); it waits in the error queue: `logferry drain`"
+    )
+
+
+def claim_verdict(
+    row: Sequence[Any],
+    owner: str,
+    now: float,
+    *,
+    force: bool,
+    max_attempts: int | None,
+) -> str:
+    """What a claim does with an existing row ``(status, attempts, holder, lease_until)``.
+
+    ``"skip"``: done, or held by a live runner. ``"crashed"``: its holder died (lease run
+    out, or a process we can see is gone) and taking it over would exceed ``max_attempts``,
+    so it goes to the error queue instead of killing the next runner too. ``"claim"``:
+    take it. Each takeover of a dead holder's claim counts as an attempt, as any claim does.
+    """
+    status, attempts, holder, lease_until = row
+    if status == Status.DONE and not force:
+        return "skip"
+    if status != Status.ACTIVE or holder in (None, owner):
+        return "claim"
+    if (lease_until or 0) > now and not owner_is_dead(holder):
+        return "skip"
+    # A forced claim is someone asking for this object again, like drain: not counted out.
+    if max_attempts is not None and attempts + 1 > max_attempts and not force:
+        return "crashed"
+    return "claim"
+
+
 class SqlLedger(DeadLetterStore, Ledger):
     """A ledger kept in one SQL table of objects; subclasses run the statements."""
 
@@ -45,6 +85,12 @@ class SqlLedger(DeadLetterStore, Ledger):
     @abstractmethod
     def _counts(self, sql: str, param_rows: Iterable[Sequence[Any]]) -> list[int]:
         """Run one statement per parameter row, all in one transaction; rows each changed."""
+
+    #: Moves a claimed row whose runners kept dying to the error queue (see claim_verdict).
+    _CRASH = (
+        "UPDATE {t} SET status = 'failed', owner = NULL, lease_until = NULL, error_class = ?, "
+        "last_error = ?, updated = ? WHERE source = ? AND key = ? AND etag = ?"
+    )
 
     def _q(self, sql: str) -> str:
         return sql.format(t=self._table, columns=_COLUMNS.format(id=self._id), id=self._id)
