@@ -99,16 +99,24 @@ class DeadLetterStore:
     def _counts(self, sql: str, param_rows: Iterable[Sequence[Any]]) -> list[int]:
         raise NotImplementedError
 
-    def _dead_letter_table(self) -> None:
+    def _dead_letter_table(self, *, create: bool = True) -> bool:
+        """Make the table if needed; False when it does not exist and cannot be made here
+        (a ledger opened read-only, from before dead letters: it has none)."""
         if self._dead_letters_ready:
-            return
+            return True
         with self._dead_letters_lock:
             try:
-                self._rows(self._dead_letter_ddl)
-            except Exception:
-                # Two hosts creating it at once: the loser finds it made.
                 self._rows("SELECT 1 FROM logferry_dead_letters WHERE 1 = 0")
+            except Exception:
+                if not create:
+                    return False
+                try:
+                    self._rows(self._dead_letter_ddl)
+                except Exception:
+                    # Two hosts creating it at once: the loser finds it made.
+                    self._rows("SELECT 1 FROM logferry_dead_letters WHERE 1 = 0")
             self._dead_letters_ready = True
+            return True
 
     def add_dead_letter(
         self, batch: Batch, etag: str, sink: str, error_class: str, error: str
@@ -139,7 +147,8 @@ class DeadLetterStore:
         self, source: str | None = None, ids: Iterable[int] | None = None
     ) -> list[DeadLetter]:
         """Dead letters, newest first, optionally of one source or these ids."""
-        self._dead_letter_table()
+        if not self._dead_letter_table(create=False):
+            return []
         sql = f"SELECT {_COLUMNS} FROM logferry_dead_letters WHERE 1 = 1"
         params: list[Any] = []
         if source is not None:
@@ -156,7 +165,9 @@ class DeadLetterStore:
 
     def remove_dead_letters(self, ids: Iterable[int]) -> int:
         """Forget these dead letters (delivered, or purged); how many were removed."""
-        self._dead_letter_table()
+        ids = list(ids)
+        if not ids or not self._dead_letter_table(create=False):
+            return 0
         return sum(
             self._counts("DELETE FROM logferry_dead_letters WHERE id = ?", [(i,) for i in ids])
         )
