@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 
 import orjson
 
-from logferry.codecs.framing import iter_lines, read_document
+from logferry.codecs.framing import DEFAULT_MAX_LINE_BYTES, iter_lines, read_document
 from logferry.codecs.timestamps import parse_timestamp
 from logferry.errors import DecodeError
 from logferry.records import Chunk
@@ -29,8 +29,19 @@ class FormatOptions:
     expand: str | None = None
     #: ndjson/json: fields holding the event time, first present wins.
     timestamp_fields: tuple[str, ...] = ("timestamp", "@timestamp", "time", "ts")
-    #: Document formats buffer the whole decompressed document; larger ones fail.
+    #: Document formats refuse a decompressed document larger than this.
     max_document_bytes: int = 256 * 1024 * 1024
+    #: Longest line kept (longer ones keep their head and are counted in
+    #: ``counters["truncated_lines"]``); in documents, the largest record (larger fails).
+    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
+    #: An object that decompresses to more bytes fails; 0: no limit.
+    max_decompressed_bytes: int = 0
+    #: An object that decompresses to more than this many times its compressed size, once
+    #: past 64 MiB, fails (a decompression bomb); 0: no limit.
+    max_decompression_ratio: int = 1000
+    #: Largest zstd window accepted (``zstd --long=31`` needs 2 GiB); decoding a frame
+    #: holds up to its window (at most the frame's size) in memory.
+    max_zstd_window: int = 1 << 31
     #: syslog: IANA zone of RFC 3164 timestamps, which carry no offset (and no year).
     syslog_timezone: str = "UTC"
 
@@ -74,7 +85,7 @@ def decode_each_line(
     fields, and counted in ``counters["malformed"]``.
     """
     default = ctx.last_modified_ms
-    for lines in iter_lines(chunks):
+    for lines in iter_lines(chunks, ctx.options.max_line_bytes, ctx.counters):
         timestamps: list[int] = []
         fields: list[dict[str, Any]] = []
         malformed = 0

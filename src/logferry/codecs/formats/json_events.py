@@ -57,7 +57,7 @@ def decode_json_events(
         return
     loads = orjson.loads
     json_error = orjson.JSONDecodeError
-    for lines in iter_lines(data):
+    for lines in iter_lines(data, ctx.options.max_line_bytes, ctx.counters):
         for line in lines:
             try:
                 value = loads(line)
