@@ -66,7 +66,7 @@ def iter_line_blocks(
             head = pending.take()
             if pending.truncated:
                 truncated += 1
-            rest, capped = _cap_long_lines(chunk[newline:cut + 1], max_line_bytes)
+            rest, capped = _cap_long_lines(chunk[newline : cut + 1], max_line_bytes)
             data = head + rest
         else:
             data, capped = _cap_long_lines(chunk[: cut + 1], max_line_bytes)
