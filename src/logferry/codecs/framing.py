@@ -33,6 +33,8 @@ def iter_lines(
     :func:`iter_line_blocks` says.
     """
     for block in iter_line_blocks(chunks, max_line_bytes, counters):
+        if block.count(b"\n") == len(block):
+            continue  # empty lines only
         lines = block_lines(block)
         if lines:
             yield lines
