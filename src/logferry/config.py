@@ -51,6 +51,14 @@ class ShipOptions(BaseModel):
     expand: str | None = None
     timestamp_fields: tuple[str, ...] = ("timestamp", "@timestamp", "time", "ts")
     max_document_bytes: int = Field(default=256 * MiB, ge=1024)
+    #: Decoding: longest line kept (longer ones are truncated); largest record of a document.
+    max_line_bytes: int = Field(default=MiB, ge=1024)
+    #: Decoding: an object decompressing to more fails (0: no limit).
+    max_decompressed_bytes: int = Field(default=0, ge=0)
+    #: Decoding: an object expanding more than this ratio past 64 MiB fails (0: no limit).
+    max_decompression_ratio: int = Field(default=1000, ge=0)
+    #: Decoding: largest zstd window accepted (2 GiB: ``zstd --long=31``).
+    max_zstd_window: int = Field(default=2**31, ge=1 << 20)
     syslog_timezone: str = "UTC"
     workers: int = Field(default=4, ge=1, le=64)
     batch_lines: int = Field(default=10_000, ge=1)

@@ -39,7 +39,13 @@ def _decode(
 ) -> Iterator[Chunk]:
     if format_name != "auto":
         ctx.format_name = format_name
-    data = decompress(raw_chunks)
+    options = ctx.options
+    data = decompress(
+        raw_chunks,
+        max_bytes=options.max_decompressed_bytes,
+        max_ratio=options.max_decompression_ratio,
+        max_window=options.max_zstd_window,
+    )
     # An empty object (or one that decompresses to nothing) ships nothing and is done,
     # whatever its format: a document format must not call it a broken document.
     head, data = peek(data, 1)

@@ -2,7 +2,8 @@
 
 Output comes in bounded pieces (at most :data:`PIECE_SIZE` bytes), so a small
 "bomb" chunk never expands into one giant buffer. A stream that is corrupt or
-ends mid-member raises :class:`~logferry.errors.DecodeError` with a one-line reason.
+ends mid-member raises :class:`~logferry.errors.DecodeError` with a one-line reason,
+and so does one that expands past the limits given to :func:`decompress`.
 """
 
 from __future__ import annotations
@@ -27,6 +28,13 @@ _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 _BZ2_MAGIC = b"BZh"
 _MAGIC_LEN = 4
 
+#: The ratio limit applies once this much has come out: small objects may expand freely.
+RATIO_FLOOR = 64 << 20
+#: Default largest zstd window: what ``zstd --long=31`` (the most the CLI makes) needs.
+MAX_ZSTD_WINDOW = 1 << 31
+#: Compressed bytes handed to zstd at once; small, so the ratio is measured closely.
+_ZSTD_READ = 16 << 10
+
 
 def detect(head: bytes) -> str:
     """Name the compression of a stream from its first bytes: gzip, zstd, bz2 or none."""
@@ -40,8 +48,18 @@ def detect(head: bytes) -> str:
     return "none"
 
 
-def decompress(chunks: Iterable[bytes]) -> Iterator[bytes]:
-    """Decompress a stream of byte chunks, detecting the compression from its magic bytes."""
+def decompress(
+    chunks: Iterable[bytes],
+    max_bytes: int = 0,
+    max_ratio: int = 0,
+    max_window: int = MAX_ZSTD_WINDOW,
+) -> Iterator[bytes]:
+    """Decompress a stream of byte chunks, detecting the compression from its magic bytes.
+
+    Fails with DecodeError when the output passes ``max_bytes``, or ``max_ratio`` times the
+    compressed bytes read once past :data:`RATIO_FLOOR` (0 turns either off), or when a zstd
+    frame needs a window larger than ``max_window``.
+    """
     source = iter(chunks)
     head = b""
     # The first chunk may be shorter than the magic: buffer until we can tell.
@@ -55,8 +73,53 @@ def decompress(chunks: Iterable[bytes]) -> Iterator[bytes]:
             yield head
         yield from (chunk for chunk in source if chunk)
         return
-    stream = _prepend(head, source)
-    yield from _coalesce(_zstd(stream) if kind == "zstd" else _members(stream, kind))
+    stream = _Counted(_prepend(head, source))
+    pieces = _zstd(stream, max_window) if kind == "zstd" else _members(stream, kind)
+    if max_bytes or max_ratio:
+        pieces = _limited(pieces, stream, kind, max_bytes, max_ratio)
+    yield from _coalesce(pieces)
+
+
+class _Counted:
+    """An iterator of compressed chunks that counts the bytes taken from it."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = chunks
+        #: Bytes handed out so far; the decompressors hold at most a read's worth unused.
+        self.taken = 0
+        #: Bytes handed out that the decompressor has not used yet (zlib says how many).
+        self.unused = 0
+
+    def __iter__(self) -> _Counted:
+        return self
+
+    def __next__(self) -> bytes:
+        chunk = next(self._chunks)
+        self.taken += len(chunk)
+        return chunk
+
+
+def _limited(
+    pieces: Iterator[bytes], stream: _Counted, kind: str, max_bytes: int, max_ratio: int
+) -> Iterator[bytes]:
+    """Pass ``pieces`` on until the output passes ``max_bytes`` or ``max_ratio``."""
+    out = 0
+    for piece in pieces:
+        out += len(piece)
+        if max_bytes and out > max_bytes:
+            raise DecodeError(
+                f"{kind} data expands past {max_bytes} bytes (max_decompressed_bytes); "
+                "raise --max-decompressed-bytes (0: no limit) if the object is genuine"
+            )
+        if max_ratio and out > RATIO_FLOOR:
+            used = max(stream.taken - stream.unused, 1)
+            if out > used * max_ratio:
+                raise DecodeError(
+                    f"{kind} data expands more than {max_ratio}:1 ({out} bytes from {used}; "
+                    "a decompression bomb?); raise --max-decompression-ratio (0: no limit) "
+                    "if the object is genuine"
+                )
+        yield piece
 
 
 def _prepend(head: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
@@ -88,7 +151,7 @@ def _new_decompressor(kind: str) -> tuple[Any, bool]:
     return bz2.BZ2Decompressor(), True
 
 
-def _members(stream: Iterator[bytes], kind: str) -> Iterator[bytes]:
+def _members(stream: _Counted, kind: str) -> Iterator[bytes]:
     """Decompress gzip or bz2, restarting on each member (``cat a.gz b.gz`` is valid gzip)."""
     dec, buffers_input = _new_decompressor(kind)
     started = False  # has the current member consumed any input?
@@ -106,6 +169,8 @@ def _members(stream: Iterator[bytes], kind: str) -> Iterator[bytes]:
                 out = dec.decompress(data, PIECE_SIZE)
                 while True:
                     if out:
+                        if not buffers_input:
+                            stream.unused = len(dec.unconsumed_tail)
                         yield out
                     if dec.eof:
                         break
@@ -147,32 +212,33 @@ def _reason(exc: BaseException) -> str:
 class _ChunkReader:
     """A minimal file-like view of an iterator of chunks, for zstandard's stream_reader."""
 
-    def __init__(self, chunks: Iterator[bytes]) -> None:
+    def __init__(self, chunks: _Counted) -> None:
         self._chunks = chunks
         self._buf = b""
+        self._at = 0  # self._buf[:self._at] was read
         self.frames = _ZstdFrameTracker()
         self.consumed = 0
 
     def read(self, size: int = -1) -> bytes:
-        while not self._buf:
+        while self._at >= len(self._buf):
             nxt = next(self._chunks, None)
             if nxt is None:
                 return b""
-            self._buf = nxt
-        if 0 <= size < len(self._buf):
-            out, self._buf = self._buf[:size], self._buf[size:]
-        else:
-            out, self._buf = self._buf, b""
+            self._buf, self._at = nxt, 0
+        start = self._at
+        self._at = len(self._buf) if size < 0 else min(start + size, len(self._buf))
+        out = self._buf[start : self._at] if start or self._at < len(self._buf) else self._buf
+        self._chunks.unused = len(self._buf) - self._at
         self.frames.feed(out)
         self.consumed += len(out)
         return out
 
 
-def _zstd(stream: Iterator[bytes]) -> Iterator[bytes]:
+def _zstd(stream: _Counted, max_window: int) -> Iterator[bytes]:
     """Decompress every zstd frame of the stream in bounded pieces."""
     reader = _ChunkReader(stream)
-    zreader = zstandard.ZstdDecompressor().stream_reader(
-        cast(IO[bytes], reader), read_across_frames=True
+    zreader = zstandard.ZstdDecompressor(max_window_size=max_window).stream_reader(
+        cast(IO[bytes], reader), read_size=_ZSTD_READ, read_across_frames=True
     )
     try:
         while True:
@@ -181,6 +247,12 @@ def _zstd(stream: Iterator[bytes]) -> Iterator[bytes]:
                 break
             yield out
     except zstandard.ZstdError as exc:
+        if "too much memory" in str(exc):
+            raise DecodeError(
+                f"zstd frame needs a window over {max_window} bytes (max_zstd_window; "
+                "zstd --long=31 needs 2 GiB): raise --max-zstd-window if the object is "
+                "genuine, knowing decoding it holds up to its window in memory"
+            ) from None
         raise DecodeError(
             f"corrupt zstd stream: {_reason(exc)} at byte ~{reader.consumed}"
         ) from None

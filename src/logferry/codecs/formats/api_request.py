@@ -69,7 +69,7 @@ class ApiRequestFormat(Format):
         # Imported here: NumPy costs memory and start-up that other formats need not pay.
         from logferry.codecs.formats.api_request_fast import parse_block
 
-        for block in iter_line_blocks(chunks):
+        for block in iter_line_blocks(chunks, ctx.options.max_line_bytes, ctx.counters):
             parsed = parse_block(block)
             if parsed is not None:
                 lines, timestamps, columns = parsed

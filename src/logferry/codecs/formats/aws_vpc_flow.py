@@ -90,7 +90,7 @@ class AwsVpcFlowFormat(Format):
         start = -1
         width = 0
         default = ctx.last_modified_ms
-        for lines in iter_lines(chunks):
+        for lines in iter_lines(chunks, ctx.options.max_line_bytes, ctx.counters):
             if header is None:
                 if is_header(lines[0]):
                     header = lines[0].split()

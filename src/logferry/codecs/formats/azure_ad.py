@@ -25,7 +25,9 @@ class AzureAdFormat(Format):
 
     def decode(self, chunks: Iterable[bytes], ctx: DecodeContext) -> Iterator[Chunk]:
         """Yield the events in chunks of bounded size."""
-        yield from decode_json_events(chunks, ctx, "Azure AD document", _events_of, _describe)
+        yield from decode_json_events(
+            chunks, ctx, "Azure AD document", _events_of, _describe, ("value", "records")
+        )
 
 
 def _events_of(value: dict[str, Any]) -> list[Any] | None:

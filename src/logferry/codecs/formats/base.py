@@ -10,15 +10,16 @@ from typing import Any, ClassVar
 
 import orjson
 
-from logferry.codecs.framing import iter_lines, read_document
+from logferry.codecs.documents import Document, open_document
+from logferry.codecs.framing import DEFAULT_MAX_LINE_BYTES, iter_lines
 from logferry.codecs.timestamps import parse_timestamp
 from logferry.errors import DecodeError
 from logferry.records import Chunk
 
-_BOM = b"\xef\xbb\xbf"
-
-#: Records per chunk for formats that decode a whole document at once.
+#: Most records per chunk for formats that decode documents.
 DOCUMENT_CHUNK_RECORDS = 5000
+#: About the most bytes of lines per chunk for formats that decode documents.
+DOCUMENT_CHUNK_BYTES = 1 << 20
 
 
 @dataclass
@@ -29,8 +30,19 @@ class FormatOptions:
     expand: str | None = None
     #: ndjson/json: fields holding the event time, first present wins.
     timestamp_fields: tuple[str, ...] = ("timestamp", "@timestamp", "time", "ts")
-    #: Document formats buffer the whole decompressed document; larger ones fail.
+    #: Document formats (streamed) refuse a decompressed document larger than this.
     max_document_bytes: int = 256 * 1024 * 1024
+    #: Longest line kept (longer ones keep their head and are counted in
+    #: ``counters["truncated_lines"]``); in documents, the largest record (larger fails).
+    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
+    #: An object that decompresses to more bytes fails; 0: no limit.
+    max_decompressed_bytes: int = 0
+    #: An object that decompresses to more than this many times its compressed size, once
+    #: past 64 MiB, fails (a decompression bomb); 0: no limit.
+    max_decompression_ratio: int = 1000
+    #: Largest zstd window accepted (``zstd --long=31`` needs 2 GiB); decoding a frame
+    #: holds up to its window (at most the frame's size) in memory.
+    max_zstd_window: int = 1 << 31
     #: syslog: IANA zone of RFC 3164 timestamps, which carry no offset (and no year).
     syslog_timezone: str = "UTC"
 
@@ -74,7 +86,7 @@ def decode_each_line(
     fields, and counted in ``counters["malformed"]``.
     """
     default = ctx.last_modified_ms
-    for lines in iter_lines(chunks):
+    for lines in iter_lines(chunks, ctx.options.max_line_bytes, ctx.counters):
         timestamps: list[int] = []
         fields: list[dict[str, Any]] = []
         malformed = 0
@@ -102,31 +114,54 @@ def record_timestamp(record: dict[str, Any], names: Sequence[str], default: int)
     return default
 
 
-def load_document(chunks: Iterable[bytes], ctx: DecodeContext, what: str) -> Any:
-    """Parse the whole object as one JSON document (``what`` names it in errors).
+def open_json(
+    chunks: Iterable[bytes],
+    ctx: DecodeContext,
+    what: str,
+    list_keys: tuple[str, ...] = (),
+    need_fields: bool = True,
+) -> Document:
+    """Start streaming the object as one JSON document (``what`` names it in errors).
 
-    Returns ``None`` for an empty object: a zero-byte object has nothing to ship.
+    See :func:`~logferry.codecs.documents.open_document`; the limits come from ``ctx``.
     """
-    data = read_document(chunks, ctx.options.max_document_bytes)
-    if data.startswith(_BOM):
-        data = data[len(_BOM) :]
-    if not data.strip():
-        return None
-    try:
-        return orjson.loads(data)
-    except orjson.JSONDecodeError as exc:
-        raise DecodeError(f"invalid {what}: {exc}") from None
+    options = ctx.options
+    limits = (options.max_document_bytes, options.max_line_bytes)
+    return open_document(chunks, what, list_keys, limits, need_fields)
+
+
+def count_late_fields(doc: Document, ctx: DecodeContext, ignored: tuple[str, ...] = ()) -> None:
+    """Count the top-level fields after the streamed list (not in its records) but ``ignored``."""
+    late = sum(1 for name in doc.late_fields if name not in ignored)
+    if late:
+        ctx.counters["fields_after_list"] += late
 
 
 def chunk_records(
-    records: list[Any],
+    records: Iterable[Any],
     timestamp_of: Callable[[Any], int],
 ) -> Iterator[Chunk]:
-    """Yield decoded ``records`` as chunks of bounded size, each line their compact JSON."""
-    for start in range(0, len(records), DOCUMENT_CHUNK_RECORDS):
-        part = records[start : start + DOCUMENT_CHUNK_RECORDS]
-        yield Chunk(
-            [orjson.dumps(r).decode() for r in part],
-            [timestamp_of(r) for r in part],
-            [r if isinstance(r, dict) else {} for r in part],
-        )
+    """Yield decoded ``records`` as chunks of bounded size, each line their compact JSON.
+
+    A chunk holds at most DOCUMENT_CHUNK_RECORDS records and about DOCUMENT_CHUNK_BYTES of
+    lines, so a document of many or large records is never held whole.
+    """
+    dumps = orjson.dumps
+    lines: list[str] = []
+    timestamps: list[int] = []
+    fields: list[dict[str, Any]] = []
+    size = 0
+    for record in records:
+        try:
+            line = dumps(record).decode()
+        except orjson.JSONEncodeError as exc:
+            raise DecodeError(f"cannot re-encode record {len(lines) + 1}: {exc}") from None
+        lines.append(line)
+        timestamps.append(timestamp_of(record))
+        fields.append(record if isinstance(record, dict) else {})
+        size += len(line)
+        if len(lines) >= DOCUMENT_CHUNK_RECORDS or size >= DOCUMENT_CHUNK_BYTES:
+            yield Chunk(lines, timestamps, fields)
+            lines, timestamps, fields, size = [], [], [], 0
+    if lines:
+        yield Chunk(lines, timestamps, fields)

@@ -33,7 +33,7 @@ class CloudWatchExportFormat(Format):
         default = ctx.last_modified_ms
         seconds: dict[str, int | None] = {}  # "YYYY-MM-DDTHH:MM:SS" → ms
         general = _GENERAL.match
-        for lines in iter_lines(chunks):
+        for lines in iter_lines(chunks, ctx.options.max_line_bytes, ctx.counters):
             messages: list[str] = []
             timestamps: list[int] = []
             malformed = 0

@@ -24,7 +24,9 @@ class GsuiteLoginFormat(Format):
 
     def decode(self, chunks: Iterable[bytes], ctx: DecodeContext) -> Iterator[Chunk]:
         """Yield the activities in chunks of bounded size."""
-        yield from decode_json_events(chunks, ctx, "Reports API document", _events_of, _describe)
+        yield from decode_json_events(
+            chunks, ctx, "Reports API document", _events_of, _describe, ("items",)
+        )
 
 
 def _events_of(value: dict[str, Any]) -> list[Any] | None:

@@ -10,7 +10,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from logferry.codecs.formats.base import DecodeContext, Format, chunk_records, load_document
+from logferry.codecs.documents import Document
+from logferry.codecs.formats.base import (
+    DecodeContext,
+    Format,
+    chunk_records,
+    count_late_fields,
+    open_json,
+)
 from logferry.codecs.timestamps import parse_timestamp
 from logferry.errors import DecodeError
 from logferry.records import Chunk
@@ -25,27 +32,14 @@ class IbmVpcFlowFormat(Format):
 
     def decode(self, chunks: Iterable[bytes], ctx: DecodeContext) -> Iterator[Chunk]:
         """Yield the object's flows in chunks of bounded size; no flows yields nothing."""
-        doc = load_document(chunks, ctx, "IBM VPC flow log document")
-        if not isinstance(doc, dict):
-            kind = "empty" if doc is None else f"a JSON {type(doc).__name__}"
+        doc = open_json(chunks, ctx, "IBM VPC flow log document", ("flow_logs",))
+        if doc.kind != "object":
+            kind = {"empty": "empty", "array": "a JSON list"}.get(
+                doc.kind, f"a JSON {type(doc.value).__name__}"
+            )
             raise DecodeError(
                 f"not an IBM VPC flow log: the object is {kind}, not a JSON object with flow_logs"
             )
-        flows = doc.get("flow_logs")
-        if not isinstance(flows, list):
-            raise DecodeError(
-                "not an IBM VPC flow log: no top-level flow_logs list; "
-                "pick the json format for other JSON documents"
-            )
-        top = {k: v for k, v in doc.items() if k not in _DROPPED}
-        key = ctx.key
-        records: list[dict[str, Any]] = []
-        for flow in flows:
-            if isinstance(flow, dict):
-                records.append({**top, **flow, "key": key})
-            else:
-                ctx.counters["flow_not_object"] += 1
-                records.append({**top, "flow_log": flow, "key": key})
         default = ctx.last_modified_ms
 
         def timestamp_of(record: dict[str, Any]) -> int:
@@ -56,4 +50,25 @@ class IbmVpcFlowFormat(Format):
                 ts = parse_timestamp(record.get("capture_start_time"))
             return default if ts is None else ts
 
-        yield from chunk_records(records, timestamp_of)
+        yield from chunk_records(_flows(doc, ctx), timestamp_of)
+        # IBM writes the object's own key last; each record gets the key it was read from.
+        count_late_fields(doc, ctx, (*_DROPPED, "key"))
+
+
+def _flows(doc: Document, ctx: DecodeContext) -> Iterator[dict[str, Any]]:
+    """Each flow merged with the collector metadata (the fields before the list) and the key."""
+    key = ctx.key
+    top: dict[str, Any] | None = None
+    for flow in doc.records:
+        if top is None:
+            top = {k: v for k, v in doc.fields.items() if k not in _DROPPED}
+        if isinstance(flow, dict):
+            yield {**top, **flow, "key": key}
+        else:
+            ctx.counters["flow_not_object"] += 1
+            yield {**top, "flow_log": flow, "key": key}
+    if doc.list_key is None:
+        raise DecodeError(
+            "not an IBM VPC flow log: no top-level flow_logs list; "
+            "pick the json format for other JSON documents"
+        )

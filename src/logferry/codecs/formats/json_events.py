@@ -12,11 +12,12 @@ from typing import Any
 
 import orjson
 
+from logferry.codecs.documents import Document
 from logferry.codecs.formats.base import (
     DOCUMENT_CHUNK_RECORDS,
     NO_FIELDS,
     DecodeContext,
-    load_document,
+    open_json,
 )
 from logferry.codecs.framing import iter_lines, peek
 from logferry.records import Chunk
@@ -36,28 +37,30 @@ def decode_json_events(
     what: str,
     events_of: EventsOf,
     describe: Describe,
+    list_keys: tuple[str, ...],
 ) -> Iterator[Chunk]:
     """Decode a document or NDJSON of events (``what`` names the document in errors).
+
+    A document is streamed: ``list_keys`` name the top-level lists ``events_of`` may return.
 
     Values that are not JSON objects are shipped as they are and counted as ``malformed``.
     """
     head, data = peek(chunks, _HEAD)
     out = _Collector(ctx, describe)
     if _is_document(head):
-        doc = load_document(data, ctx, what)
-        if doc is None:
-            return
-        events = events_of(doc) if isinstance(doc, dict) else doc
-        if not isinstance(events, list):
-            events = [doc]
-        for start in range(0, len(events), DOCUMENT_CHUNK_RECORDS):
-            for event in events[start : start + DOCUMENT_CHUNK_RECORDS]:
-                out.add(orjson.dumps(event).decode(), event)
-            yield from out.flush()
+        doc = open_json(data, ctx, what, list_keys, need_fields=False)
+        events: Iterable[Any] = doc.records
+        if doc.kind == "value":
+            events = [doc.value]
+        for event in _then_rest(events, doc, events_of):
+            out.add(orjson.dumps(event).decode(), event)
+            if len(out.lines) >= DOCUMENT_CHUNK_RECORDS:
+                yield from out.flush()
+        yield from out.flush()
         return
     loads = orjson.loads
     json_error = orjson.JSONDecodeError
-    for lines in iter_lines(data):
+    for lines in iter_lines(data, ctx.options.max_line_bytes, ctx.counters):
         for line in lines:
             try:
                 value = loads(line)
@@ -73,6 +76,14 @@ def decode_json_events(
                     if len(out.lines) >= DOCUMENT_CHUNK_RECORDS:
                         yield from out.flush()
         yield from out.flush()
+
+
+def _then_rest(events: Iterable[Any], doc: Document, events_of: EventsOf) -> Iterator[Any]:
+    """The streamed events, then, for an object holding no event list, what it holds."""
+    yield from events
+    if doc.kind == "object" and doc.list_key is None:
+        rest = events_of(doc.fields)
+        yield from ([doc.fields] if rest is None else rest)
 
 
 def _is_document(head: bytes) -> bool:

@@ -17,5 +17,5 @@ class LinesFormat(Format):
     def decode(self, chunks: Iterable[bytes], ctx: DecodeContext) -> Iterator[Chunk]:
         """Yield one chunk of lines per decompressed chunk."""
         ts = ctx.last_modified_ms
-        for lines in iter_lines(chunks):
+        for lines in iter_lines(chunks, ctx.options.max_line_bytes, ctx.counters):
             yield Chunk(lines, [ts] * len(lines), None)

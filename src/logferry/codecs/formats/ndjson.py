@@ -30,7 +30,7 @@ class NdjsonFormat(Format):
         json_error = orjson.JSONDecodeError
         names = ctx.options.timestamp_fields
         default = ctx.last_modified_ms
-        for lines in iter_lines(chunks):
+        for lines in iter_lines(chunks, ctx.options.max_line_bytes, ctx.counters):
             timestamps: list[int] = []
             fields: list[dict[str, Any]] = []
             not_json = not_object = 0
