@@ -52,7 +52,8 @@ class ShipOptions(BaseModel):
     timestamp_fields: tuple[str, ...] = ("timestamp", "@timestamp", "time", "ts")
     max_document_bytes: int = Field(default=256 * MiB, ge=1024)
     #: Decoding: longest line kept (longer ones are truncated); largest record of a document.
-    max_line_bytes: int = Field(default=MiB, ge=1024)
+    #: (The sinks' own ``max_line_bytes`` is what they send at most per line.)
+    max_record_bytes: int = Field(default=MiB, ge=1024)
     #: Decoding: an object decompressing to more fails (0: no limit).
     max_decompressed_bytes: int = Field(default=0, ge=0)
     #: Decoding: an object expanding more than this ratio past 64 MiB fails (0: no limit).
@@ -274,6 +275,10 @@ class PipelineConfig(BaseModel):
     batch_bytes: int = Field(default=2 * MiB, ge=1024, description="log bytes per checkpoint")
     batch_lines: int = Field(default=10_000, ge=1, description="records per batch at most")
     batch_wait: float = Field(default=1.0, gt=0, description="streams: seconds a record waits")
+    max_record_bytes: int = Field(default=MiB, ge=1024, description="decoding: longest line")
+    max_decompressed_bytes: int = Field(default=0, ge=0, description="0: no limit")
+    max_decompression_ratio: int = Field(default=1000, ge=0, description="0: no limit")
+    max_zstd_window: int = Field(default=2**31, ge=1 << 20)
     sinks: dict[str, SinkConfig] = Field(default_factory=dict)
     sources: dict[str, SourceConfig]
 

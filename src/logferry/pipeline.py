@@ -8,6 +8,7 @@ one is rejected with a log line and the running configuration carries on.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from collections.abc import Callable, Iterable
@@ -25,6 +26,7 @@ from logferry.engine import (
     StreamRunner,
     one_line,
 )
+from logferry.engine.objects import format_options_of
 from logferry.errors import ConfigError
 from logferry.ledger import Ledger
 from logferry.sinks import Sink, check_sink, open_sink
@@ -83,15 +85,15 @@ class SourcePlan:
     router: Router
 
 
-def _format_options(route: RouteConfig) -> FormatOptions | None:
+def _format_options(route: RouteConfig, base: FormatOptions) -> FormatOptions | None:
+    """A route's own decoding options over the pipeline's (None: the pipeline's)."""
     if route.expand is None and route.timestamp_fields is None and route.syslog_timezone is None:
         return None
-    defaults = FormatOptions()
-    return FormatOptions(
+    return dataclasses.replace(
+        base,
         expand=route.expand,
-        timestamp_fields=route.timestamp_fields or defaults.timestamp_fields,
-        max_document_bytes=defaults.max_document_bytes,
-        syslog_timezone=route.syslog_timezone or defaults.syslog_timezone,
+        timestamp_fields=route.timestamp_fields or base.timestamp_fields,
+        syslog_timezone=route.syslog_timezone or base.syslog_timezone,
     )
 
 
@@ -135,7 +137,7 @@ class Pipeline:
                         r.prefix,
                         () if r.sinks == DROP else tuple(self.sinks[s] for s in r.sinks),
                         r.formats,
-                        _format_options(r),
+                        _format_options(r, format_options_of(self.options())),
                     )
                     for r in src_cfg.all_routes()
                 ]
@@ -153,6 +155,10 @@ class Pipeline:
             batch_bytes=self.config.batch_bytes,
             batch_lines=self.config.batch_lines,
             batch_wait=self.config.batch_wait,
+            max_record_bytes=self.config.max_record_bytes,
+            max_decompressed_bytes=self.config.max_decompressed_bytes,
+            max_decompression_ratio=self.config.max_decompression_ratio,
+            max_zstd_window=self.config.max_zstd_window,
             **overrides,
         )
         assert isinstance(opts, ShipOptions)

@@ -49,6 +49,7 @@ def pull(
     no_verify_tls: bool,
     as_json: bool,
     quiet: bool,
+    **limits: int,
 ) -> None:
     """Download the objects of SOURCE, decoded to the lines logferry would ship.
 
@@ -75,6 +76,7 @@ def pull(
             **({"timestamp_fields": timestamp_fields} if timestamp_fields else {}),
             syslog_timezone=syslog_timezone,
             workers=1 if concat else 4,  # one at a time keeps --concat in object order
+            **limits,
         )
         assert isinstance(options, ShipOptions)
         result = api.ship(

@@ -63,6 +63,36 @@ def decode_options(func):  # type: ignore[no-untyped-def]
         metavar="FIELD",
         help="ndjson/json/csv: field holding the event time (repeatable; default timestamp, @timestamp, time, ts).",
     )(func)
+    limits = (
+        (
+            "--max-record-bytes",
+            1 << 20,
+            1024,
+            "Longest line kept when decoding (longer ones are cut and counted); the largest record of a JSON document (larger fails the object).",
+        ),
+        (
+            "--max-decompressed-bytes",
+            0,
+            0,
+            "An object that decompresses to more fails (0: no limit).",
+        ),
+        (
+            "--max-decompression-ratio",
+            1000,
+            0,
+            "An object expanding more than this many times, past 64 MiB, fails as a decompression bomb (0: no limit).",
+        ),
+        (
+            "--max-zstd-window",
+            1 << 31,
+            1 << 20,
+            "Largest zstd window accepted, in bytes (2 GiB covers zstd --long=31).",
+        ),
+    )
+    for flag, default, low, text in limits:
+        func = click.option(
+            flag, type=click.IntRange(min=low), default=default, show_default=True, help=text
+        )(func)
     return func
 
 
@@ -211,6 +241,7 @@ def ship(
     shutdown_timeout: float,
     as_json: bool,
     quiet: bool,
+    **limits: int,
 ) -> None:
     """Ship the objects of SOURCE (s3://, cos://, file:///DIR or a path) to every --to sink.
 
@@ -263,6 +294,7 @@ def ship(
         retry_timeout=retry_timeout,
         follow=follow,
         start=start,
+        **limits,
     )
     sink_options = build(
         SinkOptions,

@@ -116,7 +116,7 @@ class _Reader:
         if self.total - self._mark > self._max_record + 2 * _READ_SIZE + len(chunk):
             raise DecodeError(
                 f"record {self.record + 1} of the document is over {self._max_record} bytes; "
-                "raise --max-line-bytes (max_line_bytes) to ship it"
+                "raise --max-record-bytes to ship it"
             )
         self._guard.feed(chunk)
         return chunk

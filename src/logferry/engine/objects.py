@@ -55,6 +55,10 @@ def format_options_of(options: ShipOptions) -> FormatOptions:
         expand=options.expand,
         timestamp_fields=options.timestamp_fields,
         max_document_bytes=options.max_document_bytes,
+        max_line_bytes=options.max_record_bytes,
+        max_decompressed_bytes=options.max_decompressed_bytes,
+        max_decompression_ratio=options.max_decompression_ratio,
+        max_zstd_window=options.max_zstd_window,
         syslog_timezone=options.syslog_timezone,
     )
 
