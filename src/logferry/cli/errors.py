@@ -17,7 +17,9 @@ from logferry.cli.common import (
     fail_usage,
     handle_errors,
     human_bytes,
+    json_text,
     make_progress,
+    safe_text,
 )
 from logferry.cli.ship import source_options
 from logferry.ledger import Entry, Status, open_ledger
@@ -73,11 +75,14 @@ def errors(ctx: click.Context, source: str | None, ledger: str | None, as_json: 
         led.close()
     for e in rows:
         if as_json:
-            click.echo(api.to_json_line(_as_dict(e)))
+            click.echo(json_text(_as_dict(e)))
         else:
+            source, key, error = (
+                safe_text(t, markup=False) for t in (e.source, e.key, e.last_error)
+            )
             click.echo(
-                f"{_when(e.updated)}  #{e.id}  {e.source}  {e.key}  {human_bytes(e.size)}  "
-                f"{e.error_class or 'error'}: {e.last_error}"
+                f"{_when(e.updated)}  #{e.id}  {source}  {key}  {human_bytes(e.size)}  "
+                f"{safe_text(e.error_class or 'error', markup=False)}: {error}"
             )
     if not rows and not as_json:
         err.print("the error queue is empty")
@@ -198,9 +203,12 @@ def drain(
     finally:
         led.close()
     if as_json:
-        sys.stdout.write(api.to_json_line({"drained": drained, "failed": still}) + "\n")
+        sys.stdout.write(json_text({"drained": drained, "failed": still}) + "\n")
     if not quiet:
         err.print(f"drained {drained} objects; {len(still)} still failing")
         for s in still:
-            err.print(f"  [red]failed[/] #{s['id']} {s['key']}: {s['error']}", soft_wrap=True)
+            err.print(
+                f"  [red]failed[/] #{s['id']} {safe_text(s['key'])}: {safe_text(s['error'])}",
+                soft_wrap=True,
+            )
     sys.exit(EXIT_FAILED if still else EXIT_OK)

@@ -15,6 +15,7 @@ from logferry.cli.common import (
     install_signal_handlers,
     make_progress,
     print_summary,
+    safe_text,
 )
 
 
@@ -38,7 +39,7 @@ def job(no_catchup: bool, as_json: bool, quiet: bool) -> None:
     install_signal_handlers(stop)
     results, errors = run_job(catchup=not no_catchup, progress=make_progress(quiet), stop=stop)
     for message in errors:
-        err.print(f"[red]failed[/] {message}", soft_wrap=True)
+        err.print(f"[red]failed[/] {safe_text(message)}", soft_wrap=True)
     ok = not errors
     for result in results:
         ok = print_summary(result, as_json=as_json, quiet=quiet) == EXIT_OK and ok
