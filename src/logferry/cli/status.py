@@ -49,9 +49,9 @@ def status(ledger: str | None, as_json: bool) -> None:
             }
         )
         return
-    console = Console()
+    console = Console(highlight=False)  # keys are shown as they are, not coloured by guesswork
     if not console.is_terminal:
-        console = Console(width=240)  # pipes and logs: never cut source names
+        console = Console(width=240, highlight=False)  # pipes and logs: never cut source names
     if not rows:
         console.print(f"nothing shipped yet (ledger {safe_text(led.display)})")
         return
