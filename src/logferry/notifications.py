@@ -174,7 +174,7 @@ class _Via:
     def inside(self, where: str) -> _Via:
         """One level deeper; real notifications nest a few levels (SNS in SQS), never dozens."""
         if self.depth >= _MAX_DEPTH:
-            raise NotificationError(f"{where}: nested more than {_MAX_DEPTH} levels deep")
+            raise NotificationError(f"{where}: nested too deeply (more than {_MAX_DEPTH} levels)")
         return replace(self, depth=self.depth + 1)
 
 
