@@ -31,7 +31,8 @@ def job(no_catchup: bool, as_json: bool, quiet: bool) -> None:
     without, catch up. JOB_INDEX / JOB_ARRAY_SIZE split the catch-up between array
     indices. Reads LOGFERRY_CONFIG, or LOGFERRY_SINKS / LOGDNA_ENDPOINT / LOGDNA_REGION,
     LOGDNA_INGESTION_KEY, LOGFERRY_LEDGER, LOGFERRY_FORMAT, LOGFERRY_SOURCE, COS_BUCKET,
-    COS_ENDPOINT. Exits 1 when anything failed, so Code Engine retries.
+    COS_ENDPOINT, LOGFERRY_BUCKETS (CE_DATA for other buckets is refused). Exits 1 when
+    anything failed, so Code Engine retries; 2 for a CE_DATA it cannot read.
     """
     from logferry.serverless.code_engine import run_job
 

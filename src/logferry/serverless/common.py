@@ -4,8 +4,9 @@
 ``LOGFERRY_SINKS`` (comma-separated sink URLs; default a Mezmo sink from ``LOGDNA_ENDPOINT``
 or ``LOGDNA_REGION``), ``LOGDNA_INGESTION_KEY``, ``LOGFERRY_LEDGER``, ``LOGFERRY_FORMAT``
 (default ``auto``), ``LOGFERRY_SOURCE`` (the job's source; default
-``cos://$COS_BUCKET/$COS_PREFIX`` when ``COS_ENDPOINT`` is set, else ``s3://…``) and
-``LOGFERRY_DEADLINE_MARGIN_MS`` (default 10000).
+``cos://$COS_BUCKET/$COS_PREFIX`` when ``COS_ENDPOINT`` is set, else ``s3://…``),
+``LOGFERRY_BUCKETS`` (the buckets whose notifications are shipped; default the configured
+sources' buckets, see ``plan_for``) and ``LOGFERRY_DEADLINE_MARGIN_MS`` (default 10000).
 """
 
 from __future__ import annotations
