@@ -104,6 +104,7 @@ def test_environment_contract_is_wired_to_parameters() -> None:
     assert params["LedgerUrl"].get("NoEcho") is True
     assert _refs(env["LOGFERRY_SINKS"]) >= {"Sinks"}
     assert _refs(env["LOGFERRY_DEADLINE_MARGIN_MS"]) == {"DeadlineMarginMs"}
+    assert _refs(env["LOGFERRY_BUCKETS"]) == {"BucketName"}  # the allow-list: this bucket only
     # The ingestion key is resolved from Secrets Manager, never a plain parameter value.
     key = env["LOGDNA_INGESTION_KEY"]["Fn::If"][1]["Fn::Sub"]
     assert key.startswith("{{resolve:secretsmanager:")

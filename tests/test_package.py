@@ -93,6 +93,7 @@ def test_handler_imports_and_ships_from_the_unzipped_package(  # type: ignore[no
         "AWS_ENDPOINT_URL": s3_endpoint,
         "LOGFERRY_SINKS": f"file://{tmp_path / 'out'}",
         "LOGFERRY_LEDGER": f"sqlite:///{tmp_path / 'ledger.db'}",
+        "LOGFERRY_BUCKETS": bucket,
     }
     proc = subprocess.run(
         [sys.executable, "-c", script, json.dumps(event)],

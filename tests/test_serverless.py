@@ -99,8 +99,9 @@ class Context:
 
 
 @pytest.fixture()
-def lambda_env(monkeypatch, s3_endpoint, mezmo, tmp_path) -> Path:  # type: ignore[no-untyped-def]
+def lambda_env(monkeypatch, s3_endpoint, mezmo, tmp_path, bucket) -> Path:  # type: ignore[no-untyped-def]
     monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint)
+    monkeypatch.setenv("LOGFERRY_BUCKETS", bucket)
     monkeypatch.setenv("LOGFERRY_SINKS", mezmo.url)
     monkeypatch.setenv("LOGFERRY_LEDGER", f"sqlite:///{tmp_path}/lambda.db")
     return tmp_path / "lambda.db"

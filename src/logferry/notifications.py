@@ -68,6 +68,7 @@ class NotificationError(ValueError):
 
 _MAX_KEYS = 8
 _MAX_NAME = 40
+_MAX_DEPTH = 16
 
 
 def _clip(text: str, limit: int = _MAX_NAME) -> str:
@@ -142,6 +143,11 @@ def _etag(value: object) -> str | None:
 def _loads(text: str | bytes | bytearray, where: str) -> object:
     try:
         return json.loads(text)
+    except RecursionError:
+        # Thousands of nested brackets: refused here, so the messages around it still ship.
+        raise NotificationError(
+            f"{where} is JSON nested too deeply to parse: {_describe(text)}"
+        ) from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         detail = (
             f"{exc.msg} at position {exc.pos}"
@@ -160,9 +166,16 @@ class _Via:
 
     source: str | None = None
     message_id: str | None = None
+    depth: int = 0  # envelopes and arrays opened so far
 
     def through(self, source: str) -> _Via:
         return self if self.source is not None else replace(self, source=source)
+
+    def inside(self, where: str) -> _Via:
+        """One level deeper; real notifications nest a few levels (SNS in SQS), never dozens."""
+        if self.depth >= _MAX_DEPTH:
+            raise NotificationError(f"{where}: nested too deeply (more than {_MAX_DEPTH} levels)")
+        return replace(self, depth=self.depth + 1)
 
 
 _Parser = Callable[[Mapping[str, Any], _Via], list[Item]]
@@ -170,6 +183,7 @@ _Parser = Callable[[Mapping[str, Any], _Via], list[Item]]
 
 def _dispatch(payload: object, via: _Via, where: str = "notification") -> list[Item]:
     """Route one JSON value to the first parser whose shape matches it."""
+    via = via.inside(where)
     if isinstance(payload, str | bytes | bytearray):
         payload = _loads(payload, where)
     if isinstance(payload, list):

@@ -1,0 +1,1 @@
+"""Attacks on logferry: hostile keys, events and files, each shown to fail alone."""

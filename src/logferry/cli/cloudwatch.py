@@ -13,10 +13,17 @@ from typing import Any
 import click
 import orjson
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
-from logferry.cli.common import EXIT_FAILED, EXIT_OK, emit_json, err, handle_errors, human_bytes
+from logferry.cli.common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    emit_json,
+    err,
+    handle_errors,
+    human_bytes,
+    safe_text,
+)
 from logferry.cloudwatch.client import LogsClient, RateLimiter
 from logferry.cloudwatch.download import Downloader, resolve_options
 from logferry.cloudwatch.get import GetQuery, follow_events, get_events
@@ -70,7 +77,7 @@ def groups_cmd(prefix: str, as_json: bool, endpoint_url: str | None, region: str
         )
         return
     for g in groups:
-        click.echo(g["logGroupName"])
+        click.echo(safe_text(g["logGroupName"], markup=False))
 
 
 @cloudwatch.command("streams")
@@ -107,7 +114,7 @@ def streams_cmd(
         table = Table("stream", "first event (UTC)", "last event (UTC)", "stored", box=None)
         for r in rows:
             table.add_row(
-                escape(r["name"]),
+                safe_text(r["name"]),
                 format_ms(r["first_event_ms"]),
                 format_ms(r["last_event_ms"]),
                 human_bytes(r["stored_bytes"]),
@@ -116,7 +123,7 @@ def streams_cmd(
         return
     for r in rows:  # tab-separated for scripts
         click.echo(
-            f"{r['name']}\t{format_ms(r['first_event_ms'])}\t{format_ms(r['last_event_ms'])}\t{r['stored_bytes']}"
+            f"{safe_text(r['name'], markup=False)}\t{format_ms(r['first_event_ms'])}\t{format_ms(r['last_event_ms'])}\t{r['stored_bytes']}"
         )
 
 
@@ -181,8 +188,8 @@ class _Printer:
         if self.ingestion_time:
             parts.append((format_ms(event.get("ingestionTime")), "blue"))
         if self.colour:
-            prefix = " ".join(f"[{style}]{escape(text)}[/]" for text, style in parts)
-            self.console.print((prefix + " " if prefix else "") + escape(message))
+            prefix = " ".join(f"[{style}]{safe_text(text)}[/]" for text, style in parts)
+            self.console.print((prefix + " " if prefix else "") + safe_text(message))
         else:
             prefix = " ".join(text for text, _ in parts)
             sys.stdout.write((prefix + " " if prefix else "") + message + "\n")
@@ -363,7 +370,7 @@ def download_cmd(
     downloader = Downloader(
         options,
         reload=lambda: resolve_options(flags, config_file, os.environ),
-        notice=lambda text: err.print(escape(text), soft_wrap=True),
+        notice=lambda text: err.print(safe_text(text), soft_wrap=True),
     )
     from logferry.cli.common import install_signal_handlers
 
@@ -373,12 +380,12 @@ def download_cmd(
     result = downloader.run()
     err.print(
         f"downloaded {result.events:,} events ({human_bytes(result.bytes)}) from "
-        f"{result.streams} streams into {options.dir} in {time.monotonic() - t0:.1f} s; "
+        f"{result.streams} streams into {safe_text(options.dir)} in {time.monotonic() - t0:.1f} s; "
         f"{len(result.failed)} failed; {downloader.client.stats.throttled} throttled requests retried",
         soft_wrap=True,
     )
     for key, error in result.failed.items():
-        err.print(f"  [red]failed[/] {escape(key)}: {escape(error)}", soft_wrap=True)
+        err.print(f"  [red]failed[/] {safe_text(key)}: {safe_text(error)}", soft_wrap=True)
     sys.exit(EXIT_FAILED if result.failed else EXIT_OK)
 
 
@@ -419,7 +426,7 @@ def status_cmd(directory: str, as_json: bool) -> None:
     table = Table("group:stream", "file size", "events", "last event (UTC)", "lag", box=None)
     for s in status["streams"]:
         table.add_row(
-            escape(f"{s['group']}:{s['stream']}"),
+            safe_text(f"{s['group']}:{s['stream']}"),
             "missing" if s["file_size"] is None else human_bytes(s["file_size"]),
             f"{s['events']:,}",
             format_ms(s["last_event_ms"]),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import signal
 import sys
 import threading
@@ -14,6 +15,7 @@ from typing import Any, TypeVar
 import click
 import orjson
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -34,10 +36,50 @@ err = Console(stderr=True, highlight=False)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+# What must never reach a terminal as it is: C0 and C1 controls (escape sequences, BEL,
+# carriage returns and newlines that fake output lines), DEL, bidirectional overrides and
+# line separators (text that reads differently from what it is), and the lone surrogates
+# that undecodable file names become (printing them raises UnicodeEncodeError).
+_UNSAFE = re.compile(
+    r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2028\u2029\u2066-\u2069\ud800-\udfff]"
+)
+
+
+def _visible(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    if 0xDC80 <= code <= 0xDCFF:  # surrogateescape: the byte the name really had
+        return f"\\x{code - 0xDC00:02x}"
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def safe_text(value: object, *, markup: bool = True) -> str:
+    """Text from outside (keys, source ids, error text, server answers), safe to print.
+
+    Control characters and other invisible tricks become visible escapes (``\\x1b``), and
+    with ``markup`` (for rich) ``[`` is escaped so the text can never be read as a tag.
+    """
+    text = _UNSAFE.sub(_visible, str(value))
+    return escape(text) if markup else text
+
+
+# In JSON, orjson already writes C0 controls as \\u escapes; these it leaves as they are.
+_UNSAFE_IN_JSON = re.compile(r"[\x7f-\x9f\u200e\u200f\u202a-\u202e\u2028\u2029\u2066-\u2069]")
+
+
+def json_text(value: Any, *, indent: bool = False) -> str:
+    """``value`` as JSON that is safe on a terminal: every invisible trick a ``\\u`` escape."""
+    try:
+        text = orjson.dumps(value, default=str, option=orjson.OPT_INDENT_2 if indent else 0)
+    except orjson.JSONEncodeError:  # lone surrogates (undecodable file names): ASCII escapes
+        import json
+
+        return json.dumps(value, default=str, indent=2 if indent else None)
+    return _UNSAFE_IN_JSON.sub(lambda m: f"\\u{ord(m.group()):04x}", text.decode())
+
 
 def fail_usage(message: str) -> None:
     """Print a one-line usage/config error and exit 2."""
-    err.print(f"[bold red]error:[/] {message}", markup=True, soft_wrap=True)
+    err.print(f"[bold red]error:[/] {safe_text(message)}", soft_wrap=True)
     sys.exit(EXIT_USAGE)
 
 
@@ -51,7 +93,7 @@ def handle_errors(func: F) -> F:
         except ConfigError as exc:
             fail_usage(str(exc))
         except LogferryError as exc:
-            err.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
+            err.print(f"[bold red]error:[/] {safe_text(exc)}", soft_wrap=True)
             sys.exit(EXIT_FAILED)
 
     return wrapper  # type: ignore[return-value]
@@ -153,15 +195,23 @@ class RichBar(Progress):
             if self._task is not None:
                 self._bar.advance(self._task)
         if error:
-            self._bar.console.print(f"[red]failed[/] {obj.key}: {error}", soft_wrap=True)
+            self._bar.console.print(
+                f"[red]failed[/] {safe_text(obj.key)}: {safe_text(error)}", soft_wrap=True
+            )
 
     def message(self, text: str) -> None:
         """Print above the bar."""
-        self._bar.console.print(text, soft_wrap=True)
+        self._bar.console.print(safe_text(text), soft_wrap=True)
 
     def close(self) -> None:
         """Stop redrawing."""
         self._bar.stop()
+
+
+def _say(line: str) -> None:
+    # One write per line: workers finishing at once must not interleave half lines.
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
 
 
 class PlainProgress(Progress):
@@ -184,7 +234,7 @@ class PlainProgress(Progress):
         """Announce the pass."""
         with self._lock:
             self._total += objects
-        print(f"listing found {objects} objects to ship ({human_bytes(nbytes)})", file=sys.stderr)
+        _say(f"listing found {objects} objects to ship ({human_bytes(nbytes)})")
 
     def advanced(self, lines: int, raw_bytes: int) -> None:
         """Print a line every few seconds."""
@@ -194,18 +244,18 @@ class PlainProgress(Progress):
             now = time.monotonic()
             if now - self._last >= self._every:
                 self._last = now
-                print(self._line(), file=sys.stderr, flush=True)
+                _say(self._line())
 
     def object_finished(self, obj: ObjectInfo, error: str | None) -> None:
         """Count it; name failures."""
         with self._lock:
             self._done += 1
         if error:
-            print(f"failed {obj.key}: {error}", file=sys.stderr, flush=True)
+            _say(f"failed {safe_text(obj.key, markup=False)}: {safe_text(error, markup=False)}")
 
     def message(self, text: str) -> None:
         """Print the notice."""
-        print(text, file=sys.stderr, flush=True)
+        _say(safe_text(text, markup=False))
 
 
 def make_progress(quiet: bool) -> Progress:
@@ -218,7 +268,7 @@ def make_progress(quiet: bool) -> Progress:
 def print_summary(result: ShipResult, *, as_json: bool, quiet: bool, verb: str = "shipped") -> int:
     """Print the summary (human on stderr, ``--json`` on stdout) and return the exit code."""
     if as_json:
-        sys.stdout.buffer.write(orjson.dumps(result.to_dict()) + b"\n")
+        sys.stdout.write(json_text(result.to_dict()) + "\n")
         sys.stdout.flush()
     if not quiet:
         counters = ", ".join(f"{k} {v}" for k, v in sorted(result.counters.items()))
@@ -231,11 +281,10 @@ def print_summary(result: ShipResult, *, as_json: bool, quiet: bool, verb: str =
             highlight=False,
         )
         for f in result.failed:
-            err.print(f"  [red]failed[/] {f.key}: {f.error}", soft_wrap=True)
+            err.print(f"  [red]failed[/] {safe_text(f.key)}: {safe_text(f.error)}", soft_wrap=True)
         for name, value in result.reports.items():
-            err.print(
-                f"  handler {name}: {orjson.dumps(value, default=str).decode()}", soft_wrap=True
-            )
+            report = orjson.dumps(value, default=str).decode()
+            err.print(f"  handler {safe_text(name)}: {safe_text(report)}", soft_wrap=True)
         if result.held:
             err.print(
                 f"{result.held} objects wait in the error queue after failing every attempt: "
@@ -251,4 +300,4 @@ def print_summary(result: ShipResult, *, as_json: bool, quiet: bool, verb: str =
 
 def emit_json(value: Any) -> None:
     """Print one JSON document on stdout."""
-    click.echo(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode())
+    click.echo(json_text(value, indent=True))

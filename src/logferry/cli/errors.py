@@ -16,7 +16,9 @@ from logferry.cli.common import (
     fail_usage,
     handle_errors,
     human_bytes,
+    json_text,
     make_progress,
+    safe_text,
 )
 from logferry.cli.ship import source_options
 from logferry.config import ShipOptions, SinkOptions, build
@@ -96,19 +98,25 @@ def errors(ctx: click.Context, source: str | None, ledger: str | None, as_json: 
         led.close()
     for e in rows:
         if as_json:
-            click.echo(api.to_json_line(_as_dict(e)))
+            click.echo(json_text(_as_dict(e)))
         else:
+            source, key, error = (
+                safe_text(t, markup=False) for t in (e.source, e.key, e.last_error)
+            )
             click.echo(
-                f"{_when(e.updated)}  #{e.id}  {e.source}  {e.key}  {human_bytes(e.size)}  "
-                f"{e.error_class or 'error'}: {e.last_error}"
+                f"{_when(e.updated)}  #{e.id}  {source}  {key}  {human_bytes(e.size)}  "
+                f"{safe_text(e.error_class or 'error', markup=False)}: {error}"
             )
     for d in letters:
         if as_json:
-            click.echo(api.to_json_line(_letter_dict(d)))
+            click.echo(json_text(_letter_dict(d)))
         else:
+            source, key, error = (
+                safe_text(t, markup=False) for t in (d.source, d.range_key, d.error)
+            )
             click.echo(
-                f"{_when(d.created)}  #{d.label}  {d.source}  {d.range_key}  "
-                f"{d.end - d.start} records  {d.error_class}: {d.error}"
+                f"{_when(d.created)}  #{d.label}  {source}  {key}  {d.end - d.start} records  "
+                f"{safe_text(d.error_class, markup=False)}: {error}"
             )
     if not rows and not letters and not as_json:
         err.print("the error queue is empty")
@@ -226,7 +234,7 @@ def drain(
     finally:
         led.close()
     if as_json:
-        sys.stdout.write(api.to_json_line(result.to_dict()) + "\n")
+        sys.stdout.write(json_text(result.to_dict()) + "\n")
     if not quiet:
         if result.partitions:
             err.print(
@@ -238,5 +246,8 @@ def drain(
             f"{len(result.failed)} still failing"
         )
         for s in result.failed:
-            err.print(f"  [red]failed[/] #{s['id']} {s['key']}: {s['error']}", soft_wrap=True)
+            err.print(
+                f"  [red]failed[/] #{s['id']} {safe_text(s['key'])}: {safe_text(s['error'])}",
+                soft_wrap=True,
+            )
     sys.exit(EXIT_FAILED if result.failed else EXIT_OK)

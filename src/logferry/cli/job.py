@@ -15,6 +15,7 @@ from logferry.cli.common import (
     install_signal_handlers,
     make_progress,
     print_summary,
+    safe_text,
 )
 
 
@@ -30,7 +31,8 @@ def job(no_catchup: bool, as_json: bool, quiet: bool) -> None:
     without, catch up. JOB_INDEX / JOB_ARRAY_SIZE split the catch-up between array
     indices. Reads LOGFERRY_CONFIG, or LOGFERRY_SINKS / LOGDNA_ENDPOINT / LOGDNA_REGION,
     LOGDNA_INGESTION_KEY, LOGFERRY_LEDGER, LOGFERRY_FORMAT, LOGFERRY_SOURCE, COS_BUCKET,
-    COS_ENDPOINT. Exits 1 when anything failed, so Code Engine retries.
+    COS_ENDPOINT, LOGFERRY_BUCKETS (CE_DATA for other buckets is refused). Exits 1 when
+    anything failed, so Code Engine retries; 2 for a CE_DATA it cannot read.
     """
     from logferry.serverless.code_engine import run_job
 
@@ -38,7 +40,7 @@ def job(no_catchup: bool, as_json: bool, quiet: bool) -> None:
     install_signal_handlers(stop)
     results, errors = run_job(catchup=not no_catchup, progress=make_progress(quiet), stop=stop)
     for message in errors:
-        err.print(f"[red]failed[/] {message}", soft_wrap=True)
+        err.print(f"[red]failed[/] {safe_text(message)}", soft_wrap=True)
     ok = not errors
     for result in results:
         ok = print_summary(result, as_json=as_json, quiet=quiet) == EXIT_OK and ok

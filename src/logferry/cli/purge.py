@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from logferry import api
-from logferry.cli.common import err, handle_errors
+from logferry.cli.common import err, handle_errors, safe_text
 from logferry.cli.ship import source_options
 from logferry.sources import open_source
 
@@ -39,7 +39,7 @@ def purge(
             keys = [o.key for o in page]
             if dry_run:
                 for k in keys:
-                    click.echo(k)
+                    click.echo(safe_text(k, markup=False))
                 total += len(keys)
             else:
                 total += src.delete(keys)
@@ -48,6 +48,6 @@ def purge(
     if as_json:
         click.echo(api.to_json_line({"would_delete" if dry_run else "deleted": total}))
     elif dry_run:
-        err.print(f"would delete {total} objects under {src.display}")
+        err.print(f"would delete {total} objects under {safe_text(src.display)}")
     else:
-        err.print(f"deleted {total} objects under {src.display}")
+        err.print(f"deleted {total} objects under {safe_text(src.display)}")

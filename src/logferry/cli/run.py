@@ -17,6 +17,7 @@ from logferry.cli.common import (
     install_signal_handlers,
     make_progress,
     print_summary,
+    safe_text,
 )
 from logferry.config import load_pipeline
 from logferry.engine import ShipResult
@@ -61,7 +62,7 @@ def run_pipeline(
         if not once and not quiet:
             err.print(
                 f"running {len(config.sources)} sources every {config.interval:g} s "
-                f"(SIGHUP reloads {config_path}, SIGINT/SIGTERM stop)"
+                f"(SIGHUP reloads {safe_text(config_path)}, SIGINT/SIGTERM stop)"
             )
         daemon.run(once=once)
     finally:
@@ -106,5 +107,5 @@ def validate(config_path: str) -> None:
     config = load_pipeline(config_path)
     check_pipeline(config)
     for line in plans_summary(config):
-        click.echo(line)
-    err.print(f"{config_path}: OK")
+        click.echo(safe_text(line, markup=False))
+    err.print(f"{safe_text(config_path)}: OK")

@@ -8,7 +8,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from logferry.cli.common import emit_json, handle_errors
+from logferry.cli.common import emit_json, handle_errors, safe_text
 from logferry.config import default_store_url
 from logferry.errors import ConfigError
 from logferry.stats.queries import Stats, open_stats_store
@@ -77,7 +77,7 @@ def stats(customer: str, from_date: str, to_date: str | None, store: str, as_jso
     if as_json:
         emit_json(result.model_dump(mode="json"))
         return
-    table = Table(title=f"customer {customer}, {start} to {end} (UTC)")
+    table = Table(title=f"customer {safe_text(customer)}, {start} to {end} (UTC)")
     for col in ("day", "total", "ok", "failed", "uptime %", "avg s", "median s", "p99 s"):
         table.add_column(col, justify="left" if col == "day" else "right")
     for day in result.days:

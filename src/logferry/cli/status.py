@@ -8,7 +8,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from logferry.cli.common import emit_json, handle_errors, human_bytes
+from logferry.cli.common import emit_json, handle_errors, human_bytes, safe_text
 from logferry.ledger import Status, open_ledger
 
 
@@ -49,20 +49,20 @@ def status(ledger: str | None, as_json: bool) -> None:
             }
         )
         return
-    console = Console()
+    console = Console(highlight=False)  # keys are shown as they are, not coloured by guesswork
     if not console.is_terminal:
-        console = Console(width=240)  # pipes and logs: never cut source names
+        console = Console(width=240, highlight=False)  # pipes and logs: never cut source names
     if not rows:
-        console.print(f"nothing shipped yet (ledger {led.display})")
+        console.print(f"nothing shipped yet (ledger {safe_text(led.display)})")
         return
-    table = Table(title=f"ledger {led.display}")
+    table = Table(title=f"ledger {safe_text(led.display)}")
     for col in ("source", "done", "failed", "in progress", "lines", "bytes", "last shipped"):
         table.add_column(
             col, justify="left" if col in ("source", "last shipped") else "right", overflow="fold"
         )
     for r in rows:
         table.add_row(
-            r.source,
+            safe_text(r.source),
             str(r.done),
             str(r.failed),
             str(r.in_progress),
@@ -72,4 +72,7 @@ def status(ledger: str | None, as_json: bool) -> None:
         )
     console.print(table)
     for e in failures:
-        console.print(f"[red]failed[/] {e.source} {e.key}: {e.last_error}", soft_wrap=True)
+        console.print(
+            f"[red]failed[/] {safe_text(e.source)} {safe_text(e.key)}: {safe_text(e.last_error)}",
+            soft_wrap=True,
+        )

@@ -83,7 +83,11 @@ def handler(event: Any, context: Any = None) -> dict[str, Any]:
     started = time.monotonic()
     try:
         records = event.get("Records") if isinstance(event, dict) else None
-        if records and all(r.get("eventSource") == "aws:sqs" for r in records):
+        if (
+            isinstance(records, list)
+            and records
+            and all(isinstance(r, dict) and r.get("eventSource") == "aws:sqs" for r in records)
+        ):
             return _handle_sqs(records, pipeline, ledger)
         items = parse_event(event)
         objects = [i for i in items if isinstance(i, WorkItem)]
@@ -115,6 +119,11 @@ def _handle_sqs(records: list[dict[str, Any]], pipeline: Pipeline, ledger: Any) 
                 ship_log_events(pipeline, log_events)
         except (NotificationError, LogferryError) as exc:
             log.error("SQS message %s: %s", message_id, exc)
+            failures.append(message_id)
+            continue
+        except Exception as exc:
+            # Whatever one message does to us, it fails alone: the rest of the batch ships.
+            log.error("SQS message %s: %s: %s", message_id, type(exc).__name__, exc)
             failures.append(message_id)
             continue
         items_by_message[message_id] = [i for i in parsed if isinstance(i, WorkItem)]

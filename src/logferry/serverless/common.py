@@ -4,8 +4,9 @@
 ``LOGFERRY_SINKS`` (comma-separated sink URLs; default a Mezmo sink from ``LOGDNA_ENDPOINT``
 or ``LOGDNA_REGION``), ``LOGDNA_INGESTION_KEY``, ``LOGFERRY_LEDGER``, ``LOGFERRY_FORMAT``
 (default ``auto``), ``LOGFERRY_SOURCE`` (the job's source; default
-``cos://$COS_BUCKET/$COS_PREFIX`` when ``COS_ENDPOINT`` is set, else ``s3://…``) and
-``LOGFERRY_DEADLINE_MARGIN_MS`` (default 10000).
+``cos://$COS_BUCKET/$COS_PREFIX`` when ``COS_ENDPOINT`` is set, else ``s3://…``),
+``LOGFERRY_BUCKETS`` (the buckets whose notifications are shipped; default the configured
+sources' buckets, see ``plan_for``) and ``LOGFERRY_DEADLINE_MARGIN_MS`` (default 10000).
 """
 
 from __future__ import annotations
@@ -101,13 +102,39 @@ class ItemsOutcome:
         return (item.bucket, item.key) in self.done
 
 
+def allowed_buckets(env: Mapping[str, str]) -> frozenset[str] | None:
+    """``LOGFERRY_BUCKETS`` as a set; ``None`` for ``*`` (any bucket), empty when unset."""
+    names = {b.strip() for b in env.get("LOGFERRY_BUCKETS", "").split(",") if b.strip()}
+    return None if "*" in names else frozenset(names)
+
+
 def plan_for(pipeline: Pipeline, bucket: str, env: Mapping[str, str]) -> SourcePlan:
-    """The configured source for ``bucket``, or (without a pipeline file) one made for it."""
+    """The source that ships ``bucket``'s notifications; a bucket nobody allowed is refused.
+
+    Allowed are the buckets in ``LOGFERRY_BUCKETS`` (``*``: any) and, when it is unset, the
+    buckets of the configured sources (``LOGFERRY_CONFIG``, or ``LOGFERRY_SOURCE`` /
+    ``COS_BUCKET``). Anyone who can send to the queue must not make us read other buckets.
+    """
+    allowed = allowed_buckets(env)
+    if allowed and bucket not in allowed:
+        raise ConfigError(
+            f"bucket {bucket!r} is not in LOGFERRY_BUCKETS ({', '.join(sorted(allowed))}): "
+            "the notification is refused"
+        )
     plan = pipeline.plan_for_bucket(bucket)
     if plan is not None:
         return plan
     if env.get("LOGFERRY_CONFIG"):
         raise ConfigError(f"no source in {env['LOGFERRY_CONFIG']} reads bucket {bucket!r}")
+    if not allowed and allowed is not None:
+        configured = sorted(
+            b for p in pipeline.plans if (b := getattr(p.source, "bucket", None)) is not None
+        )
+        raise ConfigError(
+            f"bucket {bucket!r} is not one this function ships "
+            f"({', '.join(configured) or 'none configured'}): the notification is refused; "
+            "list the buckets to ship in LOGFERRY_BUCKETS"
+        )
     template = pipeline.plans[0]
     scheme = "cos" if env.get("COS_ENDPOINT") else "s3"
     source = open_source(f"{scheme}://{bucket}")
@@ -132,11 +159,20 @@ def ship_items(
     for bucket, keys in by_bucket.items():
         try:
             plan = plan_for(pipeline, bucket, env)
-        except ConfigError as exc:
+        except (ConfigError, ValueError) as exc:  # ValueError: a name no URL can hold
             for key in keys:
                 outcome.errors[(bucket, key)] = str(exc)
             continue
         assert isinstance(plan.source, BucketSource)  # plan_for_bucket only finds buckets
+        prefix = getattr(plan.source, "prefix", "")
+        for key in keys:
+            if not key.startswith(prefix):
+                outcome.errors[(bucket, key)] = (
+                    f"{key!r} is outside the source's prefix {prefix!r}: the notification is refused"
+                )
+        keys = [k for k in keys if k.startswith(prefix)]
+        if not keys:
+            continue
         runner = ObjectRunner(
             plan.source,
             plan.router,
@@ -160,6 +196,7 @@ def ship_items(
 
 __all__ = [
     "ItemsOutcome",
+    "allowed_buckets",
     "config_from_env",
     "deadline_margin_ms",
     "default_source",
