@@ -26,7 +26,7 @@ from logferry.sinks.duckdb import open_store_readonly
 from logferry.stats.app import create_app
 from tests.conftest import run_cli
 from tests.influx import influxdb  # noqa: F401  (the session's InfluxDB server)
-from tests.test_stats_api import _expected, assert_matches, duckdb_rank, influx_rank
+from tests.stats.test_stats_api import _expected, assert_matches, duckdb_rank, influx_rank
 
 TOTAL = 6000
 

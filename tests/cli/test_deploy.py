@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import subprocess
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from logferry import packaging as pkg
+from tests.conftest import REPO
 
-DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
+DEPLOY = REPO / "deploy"
 TEMPLATE = DEPLOY / "aws" / "template.yaml"
 
 try:

@@ -19,7 +19,7 @@ from logferry import packaging as pkg
 from logferry.cli.package import package
 
 # The zip's native wheels must load here: build for this interpreter (the deploy default,
-# the template's runtime, is checked in test_deploy.py).
+# the template's runtime, is checked in tests/cli/test_deploy.py).
 HERE = f"{sys.version_info.major}.{sys.version_info.minor}"
 
 
