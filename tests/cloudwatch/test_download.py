@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from logferry.cloudwatch.state import StateStore, stream_relpath
+from tests.helpers import wait_for
 
-from .conftest import ThrottlingProxy, data_files, put, run_cw, start_cw, wait_for
+from .conftest import ThrottlingProxy, data_files, put, run_cw, start_cw
 
 
 def lines_of(root: Path, group: str, stream: str) -> list[str]:
@@ -84,7 +85,11 @@ def test_restart_after_sigkill_has_no_gap_and_no_duplicate(
     )
     proc = start_cw(*args, endpoint=logs_endpoint)
     store = StateStore(tmp_path)
-    wait_for(lambda: sum(s.events for s in store.all_states()) >= 200, what="a partial download")
+    wait_for(
+        lambda: sum(s.events for s in store.all_states()) >= 200,
+        timeout=20,
+        message="a partial download",
+    )
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=10)
     partial = sum(s.events for s in store.all_states())
@@ -137,18 +142,21 @@ def test_follow_new_streams_sighup_reload_and_status(
         endpoint=logs_endpoint,
     )  # fmt: skip
     try:
-        wait_for(lambda: len(data_files(out_dir)) == 1, what="the first stream")
+        wait_for(lambda: len(data_files(out_dir)) == 1, timeout=20, message="the first stream")
         put(logs, one, "api/new", ["one-api-0"], start_ms=int(time.time() * 1000))
         wait_for(
             lambda: (
                 (out_dir / stream_relpath(one, "api/new", as_json=False)).exists()
                 and lines_of(out_dir, one, "api/new") == ["one-api-0"]
             ),
-            what="a stream created after the daemon started",
+            timeout=20,
+            message="a stream created after the daemon started",
         )
         put(logs, one, "web", ["one-web-1"], start_ms=int(time.time() * 1000))
         wait_for(
-            lambda: lines_of(out_dir, one, "web") == ["one-web-0", "one-web-1"], what="new events"
+            lambda: lines_of(out_dir, one, "web") == ["one-web-0", "one-web-1"],
+            timeout=20,
+            message="new events",
         )
 
         # SIGHUP: a wider prefix and a stream filter, without a restart.
@@ -161,7 +169,8 @@ def test_follow_new_streams_sighup_reload_and_status(
                 (out_dir / stream_relpath(two, "web", as_json=False)).exists()
                 and lines_of(out_dir, two, "web") == ["two-web-0"]
             ),
-            what="the group added by the reloaded prefix",
+            timeout=20,
+            message="the group added by the reloaded prefix",
         )
 
         # Status: the command and the HTTP port agree, and the daemon is alive.
@@ -241,7 +250,11 @@ def test_second_daemon_on_the_same_dir_is_refused(
         endpoint=logs_endpoint,
     )
     try:
-        wait_for(lambda: (tmp_path / ".logferry" / "daemon.json").exists(), what="the first daemon")
+        wait_for(
+            lambda: (tmp_path / ".logferry" / "daemon.json").exists(),
+            timeout=20,
+            message="the first daemon",
+        )
         out = run_cw(
             "download", "--group-prefix", prefix, "--dir", str(tmp_path), endpoint=logs_endpoint
         )

@@ -11,8 +11,9 @@ import pytest
 
 from logferry.cloudwatch.timeparse import parse_time
 from logferry.errors import ConfigError
+from tests.helpers import wait_for
 
-from .conftest import put, run_cw, start_cw, wait_for
+from .conftest import put, run_cw, start_cw
 
 NOW = 1_700_000_000_000
 
@@ -132,11 +133,15 @@ def test_follow_picks_up_new_streams_and_never_repeats(
     thread = threading.Thread(target=reader, daemon=True)
     thread.start()
     try:
-        wait_for(lambda: len(lines) >= 5, what="the first events")
+        wait_for(lambda: len(lines) >= 5, timeout=20, message="the first events")
         now = int(time.time() * 1000)
         put(logs, group, "two/late-stream", [f"two-{i}" for i in range(4)], start_ms=now)
         put(logs, group, "one", ["one-late"], start_ms=now + 10)
-        wait_for(lambda: len(lines) >= 10, what="events of a stream created after follow started")
+        wait_for(
+            lambda: len(lines) >= 10,
+            timeout=20,
+            message="events of a stream created after follow started",
+        )
         time.sleep(1.0)  # several more polls over the same window: nothing may repeat
     finally:
         proc.terminate()

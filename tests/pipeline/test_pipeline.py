@@ -20,6 +20,7 @@ from logferry.errors import ConfigError
 from logferry.pipeline import Pipeline
 from logferry.sinks.base import Batching
 from tests.conftest import IBM_FIXTURES, run_cli
+from tests.helpers import wait_for
 
 
 def write_config(path: Path, text: str) -> Path:
@@ -204,22 +205,24 @@ def test_run_daemon_reload_and_stop(tmp_path: Path, bucket_dir: Path) -> None:
     )  # fmt: skip
     try:
         flows = tmp_path / "flows"
-        wait_for(lambda: (flows / "ibm_vpc_flowlogs_v1" / "x" / "00000911.gz.jsonl").exists())
+        wait_for(
+            lambda: (flows / "ibm_vpc_flowlogs_v1" / "x" / "00000911.gz.jsonl").exists(), timeout=20
+        )
         # a new object is picked up by a later listing
         (bucket_dir / "app" / "late.ndjson").write_text('{"action": "late"}\n')
-        wait_for(lambda: (tmp_path / "rest" / "app" / "late.ndjson.jsonl").exists())
+        wait_for(lambda: (tmp_path / "rest" / "app" / "late.ndjson.jsonl").exists(), timeout=20)
         # an invalid configuration is rejected, the old one keeps running
         good = cfg.read_text()
         cfg.write_text(good.replace("sinks: [rest]", "sinks: [missing]"))
         proc.send_signal(signal.SIGHUP)
         (bucket_dir / "app" / "later.ndjson").write_text('{"action": "later"}\n')
-        wait_for(lambda: (tmp_path / "rest" / "app" / "later.ndjson.jsonl").exists())
+        wait_for(lambda: (tmp_path / "rest" / "app" / "later.ndjson.jsonl").exists(), timeout=20)
         # a valid new configuration is applied: app/ now goes to the flows sink
         cfg.write_text(good.replace("sinks: [rest]", "sinks: [flows]"))
         proc.send_signal(signal.SIGHUP)
         time.sleep(1.0)
         (bucket_dir / "app" / "latest.ndjson").write_text('{"action": "latest"}\n')
-        wait_for(lambda: (flows / "app" / "latest.ndjson.jsonl").exists())
+        wait_for(lambda: (flows / "app" / "latest.ndjson.jsonl").exists(), timeout=20)
         assert not (tmp_path / "rest" / "app" / "latest.ndjson.jsonl").exists()
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -228,15 +231,6 @@ def test_run_daemon_reload_and_stop(tmp_path: Path, bucket_dir: Path) -> None:
     assert "reload rejected" in err and "unknown sink 'missing'" in err
     assert "configuration reloaded" in err
     assert all(json.loads(line)["failed"] == [] for line in out.splitlines())
-
-
-def wait_for(check, timeout: float = 20) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
 
 
 def test_a_sink_may_batch_on_its_own(tmp_path: Path) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -17,6 +16,7 @@ from logferry.runner import Route, Router
 from logferry.sinks.base import Batching, Sink
 from logferry.sources.stream import PartitionInfo, ReadResult, StreamPartition, StreamSource
 from logferry.stream_runner import StreamRunner
+from tests.helpers import wait_for
 
 
 class MemorySource(StreamSource):
@@ -95,14 +95,14 @@ def test_follow_picks_up_new_partitions_and_lines(tmp_path: Path) -> None:
     runner = StreamRunner(src, [sink], ledger, OPTS, follow=True, stop=stop, discover_interval=0.05)
     thread = threading.Thread(target=runner.run)
     thread.start()
-    time.sleep(0.2)
-    src.data["a"].append("a1")
-    src.data["new"] = ["n0", "n1"]
-    deadline = time.monotonic() + 5
-    while len(sink.rows) < 4 and time.monotonic() < deadline:
-        time.sleep(0.02)
-    stop.set()
-    thread.join(5)
+    try:
+        wait_for(lambda: sink.rows, timeout=5, message="the first line")  # now following
+        src.data["a"].append("a1")
+        src.data["new"] = ["n0", "n1"]
+        wait_for(lambda: len(sink.rows) >= 4, timeout=5, message="the new lines")
+    finally:
+        stop.set()
+        thread.join(5)
     assert sorted(x[2] for x in sink.rows) == ["a0", "a1", "n0", "n1"]
     assert ledger.get("memory://test", "new", "v1").position == 2  # type: ignore[union-attr]
     ledger.close()
@@ -154,12 +154,12 @@ def test_two_runners_split_the_partitions(tmp_path: Path) -> None:
     threads = [threading.Thread(target=r.run) for r in runners]
     for t in threads:
         t.start()
-    deadline = time.monotonic() + 5
-    while len(sink.rows) < 60 and time.monotonic() < deadline:
-        time.sleep(0.02)
-    stop.set()
-    for t in threads:
-        t.join(5)
+    try:
+        wait_for(lambda: len(sink.rows) >= 60, timeout=5, message="every partition's lines")
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(5)
     assert sorted(x[2] for x in sink.rows) == sorted(
         f"p{i}-{j}" for i in range(6) for j in range(10)
     )
@@ -241,13 +241,6 @@ def _run_in_thread(runner: StreamRunner) -> threading.Thread:
     return thread
 
 
-def _until(condition: Any, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
-
-
 def test_each_sink_gets_batches_of_its_own_size(tmp_path: Path) -> None:
     src = MemorySource()
     src.data = {"a": [f"a{i}" for i in range(200)]}
@@ -258,7 +251,7 @@ def test_each_sink_gets_batches_of_its_own_size(tmp_path: Path) -> None:
     stop = threading.Event()
     runner = StreamRunner(src, [small, large], ledger, OPTS, stop=stop, discover_interval=0.05)
     thread = _run_in_thread(runner)
-    _until(lambda: len(large.rows) == 200)
+    wait_for(lambda: len(large.rows) == 200)
     stop.set()
     thread.join(5)
     assert [x[2] for x in small.rows] == [x[2] for x in large.rows] == src.data["a"]
@@ -278,16 +271,16 @@ def test_a_sink_that_is_down_does_not_hold_up_the_others(tmp_path: Path) -> None
     stop = threading.Event()
     runner = StreamRunner(src, [healthy, flaky], ledger, OPTS, stop=stop, discover_interval=0.05)
     thread = _run_in_thread(runner)
-    _until(lambda: len(healthy.rows) == 20)
+    wait_for(lambda: len(healthy.rows) == 20)
     src.data["a"].extend(f"a{i}" for i in range(20, 40))
-    _until(lambda: len(healthy.rows) == 40)  # still flowing while the other sink is down
+    wait_for(lambda: len(healthy.rows) == 40)  # still flowing while the other sink is down
     assert flaky.rows == []
     # Nothing is checkpointed past what every sink has: a restart now would resend it all.
     entry = ledger.get("memory://test", "a", "v1")
     assert entry is not None and entry.position == 0
     flaky.down.clear()
-    _until(lambda: len(flaky.rows) == 40, timeout=15)
-    _until(lambda: ledger.get("memory://test", "a", "v1").position == 40)  # type: ignore[union-attr]
+    wait_for(lambda: len(flaky.rows) == 40, timeout=15)
+    wait_for(lambda: ledger.get("memory://test", "a", "v1").position == 40)  # type: ignore[union-attr]
     stop.set()
     thread.join(5)
     assert [x[2] for x in flaky.rows] == [x[2] for x in healthy.rows] == src.data["a"]
@@ -307,9 +300,9 @@ def test_a_sink_that_is_down_pauses_reading_only_its_partitions(tmp_path: Path) 
     stop = threading.Event()
     runner = StreamRunner(src, [], ledger, OPTS, router=router, stop=stop, discover_interval=0.05)
     thread = _run_in_thread(runner)
-    _until(lambda: len(fine.rows) == 100)
+    wait_for(lambda: len(fine.rows) == 100)
     src.data["up/b"].extend(f"u{i}" for i in range(100, 150))
-    _until(lambda: len(fine.rows) == 150)
+    wait_for(lambda: len(fine.rows) == 150)
     held = runner._held["down/a"]
     # The buffer of the stuck partition stops at a bounded size instead of growing.
     assert held.position - held.base <= OPTS.batch_lines * 3 + 7
@@ -401,9 +394,9 @@ def test_a_dropped_partition_is_not_retried_by_a_sink_that_is_down(tmp_path: Pat
     runner = StreamRunner(src, [up, down], ledger, OPTS, stop=stop, discover_interval=60)
     thread = _run_in_thread(runner)
     try:
-        _until(lambda: bool(runner.result.failed))  # dropped after its read error
+        wait_for(lambda: bool(runner.result.failed))  # dropped after its read error
         # Let go once its sink gives up the dropped partition's batch (within a retry).
-        _until(lambda: "a" not in runner._held, timeout=10)
+        wait_for(lambda: "a" not in runner._held, timeout=10)
     finally:
         stop.set()
         thread.join(10)
@@ -454,10 +447,10 @@ def test_a_claim_taken_over_while_a_sink_is_down_is_let_go(tmp_path: Path) -> No
     runner = StreamRunner(src, [down], ledger, opts, stop=stop, discover_interval=60)
     thread = _run_in_thread(runner)
     try:
-        _until(lambda: "a" in runner._held)
+        wait_for(lambda: "a" in runner._held)
         with sqlite3.connect(tmp_path / "l.db") as con:
             con.execute("UPDATE objects SET owner = 'other-host:1:x', lease_until = 1e12")
-        _until(lambda: "a" not in runner._held, timeout=10)
+        wait_for(lambda: "a" not in runner._held, timeout=10)
     finally:
         stop.set()
         thread.join(10)

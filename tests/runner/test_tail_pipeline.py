@@ -13,6 +13,7 @@ from pathlib import Path
 import orjson
 
 from tests.conftest import run_cli
+from tests.helpers import wait_for
 
 
 def out_rows(out: Path) -> list[dict]:  # type: ignore[type-arg]
@@ -77,9 +78,7 @@ def test_follow_ships_appends_until_sigterm(tmp_path: Path) -> None:
         with (logs / "a.log").open("a") as f:
             f.write("fresh 1\n")
         (logs / "b.log").write_text("b 1\n")  # a new file is read from its beginning
-        deadline = time.monotonic() + 15
-        while len(out_rows(out)) < 2 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_for(lambda: len(out_rows(out)) >= 2, timeout=15, message="the appended lines")
     finally:
         proc.send_signal(signal.SIGTERM)
         _stdout, stderr = proc.communicate(timeout=30)
@@ -123,9 +122,7 @@ def test_two_runners_never_both_read_a_renamed_file(tmp_path: Path) -> None:
     thread_a = threading.Thread(target=runner_a.run)
     thread_a.start()
     try:
-        deadline = time.monotonic() + 10
-        while len(a_sink.lines) < 50 and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_for(lambda: len(a_sink.lines) >= 50, message="runner A reading app.log")
         with app.open("a") as writer:  # the logger's open file
             app.rename(logs / "app.log.1")
             writer.write("".join(f"old {i}\n" for i in range(50, 60)))
@@ -136,9 +133,7 @@ def test_two_runners_never_both_read_a_renamed_file(tmp_path: Path) -> None:
         )  # fmt: skip
         thread_b = threading.Thread(target=runner_b.run)
         thread_b.start()
-        deadline = time.monotonic() + 10
-        while len(a_sink.lines) + len(b_sink.lines) < 61 and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_for(lambda: len(a_sink.lines) + len(b_sink.lines) >= 61, message="all 61 lines")
         time.sleep(0.5)  # room for a duplicate to show up
     finally:
         stop_b.set()

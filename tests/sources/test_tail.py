@@ -15,6 +15,7 @@ import pytest
 
 from logferry.errors import ConfigError
 from logferry.sources.tail import TailPartition, TailSource
+from tests.helpers import wait_for
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -57,14 +58,19 @@ class Follower:
                     break
 
     def until(self, done: Callable[[], bool], timeout: float = 4.0, wait: float = 0.05) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
+        def step() -> bool:
             self.poll()
             if done():
-                return
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out; have {len(self.lines)} lines: {self.lines[-5:]}")
-            self.source.wait(wait)
+                return True
+            self.source.wait(wait)  # the source's own wake-up (inotify or its poll interval)
+            return False
+
+        wait_for(
+            step,
+            timeout=timeout,
+            interval=0,
+            message=lambda: f"have {len(self.lines)} lines: {self.lines[-5:]}",
+        )
 
     def close(self) -> None:
         for part in self.parts.values():
