@@ -142,11 +142,24 @@ def test_follow_picks_up_new_streams_and_never_repeats(
             timeout=20,
             message="events of a stream created after follow started",
         )
-        time.sleep(1.0)  # several more polls over the same window: nothing may repeat
+        # Several more polls over the same window, proven by later markers in both streams
+        # arriving: nothing may repeat.
+        for round_ in range(2):
+            markers = {f"marker-{round_}-one", f"marker-{round_}-two"}
+            now = int(time.time() * 1000)
+            put(logs, group, "one", [f"marker-{round_}-one"], start_ms=now)
+            put(logs, group, "two/late-stream", [f"marker-{round_}-two"], start_ms=now)
+            wait_for(
+                lambda markers=markers: markers <= {e["message"] for e in lines},
+                timeout=20,
+                message=f"the markers of round {round_}",
+            )
     finally:
         proc.terminate()
         proc.wait(timeout=10)
-    messages = [e["message"] for e in lines]
+    every = [e["message"] for e in lines]
+    assert len(every) == len(set(every))  # the markers included
+    messages = [m for m in every if not m.startswith("marker-")]
     assert len(messages) == len(set(messages)) == 10
     assert set(messages) == {e["message"] for e in first} | {f"two-{i}" for i in range(4)} | {
         "one-late"

@@ -127,14 +127,28 @@ def test_two_runners_never_both_read_a_renamed_file(tmp_path: Path) -> None:
             app.rename(logs / "app.log.1")
             writer.write("".join(f"old {i}\n" for i in range(50, 60)))
         (logs / "app.log").write_text("new 0\n")
+        source_b = TailSource(glob, rotate_wait=30.0)
+        listings = [0]  # runner B's listings of the directory, each a chance to take app.log.1
+        list_b = source_b.partitions
+
+        def counted():  # type: ignore[no-untyped-def]
+            listings[0] += 1
+            return list_b()
+
+        source_b.partitions = counted  # type: ignore[method-assign]
         runner_b = StreamRunner(
-            TailSource(glob, rotate_wait=30.0), [b_sink], ledger, opts, stop=stop_b,
-            discover_interval=0.1,
+            source_b, [b_sink], ledger, opts, stop=stop_b, discover_interval=0.1,
         )  # fmt: skip
         thread_b = threading.Thread(target=runner_b.run)
         thread_b.start()
         wait_for(lambda: len(a_sink.lines) + len(b_sink.lines) >= 61, message="all 61 lines")
-        time.sleep(0.5)  # room for a duplicate to show up
+        # Room for a duplicate to show up: B lists the directory three more times, and what
+        # it has read (were it app.log.1) has reached its sink.
+        seen = listings[0]
+        wait_for(
+            lambda: listings[0] >= seen + 3 and not runner_b._pending(),
+            message="three more listings by runner B, all it read delivered",
+        )
     finally:
         stop_b.set()
         stop_a.set()

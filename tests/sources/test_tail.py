@@ -250,8 +250,10 @@ def test_rename_rotation_loses_and_duplicates_nothing(logdir: Path, glob: str) -
     expected = ["header", "last words of the old file"] + [f"line {i}" for i in range(400)]
     f.until(lambda: len(f.lines) >= len(expected) and first not in f.parts and len(f.parts) == 1)
     t.join()
-    time.sleep(0.3)
-    f.poll()
+    # A line written after everything else, read: every later poll had its chance to repeat.
+    append(log, b"end marker\n")
+    f.until(lambda: "end marker" in f.lines)
+    f.lines.remove("end marker")
     assert sorted(f.lines) == sorted(expected)
     assert len(f.lines) == len(set(f.lines))
     assert first in f.done
@@ -291,8 +293,10 @@ def test_copytruncate(logdir: Path, glob: str) -> None:
     os.write(fd, lines(0, 5, "new"))
     os.close(fd)
     f.until(lambda: "new 4" in f.lines and list(f.parts) == [(str(log), ANY)])
-    time.sleep(0.1)
-    f.poll()
+    # A line written after everything else, read: every later poll had its chance to repeat.
+    append(log, b"end marker\n")
+    f.until(lambda: "end marker" in f.lines)
+    f.lines.remove("end marker")
     new = [f"new {i}" for i in range(5)]
     if glob == "app.log*":  # the copy carries the lines the truncation took away
         assert sorted(f.lines) == sorted([f"line {i}" for i in range(15)] + new)
