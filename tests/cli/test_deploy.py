@@ -122,5 +122,6 @@ def test_ibm_script_is_valid_bash_and_creates_job_and_subscription() -> None:
     ):
         assert command in text, command
     readme = (DEPLOY / "README.md").read_text()
-    assert "## AWS Lambda" in readme and "## IBM Code Engine" in readme
+    assert "## AWS Lambda" in readme
+    assert "## IBM Code Engine" in readme
     assert 'CMD ["job"]' in (DEPLOY / "ibm" / "Dockerfile").read_text()

@@ -176,23 +176,26 @@ def test_follow_new_streams_sighup_reload_and_status(
         # Status: the command and the HTTP port agree, and the daemon is alive.
         status = run_cw("status", "--dir", str(out_dir), "--json", endpoint=logs_endpoint)
         doc = json.loads(status.stdout)
-        assert doc["alive"] is True and doc["daemon"]["pid"] == proc.pid
+        assert doc["alive"] is True
+        assert doc["daemon"]["pid"] == proc.pid
         by_key = {(s["group"], s["stream"]): s for s in doc["streams"]}
-        assert by_key[(one, "web")]["events"] == 2 and by_key[(one, "web")]["lag_s"] >= 0
+        assert by_key[(one, "web")]["events"] == 2
+        assert by_key[(one, "web")]["lag_s"] >= 0
         assert by_key[(one, "web")]["file_size"] == len("one-web-0\none-web-1\n")
         port = doc["daemon"]["status_port"]
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/status", timeout=5) as resp:
             live = json.loads(resp.read())
-        assert live["alive"] is True and {
-            (s["group"], s["stream"]) for s in live["streams"]
-        } == set(by_key)
+        assert live["alive"] is True
+        assert {(s["group"], s["stream"]) for s in live["streams"]} == set(by_key)
         human = run_cw("status", "--dir", str(out_dir), endpoint=logs_endpoint)
-        assert "running" in human.stdout and one in human.stdout
+        assert "running" in human.stdout
+        assert one in human.stdout
     finally:
         proc.send_signal(signal.SIGINT)
         _, stderr = proc.communicate(timeout=20)
     assert proc.returncode == 0, stderr
-    assert "reloaded" in stderr and "new stream" in stderr
+    assert "reloaded" in stderr
+    assert "new stream" in stderr
     doc = json.loads(
         run_cw("status", "--dir", str(out_dir), "--json", endpoint=logs_endpoint).stdout
     )
@@ -227,11 +230,13 @@ def test_usage_errors_are_one_line(logs_endpoint: str, tmp_path: Path) -> None:
         "b",
         endpoint=logs_endpoint,
     )
-    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1
+    assert out.returncode == 2
+    assert len(out.stderr.strip().splitlines()) == 1
     bad = tmp_path / "bad.yaml"
     bad.write_text("group_prefx: /x\n")
     out = run_cw("download", "--config", str(bad), "--dir", str(tmp_path), endpoint=logs_endpoint)
-    assert out.returncode == 2 and "group_prefx" in out.stderr
+    assert out.returncode == 2
+    assert "group_prefx" in out.stderr
     out = run_cw("status", "--dir", str(tmp_path / "nowhere"), endpoint=logs_endpoint)
     assert out.returncode == 2
 
@@ -258,7 +263,8 @@ def test_second_daemon_on_the_same_dir_is_refused(
         out = run_cw(
             "download", "--group-prefix", prefix, "--dir", str(tmp_path), endpoint=logs_endpoint
         )
-        assert out.returncode == 1 and "another download" in out.stderr
+        assert out.returncode == 1
+        assert "another download" in out.stderr
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=20)

@@ -53,9 +53,11 @@ def test_groups_and_streams(logs: Any, logs_endpoint: str, prefix: str) -> None:
     assert out.returncode == 0, out.stderr
     rows = [line.split("\t") for line in out.stdout.splitlines()]
     assert [r[0] for r in rows] == ["new", "old"]
-    assert rows[0][1].endswith("Z") and int(rows[0][3]) > 0
+    assert rows[0][1].endswith("Z")
+    assert int(rows[0][3]) > 0
     out = run_cw("streams", prefix + "missing", endpoint=logs_endpoint)
-    assert out.returncode == 1 and len(out.stderr.strip().splitlines()) == 1
+    assert out.returncode == 1
+    assert len(out.stderr.strip().splitlines()) == 1
 
 
 def test_get_interleaves_streams_in_time_order(logs: Any, logs_endpoint: str, prefix: str) -> None:
@@ -76,8 +78,10 @@ def test_get_interleaves_streams_in_time_order(logs: Any, logs_endpoint: str, pr
     # Stream regex, event time column, no colour codes in a pipe.
     out = run_cw("get", group, r"web/[12]$", "--start", "1h", "--timestamp", endpoint=logs_endpoint)
     lines = out.stdout.splitlines()
-    assert len(lines) == 100 and "\x1b[" not in out.stdout
-    assert lines[0].split(" ")[0] == "web/1" and lines[0].split(" ")[1].endswith("Z")
+    assert len(lines) == 100
+    assert "\x1b[" not in out.stdout
+    assert lines[0].split(" ")[0] == "web/1"
+    assert lines[0].split(" ")[1].endswith("Z")
 
 
 def test_get_query_and_filter(logs: Any, logs_endpoint: str, prefix: str) -> None:
@@ -104,7 +108,8 @@ def test_get_query_and_filter(logs: Any, logs_endpoint: str, prefix: str) -> Non
     )
     assert out.stdout.splitlines() == ["not json ERROR"]
     out = run_cw("get", group, "--start", "soon", endpoint=logs_endpoint)
-    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1
+    assert out.returncode == 2
+    assert len(out.stderr.strip().splitlines()) == 1
 
 
 def test_follow_picks_up_new_streams_and_never_repeats(

@@ -101,7 +101,8 @@ def test_a_source_without_sinks_goes_to_the_embedded_store() -> None:
         env={},
     )
     assert cfg.sources["app"].sinks == ["store"]
-    assert cfg.sinks["store"].url is not None and cfg.sinks["store"].url.startswith("duckdb:///")
+    assert cfg.sinks["store"].url is not None
+    assert cfg.sinks["store"].url.startswith("duckdb:///")
 
 
 def test_env_interpolation_and_defaults() -> None:
@@ -118,23 +119,27 @@ def test_validate_and_ship_with_routes(tmp_path: Path, bucket_dir: Path) -> None
     cfg = routed_config(tmp_path, bucket_dir)
     p = run_cli("validate", "-c", str(cfg))
     assert p.returncode == 0, p.stderr
-    assert "app/ → json|lines → rest" in p.stdout and "tmp/ → auto → drop" in p.stdout
+    assert "app/ → json|lines → rest" in p.stdout
+    assert "tmp/ → auto → drop" in p.stdout
     p = run_cli("ship", "-c", str(cfg), "--json")
     assert p.returncode == 0, p.stderr
     summary = json.loads(p.stdout.splitlines()[-1])
-    assert summary["objects"] == 4 and summary["counters"]["dropped"] == 1
+    assert summary["objects"] == 4
+    assert summary["counters"]["dropped"] == 1
     flows = (tmp_path / "flows" / "ibm_vpc_flowlogs_v1" / "x" / "00000911.gz.jsonl").read_text()
     assert len(flows.splitlines()) == 2
     # the format chain fell back from json to lines for the broken document
     broken = (tmp_path / "rest" / "app" / "broken.json.jsonl").read_text().splitlines()
     assert [orjson.loads(x)["line"] for x in broken] == ['{"not": "closed"', "second line"]
-    assert not (tmp_path / "rest" / "tmp").exists() and not (tmp_path / "flows" / "tmp").exists()
+    assert not (tmp_path / "rest" / "tmp").exists()
+    assert not (tmp_path / "flows" / "tmp").exists()
     # an object no route matches is an error in the summary, never silently skipped
     (bucket_dir / "stray.log").write_text("where do I go?\n")
     p = run_cli("ship", "-c", str(cfg), "--json")
     assert p.returncode == 1
     failed = json.loads(p.stdout.splitlines()[-1])["failed"]
-    assert failed[0]["key"] == "stray.log" and "no route matches" in failed[0]["error"]
+    assert failed[0]["key"] == "stray.log"
+    assert "no route matches" in failed[0]["error"]
     assert run_cli("ship", "-c", str(cfg), str(bucket_dir)).returncode == 2
 
 
@@ -194,7 +199,8 @@ def test_python_handlers(tmp_path: Path, bucket_dir: Path) -> None:
     assert failure["key"] == "app/picky.ndjson"
     assert "RuntimeError: refusing logout" in failure["error"]
     p = run_cli("validate", "-c", str(cfg))  # without PYTHONPATH the handler cannot import
-    assert p.returncode == 2 and "cannot import myhandlers" in p.stderr
+    assert p.returncode == 2
+    assert "cannot import myhandlers" in p.stderr
 
 
 def test_run_daemon_reload_and_stop(tmp_path: Path, bucket_dir: Path) -> None:
@@ -228,7 +234,8 @@ def test_run_daemon_reload_and_stop(tmp_path: Path, bucket_dir: Path) -> None:
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
-    assert "reload rejected" in err and "unknown sink 'missing'" in err
+    assert "reload rejected" in err
+    assert "unknown sink 'missing'" in err
     assert "configuration reloaded" in err
     assert all(json.loads(line)["failed"] == [] for line in out.splitlines())
 

@@ -74,14 +74,18 @@ def test_reads_to_the_end_then_resumes_from_the_cursor(tmp_path: Path) -> None:
     ledger = SQLiteLedger(tmp_path / "l.db")
     sink = Collect()
     r = StreamRunner(src, [sink], ledger, OPTS, follow=False).run()
-    assert r.lines == 58 and r.ok
+    assert r.lines == 58
+    assert r.ok
     assert [x[2] for x in sink.rows if x[0] == "a"] == [f"a{i}" for i in range(55)]
     assert [x[1] for x in sink.rows if x[0] == "a"] == list(range(55))  # positions
     entry = ledger.get("memory://test", "a", "v1")
-    assert entry and entry.status == Status.PENDING and entry.position == 55
+    assert entry
+    assert entry.status == Status.PENDING
+    assert entry.position == 55
     src.data["a"].extend(["a55", "a56"])
     r = StreamRunner(src, [sink], ledger, OPTS, follow=False).run()
-    assert r.lines == 2 and ("a", "55") in src.opened
+    assert r.lines == 2
+    assert ("a", "55") in src.opened
     assert [x[2] for x in sink.rows if x[0] == "a"][-2:] == ["a55", "a56"]
     ledger.close()
 
@@ -130,13 +134,15 @@ def test_a_refused_batch_becomes_a_range_in_the_error_queue(tmp_path: Path) -> N
     sink = Collect(fail_fatal_at=25)
     r = StreamRunner(src, [sink], ledger, OPTS, follow=False).run()
     (failure,) = r.failed
-    assert failure.key.startswith("a#") and "400" in failure.error
+    assert failure.key.startswith("a#")
+    assert "400" in failure.error
     start, end = map(int, failure.key.split("#")[1].split("-"))
     assert start <= 25 < end
     delivered = [x[1] for x in sink.rows]
     assert delivered == [i for i in range(50) if not start <= i < end]  # the rest went on
     (queued,) = ledger.entries(status=Status.FAILED)
-    assert queued.key == failure.key and queued.error_class == "FatalSinkError"
+    assert queued.key == failure.key
+    assert queued.error_class == "FatalSinkError"
     assert ledger.get("memory://test", "a", "v1").position == 50  # type: ignore[union-attr]
     ledger.close()
 
@@ -194,7 +200,8 @@ def test_a_transient_read_error_keeps_the_partition(tmp_path: Path) -> None:
     ledger = SQLiteLedger(tmp_path / "l.db")
     sink = Collect()
     r = StreamRunner(src, [sink], ledger, OPTS, follow=False).run()
-    assert r.ok and [x[2] for x in sink.rows] == [f"a{i}" for i in range(12)]
+    assert r.ok
+    assert [x[2] for x in sink.rows] == [f"a{i}" for i in range(12)]
     ledger.close()
 
 
@@ -256,8 +263,10 @@ def test_each_sink_gets_batches_of_its_own_size(tmp_path: Path) -> None:
     thread.join(5)
     assert [x[2] for x in small.rows] == [x[2] for x in large.rows] == src.data["a"]
     # Reads come 7 records at a time, so a batch is cut at the first read reaching the size.
-    assert max(small.sizes) < 20 and min(small.sizes[:-1]) >= 10
-    assert min(large.sizes[:-1]) >= 100 and len(large.sizes) <= 3  # the rest after its wait
+    assert max(small.sizes) < 20
+    assert min(small.sizes[:-1]) >= 10
+    assert min(large.sizes[:-1]) >= 100
+    assert len(large.sizes) <= 3  # the rest after its wait
     assert ledger.get("memory://test", "a", "v1").position == 200  # type: ignore[union-attr]
     ledger.close()
 
@@ -277,7 +286,8 @@ def test_a_sink_that_is_down_does_not_hold_up_the_others(tmp_path: Path) -> None
     assert flaky.rows == []
     # Nothing is checkpointed past what every sink has: a restart now would resend it all.
     entry = ledger.get("memory://test", "a", "v1")
-    assert entry is not None and entry.position == 0
+    assert entry is not None
+    assert entry.position == 0
     flaky.down.clear()
     wait_for(lambda: len(flaky.rows) == 40, timeout=15)
     wait_for(lambda: ledger.get("memory://test", "a", "v1").position == 40)  # type: ignore[union-attr]
@@ -335,7 +345,8 @@ def test_reading_while_deliveries_trim_the_buffer(tmp_path: Path) -> None:
     one, two = Collect(), Collect()
     opts = ShipOptions(batch_lines=500, batch_wait=100.0, lease_seconds=30)
     r = StreamRunner(src, [one, two], ledger, opts, follow=False).run()
-    assert r.ok and r.lines == 20_000
+    assert r.ok
+    assert r.lines == 20_000
     assert [x[2] for x in one.rows] == [x[2] for x in two.rows] == src.data["a"]
     ledger.close()
 
@@ -401,7 +412,8 @@ def test_a_dropped_partition_is_not_retried_by_a_sink_that_is_down(tmp_path: Pat
         stop.set()
         thread.join(10)
     assert [f.key for f in runner.result.failed] == ["a"]
-    assert down.rows == [] and len(up.rows) >= 20  # batches were out before the drop
+    assert down.rows == []
+    assert len(up.rows) >= 20  # batches were out before the drop
     ledger.close()
 
 
@@ -419,7 +431,8 @@ def test_a_one_off_run_gives_up_on_a_sink_that_stays_down(tmp_path: Path) -> Non
     assert ledger.get("memory://test", "a", "v1").position == 0  # type: ignore[union-attr]
     up = Collect()
     r = StreamRunner(src, [up], ledger, opts, follow=False).run()  # the next run resumes
-    assert r.ok and [x[2] for x in up.rows] == src.data["a"]
+    assert r.ok
+    assert [x[2] for x in up.rows] == src.data["a"]
     ledger.close()
 
 
@@ -456,5 +469,6 @@ def test_a_claim_taken_over_while_a_sink_is_down_is_let_go(tmp_path: Path) -> No
         thread.join(10)
     assert down.rows == []
     entry = ledger.get("memory://test", "a", "v1")
-    assert entry is not None and entry.owner == "other-host:1:x"  # left alone
+    assert entry is not None
+    assert entry.owner == "other-host:1:x"  # left alone
     ledger.close()

@@ -104,7 +104,8 @@ def make(logdir: Path, glob: str = "*.log", **kw: object) -> TailSource:
 
 def test_from_url_forms(logdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     src = TailSource.from_url(f"tail://{logdir}/*.log")
-    assert src.id == f"tail://{logdir}/*.log" and src.pattern == f"{logdir}/*.log"
+    assert src.id == f"tail://{logdir}/*.log"
+    assert src.pattern == f"{logdir}/*.log"
     monkeypatch.chdir(logdir)
     assert TailSource.from_url("tail:sub/app-?.log").pattern == f"{logdir}/sub/app-?.log"
     with pytest.raises(ConfigError, match="host"):
@@ -182,10 +183,13 @@ def test_partial_line_is_not_emitted_until_its_newline(logdir: Path) -> None:
     [info] = src.partitions()
     part = src.open(info, None, 0)
     r = part.read(100)
-    assert r.chunk.lines == ["one"] and r.caught_up
+    assert r.chunk.lines == ["one"]
+    assert r.caught_up
     assert orjson.loads(r.cursor or "") == {"offset": 4, "fp": info.version}
     r = part.read(100)
-    assert r.chunk.lines == [] and r.cursor is not None and orjson.loads(r.cursor)["offset"] == 4
+    assert r.chunk.lines == []
+    assert r.cursor is not None
+    assert orjson.loads(r.cursor)["offset"] == 4
     append(log, b"o\nthr")
     assert part.read(100).chunk.lines == ["two"]
     append(log, b"ee\n")
@@ -273,7 +277,8 @@ def test_rotated_file_that_stops_matching_finishes_after_rotate_wait(logdir: Pat
     os.write(fd, b"after rename\nunterminated")  # the writer has not reopened yet
     os.close(fd)
     f.poll()
-    assert f.lines[-1] == "after rename" and len(f.parts) == 1
+    assert f.lines[-1] == "after rename"
+    assert len(f.parts) == 1
     f.until(lambda: not f.parts, timeout=2)
     assert f.lines[-1] == "unterminated"  # shipped once the rotated file is over
     f.close()
@@ -332,7 +337,8 @@ def test_truncation_back_to_the_same_first_line_goes_on_as_the_same_version(
     append(log, b"#header\nB\n")  # as long as before: only the earlier shrink tells
     f.until(lambda: len(f.lines) == 4)
     assert f.lines == ["#header", "A", "#header", "B"]
-    assert len(f.parts) == 1 and not f.done
+    assert len(f.parts) == 1
+    assert not f.done
     f.close()
 
 
@@ -376,7 +382,8 @@ def test_resume_from_cursor_after_restart(logdir: Path) -> None:
     [info] = src.partitions()
     part = src.open(info, None, 0)
     r = part.read(4)
-    assert r.chunk.lines == [f"line {i}" for i in range(4)] and not r.caught_up
+    assert r.chunk.lines == [f"line {i}" for i in range(4)]
+    assert not r.caught_up
     part.close()
     src.close()
     append(log, lines(10, 13))
@@ -413,7 +420,8 @@ def test_crlf_and_invalid_utf8(logdir: Path) -> None:
     part = src.open(info, None, 0)
     r = part.read(100)
     assert r.chunk.lines == ["one", "two", "bad \ufffd\ufffd bytes"]
-    assert r.caught_up and orjson.loads(r.cursor or "")["offset"] == log.stat().st_size
+    assert r.caught_up
+    assert orjson.loads(r.cursor or "")["offset"] == log.stat().st_size
     part.close()
 
 
@@ -433,7 +441,8 @@ def test_five_megabyte_line(logdir: Path) -> None:
         got += r.chunk.lines
         if r.caught_up:
             break
-    assert [len(x) for x in got] == [len(big), 5] and got[1] == "after"
+    assert [len(x) for x in got] == [len(big), 5]
+    assert got[1] == "after"
     part.close()
 
 
@@ -444,12 +453,15 @@ def test_max_records_and_format_counters(logdir: Path) -> None:
     [info] = src.partitions()
     part = src.open(info, None, 0)
     r1 = part.read(2)
-    assert len(r1.chunk) == 2 and not r1.caught_up
+    assert len(r1.chunk) == 2
+    assert not r1.caught_up
     assert r1.chunk.timestamps[0] == 1714521600000
     assert r1.chunk.lines[1] == "not json"
     r2 = part.read(2)
-    assert len(r2.chunk) == 1 and r2.caught_up
-    assert part.counters["not_json"] == 1 and src.counters["not_json"] == 1
+    assert len(r2.chunk) == 1
+    assert r2.caught_up
+    assert part.counters["not_json"] == 1
+    assert src.counters["not_json"] == 1
     part.close()
 
 
@@ -461,5 +473,6 @@ def test_deleted_file_finishes(logdir: Path) -> None:
     f.poll()
     log.unlink()
     f.until(lambda: not f.parts, timeout=2)
-    assert f.lines == ["a", "b"] and src.partitions() == []
+    assert f.lines == ["a", "b"]
+    assert src.partitions() == []
     f.close()
