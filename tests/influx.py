@@ -14,7 +14,6 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
@@ -22,6 +21,8 @@ from typing import Any
 
 import httpx
 import pytest
+
+from tests.helpers import wait_for
 
 __all__ = ["InfluxServer", "ensure_influxd", "influxdb"]
 
@@ -145,20 +146,22 @@ class InfluxServer:
         self._proc = subprocess.Popen(
             [influxd, "-config", str(conf)], stdout=log, stderr=subprocess.STDOUT
         )
-        deadline = time.monotonic() + _START_TIMEOUT
-        while True:
-            if self._proc.poll() is not None:
+        proc = self._proc
+
+        def answering() -> bool:
+            if proc.poll() is not None:
                 text = (root / "influxd.log").read_text(errors="replace")[-2000:]
-                pytest.fail(f"influxd exited with {self._proc.returncode}: {text}")
+                pytest.fail(f"influxd exited with {proc.returncode}: {text}")
             try:
-                if self._client.get(f"{self.url}/ping").status_code == 204:
-                    break
+                return self._client.get(f"{self.url}/ping").status_code == 204
             except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                self.stop()
-                pytest.fail(f"influxd did not answer /ping within {_START_TIMEOUT:.0f} s")
-            time.sleep(0.05)
+                return False
+
+        try:
+            wait_for(answering, _START_TIMEOUT, 0.05, "influxd did not answer /ping")
+        except pytest.fail.Exception:
+            self.stop()
+            raise
         if self.auth:
             # The first admin may be created without credentials; everything after needs them.
             self._post(

@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from logferry.cloudwatch.state import StateStore, stream_relpath
+from tests.helpers import wait_for
 
-from .conftest import ThrottlingProxy, data_files, put, run_cw, start_cw, wait_for
+from .conftest import ThrottlingProxy, data_files, put, run_cw, start_cw
 
 
 def lines_of(root: Path, group: str, stream: str) -> list[str]:
@@ -84,7 +85,11 @@ def test_restart_after_sigkill_has_no_gap_and_no_duplicate(
     )
     proc = start_cw(*args, endpoint=logs_endpoint)
     store = StateStore(tmp_path)
-    wait_for(lambda: sum(s.events for s in store.all_states()) >= 200, what="a partial download")
+    wait_for(
+        lambda: sum(s.events for s in store.all_states()) >= 200,
+        timeout=20,
+        message="a partial download",
+    )
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=10)
     partial = sum(s.events for s in store.all_states())
@@ -137,18 +142,21 @@ def test_follow_new_streams_sighup_reload_and_status(
         endpoint=logs_endpoint,
     )  # fmt: skip
     try:
-        wait_for(lambda: len(data_files(out_dir)) == 1, what="the first stream")
+        wait_for(lambda: len(data_files(out_dir)) == 1, timeout=20, message="the first stream")
         put(logs, one, "api/new", ["one-api-0"], start_ms=int(time.time() * 1000))
         wait_for(
             lambda: (
                 (out_dir / stream_relpath(one, "api/new", as_json=False)).exists()
                 and lines_of(out_dir, one, "api/new") == ["one-api-0"]
             ),
-            what="a stream created after the daemon started",
+            timeout=20,
+            message="a stream created after the daemon started",
         )
         put(logs, one, "web", ["one-web-1"], start_ms=int(time.time() * 1000))
         wait_for(
-            lambda: lines_of(out_dir, one, "web") == ["one-web-0", "one-web-1"], what="new events"
+            lambda: lines_of(out_dir, one, "web") == ["one-web-0", "one-web-1"],
+            timeout=20,
+            message="new events",
         )
 
         # SIGHUP: a wider prefix and a stream filter, without a restart.
@@ -161,29 +169,33 @@ def test_follow_new_streams_sighup_reload_and_status(
                 (out_dir / stream_relpath(two, "web", as_json=False)).exists()
                 and lines_of(out_dir, two, "web") == ["two-web-0"]
             ),
-            what="the group added by the reloaded prefix",
+            timeout=20,
+            message="the group added by the reloaded prefix",
         )
 
         # Status: the command and the HTTP port agree, and the daemon is alive.
         status = run_cw("status", "--dir", str(out_dir), "--json", endpoint=logs_endpoint)
         doc = json.loads(status.stdout)
-        assert doc["alive"] is True and doc["daemon"]["pid"] == proc.pid
+        assert doc["alive"] is True
+        assert doc["daemon"]["pid"] == proc.pid
         by_key = {(s["group"], s["stream"]): s for s in doc["streams"]}
-        assert by_key[(one, "web")]["events"] == 2 and by_key[(one, "web")]["lag_s"] >= 0
+        assert by_key[(one, "web")]["events"] == 2
+        assert by_key[(one, "web")]["lag_s"] >= 0
         assert by_key[(one, "web")]["file_size"] == len("one-web-0\none-web-1\n")
         port = doc["daemon"]["status_port"]
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/status", timeout=5) as resp:
             live = json.loads(resp.read())
-        assert live["alive"] is True and {
-            (s["group"], s["stream"]) for s in live["streams"]
-        } == set(by_key)
+        assert live["alive"] is True
+        assert {(s["group"], s["stream"]) for s in live["streams"]} == set(by_key)
         human = run_cw("status", "--dir", str(out_dir), endpoint=logs_endpoint)
-        assert "running" in human.stdout and one in human.stdout
+        assert "running" in human.stdout
+        assert one in human.stdout
     finally:
         proc.send_signal(signal.SIGINT)
         _, stderr = proc.communicate(timeout=20)
     assert proc.returncode == 0, stderr
-    assert "reloaded" in stderr and "new stream" in stderr
+    assert "reloaded" in stderr
+    assert "new stream" in stderr
     doc = json.loads(
         run_cw("status", "--dir", str(out_dir), "--json", endpoint=logs_endpoint).stdout
     )
@@ -218,11 +230,13 @@ def test_usage_errors_are_one_line(logs_endpoint: str, tmp_path: Path) -> None:
         "b",
         endpoint=logs_endpoint,
     )
-    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1
+    assert out.returncode == 2
+    assert len(out.stderr.strip().splitlines()) == 1
     bad = tmp_path / "bad.yaml"
     bad.write_text("group_prefx: /x\n")
     out = run_cw("download", "--config", str(bad), "--dir", str(tmp_path), endpoint=logs_endpoint)
-    assert out.returncode == 2 and "group_prefx" in out.stderr
+    assert out.returncode == 2
+    assert "group_prefx" in out.stderr
     out = run_cw("status", "--dir", str(tmp_path / "nowhere"), endpoint=logs_endpoint)
     assert out.returncode == 2
 
@@ -241,11 +255,16 @@ def test_second_daemon_on_the_same_dir_is_refused(
         endpoint=logs_endpoint,
     )
     try:
-        wait_for(lambda: (tmp_path / ".logferry" / "daemon.json").exists(), what="the first daemon")
+        wait_for(
+            lambda: (tmp_path / ".logferry" / "daemon.json").exists(),
+            timeout=20,
+            message="the first daemon",
+        )
         out = run_cw(
             "download", "--group-prefix", prefix, "--dir", str(tmp_path), endpoint=logs_endpoint
         )
-        assert out.returncode == 1 and "another download" in out.stderr
+        assert out.returncode == 1
+        assert "another download" in out.stderr
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=20)

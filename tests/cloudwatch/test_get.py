@@ -11,8 +11,9 @@ import pytest
 
 from logferry.cloudwatch.timeparse import parse_time
 from logferry.errors import ConfigError
+from tests.helpers import wait_for
 
-from .conftest import put, run_cw, start_cw, wait_for
+from .conftest import put, run_cw, start_cw
 
 NOW = 1_700_000_000_000
 
@@ -52,9 +53,11 @@ def test_groups_and_streams(logs: Any, logs_endpoint: str, prefix: str) -> None:
     assert out.returncode == 0, out.stderr
     rows = [line.split("\t") for line in out.stdout.splitlines()]
     assert [r[0] for r in rows] == ["new", "old"]
-    assert rows[0][1].endswith("Z") and int(rows[0][3]) > 0
+    assert rows[0][1].endswith("Z")
+    assert int(rows[0][3]) > 0
     out = run_cw("streams", prefix + "missing", endpoint=logs_endpoint)
-    assert out.returncode == 1 and len(out.stderr.strip().splitlines()) == 1
+    assert out.returncode == 1
+    assert len(out.stderr.strip().splitlines()) == 1
 
 
 def test_get_interleaves_streams_in_time_order(logs: Any, logs_endpoint: str, prefix: str) -> None:
@@ -75,8 +78,10 @@ def test_get_interleaves_streams_in_time_order(logs: Any, logs_endpoint: str, pr
     # Stream regex, event time column, no colour codes in a pipe.
     out = run_cw("get", group, r"web/[12]$", "--start", "1h", "--timestamp", endpoint=logs_endpoint)
     lines = out.stdout.splitlines()
-    assert len(lines) == 100 and "\x1b[" not in out.stdout
-    assert lines[0].split(" ")[0] == "web/1" and lines[0].split(" ")[1].endswith("Z")
+    assert len(lines) == 100
+    assert "\x1b[" not in out.stdout
+    assert lines[0].split(" ")[0] == "web/1"
+    assert lines[0].split(" ")[1].endswith("Z")
 
 
 def test_get_query_and_filter(logs: Any, logs_endpoint: str, prefix: str) -> None:
@@ -103,7 +108,8 @@ def test_get_query_and_filter(logs: Any, logs_endpoint: str, prefix: str) -> Non
     )
     assert out.stdout.splitlines() == ["not json ERROR"]
     out = run_cw("get", group, "--start", "soon", endpoint=logs_endpoint)
-    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1
+    assert out.returncode == 2
+    assert len(out.stderr.strip().splitlines()) == 1
 
 
 def test_follow_picks_up_new_streams_and_never_repeats(
@@ -132,16 +138,33 @@ def test_follow_picks_up_new_streams_and_never_repeats(
     thread = threading.Thread(target=reader, daemon=True)
     thread.start()
     try:
-        wait_for(lambda: len(lines) >= 5, what="the first events")
+        wait_for(lambda: len(lines) >= 5, timeout=20, message="the first events")
         now = int(time.time() * 1000)
         put(logs, group, "two/late-stream", [f"two-{i}" for i in range(4)], start_ms=now)
         put(logs, group, "one", ["one-late"], start_ms=now + 10)
-        wait_for(lambda: len(lines) >= 10, what="events of a stream created after follow started")
-        time.sleep(1.0)  # several more polls over the same window: nothing may repeat
+        wait_for(
+            lambda: len(lines) >= 10,
+            timeout=20,
+            message="events of a stream created after follow started",
+        )
+        # Several more polls over the same window, proven by later markers in both streams
+        # arriving: nothing may repeat.
+        for round_ in range(2):
+            markers = {f"marker-{round_}-one", f"marker-{round_}-two"}
+            now = int(time.time() * 1000)
+            put(logs, group, "one", [f"marker-{round_}-one"], start_ms=now)
+            put(logs, group, "two/late-stream", [f"marker-{round_}-two"], start_ms=now)
+            wait_for(
+                lambda markers=markers: markers <= {e["message"] for e in lines},
+                timeout=20,
+                message=f"the markers of round {round_}",
+            )
     finally:
         proc.terminate()
         proc.wait(timeout=10)
-    messages = [e["message"] for e in lines]
+    every = [e["message"] for e in lines]
+    assert len(every) == len(set(every))  # the markers included
+    messages = [m for m in every if not m.startswith("marker-")]
     assert len(messages) == len(set(messages)) == 10
     assert set(messages) == {e["message"] for e in first} | {f"two-{i}" for i in range(4)} | {
         "one-late"

@@ -40,7 +40,8 @@ def test_cloudwatch_source_in_a_pipeline_file(
     put(logs, group, "web/1", ["late"], start_ms=None)
     p = run_cli("ship", "-c", str(cfg), "--json")
     assert json.loads(p.stdout.splitlines()[-1])["lines"] == 1
-    assert rows(out).count("late") == 1 and len(rows(out)) == 36
+    assert rows(out).count("late") == 1
+    assert len(rows(out)) == 36
 
 
 def test_no_region_is_a_one_line_usage_error(tmp_path: Path) -> None:
@@ -58,4 +59,5 @@ def test_no_region_is_a_one_line_usage_error(tmp_path: Path) -> None:
     ):
         p = run_cli(*args, env=env)
         assert p.returncode == 2, (args, p.stderr)
-        assert "region" in p.stderr.lower() and "Traceback" not in p.stderr
+        assert "region" in p.stderr.lower()
+        assert "Traceback" not in p.stderr

@@ -56,13 +56,15 @@ def test_read_pages_and_resume_from_cursor(logs: Any, logs_endpoint: str, prefix
     first = part.read(10)
     assert first.chunk.lines == [f"m{i}" for i in range(10)]
     assert first.chunk.timestamps == [e["timestamp"] for e in events[:10]]
-    assert not first.caught_up and first.cursor
+    assert not first.caught_up
+    assert first.cursor
     # A new process resumes right after the acknowledged cursor.
     resumed = source.open(part_info, first.cursor, 10)
     lines, _, cursor = read_all(resumed, 7)
     assert lines == [f"m{i}" for i in range(10, 25)]
     again = source.open(part_info, cursor, 25).read(100)
-    assert again.chunk.lines == [] and again.caught_up
+    assert again.chunk.lines == []
+    assert again.caught_up
     put(logs, prefix + "g", "s", ["late"], start_ms=int(time.time() * 1000))
     assert read_all(source.open(part_info, cursor, 25), 100)[0] == ["late"]
 
@@ -85,7 +87,9 @@ def test_expired_token_resumes_from_the_last_event(
     first = source.open(info, None, 0).read(3)
     assert first.chunk.lines == ["e0", "e1", "e2"]
     saved = StreamCursor.loads(first.cursor)
-    assert saved is not None and saved.last_ts == base + 1 and saved.at_last_ts == 2
+    assert saved is not None
+    assert saved.last_ts == base + 1
+    assert saved.at_last_ts == 2
     expired = StreamCursor(
         token="f/not-a-token", start=saved.start, last_ts=saved.last_ts, at_last_ts=2
     )
@@ -105,7 +109,8 @@ def test_start_and_deleted_stream(logs: Any, logs_endpoint: str, prefix: str) ->
     part = source.open(info, None, 0)
     logs.delete_log_stream(logGroupName=prefix + "g", logStreamName="s")
     result = part.read(10)
-    assert result.finished and result.chunk.lines == []
+    assert result.finished
+    assert result.chunk.lines == []
 
 
 def test_bad_urls() -> None:

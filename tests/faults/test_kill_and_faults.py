@@ -96,7 +96,8 @@ def test_flaky_ingest_30_percent(tmp_path: Path, mezmo) -> None:  # type: ignore
     assert len(counts) == 20 * 500, "lines lost"
     statuses = mezmo.statuses()
     injected = sum(v for k, v in statuses.items() if k != 200)
-    assert injected >= 10 and {429, 500, 503} <= set(statuses)
+    assert injected >= 10
+    assert {429, 500, 503} <= set(statuses)
     # a request the server answered only after the client's timeout may be duplicated; never lost
     print(f"\nfaults(b): {injected} faults injected over {sum(statuses.values())} requests, 0 lost, "
           f"{sum(c - 1 for c in counts.values())} duplicates")  # fmt: skip

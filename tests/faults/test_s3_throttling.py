@@ -156,14 +156,16 @@ def test_passing_throttles_are_retried(
     assert p.returncode == 0, p.stderr
     assert "Traceback" not in p.stderr
     summary = orjson.loads(p.stdout.splitlines()[-1])
-    assert summary["failed"] == [] and summary["objects"] == objects
+    assert summary["failed"] == []
+    assert summary["objects"] == objects
     counts = collections.Counter(x["line"] for x in mezmo.lines)
     assert counts == collections.Counter(
         ln.decode() for o in range(objects) for ln in body(o, lines).splitlines()
     )
     listed = proxy.throttled(is_listing)
     fetched = proxy.throttled(lambda s: s.path.startswith(f"/{bucket}/app/"))
-    assert listed >= 1 and fetched >= 3, (listed, fetched)
+    assert listed >= 1, (listed, fetched)
+    assert fetched >= 3, (listed, fetched)
     # each object was read once after its throttles: a retry, not a re-read of the object
     ok_gets = collections.Counter(
         s.path for s in proxy.requests(lambda s: s.method == "GET" and not s.throttled)
@@ -195,7 +197,8 @@ def test_endless_throttling_fails_only_that_object(
     assert summary["objects"] == 2
     [failure] = summary["failed"]
     assert failure["key"] == "app/stuck.log"
-    assert "SlowDown" in failure["error"] and "\n" not in failure["error"], failure
+    assert "SlowDown" in failure["error"], failure
+    assert "\n" not in failure["error"], failure
     print(f"\nthrottling: endless SlowDown -> {failure}")
     assert f"failed app/stuck.log: {failure['error']}" in p.stderr
     # the client's standard retry mode: every attempt it allows, then the object fails

@@ -34,10 +34,13 @@ def test_sigterm_checkpoints_and_resumes(tmp_path: Path, mezmo) -> None:  # type
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=30)
     assert time.monotonic() - began < 5
-    assert proc.returncode == 1 and "SIGTERM" in stderr and "interrupted" in stderr
+    assert proc.returncode == 1
+    assert "SIGTERM" in stderr
+    assert "interrupted" in stderr
     with sqlite3.connect(led) as conn:
         status, position = conn.execute("SELECT status, position FROM objects").fetchone()
-    assert status == "pending" and 1000 <= position < 20_000
+    assert status == "pending"
+    assert 1000 <= position < 20_000
     # everything acknowledged before the signal is in the ledger: the rerun adds no duplicate
     received = len(mezmo.lines)
     assert received == position
@@ -45,7 +48,8 @@ def test_sigterm_checkpoints_and_resumes(tmp_path: Path, mezmo) -> None:  # type
     p = run_cli("ship", str(src), "--to", mezmo.url, "--ledger", str(led))
     assert p.returncode == 0, p.stderr
     counts = collections.Counter(orjson.loads(x["line"])["n"] for x in mezmo.lines)
-    assert set(counts) == set(range(20_000)) and max(counts.values()) == 1
+    assert set(counts) == set(range(20_000))
+    assert max(counts.values()) == 1
 
 
 def test_shutdown_timeout_bounds_a_hanging_sink(tmp_path: Path, mezmo) -> None:  # type: ignore[no-untyped-def]
@@ -58,7 +62,8 @@ def test_shutdown_timeout_bounds_a_hanging_sink(tmp_path: Path, mezmo) -> None: 
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=30)
     assert time.monotonic() - began < 5
-    assert proc.returncode == 1 and "still busy after 1 s" in stderr
+    assert proc.returncode == 1
+    assert "still busy after 1 s" in stderr
     with sqlite3.connect(led) as conn:  # still a valid ledger, nothing acknowledged
         assert conn.execute("SELECT position FROM objects").fetchone() == (0,)
     mezmo.delay = 0
@@ -76,7 +81,8 @@ def test_second_sigint_exits_at_once(tmp_path: Path, mezmo) -> None:  # type: ig
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=30)
     assert time.monotonic() - began < 3
-    assert proc.returncode == 1 and "second interrupt" in stderr
+    assert proc.returncode == 1
+    assert "second interrupt" in stderr
     with sqlite3.connect(led) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     mezmo.delay = 0

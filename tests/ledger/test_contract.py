@@ -25,27 +25,40 @@ def _obj(i: int) -> ObjectInfo:
 
 def test_claim_checkpoint_complete(ledger: Ledger) -> None:
     claim = ledger.claim("s3://b", OBJ, "me", 60)
-    assert claim is not None and claim.position == 0 and claim.attempts == 1
+    assert claim is not None
+    assert claim.position == 0
+    assert claim.attempts == 1
     ledger.checkpoint(claim, 500, 4000, 60)
     entry = ledger.get("s3://b", OBJ.key, OBJ.etag)
-    assert entry and entry.status == Status.ACTIVE and entry.position == 500 and entry.bytes == 4000
-    assert entry.owner == "me" and entry.size == 100
+    assert entry
+    assert entry.status == Status.ACTIVE
+    assert entry.position == 500
+    assert entry.bytes == 4000
+    assert entry.owner == "me"
+    assert entry.size == 100
     ledger.complete(claim)
     entry = ledger.get("s3://b", OBJ.key, OBJ.etag)
-    assert entry and entry.status == Status.DONE and entry.lines == 500 and entry.owner is None
+    assert entry
+    assert entry.status == Status.DONE
+    assert entry.lines == 500
+    assert entry.owner is None
     # done objects are not claimed again, unless forced (a deliberate re-send) from 0
     assert ledger.claim("s3://b", OBJ, "me", 60) is None
     again = ledger.claim("s3://b", OBJ, "me", 60, force=True)
-    assert again is not None and again.position == 0 and again.attempts == 2
+    assert again is not None
+    assert again.position == 0
+    assert again.attempts == 2
     forced = ledger.get("s3://b", OBJ.key, OBJ.etag)
-    assert forced and (forced.position, forced.lines, forced.bytes) == (0, 0, 0)
+    assert forced
+    assert (forced.position, forced.lines, forced.bytes) == (0, 0, 0)
 
 
 def test_get_unknown_is_none(ledger: Ledger) -> None:
     assert ledger.get("s3://b", "nope", "e") is None
     assert ledger.entry(12345) is None
     assert ledger.lookup("s3://b", []) == {}
-    assert ledger.status() == [] and ledger.entries() == []
+    assert ledger.status() == []
+    assert ledger.entries() == []
 
 
 def test_new_etag_is_a_new_object(ledger: Ledger) -> None:
@@ -75,7 +88,9 @@ def test_live_claim_blocks_others_until_lease_expires(ledger: Ledger) -> None:
     # an expired lease can be taken over, and resumes at the checkpoint
     ledger.checkpoint(first, 7, 10, -1)
     taken = ledger.claim("s3://b", OBJ, "host-x:2:b", 60)
-    assert taken is not None and taken.position == 7 and taken.attempts == 2
+    assert taken is not None
+    assert taken.position == 7
+    assert taken.attempts == 2
     with pytest.raises(ClaimLostError):
         ledger.checkpoint(first, 9, 10, 60)
     for lost in (ledger.complete, ledger.release):
@@ -84,14 +99,17 @@ def test_live_claim_blocks_others_until_lease_expires(ledger: Ledger) -> None:
     with pytest.raises(ClaimLostError):
         ledger.fail(first, "late")
     entry = ledger.get("s3://b", OBJ.key, OBJ.etag)
-    assert entry and entry.owner == "host-x:2:b" and entry.position == 7
+    assert entry
+    assert entry.owner == "host-x:2:b"
+    assert entry.position == 7
 
 
 def test_same_owner_reclaims_its_own_claim(ledger: Ledger) -> None:
     first = ledger.claim("s3://b", OBJ, "host-x:1:a", 60)
     assert first
     again = ledger.claim("s3://b", OBJ, "host-x:1:a", 60)
-    assert again is not None and again.attempts == 2
+    assert again is not None
+    assert again.attempts == 2
 
 
 def test_renew_extends_only_held_leases(ledger: Ledger) -> None:
@@ -195,24 +213,29 @@ def test_fail_keeps_position_and_release(ledger: Ledger) -> None:
     ledger.checkpoint(claim, 3, 30, 60)
     ledger.fail(claim, "boom\nsecond line", "DecodeError")
     entry = ledger.get("s3://b", OBJ.key, OBJ.etag)
-    assert (
-        entry
-        and entry.status == Status.FAILED
-        and entry.last_error == "boom"
-        and entry.error_class == "DecodeError"
-        and entry.position == 3
-        and entry.owner is None
-    )
+    assert entry
+    assert entry.status == Status.FAILED
+    assert entry.last_error == "boom"
+    assert entry.error_class == "DecodeError"
+    assert entry.position == 3
+    assert entry.owner is None
     retry = ledger.claim("s3://b", OBJ, "me", 60)
-    assert retry and retry.position == 3 and retry.attempts == 2
+    assert retry
+    assert retry.position == 3
+    assert retry.attempts == 2
     ledger.release(retry)
     released = ledger.get("s3://b", OBJ.key, OBJ.etag)
-    assert released and released.status == Status.PENDING and released.position == 3
+    assert released
+    assert released.status == Status.PENDING
+    assert released.position == 3
     resumed = ledger.claim("s3://b", OBJ, "other", 60)
-    assert resumed and resumed.position == 3 and resumed.attempts == 3
+    assert resumed
+    assert resumed.position == 3
+    assert resumed.attempts == 3
     ledger.complete(resumed)
     done = ledger.get("s3://b", OBJ.key, OBJ.etag)
-    assert done and done.last_error is None
+    assert done
+    assert done.last_error is None
 
 
 def test_fail_without_message_or_class(ledger: Ledger) -> None:
@@ -220,7 +243,9 @@ def test_fail_without_message_or_class(ledger: Ledger) -> None:
     assert claim
     ledger.fail(claim, "")
     entry = ledger.get("s3://b", OBJ.key, OBJ.etag)
-    assert entry and entry.last_error == "unknown error" and entry.error_class is None
+    assert entry
+    assert entry.last_error == "unknown error"
+    assert entry.error_class is None
 
 
 def test_status_aggregates(ledger: Ledger) -> None:
@@ -270,7 +295,8 @@ def test_entries_filters_order_and_entry_by_id(ledger: Ledger) -> None:
     assert len({e.id for e in rows}) == 4
     for e in rows:
         assert ledger.entry(e.id) == e
-        assert isinstance(e.first_seen, float) and isinstance(e.updated, float)
+        assert isinstance(e.first_seen, float)
+        assert isinstance(e.updated, float)
         assert e.first_seen <= e.updated
 
 
@@ -304,7 +330,10 @@ def test_progress_survives_reopen(backend: Backend) -> None:
     led.close()
     again = backend.open()
     entry = again.get("s3://b", OBJ.key, OBJ.etag)
-    assert entry and entry.position == 42 and entry.bytes == 420 and entry.status == Status.ACTIVE
+    assert entry
+    assert entry.position == 42
+    assert entry.bytes == 420
+    assert entry.status == Status.ACTIVE
     again.close()
 
 
@@ -355,7 +384,8 @@ def test_one_ledger_shared_by_threads(ledger: Ledger) -> None:
         t.start()
     for t in threads:
         t.join()
-    assert errors == [] and len(winners) == 1
+    assert errors == []
+    assert len(winners) == 1
     (row,) = ledger.status()
     assert (row.done, row.in_progress, row.lines, row.bytes) == (8, 1, 40, 400)
 
@@ -408,7 +438,8 @@ def test_processes_racing_claim_each_object_once(backend: Backend, rows: str) ->
     ]
     try:
         for p in procs:
-            assert p.stdout and p.stdout.readline().strip() == "ready", p.communicate()[1]
+            assert p.stdout, p.communicate()[1]
+            assert p.stdout.readline().strip() == "ready", p.communicate()[1]
         for p in procs:  # released together so their claims interleave
             assert p.stdin
             p.stdin.write("go\n")
@@ -428,15 +459,18 @@ def test_processes_racing_claim_each_object_once(backend: Backend, rows: str) ->
 
 def test_stream_cursor_survives_release_and_force_resets_it(ledger: Ledger) -> None:
     claim = ledger.claim("cloudwatch://g", OBJ, "me", 60)
-    assert claim is not None and claim.cursor is None
+    assert claim is not None
+    assert claim.cursor is None
     ledger.checkpoint(claim, 10, 100, 60, cursor="f/123")
     ledger.checkpoint(claim, 12, 10, 60)  # no cursor given: the stored one stays
     ledger.release(claim)
     again = ledger.claim("cloudwatch://g", OBJ, "other", 60)
-    assert again is not None and (again.position, again.cursor) == (12, "f/123")
+    assert again is not None
+    assert (again.position, again.cursor) == (12, "f/123")
     ledger.release(again)
     forced = ledger.claim("cloudwatch://g", OBJ, "me", 60, force=True)
-    assert forced is not None and (forced.position, forced.cursor) == (0, None)
+    assert forced is not None
+    assert (forced.position, forced.cursor) == (0, None)
 
 
 def test_many_openers_of_a_brand_new_ledger_all_succeed(backend: Backend, tmp_path: Any) -> None:
@@ -489,7 +523,8 @@ def test_held_elsewhere_names_a_live_claim_on_the_same_version(ledger: Ledger) -
 def test_renew_reports_claims_taken_over(ledger: Ledger) -> None:
     mine = ledger.claim("s3://b", _obj(1), "h:1:a", 0.01)
     kept = ledger.claim("s3://b", _obj(2), "h:1:a", 60)
-    assert mine is not None and kept is not None
+    assert mine is not None
+    assert kept is not None
     time.sleep(0.05)  # this runner paused past its lease...
     theirs = ledger.claim("s3://b", _obj(1), "h:2:b", 60)  # ...and another took the row
     assert theirs is not None

@@ -44,8 +44,10 @@ def test_open_ledger_postgres_urls(pg_url: str, scheme: str) -> None:
 def test_password_is_never_shown(pg_url: str) -> None:
     # trust auth ignores the password, so the ledger opens and we can inspect it
     led = open_ledger(_with_password(pg_url))
-    assert SECRET not in led.display and ":***@" in led.display
-    assert SECRET not in repr(led) and SECRET not in str(led)
+    assert SECRET not in led.display
+    assert ":***@" in led.display
+    assert SECRET not in repr(led)
+    assert SECRET not in str(led)
     led.close()
 
 
@@ -121,7 +123,8 @@ def test_error_with_nul_byte_is_stored(pg_url: str) -> None:
     assert claim
     led.fail(claim, "bad byte \x00 here")
     entry = led.get("s3://b", "k", "e")
-    assert entry and entry.last_error == "bad byte  here"
+    assert entry
+    assert entry.last_error == "bad byte  here"
     led.close()
 
 
@@ -139,4 +142,5 @@ def test_package_imports_without_psycopg() -> None:
         "    print(exc)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert "pip install" in out.stdout and "psycopg" in out.stdout
+    assert "pip install" in out.stdout
+    assert "psycopg" in out.stdout

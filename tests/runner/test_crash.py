@@ -7,12 +7,12 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import orjson
 
 from tests.conftest import run_cli
+from tests.helpers import wait_for
 from tests.runner.test_ship import ndjson_object, read_jsonl
 
 LINES = 30_000
@@ -50,8 +50,8 @@ def start_ship(src: Path, led: Path, *sink_args: str) -> subprocess.Popen[bytes]
 
 def wait_for_checkpoint(led: Path, proc: subprocess.Popen[bytes], minimum: int) -> int:
     """Poll the ledger until an object is mid-way (a checkpoint inside it); return its position."""
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
+
+    def checkpoint() -> int:
         assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
         try:
             with sqlite3.connect(led, timeout=5) as conn:
@@ -60,10 +60,9 @@ def wait_for_checkpoint(led: Path, proc: subprocess.Popen[bytes], minimum: int) 
                 ).fetchone()
         except sqlite3.OperationalError:
             row = None
-        if row and row[0] and row[0] >= minimum:
-            return int(row[0])
-        time.sleep(0.02)
-    raise AssertionError("no checkpoint seen within 60 s")
+        return int(row[0]) if row and row[0] and row[0] >= minimum else 0
+
+    return wait_for(checkpoint, timeout=60, message="no checkpoint seen")
 
 
 def test_kill_9_file_sink_is_exactly_once(tmp_path: Path) -> None:

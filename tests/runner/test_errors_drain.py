@@ -25,23 +25,30 @@ def test_errors_list_show_drain_purge(tmp_path: Path, mezmo) -> None:  # type: i
     src, led = setup_queue(tmp_path, mezmo)
     p = run_cli("errors", "--ledger", led)
     lines = p.stdout.splitlines()
-    assert len(lines) == 2 and p.returncode == 0
+    assert len(lines) == 2
+    assert p.returncode == 0
     assert any("broken.log.gz" in x and "DecodeError" in x for x in lines)
     assert any("good.log" in x and "401" in x for x in lines)
     rows = [json.loads(x) for x in run_cli("errors", "--ledger", led, "--json").stdout.splitlines()]
     ids = {r["key"]: r["id"] for r in rows}
-    assert {r["attempts"] for r in rows} == {1} and all(r["first_seen"].endswith("Z") for r in rows)
+    assert {r["attempts"] for r in rows} == {1}
+    assert all(r["first_seen"].endswith("Z") for r in rows)
     shown = json.loads(run_cli("errors", "show", str(ids["good.log"]), "--ledger", led).stdout)
-    assert shown["key"] == "good.log" and shown["status"] == "failed" and shown["size"] == 6
+    assert shown["key"] == "good.log"
+    assert shown["status"] == "failed"
+    assert shown["size"] == 6
     assert run_cli("errors", "show", "9999", "--ledger", led).returncode == 2
     # catchup leaves objects that used their attempts alone, and exits 1 to say so
     p = run_cli("ship", str(src), "--to", mezmo.url, "--ledger", led, "--max-attempts", "1")
-    assert p.returncode == 1 and "error queue" in p.stderr and not mezmo.lines
+    assert p.returncode == 1
+    assert "error queue" in p.stderr
+    assert not mezmo.lines
     # drain: the outage is over, good.log ships; broken.log.gz is still broken and stays
     p = run_cli("drain", "--to", mezmo.url, "--ledger", led, "--json")
     assert p.returncode == 1
     summary = json.loads(p.stdout.splitlines()[-1])
-    assert summary["drained"] == 1 and [f["key"] for f in summary["failed"]] == ["broken.log.gz"]
+    assert summary["drained"] == 1
+    assert [f["key"] for f in summary["failed"]] == ["broken.log.gz"]
     assert [x["line"] for x in mezmo.lines] == ["a", "b", "c"]
     rows = [json.loads(x) for x in run_cli("errors", "--ledger", led, "--json").stdout.splitlines()]
     assert [(r["key"], r["attempts"]) for r in rows] == [("broken.log.gz", 2)]
@@ -49,7 +56,8 @@ def test_errors_list_show_drain_purge(tmp_path: Path, mezmo) -> None:  # type: i
     # purge needs --yes, then forgets
     assert run_cli("errors", "purge", "--ledger", led).returncode == 2
     p = run_cli("errors", "purge", "--yes", "--ledger", led)
-    assert p.returncode == 0 and "purged 1" in p.stderr
+    assert p.returncode == 0
+    assert "purged 1" in p.stderr
     assert run_cli("errors", "--ledger", led, "--json").stdout == ""
 
 

@@ -28,13 +28,15 @@ def test_flow_logs_reach_mezmo_with_event_timestamps(
         tags="vpc,prod",
         hostname="shipper-1",
     )
-    assert r.ok and r.lines == 2
+    assert r.ok
+    assert r.lines == 2
     lines = sorted(mezmo.lines, key=lambda x: x["timestamp"])
     assert [x["timestamp"] for x in lines] == [1591278159000, 1591278190000]
     assert {x["app"] for x in lines} == {"flowlogs"}
     assert {orjson.loads(x["line"])["key"] for x in lines} == {keys["911"]}
     (req,) = mezmo.requests
-    assert req.params["hostname"] == "shipper-1" and req.params["tags"] == "vpc,prod"
+    assert req.params["hostname"] == "shipper-1"
+    assert req.params["tags"] == "vpc,prod"
     assert abs(int(req.params["now"]) / 1000 - __import__("time").time()) < 60
     assert req.headers.get("content-encoding") == "gzip"
 
@@ -48,7 +50,8 @@ def test_default_hostname_and_retries(s3, bucket, s3_endpoint, mezmo, tmp_path) 
     r = ship(
         f"s3://{bucket}", to=mezmo.url, ledger=str(tmp_path / "l.db"), endpoint_url=s3_endpoint
     )
-    assert r.ok and r.lines == 100, r.failed
+    assert r.ok, r.failed
+    assert r.lines == 100, r.failed
     assert sorted(x["timestamp"] for x in mezmo.lines) == [
         (1700000000 + i) * 1000 for i in range(100)
     ]
@@ -83,7 +86,8 @@ def test_rejected_key_fails_the_object_and_every_sink_must_ack(
     ledger = SQLiteLedger(led)
     (entry,) = ledger.entries()
     ledger.close()
-    assert entry.status == Status.FAILED and entry.position == 0
+    assert entry.status == Status.FAILED
+    assert entry.position == 0
     # the secret appears nowhere: output, errors, ledger file
     for text in (p.stdout, p.stderr, led.read_bytes().decode("latin-1")):
         assert "s3cr3t" not in text
@@ -118,7 +122,9 @@ def test_missing_key_is_a_usage_error(
         str(tmp_path / "l.db"),
         env={"AWS_ENDPOINT_URL": s3_endpoint},
     )
-    assert p.returncode == 2 and "LOGDNA_INGESTION_KEY" in p.stderr and "Traceback" not in p.stderr
+    assert p.returncode == 2
+    assert "LOGDNA_INGESTION_KEY" in p.stderr
+    assert "Traceback" not in p.stderr
 
 
 def test_long_lines_are_truncated_not_dropped(tmp_path: Path, mezmo) -> None:  # type: ignore[no-untyped-def]
@@ -138,8 +144,10 @@ def test_long_lines_are_truncated_not_dropped(tmp_path: Path, mezmo) -> None:  #
     )
     assert p.returncode == 0, p.stderr
     lines = [x["line"] for x in mezmo.lines]
-    assert lines[0] == "short" and lines[2] == "after"
-    assert len(lines[1].encode()) <= 1024 and "truncated" in lines[1]
+    assert lines[0] == "short"
+    assert lines[2] == "after"
+    assert len(lines[1].encode()) <= 1024
+    assert "truncated" in lines[1]
     assert orjson.loads(p.stdout.splitlines()[-1])["counters"]["truncated"] == 1
 
 
@@ -166,6 +174,8 @@ def test_sink_outage_never_advances_the_ledger(tmp_path: Path, mezmo) -> None:  
     # with every attempt used, catchup leaves it in the error queue (and says so)
     mezmo.clear()
     r = ship(str(src), to=mezmo.url, ledger=led, max_attempts=2)
-    assert (r.objects, r.held, r.ok) == (0, 1, False) and not mezmo.lines
+    assert (r.objects, r.held, r.ok) == (0, 1, False)
+    assert not mezmo.lines
     r = ship(str(src), to=mezmo.url, ledger=led)
-    assert r.ok and len(mezmo.lines) == 50
+    assert r.ok
+    assert len(mezmo.lines) == 50

@@ -48,14 +48,18 @@ def test_ibm_fixtures_to_files(s3, bucket, s3_endpoint, tmp_path) -> None:  # ty
         ledger=str(tmp_path / "l.db"),
         endpoint_url=s3_endpoint,
     )
-    assert result.ok and result.objects == 2 and result.lines == 2
+    assert result.ok
+    assert result.objects == 2
+    assert result.lines == 2
     from logferry.sinks.files import FileSink
 
     rows = read_jsonl(FileSink(out).path_for(keys["911"]))
     assert len(rows) == 2  # number_of_flow_logs says 1: the list wins
     first, second = (orjson.loads(r["line"]) for r in rows)
-    assert first["key"] == keys["911"] and "flow_logs" not in first
-    assert "number_of_flow_logs" not in first and first["vpc_crn"].startswith("crn:v1")
+    assert first["key"] == keys["911"]
+    assert "flow_logs" not in first
+    assert "number_of_flow_logs" not in first
+    assert first["vpc_crn"].startswith("crn:v1")
     assert rows[0]["timestamp"] == "2020-06-04T13:43:10.000Z"  # start_time
     assert (
         rows[1]["timestamp"] == "2020-06-04T13:42:39.000Z"
@@ -73,7 +77,9 @@ def test_ibm_fixtures_to_files(s3, bucket, s3_endpoint, tmp_path) -> None:  # ty
         ledger=str(tmp_path / "l.db"),
         endpoint_url=s3_endpoint,
     )
-    assert again.ok and again.objects == 0 and again.lines == 0
+    assert again.ok
+    assert again.objects == 0
+    assert again.lines == 0
 
 
 def test_prefix_and_oldest_first(tmp_path: Path) -> None:
@@ -120,7 +126,8 @@ def test_objects_arriving_during_catchup_are_shipped(s3, bucket, s3_endpoint, tm
         progress=Arrive(),
     )
     assert passes == [1, 1]
-    assert result.objects == 2 and result.lines == 15
+    assert result.objects == 2
+    assert result.lines == 15
 
 
 def test_modes_key_latest_all(s3, bucket, s3_endpoint, tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -143,9 +150,11 @@ def test_modes_key_latest_all(s3, bucket, s3_endpoint, tmp_path) -> None:  # typ
     led.close()
     assert done == ["k2.ndjson", "k3.ndjson", "k4.ndjson"]
     r = ship(src, **common)  # catchup ships the rest, never k2 again
-    assert r.objects == 2 and r.lines == 6
+    assert r.objects == 2
+    assert r.lines == 6
     r = ship(src, all=True, **common)  # deliberate re-send of everything
-    assert r.objects == 5 and r.lines == 15
+    assert r.objects == 5
+    assert r.lines == 15
     # the file sink replaced its files: still exactly one copy of every line
     assert sorted(orjson.loads(x["line"])["n"] for x in all_out_lines(tmp_path / "out")) == list(
         range(15)
@@ -162,7 +171,9 @@ def test_missing_key_fails_cleanly(s3, bucket, s3_endpoint, tmp_path) -> None:  
         ledger=str(tmp_path / "l.db"),
         endpoint_url=s3_endpoint,
     )
-    assert not r.ok and r.failed[0].key == "nope.log" and "does not exist" in r.failed[0].error
+    assert not r.ok
+    assert r.failed[0].key == "nope.log"
+    assert "does not exist" in r.failed[0].error
 
 
 def test_bad_inputs_fail_alone(s3, bucket, s3_endpoint, tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -201,11 +212,13 @@ def test_bad_inputs_fail_alone(s3, bucket, s3_endpoint, tmp_path) -> None:  # ty
         "vanishing.log",
     }
     for error in failed.values():
-        assert "\n" not in error and error
+        assert "\n" not in error
+        assert error
     assert "does not exist" in failed["vanishing.log"]
     assert r.objects == 3  # good, empty, latin1
     lines = [x["line"] for x in all_out_lines(tmp_path / "out")]
-    assert "ok 1" in lines and "caf\ufffd ok" in lines
+    assert "ok 1" in lines
+    assert "caf\ufffd ok" in lines
     led = SQLiteLedger(tmp_path / "l.db")
     assert {e.key for e in led.entries(status=Status.FAILED)} == set(failed)
     led.close()
@@ -220,7 +233,9 @@ def test_cli_exit_codes_and_json(s3, bucket, s3_endpoint, tmp_path) -> None:  # 
     )
     assert p.returncode == 0, p.stderr
     summary = json.loads(p.stdout.strip().splitlines()[-1])
-    assert summary["objects"] == 1 and summary["lines"] == 2 and summary["failed"] == []
+    assert summary["objects"] == 1
+    assert summary["lines"] == 2
+    assert summary["failed"] == []
     assert "listing found 1 objects" in p.stderr  # plain progress when stderr is not a terminal
     s3.put_object(Bucket=bucket, Key="b.log.gz", Body=b"\x1f\x8b\x08broken")
     p = run_cli(
@@ -228,7 +243,8 @@ def test_cli_exit_codes_and_json(s3, bucket, s3_endpoint, tmp_path) -> None:  # 
     )
     assert p.returncode == 1
     summary = json.loads(p.stdout.strip().splitlines()[-1])
-    assert summary["objects"] == 0 and summary["failed"][0]["key"] == "b.log.gz"
+    assert summary["objects"] == 0
+    assert summary["failed"][0]["key"] == "b.log.gz"
     # usage errors: exit 2, one line, no traceback
     for args in (
         ["ship", f"s3://{bucket}", "--to", str(tmp_path / "o"), "--key", "a", "--latest", "1"],
@@ -239,7 +255,8 @@ def test_cli_exit_codes_and_json(s3, bucket, s3_endpoint, tmp_path) -> None:  # 
     ):
         p = run_cli(*args, "--ledger", led, env=env)
         assert p.returncode == 2, (args, p.stderr)
-        assert "Traceback" not in p.stderr and "secret" not in p.stderr
+        assert "Traceback" not in p.stderr
+        assert "secret" not in p.stderr
 
 
 def test_cli_status_pull_purge(s3, bucket, s3_endpoint, tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -269,7 +286,8 @@ def test_cli_status_pull_purge(s3, bucket, s3_endpoint, tmp_path) -> None:  # ty
     )
     assert p.returncode == 0, p.stderr
     concat = (tmp_path / "all.log").read_text().splitlines()
-    assert len(concat) == 2 and orjson.loads(concat[0])["key"] == keys["911"]
+    assert len(concat) == 2
+    assert orjson.loads(concat[0])["key"] == keys["911"]
     assert len(list((tmp_path / "pulled").rglob("*.log"))) == 2
     # purge refuses without --yes, counts with --dry-run, deletes with --yes
     assert run_cli("purge", f"s3://{bucket}", env=env).returncode == 2
@@ -286,7 +304,8 @@ def test_local_directory_is_a_bucket(tmp_path: Path) -> None:
     (src / "a" / "b" / "x.ndjson").write_bytes(ndjson_object(4))
     (src / "top.log").write_text("hello\r\nworld\r\n")
     r = ship(str(src), to=f"file://{tmp_path}/out", ledger=str(tmp_path / "l.db"))
-    assert r.objects == 2 and r.lines == 6
+    assert r.objects == 2
+    assert r.lines == 6
     assert (tmp_path / "out" / "a" / "b" / "x.ndjson.jsonl").exists()
     assert [x["line"] for x in read_jsonl(tmp_path / "out" / "top.log.jsonl")] == ["hello", "world"]
     r = ship(f"file://{src}", to=f"file://{tmp_path}/out", ledger=str(tmp_path / "l.db"))
@@ -309,13 +328,16 @@ def test_stop_event_checkpoints_and_resumes(tmp_path: Path) -> None:
 
     kw = {"to": str(tmp_path / "out"), "ledger": str(tmp_path / "l.db"), "batch_bytes": 20_000}
     r = ship(str(src), progress=StopSoon(), stop=stop, **kw)
-    assert r.interrupted and 3000 <= r.lines < 20000
+    assert r.interrupted
+    assert 3000 <= r.lines < 20000
     led = SQLiteLedger(tmp_path / "l.db")
     (entry,) = led.entries()
-    assert entry.status == Status.PENDING and entry.position == r.lines
+    assert entry.status == Status.PENDING
+    assert entry.position == r.lines
     led.close()
     r2 = ship(str(src), **kw)
-    assert r2.ok and r2.lines == 20000 - r.lines
+    assert r2.ok
+    assert r2.lines == 20000 - r.lines
     ns = [orjson.loads(x["line"])["n"] for x in read_jsonl(tmp_path / "out" / "big.ndjson.jsonl")]
     assert ns == list(range(20000))
 
@@ -329,7 +351,9 @@ def test_cos_alias_reads_the_original_ibm_names(
     monkeypatch.setenv("COS_HMAC_ACCESS_KEY_ID", "hmac-id")
     monkeypatch.setenv("COS_HMAC_SECRET_ACCESS_KEY", "hmac-secret")
     r = ship("cos://", to=str(tmp_path / "out"), ledger=str(tmp_path / "l.db"))
-    assert r.ok and r.objects == 2 and r.lines == 2
+    assert r.ok
+    assert r.objects == 2
+    assert r.lines == 2
     assert r.source == f"cos://{bucket}/"
 
 
@@ -340,7 +364,9 @@ def test_stdout_sink(tmp_path: Path) -> None:
     p = run_cli("ship", str(src), "--to", "-", "--ledger", str(tmp_path / "l.db"), "--quiet")
     assert p.returncode == 0, p.stderr
     (row,) = [orjson.loads(x) for x in p.stdout.splitlines()]
-    assert row["line"] == "hello" and row["key"] == "a.log" and row["timestamp"].endswith("Z")
+    assert row["line"] == "hello"
+    assert row["key"] == "a.log"
+    assert row["timestamp"].endswith("Z")
 
 
 def test_syslog_timezone_option(tmp_path: Path) -> None:
@@ -356,7 +382,8 @@ def test_syslog_timezone_option(tmp_path: Path) -> None:
     (row,) = read_jsonl(out / "messages.log.jsonl")
     assert row["timestamp"] == "2021-06-25T20:56:21.000Z"  # 22:56 in Paris (UTC+2)
     p = run_cli("ship", str(src), "--to", str(out), "--syslog-timezone", "Mars/Olympus")
-    assert p.returncode == 2 and "unknown syslog timezone" in p.stderr
+    assert p.returncode == 2
+    assert "unknown syslog timezone" in p.stderr
 
 
 def test_pull_with_parallel_workers_gets_every_object(tmp_path: Path) -> None:
@@ -369,4 +396,5 @@ def test_pull_with_parallel_workers_gets_every_object(tmp_path: Path) -> None:
         p = run_cli("pull", str(src), "--dest", str(dest), "--json", "--quiet")
         assert p.returncode == 0, p.stderr
         assert "Traceback" not in p.stderr
-        assert len(list(dest.rglob("*.log"))) == 12 and not list(dest.rglob("*.partial"))
+        assert len(list(dest.rglob("*.log"))) == 12
+        assert not list(dest.rglob("*.partial"))

@@ -51,7 +51,8 @@ def test_urls(tmp_path: Path) -> None:
         with pytest.raises(ConfigError):
             parse_duckdb_url(bad)
     sink = open_sink(f"duckdb:///{tmp_path}/sub/s.db")
-    assert isinstance(sink, DuckDBSink) and (tmp_path / "sub" / "s.db").exists()
+    assert isinstance(sink, DuckDBSink)
+    assert (tmp_path / "sub" / "s.db").exists()
 
 
 def test_schema(tmp_path: Path) -> None:
@@ -228,9 +229,11 @@ def test_reader_process_while_writer_process_writes(tmp_path: Path) -> None:
     reader.start()
     writer.join(120)
     reader.join(120)
-    assert writer.exitcode == 0 and reader.exitcode == 0
+    assert writer.exitcode == 0
+    assert reader.exitcode == 0
     result = out.get(timeout=5)
     assert isinstance(result, tuple), result
     queries, errors = result
-    assert errors == 0 and queries > 5
+    assert errors == 0
+    assert queries > 5
     assert rows(Path(path), "SELECT count(*) FROM records") == [(120_000,)]

@@ -61,7 +61,8 @@ def test_post_gzips_and_keeps_alive(server: MezmoServer, sender: HttpSender) -> 
     reqs = server.requests
     assert [r.status for r in reqs] == [200, 200, 200]
     assert reqs[0].headers["content-encoding"] == "gzip"
-    assert reqs[0].decoded_bytes == len(BODY) and reqs[0].body_bytes != len(BODY)
+    assert reqs[0].decoded_bytes == len(BODY)
+    assert reqs[0].body_bytes != len(BODY)
     assert server.lines[0]["line"] == "hello"
     assert sender.counters() == {"requests": 3, "failed": 0}
 
@@ -163,7 +164,9 @@ def test_4xx_is_fatal_with_status_and_snippet(server: MezmoServer, sender: HttpS
     with pytest.raises(FatalSinkError) as info:
         sender.post(server.endpoint, BODY, headers=AUTH, params={"now": "1"})
     msg = str(info.value)
-    assert "HTTP 400" in msg and "hostname" in msg and "\n" not in msg
+    assert "HTTP 400" in msg
+    assert "hostname" in msg
+    assert "\n" not in msg
 
 
 def test_401_is_fatal_with_hint_and_no_secret(server: MezmoServer) -> None:
@@ -173,7 +176,8 @@ def test_401_is_fatal_with_hint_and_no_secret(server: MezmoServer) -> None:
             http.post(server.endpoint, BODY, params=PARAMS)
     finally:
         http.close()
-    assert "HTTP 401" in str(info.value) and "check the key" in str(info.value)
+    assert "HTTP 401" in str(info.value)
+    assert "check the key" in str(info.value)
 
 
 def test_secrets_are_scrubbed_from_messages(server: MezmoServer) -> None:
@@ -184,7 +188,8 @@ def test_secrets_are_scrubbed_from_messages(server: MezmoServer) -> None:
             http.post(server.endpoint.replace("/logs/ingest", "/s3cr3t"), BODY, headers=AUTH)
     finally:
         http.close()
-    assert "s3cr3t" not in str(info.value) and "***" in str(info.value)
+    assert "s3cr3t" not in str(info.value)
+    assert "***" in str(info.value)
 
 
 def test_params_callable_is_evaluated_per_request(server: MezmoServer, sender: HttpSender) -> None:
@@ -223,7 +228,8 @@ def test_send_split_halves_until_accepted_in_order() -> None:
 
     n = send_split(list(range(20)), orjson.dumps, send)
     assert [i for part in sent for i in part] == list(range(20))
-    assert n == len(sent) and all(len(p) <= 3 for p in sent)
+    assert n == len(sent)
+    assert all(len(p) <= 3 for p in sent)
 
 
 def test_send_split_pre_splits_over_max_bytes() -> None:

@@ -229,7 +229,8 @@ def test_v2_request_shape(monkeypatch: pytest.MonkeyPatch) -> None:
     assert req["headers"]["Authorization"] == "Token secret-token-123"
     assert req["headers"]["Content-Encoding"] == "gzip"
     assert gzip.decompress(req["body"]).decode().count("\n") == 3
-    assert "secret" not in repr(sink) and "secret" not in sink.name
+    assert "secret" not in repr(sink)
+    assert "secret" not in sink.name
 
 
 class _Refuses(http.server.BaseHTTPRequestHandler):
@@ -295,7 +296,9 @@ def test_write_and_query(influxdb: InfluxServer, db: str) -> None:
     assert len(rows) == 8
     first = rows[0]
     assert first["customer_id"] == "cust-0"
-    assert first["status_code"] == 200 and first["ok"] == 1 and first["success"] is True
+    assert first["status_code"] == 200
+    assert first["ok"] == 1
+    assert first["success"] is True
     assert first["request_path"] == "/api/items/0"
     assert first["time"] == T0 * 1_000_000
     (total,) = influxdb.query(

@@ -134,7 +134,8 @@ def test_key_never_shown(make_sink: MakeSink) -> None:
     sink = make_sink()
     token = base64.b64encode(f"{KEY}:".encode()).decode()
     for text in (repr(sink), str(sink), sink.name, repr(sink._http), str(sink.counters())):
-        assert KEY not in text and token not in text
+        assert KEY not in text
+        assert token not in text
     assert sink.name.startswith("mezmo(http://127.0.0.1:")
 
 
@@ -152,7 +153,8 @@ def test_explicit_options_beat_url_query(server: MezmoServer, make_batch: MakeBa
     finally:
         sink.close()
     params = server.requests[0].params
-    assert params["hostname"] == "from-url" and params["tags"] == "t1,t2"
+    assert params["hostname"] == "from-url"
+    assert params["tags"] == "t1,t2"
 
 
 # -- what goes over the wire --------------------------------------------------------
@@ -166,7 +168,9 @@ def test_request_auth_params_gzip_and_body(
     before = time.time() * 1000
     sink.write(batch)
     (req,) = server.requests
-    assert req.method == "POST" and req.path == "/logs/ingest" and req.status == 200
+    assert req.method == "POST"
+    assert req.path == "/logs/ingest"
+    assert req.status == 200
     expected = "Basic " + base64.b64encode(f"{KEY}:".encode()).decode()
     assert req.headers["authorization"] == expected
     assert req.headers["content-encoding"] == "gzip"
@@ -225,7 +229,8 @@ def test_empty_batch_sends_nothing(server: MezmoServer, make_sink: MakeSink) -> 
 def test_truncate_line_marker_and_utf8_boundary() -> None:
     assert truncate_line("short", 1024) is None
     cut = truncate_line("é" * 1000, 500)  # 2000 bytes
-    assert cut is not None and len(cut.encode()) <= 500
+    assert cut is not None
+    assert len(cut.encode()) <= 500
     assert cut.endswith(f" …[truncated {2000 - 2 * cut.index(' ')} bytes]")
 
 
@@ -239,7 +244,8 @@ def test_long_lines_truncated_never_dropped(
     sink.write(batch)
     lines = [line["line"] for line in server.lines]
     assert len(lines) == 3
-    assert lines[0] == batch.lines[0] and lines[2] == batch.lines[2]
+    assert lines[0] == batch.lines[0]
+    assert lines[2] == batch.lines[2]
     assert len(lines[1].encode()) <= 1024
     assert lines[1].startswith("AAAA")
     kept = len(lines[1].split(" …[truncated ")[0])
@@ -354,7 +360,8 @@ def test_retries_exhausted(server: MezmoServer, make_sink: MakeSink, make_batch:
     with pytest.raises(RetryableSinkError, match="503") as info:
         sink.write(make_batch(5))
     assert KEY not in str(info.value)
-    assert server.lines == [] and len(server.requests) == 4
+    assert server.lines == []
+    assert len(server.requests) == 4
 
 
 def test_401_is_fatal_and_says_which_env_var(
@@ -364,8 +371,10 @@ def test_401_is_fatal_and_says_which_env_var(
     with pytest.raises(FatalSinkError) as info:
         sink.write(make_batch(1))
     msg = str(info.value)
-    assert "401" in msg and "LOGDNA_INGESTION_KEY" in msg
-    assert "wrong-key-abcdef" not in msg and KEY not in msg
+    assert "401" in msg
+    assert "LOGDNA_INGESTION_KEY" in msg
+    assert "wrong-key-abcdef" not in msg
+    assert KEY not in msg
     assert base64.b64encode(b"wrong-key-abcdef:").decode() not in msg
 
 
@@ -376,7 +385,8 @@ def test_400_is_fatal_with_the_servers_reason(
     batch.timestamps = cast(list[int], [1.5, 2.5])  # floats: the server must refuse them
     with pytest.raises(FatalSinkError) as info:
         make_sink().write(batch)
-    assert "HTTP 400" in str(info.value) and "timestamp" in str(info.value)
+    assert "HTTP 400" in str(info.value)
+    assert "timestamp" in str(info.value)
     assert KEY not in str(info.value)
 
 

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import subprocess
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from logferry import packaging as pkg
+from tests.conftest import REPO
 
-DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
+DEPLOY = REPO / "deploy"
 TEMPLATE = DEPLOY / "aws" / "template.yaml"
 
 try:
@@ -123,5 +123,6 @@ def test_ibm_script_is_valid_bash_and_creates_job_and_subscription() -> None:
     ):
         assert command in text, command
     readme = (DEPLOY / "README.md").read_text()
-    assert "## AWS Lambda" in readme and "## IBM Code Engine" in readme
+    assert "## AWS Lambda" in readme
+    assert "## IBM Code Engine" in readme
     assert 'CMD ["job"]' in (DEPLOY / "ibm" / "Dockerfile").read_text()

@@ -13,6 +13,7 @@ from pathlib import Path
 import orjson
 
 from tests.conftest import run_cli
+from tests.helpers import wait_for
 
 
 def out_rows(out: Path) -> list[dict]:  # type: ignore[type-arg]
@@ -41,7 +42,8 @@ def test_tail_resumes_cuts_torn_output_and_survives_rename(tmp_path: Path) -> No
     with target.open("ab") as f:
         f.write(b'{"position":7,"timestamp":"x","line":"not acknowledged"}\n{"posit')
     p = run_cli(*args)  # the next run cuts the output back to what the ledger acknowledged
-    assert p.returncode == 0 and json.loads(p.stdout.splitlines()[-1])["lines"] == 0
+    assert p.returncode == 0
+    assert json.loads(p.stdout.splitlines()[-1])["lines"] == 0
     assert [orjson.loads(x)["position"] for x in target.read_bytes().splitlines()] == list(range(7))
     # a crash leaves an unacknowledged record and a torn line, then the file is rotated
     # while nobody runs: the renamed file carries on from its cursor under its new name,
@@ -77,9 +79,7 @@ def test_follow_ships_appends_until_sigterm(tmp_path: Path) -> None:
         with (logs / "a.log").open("a") as f:
             f.write("fresh 1\n")
         (logs / "b.log").write_text("b 1\n")  # a new file is read from its beginning
-        deadline = time.monotonic() + 15
-        while len(out_rows(out)) < 2 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_for(lambda: len(out_rows(out)) >= 2, timeout=15, message="the appended lines")
     finally:
         proc.send_signal(signal.SIGTERM)
         _stdout, stderr = proc.communicate(timeout=30)
@@ -123,23 +123,33 @@ def test_two_runners_never_both_read_a_renamed_file(tmp_path: Path) -> None:
     thread_a = threading.Thread(target=runner_a.run)
     thread_a.start()
     try:
-        deadline = time.monotonic() + 10
-        while len(a_sink.lines) < 50 and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_for(lambda: len(a_sink.lines) >= 50, message="runner A reading app.log")
         with app.open("a") as writer:  # the logger's open file
             app.rename(logs / "app.log.1")
             writer.write("".join(f"old {i}\n" for i in range(50, 60)))
         (logs / "app.log").write_text("new 0\n")
+        source_b = TailSource(glob, rotate_wait=30.0)
+        listings = [0]  # runner B's listings of the directory, each a chance to take app.log.1
+        list_b = source_b.partitions
+
+        def counted():  # type: ignore[no-untyped-def]
+            listings[0] += 1
+            return list_b()
+
+        source_b.partitions = counted  # type: ignore[method-assign]
         runner_b = stream_runner(
-            TailSource(glob, rotate_wait=30.0), [b_sink], ledger, opts, stop=stop_b,
-            discover_interval=0.1,
+            source_b, [b_sink], ledger, opts, stop=stop_b, discover_interval=0.1,
         )  # fmt: skip
         thread_b = threading.Thread(target=runner_b.run)
         thread_b.start()
-        deadline = time.monotonic() + 10
-        while len(a_sink.lines) + len(b_sink.lines) < 61 and time.monotonic() < deadline:
-            time.sleep(0.02)
-        time.sleep(0.5)  # room for a duplicate to show up
+        wait_for(lambda: len(a_sink.lines) + len(b_sink.lines) >= 61, message="all 61 lines")
+        # Room for a duplicate to show up: B lists the directory three more times, and what
+        # it has read (were it app.log.1) has reached its sink.
+        seen = listings[0]
+        wait_for(
+            lambda: listings[0] >= seen + 3 and not runner_b._pending(),
+            message="three more listings by runner B, all it read delivered",
+        )
     finally:
         stop_b.set()
         stop_a.set()

@@ -20,6 +20,7 @@ from logferry.errors import ConfigError
 from logferry.pipeline import Pipeline
 from logferry.sinks.base import Batching
 from tests.conftest import IBM_FIXTURES, run_cli
+from tests.helpers import wait_for
 
 
 def write_config(path: Path, text: str) -> Path:
@@ -100,7 +101,8 @@ def test_a_source_without_sinks_goes_to_the_embedded_store() -> None:
         env={},
     )
     assert cfg.sources["app"].sinks == ["store"]
-    assert cfg.sinks["store"].url is not None and cfg.sinks["store"].url.startswith("duckdb:///")
+    assert cfg.sinks["store"].url is not None
+    assert cfg.sinks["store"].url.startswith("duckdb:///")
 
 
 def test_env_interpolation_and_defaults() -> None:
@@ -117,23 +119,27 @@ def test_validate_and_ship_with_routes(tmp_path: Path, bucket_dir: Path) -> None
     cfg = routed_config(tmp_path, bucket_dir)
     p = run_cli("validate", "-c", str(cfg))
     assert p.returncode == 0, p.stderr
-    assert "app/ → json|lines → rest" in p.stdout and "tmp/ → auto → drop" in p.stdout
+    assert "app/ → json|lines → rest" in p.stdout
+    assert "tmp/ → auto → drop" in p.stdout
     p = run_cli("ship", "-c", str(cfg), "--json")
     assert p.returncode == 0, p.stderr
     summary = json.loads(p.stdout.splitlines()[-1])
-    assert summary["objects"] == 4 and summary["counters"]["dropped"] == 1
+    assert summary["objects"] == 4
+    assert summary["counters"]["dropped"] == 1
     flows = (tmp_path / "flows" / "ibm_vpc_flowlogs_v1" / "x" / "00000911.gz.jsonl").read_text()
     assert len(flows.splitlines()) == 2
     # the format chain fell back from json to lines for the broken document
     broken = (tmp_path / "rest" / "app" / "broken.json.jsonl").read_text().splitlines()
     assert [orjson.loads(x)["line"] for x in broken] == ['{"not": "closed"', "second line"]
-    assert not (tmp_path / "rest" / "tmp").exists() and not (tmp_path / "flows" / "tmp").exists()
+    assert not (tmp_path / "rest" / "tmp").exists()
+    assert not (tmp_path / "flows" / "tmp").exists()
     # an object no route matches is an error in the summary, never silently skipped
     (bucket_dir / "stray.log").write_text("where do I go?\n")
     p = run_cli("ship", "-c", str(cfg), "--json")
     assert p.returncode == 1
     failed = json.loads(p.stdout.splitlines()[-1])["failed"]
-    assert failed[0]["key"] == "stray.log" and "no route matches" in failed[0]["error"]
+    assert failed[0]["key"] == "stray.log"
+    assert "no route matches" in failed[0]["error"]
     assert run_cli("ship", "-c", str(cfg), str(bucket_dir)).returncode == 2
 
 
@@ -193,7 +199,8 @@ def test_python_handlers(tmp_path: Path, bucket_dir: Path) -> None:
     assert failure["key"] == "app/picky.ndjson"
     assert "RuntimeError: refusing logout" in failure["error"]
     p = run_cli("validate", "-c", str(cfg))  # without PYTHONPATH the handler cannot import
-    assert p.returncode == 2 and "cannot import myhandlers" in p.stderr
+    assert p.returncode == 2
+    assert "cannot import myhandlers" in p.stderr
 
 
 def test_run_daemon_reload_and_stop(tmp_path: Path, bucket_dir: Path) -> None:
@@ -204,39 +211,33 @@ def test_run_daemon_reload_and_stop(tmp_path: Path, bucket_dir: Path) -> None:
     )  # fmt: skip
     try:
         flows = tmp_path / "flows"
-        wait_for(lambda: (flows / "ibm_vpc_flowlogs_v1" / "x" / "00000911.gz.jsonl").exists())
+        wait_for(
+            lambda: (flows / "ibm_vpc_flowlogs_v1" / "x" / "00000911.gz.jsonl").exists(), timeout=20
+        )
         # a new object is picked up by a later listing
         (bucket_dir / "app" / "late.ndjson").write_text('{"action": "late"}\n')
-        wait_for(lambda: (tmp_path / "rest" / "app" / "late.ndjson.jsonl").exists())
+        wait_for(lambda: (tmp_path / "rest" / "app" / "late.ndjson.jsonl").exists(), timeout=20)
         # an invalid configuration is rejected, the old one keeps running
         good = cfg.read_text()
         cfg.write_text(good.replace("sinks: [rest]", "sinks: [missing]"))
         proc.send_signal(signal.SIGHUP)
         (bucket_dir / "app" / "later.ndjson").write_text('{"action": "later"}\n')
-        wait_for(lambda: (tmp_path / "rest" / "app" / "later.ndjson.jsonl").exists())
+        wait_for(lambda: (tmp_path / "rest" / "app" / "later.ndjson.jsonl").exists(), timeout=20)
         # a valid new configuration is applied: app/ now goes to the flows sink
         cfg.write_text(good.replace("sinks: [rest]", "sinks: [flows]"))
         proc.send_signal(signal.SIGHUP)
         time.sleep(1.0)
         (bucket_dir / "app" / "latest.ndjson").write_text('{"action": "latest"}\n')
-        wait_for(lambda: (flows / "app" / "latest.ndjson.jsonl").exists())
+        wait_for(lambda: (flows / "app" / "latest.ndjson.jsonl").exists(), timeout=20)
         assert not (tmp_path / "rest" / "app" / "latest.ndjson.jsonl").exists()
     finally:
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
-    assert "reload rejected" in err and "unknown sink 'missing'" in err
+    assert "reload rejected" in err
+    assert "unknown sink 'missing'" in err
     assert "configuration reloaded" in err
     assert all(json.loads(line)["failed"] == [] for line in out.splitlines())
-
-
-def wait_for(check, timeout: float = 20) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
 
 
 def test_a_sink_may_batch_on_its_own(tmp_path: Path) -> None:

@@ -25,8 +25,9 @@ from fastapi.testclient import TestClient
 from logferry.sinks.duckdb import open_store_readonly
 from logferry.stats.app import create_app
 from tests.conftest import run_cli
+from tests.helpers import wait_for
 from tests.influx import influxdb  # noqa: F401  (the session's InfluxDB server)
-from tests.test_stats_api import _expected, assert_matches, duckdb_rank, influx_rank
+from tests.stats.test_stats_api import _expected, assert_matches, duckdb_rank, influx_rank
 
 TOTAL = 6000
 
@@ -93,9 +94,12 @@ def test_generator_tail_influx_duckdb_api(tmp_path: Path, influxdb) -> None:  # 
         with log.open("a") as f:  # invalid lines: shipped raw, counted, in the error queue
             f.write("this is not a request\n2026-11-21 00:00:01 cust_1 /x 200 not-a-number\n")
         second = daemon(cfg)
-        deadline = time.monotonic() + 60
-        while duck_count(tmp_path / "store.db") < TOTAL + 2 and time.monotonic() < deadline:
-            time.sleep(0.2)
+        wait_for(
+            lambda: duck_count(tmp_path / "store.db") >= TOTAL + 2,
+            timeout=60,
+            interval=0.2,
+            message="every line in DuckDB",
+        )
     finally:
         for proc in (first, locals().get("second")):
             if proc is not None and proc.poll() is None:

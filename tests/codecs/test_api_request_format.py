@@ -110,7 +110,8 @@ def test_generated_lines_round_trip() -> None:
     lines = gen.lines(5000, _ms("2026-11-01T12:00:00") / 1000, 600)
     ctx = DecodeContext("api_requests.log", 0)
     out = _decode("".join(lines).encode(), ctx)
-    assert len(out.lines) == 5000 and not ctx.counters
+    assert len(out.lines) == 5000
+    assert not ctx.counters
     for line, ts, fields in zip(lines, out.timestamps, out.fields, strict=True):
         d, t, customer, path, status, duration = line.split()
         assert ts == _ms(f"{d}T{t}")

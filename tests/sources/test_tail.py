@@ -15,6 +15,7 @@ import pytest
 from logferry.codecs.stream import StreamDecoder
 from logferry.errors import ConfigError
 from logferry.sources.tail import TailCursor, TailPartition, TailSource
+from tests.helpers import wait_for
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -57,14 +58,19 @@ class Follower:
                     break
 
     def until(self, done: Callable[[], bool], timeout: float = 4.0, wait: float = 0.05) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
+        def step() -> bool:
             self.poll()
             if done():
-                return
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out; have {len(self.lines)} lines: {self.lines[-5:]}")
-            self.source.wait(wait)
+                return True
+            self.source.wait(wait)  # the source's own wake-up (inotify or its poll interval)
+            return False
+
+        wait_for(
+            step,
+            timeout=timeout,
+            interval=0,
+            message=lambda: f"have {len(self.lines)} lines: {self.lines[-5:]}",
+        )
 
     def close(self) -> None:
         for part in self.parts.values():
@@ -98,7 +104,8 @@ def make(logdir: Path, glob: str = "*.log", **kw: object) -> TailSource:
 
 def test_from_url_forms(logdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     src = TailSource.from_url(f"tail://{logdir}/*.log")
-    assert src.id == f"tail://{logdir}/*.log" and src.pattern == f"{logdir}/*.log"
+    assert src.id == f"tail://{logdir}/*.log"
+    assert src.pattern == f"{logdir}/*.log"
     monkeypatch.chdir(logdir)
     assert TailSource.from_url("tail:sub/app-?.log").pattern == f"{logdir}/sub/app-?.log"
     with pytest.raises(ConfigError, match="host"):
@@ -176,7 +183,8 @@ def test_partial_line_is_not_emitted_until_its_newline(logdir: Path) -> None:
     [info] = src.partitions()
     part = src.open(info, None, 0)
     r = part.read(100)
-    assert r.chunk.lines == ["one"] and r.caught_up
+    assert r.chunk.lines == ["one"]
+    assert r.caught_up
     assert r.cursor == TailCursor(4, info.version)
     r = part.read(100)
     assert r.chunk.lines == []
@@ -245,8 +253,10 @@ def test_rename_rotation_loses_and_duplicates_nothing(logdir: Path, glob: str) -
     expected = ["header", "last words of the old file"] + [f"line {i}" for i in range(400)]
     f.until(lambda: len(f.lines) >= len(expected) and first not in f.parts and len(f.parts) == 1)
     t.join()
-    time.sleep(0.3)
-    f.poll()
+    # A line written after everything else, read: every later poll had its chance to repeat.
+    append(log, b"end marker\n")
+    f.until(lambda: "end marker" in f.lines)
+    f.lines.remove("end marker")
     assert sorted(f.lines) == sorted(expected)
     assert len(f.lines) == len(set(f.lines))
     assert first in f.done
@@ -266,7 +276,8 @@ def test_rotated_file_that_stops_matching_finishes_after_rotate_wait(logdir: Pat
     os.write(fd, b"after rename\nunterminated")  # the writer has not reopened yet
     os.close(fd)
     f.poll()
-    assert f.lines[-1] == "after rename" and len(f.parts) == 1
+    assert f.lines[-1] == "after rename"
+    assert len(f.parts) == 1
     f.until(lambda: not f.parts, timeout=2)
     assert f.lines[-1] == "unterminated"  # shipped once the rotated file is over
     f.close()
@@ -286,8 +297,10 @@ def test_copytruncate(logdir: Path, glob: str) -> None:
     os.write(fd, lines(0, 5, "new"))
     os.close(fd)
     f.until(lambda: "new 4" in f.lines and list(f.parts) == [(str(log), ANY)])
-    time.sleep(0.1)
-    f.poll()
+    # A line written after everything else, read: every later poll had its chance to repeat.
+    append(log, b"end marker\n")
+    f.until(lambda: "end marker" in f.lines)
+    f.lines.remove("end marker")
     new = [f"new {i}" for i in range(5)]
     if glob == "app.log*":  # the copy carries the lines the truncation took away
         assert sorted(f.lines) == sorted([f"line {i}" for i in range(15)] + new)
@@ -323,7 +336,8 @@ def test_truncation_back_to_the_same_first_line_goes_on_as_the_same_version(
     append(log, b"#header\nB\n")  # as long as before: only the earlier shrink tells
     f.until(lambda: len(f.lines) == 4)
     assert f.lines == ["#header", "A", "#header", "B"]
-    assert len(f.parts) == 1 and not f.done
+    assert len(f.parts) == 1
+    assert not f.done
     f.close()
 
 
@@ -367,7 +381,8 @@ def test_resume_from_cursor_after_restart(logdir: Path) -> None:
     [info] = src.partitions()
     part = src.open(info, None, 0)
     r = part.read(4)
-    assert r.chunk.lines == [f"line {i}" for i in range(4)] and not r.caught_up
+    assert r.chunk.lines == [f"line {i}" for i in range(4)]
+    assert not r.caught_up
     part.close()
     src.close()
     append(log, lines(10, 13))
@@ -428,7 +443,8 @@ def test_five_megabyte_line(logdir: Path) -> None:
         got += r.chunk.lines
         if r.caught_up:
             break
-    assert [len(x) for x in got] == [len(big), 5] and got[1] == "after"
+    assert [len(x) for x in got] == [len(big), 5]
+    assert got[1] == "after"
     part.close()
 
 
@@ -439,11 +455,13 @@ def test_max_records_and_format_counters(logdir: Path) -> None:
     [info] = src.partitions()
     part = src.open(info, None, 0, StreamDecoder("ndjson"))
     r1 = part.read(2)
-    assert len(r1.chunk) == 2 and not r1.caught_up
+    assert len(r1.chunk) == 2
+    assert not r1.caught_up
     assert r1.chunk.timestamps[0] == 1714521600000
     assert r1.chunk.lines[1] == "not json"
     r2 = part.read(2)
-    assert len(r2.chunk) == 1 and r2.caught_up
+    assert len(r2.chunk) == 1
+    assert r2.caught_up
     assert part.counters["not_json"] == 1
     part.close()
 
@@ -456,5 +474,6 @@ def test_deleted_file_finishes(logdir: Path) -> None:
     f.poll()
     log.unlink()
     f.until(lambda: not f.parts, timeout=2)
-    assert f.lines == ["a", "b"] and src.partitions() == []
+    assert f.lines == ["a", "b"]
+    assert src.partitions() == []
     f.close()

@@ -482,10 +482,12 @@ def test_sqs_malformed_json_body_fails_that_record_only() -> None:
             outcomes[record["messageId"]] = parse_sqs_record(record)
         except NotificationError as exc:
             outcomes[record["messageId"]] = exc
-    assert isinstance(outcomes["good"], list) and len(outcomes["good"]) == 1
+    assert isinstance(outcomes["good"], list)
+    assert len(outcomes["good"]) == 1
     error = outcomes["bad-1"]
     assert isinstance(error, NotificationError)
-    assert "'bad-1'" in str(error) and "not JSON" in str(error)
+    assert "'bad-1'" in str(error)
+    assert "not JSON" in str(error)
     assert '"s3"' not in str(error)  # names the shape, does not echo the body
 
 
@@ -493,7 +495,8 @@ def test_sqs_unknown_body_names_message_and_keys() -> None:
     with pytest.raises(NotificationError) as info:
         parse_sqs_record(sqs_record({"foo": 1, "bar": {"password": "hunter2"}}, message_id="m-x"))
     message = str(info.value)
-    assert "'m-x'" in message and "['foo', 'bar']" in message
+    assert "'m-x'" in message
+    assert "['foo', 'bar']" in message
     assert "hunter2" not in message
 
 
@@ -697,7 +700,8 @@ def test_unknown_shape_message_is_bounded() -> None:
         parse_event(huge)
     message = str(info.value)
     assert len(message) < 600
-    assert "and 992 more" in message and "vvvv" not in message
+    assert "and 992 more" in message
+    assert "vvvv" not in message
 
 
 def test_unknown_record_source() -> None:

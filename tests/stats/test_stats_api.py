@@ -230,7 +230,8 @@ def test_reads_while_another_process_writes_briefly(store: str, client: TestClie
         stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "locked"
         resp = client.get("/customers/cust_1/stats", params={"from_date": str(START.date())})
         assert resp.status_code == 200, resp.text
     finally:
@@ -253,11 +254,14 @@ def test_stats_cli_table_and_json(store: str) -> None:
     assert_matches(json.loads(done.stdout), expected_for("cust_5", START.date(), TO, duckdb_rank))
     table = run_cli(*args)
     assert table.returncode == 0, table.stderr
-    assert "total" in table.stdout and str(START.date()) in table.stdout
+    assert "total" in table.stdout
+    assert str(START.date()) in table.stdout
     bad = run_cli("stats", "cust_5", "--from-date", "2026-13-01", "--store", store)
-    assert bad.returncode == 2 and "from_date" in bad.stderr
+    assert bad.returncode == 2
+    assert "from_date" in bad.stderr
     unknown = run_cli("stats", "nobody", "--from-date", str(START.date()), "--store", store)
-    assert unknown.returncode == 1 and "nobody" in unknown.stderr
+    assert unknown.returncode == 1
+    assert "nobody" in unknown.stderr
 
 
 def _influx_fixture() -> Any:

@@ -54,13 +54,15 @@ def test_code_engine_job_ships_ce_data_then_catches_up(
     p = run_cli("job", "--json", env=env)
     assert p.returncode == 0, p.stderr
     counts = received(mezmo)
-    assert len(counts) == 250 and max(counts.values()) == 1
+    assert len(counts) == 250
+    assert max(counts.values()) == 1
     # the notified object went first, then the catch-up
     assert orjson.loads(mezmo.lines[0]["line"])["tag"] == "o3"
     # a notification for an object that is not there: exit non-zero so the platform retries
     env["CE_DATA"] = json.dumps({**ce_data, "key": "logs/missing.gz", "notification": {}})
     p = run_cli("job", "--no-catchup", env=env)
-    assert p.returncode == 1 and "logs/missing.gz" in p.stderr
+    assert p.returncode == 1
+    assert "logs/missing.gz" in p.stderr
 
 
 def test_array_job_covers_the_bucket_exactly_once(s3, bucket, s3_endpoint, mezmo, tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -72,11 +74,14 @@ def test_array_job_covers_the_bucket_exactly_once(s3, bucket, s3_endpoint, mezmo
         p = run_cli("job", "--json", env={**env, "JOB_INDEX": str(index), "JOB_ARRAY_SIZE": "3"})
         assert p.returncode == 0, p.stderr
         shipped.append(json.loads(p.stdout.splitlines()[-1])["objects"])
-    assert sum(shipped) == 30 and all(n > 0 for n in shipped)
+    assert sum(shipped) == 30
+    assert all(n > 0 for n in shipped)
     counts = received(mezmo)
-    assert len(counts) == 300 and max(counts.values()) == 1
+    assert len(counts) == 300
+    assert max(counts.values()) == 1
     bad = run_cli("job", env={**env, "JOB_INDEX": "3", "JOB_ARRAY_SIZE": "3"})
-    assert bad.returncode == 2 and "JOB_INDEX" in bad.stderr
+    assert bad.returncode == 2
+    assert "JOB_INDEX" in bad.stderr
 
 
 def s3_event(bucket: str, key: str) -> dict[str, Any]:
@@ -129,7 +134,8 @@ def test_lambda_sqs_partial_batch_failures(s3, bucket, mezmo, lambda_env) -> Non
         "m-missing",
     ]
     counts = received(mezmo)
-    assert len(counts) == 40 and max(counts.values()) == 1
+    assert len(counts) == 40
+    assert max(counts.values()) == 1
     # a redelivery of the good messages ships nothing twice
     aws_lambda.handler(
         {"Records": [sqs("m-good", s3_event(bucket, "good.ndjson.gz"))]}, Context(60_000)
@@ -179,10 +185,12 @@ def test_lambda_deadline_checkpoints_and_redelivery_resumes(
     assert first["batchItemFailures"] == [{"itemIdentifier": "m-big"}]
     with sqlite3.connect(lambda_env) as conn:
         status, position = conn.execute("SELECT status, position FROM objects").fetchone()
-    assert status == "pending" and 0 < position < 20_000
+    assert status == "pending"
+    assert 0 < position < 20_000
     assert len(mezmo.lines) == position  # acknowledged == checkpointed
     mezmo.delay = 0
     second = aws_lambda.handler(event, Context(120_000))
     assert second["batchItemFailures"] == []
     counts = received(mezmo)
-    assert len(counts) == 20_000 and max(counts.values()) == 1  # resumed, nothing twice
+    assert len(counts) == 20_000
+    assert max(counts.values()) == 1  # resumed, nothing twice

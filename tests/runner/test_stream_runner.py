@@ -6,7 +6,6 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -23,6 +22,7 @@ from logferry.sources.stream import (
     StreamPartition,
     StreamSource,
 )
+from tests.helpers import wait_for
 from tests.shipping import stream_runner
 
 
@@ -93,14 +93,18 @@ def test_reads_to_the_end_then_resumes_from_the_cursor(tmp_path: Path) -> None:
     ledger = SQLiteLedger(tmp_path / "l.db")
     sink = Collect()
     r = stream_runner(src, [sink], ledger, OPTS, follow=False).run()
-    assert r.lines == 58 and r.ok
+    assert r.lines == 58
+    assert r.ok
     assert [x[2] for x in sink.rows if x[0] == "a"] == [f"a{i}" for i in range(55)]
     assert [x[1] for x in sink.rows if x[0] == "a"] == list(range(55))  # positions
     entry = ledger.get("memory://test", "a", "v1")
-    assert entry and entry.status == Status.PENDING and entry.position == 55
+    assert entry
+    assert entry.status == Status.PENDING
+    assert entry.position == 55
     src.data["a"].extend(["a55", "a56"])
     r = stream_runner(src, [sink], ledger, OPTS, follow=False).run()
-    assert r.lines == 2 and ("a", 55) in src.opened
+    assert r.lines == 2
+    assert ("a", 55) in src.opened
     assert [x[2] for x in sink.rows if x[0] == "a"][-2:] == ["a55", "a56"]
     ledger.close()
 
@@ -116,14 +120,14 @@ def test_follow_picks_up_new_partitions_and_lines(tmp_path: Path) -> None:
     )
     thread = threading.Thread(target=runner.run)
     thread.start()
-    time.sleep(0.2)
-    src.data["a"].append("a1")
-    src.data["new"] = ["n0", "n1"]
-    deadline = time.monotonic() + 5
-    while len(sink.rows) < 4 and time.monotonic() < deadline:
-        time.sleep(0.02)
-    stop.set()
-    thread.join(5)
+    try:
+        wait_for(lambda: sink.rows, timeout=5, message="the first line")  # now following
+        src.data["a"].append("a1")
+        src.data["new"] = ["n0", "n1"]
+        wait_for(lambda: len(sink.rows) >= 4, timeout=5, message="the new lines")
+    finally:
+        stop.set()
+        thread.join(5)
     assert sorted(x[2] for x in sink.rows) == ["a0", "a1", "n0", "n1"]
     assert ledger.get("memory://test", "new", "v1").position == 2  # type: ignore[union-attr]
     ledger.close()
@@ -151,7 +155,8 @@ def test_a_refused_batch_becomes_a_range_in_the_error_queue(tmp_path: Path) -> N
     sink = Collect(fail_fatal_at=25)
     r = stream_runner(src, [sink], ledger, OPTS, follow=False).run()
     (failure,) = r.failed
-    assert failure.key.startswith("a#") and "400" in failure.error
+    assert failure.key.startswith("a#")
+    assert "400" in failure.error
     start, end = map(int, failure.key.split("#")[1].split("-"))
     assert start <= 25 < end
     delivered = [x[1] for x in sink.rows]
@@ -182,12 +187,12 @@ def test_two_runners_split_the_partitions(tmp_path: Path) -> None:
     threads = [threading.Thread(target=r.run) for r in runners]
     for t in threads:
         t.start()
-    deadline = time.monotonic() + 5
-    while len(sink.rows) < 60 and time.monotonic() < deadline:
-        time.sleep(0.02)
-    stop.set()
-    for t in threads:
-        t.join(5)
+    try:
+        wait_for(lambda: len(sink.rows) >= 60, timeout=5, message="every partition's lines")
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(5)
     assert sorted(x[2] for x in sink.rows) == sorted(
         f"p{i}-{j}" for i in range(6) for j in range(10)
     )
@@ -224,7 +229,8 @@ def test_a_transient_read_error_keeps_the_partition(tmp_path: Path) -> None:
     ledger = SQLiteLedger(tmp_path / "l.db")
     sink = Collect()
     r = stream_runner(src, [sink], ledger, OPTS, follow=False).run()
-    assert r.ok and [x[2] for x in sink.rows] == [f"a{i}" for i in range(12)]
+    assert r.ok
+    assert [x[2] for x in sink.rows] == [f"a{i}" for i in range(12)]
     ledger.close()
 
 
@@ -271,13 +277,6 @@ def _run_in_thread(runner: Any) -> threading.Thread:
     return thread
 
 
-def _until(condition: Any, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
-
-
 def test_each_sink_gets_batches_of_its_own_size(tmp_path: Path) -> None:
     src = MemorySource()
     src.data = {"a": [f"a{i}" for i in range(200)]}
@@ -288,13 +287,15 @@ def test_each_sink_gets_batches_of_its_own_size(tmp_path: Path) -> None:
     stop = threading.Event()
     runner = stream_runner(src, [small, large], ledger, OPTS, stop=stop, discover_interval=0.05)
     thread = _run_in_thread(runner)
-    _until(lambda: len(large.rows) == 200)
+    wait_for(lambda: len(large.rows) == 200)
     stop.set()
     thread.join(5)
     assert [x[2] for x in small.rows] == [x[2] for x in large.rows] == src.data["a"]
     # Reads come 7 records at a time, so a batch is cut at the first read reaching the size.
-    assert max(small.sizes) < 20 and min(small.sizes[:-1]) >= 10
-    assert min(large.sizes[:-1]) >= 100 and len(large.sizes) <= 3  # the rest after its wait
+    assert max(small.sizes) < 20
+    assert min(small.sizes[:-1]) >= 10
+    assert min(large.sizes[:-1]) >= 100
+    assert len(large.sizes) <= 3  # the rest after its wait
     assert ledger.get("memory://test", "a", "v1").position == 200  # type: ignore[union-attr]
     ledger.close()
 
@@ -308,16 +309,17 @@ def test_a_sink_that_is_down_does_not_hold_up_the_others(tmp_path: Path) -> None
     stop = threading.Event()
     runner = stream_runner(src, [healthy, flaky], ledger, OPTS, stop=stop, discover_interval=0.05)
     thread = _run_in_thread(runner)
-    _until(lambda: len(healthy.rows) == 20)
+    wait_for(lambda: len(healthy.rows) == 20)
     src.data["a"].extend(f"a{i}" for i in range(20, 40))
-    _until(lambda: len(healthy.rows) == 40)  # still flowing while the other sink is down
+    wait_for(lambda: len(healthy.rows) == 40)  # still flowing while the other sink is down
     assert flaky.rows == []
     # Nothing is checkpointed past what every sink has: a restart now would resend it all.
     entry = ledger.get("memory://test", "a", "v1")
-    assert entry is not None and entry.position == 0
+    assert entry is not None
+    assert entry.position == 0
     flaky.down.clear()
-    _until(lambda: len(flaky.rows) == 40, timeout=15)
-    _until(lambda: ledger.get("memory://test", "a", "v1").position == 40)  # type: ignore[union-attr]
+    wait_for(lambda: len(flaky.rows) == 40, timeout=15)
+    wait_for(lambda: ledger.get("memory://test", "a", "v1").position == 40)  # type: ignore[union-attr]
     stop.set()
     thread.join(5)
     assert [x[2] for x in flaky.rows] == [x[2] for x in healthy.rows] == src.data["a"]
@@ -337,9 +339,9 @@ def test_a_sink_that_is_down_pauses_reading_only_its_partitions(tmp_path: Path) 
     stop = threading.Event()
     runner = stream_runner(src, [], ledger, OPTS, router=router, stop=stop, discover_interval=0.05)
     thread = _run_in_thread(runner)
-    _until(lambda: len(fine.rows) == 100)
+    wait_for(lambda: len(fine.rows) == 100)
     src.data["up/b"].extend(f"u{i}" for i in range(100, 150))
-    _until(lambda: len(fine.rows) == 150)
+    wait_for(lambda: len(fine.rows) == 150)
     held = runner._held["down/a"]
     # The buffer of the stuck partition stops at a bounded size instead of growing.
     assert held.position - held.base <= OPTS.batch_lines * 3 + 7
@@ -375,7 +377,8 @@ def test_reading_while_deliveries_trim_the_buffer(tmp_path: Path) -> None:
     one, two = Collect(), Collect()
     opts = ShipOptions(batch_lines=500, batch_wait=100.0, lease_seconds=30)
     r = stream_runner(src, [one, two], ledger, opts, follow=False).run()
-    assert r.ok and r.lines == 20_000
+    assert r.ok
+    assert r.lines == 20_000
     assert [x[2] for x in one.rows] == [x[2] for x in two.rows] == src.data["a"]
     ledger.close()
 
@@ -437,14 +440,15 @@ def test_a_dropped_partition_is_not_retried_by_a_sink_that_is_down(tmp_path: Pat
     runner = stream_runner(src, [up, down], ledger, OPTS, stop=stop, discover_interval=60)
     thread = _run_in_thread(runner)
     try:
-        _until(lambda: bool(runner.result.failed))  # dropped after its read error
+        wait_for(lambda: bool(runner.result.failed))  # dropped after its read error
         # Let go once its sink gives up the dropped partition's batch (within a retry).
-        _until(lambda: "a" not in runner._held, timeout=10)
+        wait_for(lambda: "a" not in runner._held, timeout=10)
     finally:
         stop.set()
         thread.join(10)
     assert [f.key for f in runner.result.failed] == ["a"]
-    assert down.rows == [] and len(up.rows) >= 20  # batches were out before the drop
+    assert down.rows == []
+    assert len(up.rows) >= 20  # batches were out before the drop
     ledger.close()
 
 
@@ -462,7 +466,8 @@ def test_a_one_off_run_gives_up_on_a_sink_that_stays_down(tmp_path: Path) -> Non
     assert ledger.get("memory://test", "a", "v1").position == 0  # type: ignore[union-attr]
     up = Collect()
     r = stream_runner(src, [up], ledger, opts, follow=False).run()  # the next run resumes
-    assert r.ok and [x[2] for x in up.rows] == src.data["a"]
+    assert r.ok
+    assert [x[2] for x in up.rows] == src.data["a"]
     ledger.close()
 
 
@@ -490,14 +495,15 @@ def test_a_claim_taken_over_while_a_sink_is_down_is_let_go(tmp_path: Path) -> No
     runner = stream_runner(src, [down], ledger, opts, stop=stop, discover_interval=60)
     thread = _run_in_thread(runner)
     try:
-        _until(lambda: "a" in runner._held)
+        wait_for(lambda: "a" in runner._held)
         with sqlite3.connect(tmp_path / "l.db") as con:
             con.execute("UPDATE objects SET owner = 'other-host:1:x', lease_until = 1e12")
-        _until(lambda: "a" not in runner._held, timeout=10)
+        wait_for(lambda: "a" not in runner._held, timeout=10)
     finally:
         stop.set()
         thread.join(10)
     assert down.rows == []
     entry = ledger.get("memory://test", "a", "v1")
-    assert entry is not None and entry.owner == "other-host:1:x"  # left alone
+    assert entry is not None
+    assert entry.owner == "other-host:1:x"  # left alone
     ledger.close()

@@ -22,7 +22,9 @@ def test_lines_are_well_formed_and_realistic() -> None:
     parts = [line.split() for line in lines]
     assert len({p[2] for p in parts}) == 50
     statuses = Counter(int(p[4]) // 100 for p in parts)
-    assert statuses[2] / len(lines) > 0.85 and statuses[4] > 0 and statuses[5] > 0
+    assert statuses[2] / len(lines) > 0.85
+    assert statuses[4] > 0
+    assert statuses[5] > 0
     durations = sorted(float(p[5]) for p in parts)
     assert 0.05 < durations[len(durations) // 2] < 0.12  # lognormal around 80 ms
     assert durations[-1] > 5 * durations[len(durations) // 2]  # with a long tail
@@ -115,7 +117,8 @@ def test_flowlogs_to_dir(tmp_path: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     files = sorted(tmp_path.rglob("*.log.gz"))
-    assert len(files) == 3 and "_vpcflowlogs_" in files[0].name
+    assert len(files) == 3
+    assert "_vpcflowlogs_" in files[0].name
     assert gzip.decompress(files[0].read_bytes()).startswith(b"version account-id")
 
 
@@ -127,7 +130,8 @@ def test_flowlogs_to_s3(s3_endpoint: str, s3, bucket: str) -> None:  # type: ign
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]]
-    assert len(keys) == 4 and all(k.startswith("demo/ibm_vpc_flowlogs_v1/") for k in keys)
+    assert len(keys) == 4
+    assert all(k.startswith("demo/ibm_vpc_flowlogs_v1/") for k in keys)
 
 
 @pytest.mark.parametrize("target", ["s3://", "gs://bucket/x"])

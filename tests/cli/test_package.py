@@ -19,7 +19,7 @@ from logferry import packaging as pkg
 from logferry.cli.package import package
 
 # The zip's native wheels must load here: build for this interpreter (the deploy default,
-# the template's runtime, is checked in test_deploy.py).
+# the template's runtime, is checked in tests/cli/test_deploy.py).
 HERE = f"{sys.version_info.major}.{sys.version_info.minor}"
 
 
@@ -113,7 +113,8 @@ def test_requirements_leave_out_the_runtime_and_optionally_postgres() -> None:
     assert {"orjson", "pydantic", "zstandard", "psycopg", "psycopg-pool"} <= names
     assert not names & pkg.RUNTIME_PROVIDED
     lean = {pkg.requirement_name(r) for r in pkg.runtime_requirements(postgres=False)}
-    assert not lean & pkg.POSTGRES and "orjson" in lean
+    assert not lean & pkg.POSTGRES
+    assert "orjson" in lean
     extra = pkg.runtime_requirements(extra=("requests>=2",))
     assert extra[-1] == "requests>=2"
 
@@ -136,7 +137,8 @@ def test_refuses_a_package_over_the_unzipped_limit(tmp_path, monkeypatch) -> Non
     out = tmp_path / "f.zip"
     result = CliRunner().invoke(package, ["lambda", str(out)])
     assert result.exit_code == 1
-    assert "over Lambda's" in result.output and "unzipped" in result.output
+    assert "over Lambda's" in result.output
+    assert "unzipped" in result.output
     assert "Traceback" not in result.output
     assert not out.exists()
 
@@ -146,7 +148,8 @@ def test_warns_over_the_direct_upload_limit(tmp_path, monkeypatch) -> None:  # t
     monkeypatch.setattr(pkg, "DIRECT_UPLOAD_LIMIT", 1000)
     result = CliRunner().invoke(package, ["lambda", str(tmp_path / "f.zip")])
     assert result.exit_code == 0, result.output
-    assert "warning" in result.output and "through S3" in result.output
+    assert "warning" in result.output
+    assert "through S3" in result.output
 
 
 def test_the_zip_is_byte_identical_when_built_twice(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
@@ -159,9 +162,11 @@ def test_the_zip_is_byte_identical_when_built_twice(tmp_path, monkeypatch) -> No
 def test_usage_errors_exit_2_in_one_line(tmp_path) -> None:  # type: ignore[no-untyped-def]
     runner = CliRunner()
     bad = runner.invoke(package, ["lambda", str(tmp_path / "f.zip"), "--python-version", "3"])
-    assert bad.exit_code == 2 and "--python-version must look like" in bad.output
+    assert bad.exit_code == 2
+    assert "--python-version must look like" in bad.output
     nodir = runner.invoke(package, ["lambda", str(tmp_path / "missing" / "f.zip")])
-    assert nodir.exit_code == 2 and "is not a directory" in nodir.output
+    assert nodir.exit_code == 2
+    assert "is not a directory" in nodir.output
     arch = runner.invoke(package, ["lambda", str(tmp_path / "f.zip"), "--arch", "sparc"])
     assert arch.exit_code == 2
 
@@ -172,4 +177,5 @@ def test_pip_failure_is_a_one_line_error(tmp_path) -> None:  # type: ignore[no-u
         ["lambda", str(tmp_path / "f.zip"), "--with", "logferry-no-such-package-xyz==0.0.0"],
     )
     assert result.exit_code == 1
-    assert "pip could not install" in result.output and "Traceback" not in result.output
+    assert "pip could not install" in result.output
+    assert "Traceback" not in result.output
