@@ -12,6 +12,7 @@ from unittest.mock import ANY
 
 import pytest
 
+from logferry.codecs.formats import FormatOptions
 from logferry.codecs.stream import StreamDecoder
 from logferry.errors import ConfigError
 from logferry.sources.tail import TailCursor, TailPartition, TailSource
@@ -433,7 +434,9 @@ def test_five_megabyte_line(logdir: Path) -> None:
     append(log, b"small\n" + big[: len(big) // 2])
     src = make(logdir)
     [info] = src.partitions()
-    part = src.open(info, None, 0)
+    # Lines up to --max-record-bytes ship whole (longer ones are cut: tests/hostile).
+    decoder = StreamDecoder("lines", FormatOptions(max_line_bytes=8 << 20))
+    part = src.open(info, None, 0, decoder)
     assert part.read(100).chunk.lines == ["small"]
     assert part.read(100).chunk.lines == []
     append(log, big[len(big) // 2 :] + b"\nafter\n")

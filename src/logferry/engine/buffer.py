@@ -12,6 +12,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from logferry.codecs.stream import StreamDecoder
 from logferry.engine.batching import make_batch
 from logferry.engine.routing import Route
 from logferry.ledger.base import Claim
@@ -79,6 +80,8 @@ class Held:
     abandoned: bool = False
     #: Serialises checkpoints of this partition across the sinks' delivery threads.
     checkpointing: threading.Lock = field(default_factory=threading.Lock)
+    #: The route's codec step for this partition (its counters: lines shipped raw…).
+    decoder: StreamDecoder | None = None
 
     @property
     def inflight(self) -> int:

@@ -12,10 +12,11 @@ Reading, decoding (the route's format, through :class:`StreamDecoder`) and the s
 sink that is down does not hold up the others: its batches wait (nothing is dropped) until
 the partition's buffer is full; only then does reading that partition pause.
 
-Every batch ends in one outcome from the :class:`Deliverer`. A batch a sink refused for good
-becomes a dead letter (its records, kept in the ledger for ``drain``) and the stream goes on
-(invariant 3); a sink still failing when a one-off run's retry time runs out holds the
-partition at its checkpoint for the next run.
+Delivery and checkpoints are :mod:`logferry.engine.lanes`. Every batch ends in one outcome
+from the :class:`Deliverer`. A batch a sink refused for good becomes a dead letter (its
+records, kept in the ledger for ``drain``) and the stream goes on (invariant 3); a sink still
+failing when a one-off run's retry time runs out holds the partition at its checkpoint for
+the next run.
 """
 
 from __future__ import annotations
@@ -23,40 +24,27 @@ from __future__ import annotations
 import collections
 import contextlib
 import logging
-import queue
 import threading
 import time
-from dataclasses import dataclass
 
 from logferry.codecs.stream import StreamDecoder
 from logferry.config import ShipOptions
-from logferry.engine.buffer import MAX_INFLIGHT_PER_LANE, Held, Lane
-from logferry.engine.delivery import Deliverer, Refused, RetryLater
+from logferry.engine.buffer import MAX_INFLIGHT_PER_LANE, Held
+from logferry.engine.delivery import Deliverer
 from logferry.engine.errorqueue import ErrorQueue
+from logferry.engine.lanes import Job, Lanes
 from logferry.engine.leases import LeaseKeeper
 from logferry.engine.objects import format_options_of, retry_policy_of
 from logferry.engine.results import Progress, ShipResult, one_line
-from logferry.engine.routing import Route, Router
+from logferry.engine.routing import Router
+from logferry.engine.taking import PartitionFailed, Taker, as_object
 from logferry.errors import is_transient
 from logferry.ledger.base import Claim, ClaimLostError, Ledger, new_owner_id
-from logferry.records import Batch, ObjectInfo
-from logferry.sinks.base import Batching, Sink
+from logferry.records import Batch
+from logferry.sinks.base import Batching
 from logferry.sources.stream import Cursor, PartitionInfo, StreamSource
 
 log = logging.getLogger("logferry")
-
-
-@dataclass
-class _Job:
-    """One batch for a sink's delivery thread."""
-
-    held: Held
-    lane: Lane
-    batch: Batch
-
-
-def _obj(info: PartitionInfo, key: str | None = None) -> ObjectInfo:
-    return ObjectInfo(key or info.key, info.size, info.version, info.last_modified_ms)
 
 
 class StreamRunner:
@@ -88,20 +76,32 @@ class StreamRunner:
         self.errors = ErrorQueue(ledger, self.result, self._announce)
         self.leases = LeaseKeeper(ledger, opts.lease_seconds, self._claim_lost)
         self.deliverer = Deliverer(retry_policy_of(opts), self.stop)
-        self.format_options = format_options_of(opts)
         self._held: dict[str, Held] = {}
         #: Partitions that failed or that a one-off run stopped retrying: not taken again.
         self._skip: set[tuple[str, str]] = set()
         self._lock = threading.Lock()
-        self._queues: dict[int, queue.Queue[_Job | None]] = {
-            id(sink): queue.Queue() for sink in router.sinks()
-        }
         self._decoders: list[StreamDecoder] = []
-        #: Set when the run ends by an exception: delivery threads stop retrying at once.
-        self._closing = threading.Event()
-        #: Set by a delivery thread after each batch: the reader may have room again.
-        self._delivered = threading.Event()
-        self._batching = Batching(opts.batch_lines, opts.batch_bytes, opts.batch_wait)
+        self.taker = Taker(
+            source,
+            router,
+            ledger,
+            self.owner,
+            opts.lease_seconds,
+            format_options_of(opts),
+            Batching(opts.batch_lines, opts.batch_bytes, opts.batch_wait),
+        )
+        self.lanes = Lanes(
+            router.sinks(),
+            ledger,
+            opts.lease_seconds,
+            self.deliverer,
+            self.errors,
+            self.result,
+            self.progress,
+            self._lock,
+            on_lost=self._claim_lost,
+            on_held=self._held_for_next_run,
+        )
 
     # -- the loop ------------------------------------------------------------------
 
@@ -109,34 +109,27 @@ class StreamRunner:
         """Follow (or, without ``follow``, read to the current end of) every partition."""
         began = time.monotonic()
         self.leases.start()
-        flushers = [
-            threading.Thread(
-                target=self._flusher, args=(q,), name=f"logferry-flush-{i}", daemon=True
-            )
-            for i, q in enumerate(self._queues.values())
-        ]
-        for thread in flushers:
-            thread.start()
+        self.lanes.start()
         last_discover = -1e9
         try:
             while not self.stop.is_set():
                 if time.monotonic() - last_discover >= self.discover_interval:
                     self._discover()
                     last_discover = time.monotonic()
-                self._delivered.clear()
+                self.lanes.delivered.clear()
                 busy, caught_up = self._round()
                 if not self.follow and caught_up and not self._pending():
                     break
                 if not busy:
                     if self._held_back():  # waiting on the sinks: wake at the next delivery
-                        self._delivered.wait(self._idle_wait())
+                        self.lanes.delivered.wait(self._idle_wait())
                     else:
                         self.source.wait(self._idle_wait())
         except BaseException:
-            self._closing.set()  # the delivery threads must not retry behind a crash
+            self.lanes.closing.set()  # the delivery threads must not retry behind a crash
             raise
         finally:
-            self._shutdown(flushers)
+            self._shutdown()
             self.leases.stop()  # after delivery: leases stay renewed while it finishes
             self.result.seconds = time.monotonic() - began
             self.result.interrupted = self.stop.is_set() and not self.follow
@@ -184,74 +177,23 @@ class StreamRunner:
             if info.key not in self._held and (info.key, info.version) not in self._skip:
                 self._take(info)
 
-    def _fail_partition(self, info: PartitionInfo, claim: Claim, exc: Exception | str) -> None:
-        error = exc if isinstance(exc, str) else one_line(exc)
-        error_class = "ObjectError" if isinstance(exc, str) else type(exc).__name__
+    def _fail_partition(self, info: PartitionInfo, claim: Claim, error: str, cls: str) -> None:
         self._skip.add((info.key, info.version))
-        self.errors.failed(claim, info.key, error, error_class)
+        self.errors.failed(claim, info.key, error, cls)
 
     def _take(self, info: PartitionInfo) -> None:
-        claim = self.ledger.claim(
-            self.source.id, _obj(info), self.owner, self.options.lease_seconds
-        )
-        if claim is None:
-            return  # another live runner follows it (or it is done: a finished file)
-        route = self.router.route(info.key)
-        if route is None:
-            self._fail_partition(info, claim, self.router.no_route())
-            return
-        if self.source.versions_identify_content:
-            other = self.ledger.held_elsewhere(self.source.id, info.version, info.key)
-            if other is not None:
-                # Another runner follows this content under its old name (a file renamed
-                # while it reads): leave it to that one, or both would ship it.
-                with contextlib.suppress(ClaimLostError):
-                    self.ledger.release(claim)
-                return
-        position, cursor_text = self._resume_point(info, claim, route)
-        decoder = StreamDecoder(route.formats[0], route.format_options or self.format_options)
         try:
-            cursor = self.source.cursor_type.decode(cursor_text)
-            partition = self.source.open(info, cursor, position, decoder)
-        except Exception as exc:
-            self._fail_partition(info, claim, exc)
+            h = self.taker.take(info)
+        except PartitionFailed as exc:
+            self._fail_partition(info, exc.claim, exc.error, exc.error_class)
             return
-        opened: list[Sink] = []
-        try:
-            for sink in route.sinks:
-                sink.open(self.source.id, _obj(info), position, stream=True)
-                opened.append(sink)
-        except Exception as exc:
-            for sink in opened:
-                sink.abort(self.source.id, _obj(info))
-            partition.close()
-            self._fail_partition(info, claim, exc)
+        if h is None:
             return
-        self._decoders.append(decoder)
-        lanes = [Lane(s, s.batching or self._batching, position, position) for s in route.sinks]
-        self._held[info.key] = Held(info, claim, partition, route, lanes, position, position)
-        self.leases.hold(claim)
-        self.progress.object_started(_obj(info))
-
-    def _resume_point(
-        self, info: PartitionInfo, claim: Claim, route: Route
-    ) -> tuple[int, str | None]:
-        """Where ``info`` resumes: its checkpoint, or that of the same content renamed."""
-        if claim.cursor is not None or claim.position or not self.source.versions_identify_content:
-            return claim.position, claim.cursor
-        # Same content under a new name (a file renamed while nobody ran): carry on.
-        moved = self.ledger.latest_cursor(self.source.id, info.version)
-        if moved is None:
-            return 0, None
-        old_key, position, cursor = moved
-        # Records after the old name's checkpoint are read again under the new one: sinks
-        # that keep per-partition output drop them (and a torn line) there.
-        for sink in route.sinks:
-            try:
-                sink.settle(self.source.id, _obj(info, old_key), position)
-            except Exception as exc:
-                log.warning("%s: %s: %s", old_key, sink.name, one_line(exc))
-        return position, cursor
+        self._held[info.key] = h
+        if h.decoder is not None:
+            self._decoders.append(h.decoder)
+        self.leases.hold(h.claim)
+        self.progress.object_started(as_object(info))
 
     # -- reading and handing over ----------------------------------------------------
 
@@ -319,7 +261,7 @@ class StreamRunner:
                 return
         with h.checkpointing:
             if h.base == h.position and not h.abandoned:
-                self._store_checkpoint(h, h.position, 0, cursor)
+                self.lanes.store(h, h.position, 0, cursor)
 
     def _hand_over_due(self, h: Held, *, force: bool = False) -> bool:
         """Give each sink the records that are due for it; True if any batch was handed over."""
@@ -348,96 +290,24 @@ class StreamRunner:
                     log.debug(
                         "%s: preparing for %s failed: %s", h.info.key, lane.sink, one_line(exc)
                     )
-                self._queues[id(lane.sink)].put(_Job(h, lane, batch))
+                self.lanes.put(Job(h, lane, batch))
                 handed = True
         return handed
 
     @staticmethod
     def _format_of(h: Held) -> str:
-        decoder = getattr(h.partition, "decoder", None)
-        return (decoder.format_name if decoder is not None else None) or ""
-
-    # -- delivery (one thread per sink) ------------------------------------------------
-
-    def _flusher(self, jobs: queue.Queue[_Job | None]) -> None:
-        while (job := jobs.get()) is not None:
-            try:
-                self._deliver(job)
-            except Exception as exc:  # never let a delivery thread die: the stream would stall
-                log.error("%s: delivery failed: %s", job.held.info.key, one_line(exc))
-                job.held.abandoned = True
-            finally:
-                with self._lock:
-                    job.lane.inflight -= 1
-                self._delivered.set()
-
-    def _deliver(self, job: _Job) -> None:
-        """Deliver one batch to one sink, then checkpoint what every sink now has."""
-        h, lane, batch = job.held, job.lane, job.batch
-        if h.abandoned:
-            return  # an earlier batch was not delivered: this one must not be checkpointed
-        outcome = self.deliverer.deliver(
-            lane.sink, batch, lambda: h.abandoned or self._closing.is_set()
-        )
-        if isinstance(outcome, RetryLater):
-            h.abandoned = True  # the next run (or the next take) resumes at the checkpoint
-            if not outcome.stopped and not self.stop.is_set():
-                with self._lock:
-                    self.result.held += 1
-                    self._skip.add((h.info.key, h.info.version))
-                self.progress.message(
-                    f"held {h.info.key}: {lane.sink.name}: {outcome.reason}; "
-                    "the next run resumes at the checkpoint"
-                )
-            return
-        if isinstance(outcome, Refused):
-            # Kept durably with its records before the cursor moves past them.
-            self.errors.refused(batch, h.info.version, lane.sink.name, outcome)
-        with self._lock:
-            lane.acked = batch.end
-        self._checkpoint(h)
-
-    def _store_checkpoint(self, h: Held, target: int, nbytes: int, cursor: Cursor | None) -> bool:
-        try:
-            self.ledger.checkpoint(
-                h.claim,
-                target,
-                nbytes,
-                self.options.lease_seconds,
-                cursor.encode() if cursor is not None else None,
-            )
-        except ClaimLostError:
-            self._claim_lost(h.claim)
-            return False
-        return True
-
-    def _checkpoint(self, h: Held) -> None:
-        """Move the partition's checkpoint to what all its sinks acknowledged."""
-        with h.checkpointing:
-            with self._lock:
-                target = min(lane.acked for lane in h.lanes)
-                done = h.acknowledged(target)
-                if done is None:
-                    return
-            nbytes = sum(run.nbytes for run in done)
-            if not self._store_checkpoint(h, target, nbytes, done[-1].cursor):
-                return
-            with self._lock:
-                self.result.lines += target - done[0].start
-                self.result.bytes += nbytes
-                if h.abandoned or not h.runs or h.runs[0] is not done[0]:
-                    return  # dropped meanwhile: its buffer is gone already
-                h.forget(done, target, nbytes)
-                # A cursor that moved past nothing after the last run was read: keep it too.
-                later = h.cursor if not h.runs and h.base == h.position else None
-            if later is not None and later != done[-1].cursor:
-                self._store_checkpoint(h, target, 0, later)
-            self.progress.advanced(target - done[0].start, nbytes)
+        return (h.decoder.format_name if h.decoder is not None else None) or ""
 
     # -- letting go --------------------------------------------------------------------
 
     def _announce(self, key: str, error: str) -> None:
         self.progress.message(f"failed {key}: {error}")
+
+    def _held_for_next_run(self, h: Held) -> None:
+        """A one-off run gave up on a sink of ``h``: not taken again in this run."""
+        with self._lock:
+            self.result.held += 1
+            self._skip.add((h.info.key, h.info.version))
 
     def _claim_lost(self, claim: Claim) -> None:
         h = self._held.get(claim.key)
@@ -452,7 +322,7 @@ class StreamRunner:
         if h.inflight:
             return
         for sink in h.route.sinks:
-            sink.abort(self.source.id, _obj(h.info))
+            sink.abort(self.source.id, as_object(h.info))
         h.partition.close()
         self._held.pop(h.info.key, None)
         self.leases.drop(h.claim)
@@ -469,12 +339,12 @@ class StreamRunner:
             h.abandoned = True
             h.runs.clear()
             h.buffered_bytes = 0
-        self._fail_partition(h.info, h.claim, exc)
+        self._fail_partition(h.info, h.claim, one_line(exc), type(exc).__name__)
         self._let_go(h)
 
     def _finish(self, key: str, h: Held) -> None:
         for sink in h.route.sinks:
-            sink.commit(self.source.id, _obj(h.info))
+            sink.commit(self.source.id, as_object(h.info))
         with contextlib.suppress(ClaimLostError):
             self.ledger.complete(h.claim)
         h.partition.close()
@@ -483,16 +353,13 @@ class StreamRunner:
         with self._lock:
             self.result.objects += 1
 
-    def _shutdown(self, flushers: list[threading.Thread]) -> None:
+    def _shutdown(self) -> None:
         # Hand over what was read, let the delivery threads deliver what they can (a sink
         # that is down gives up at once when stopping), then give every claim back.
         for h in list(self._held.values()):
             if not h.abandoned:
                 self._hand_over_due(h, force=True)
-        for jobs in self._queues.values():
-            jobs.put(None)
-        for thread in flushers:
-            thread.join()
+        self.lanes.finish()
         for h in list(self._held.values()):
             h.partition.close()
             self.leases.drop(h.claim)
