@@ -265,6 +265,11 @@ def make_progress(quiet: bool) -> Progress:
     return RichBar() if err.is_terminal else PlainProgress()
 
 
+def plural(n: int, unit: str) -> str:
+    """``1 object``, ``2 objects``: ``unit`` is the plural form."""
+    return f"{n:,} {unit.removesuffix('s') if n == 1 else unit}"
+
+
 def print_summary(result: ShipResult, *, as_json: bool, quiet: bool, verb: str = "shipped") -> int:
     """Print the summary (human on stderr, ``--json`` on stdout) and return the exit code."""
     if as_json:
@@ -272,16 +277,23 @@ def print_summary(result: ShipResult, *, as_json: bool, quiet: bool, verb: str =
         sys.stdout.flush()
     if not quiet:
         counters = ", ".join(f"{k} {v}" for k, v in sorted(result.counters.items()))
+        # Each failure was printed once, as it happened; the summary only counts them.
+        failed = f"{len(result.failed)} failed" + (
+            " (above; `logferry errors` lists them)" if result.failed else ""
+        )
         err.print(
-            f"{verb} {result.objects} objects, {result.lines:,} lines "
+            f"{verb} {plural(result.objects, result.unit)}, {result.lines:,} lines "
             f"({human_bytes(result.bytes)}) in {result.seconds:.1f} s; "
-            f"{result.skipped} skipped; {len(result.failed)} failed"
-            + (f"; {counters}" if counters else ""),
+            f"{result.skipped} skipped; {failed}" + (f"; {counters}" if counters else ""),
             soft_wrap=True,
             highlight=False,
         )
-        for f in result.failed:
-            err.print(f"  [red]failed[/] {safe_text(f.key)}: {safe_text(f.error)}", soft_wrap=True)
+        if result.dead_letters:
+            err.print(
+                f"{result.dead_letters:,} records a sink refused are kept as dead letters: "
+                "`logferry drain --to SINK` delivers them",
+                soft_wrap=True,
+            )
         for name, value in result.reports.items():
             report = orjson.dumps(value, default=str).decode()
             err.print(f"  handler {safe_text(name)}: {safe_text(report)}", soft_wrap=True)

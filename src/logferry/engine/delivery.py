@@ -115,6 +115,7 @@ class Deliverer:
         """Write ``batch`` to ``sink`` until it is acknowledged, refused, or time runs out."""
         policy = self.policy
         first_failure: float | None = None
+        slept = 0.0  # what the waits asked for (counts when ``sleep`` is replaced, in tests)
         attempt = 0
         while True:
             attempt += 1
@@ -130,7 +131,7 @@ class Deliverer:
                 first_failure = first_failure or now
                 delay = policy.delay(attempt - 1, exc.retry_after)
                 reason = one_line(exc)
-                waited = now - first_failure
+                waited = max(now - first_failure, slept)
                 out_of_time = (
                     policy.give_up_after is not None and waited + delay > policy.give_up_after
                 )
@@ -146,6 +147,7 @@ class Deliverer:
                                 reason, delay, attempt)  # fmt: skip
                 with self._lock:
                     self.retries += 1
+                slept += delay
                 if self._wait(delay, cancelled):
                     return RetryLater(0.0, f"{reason} (stopped while retrying)",
                                       type(exc).__name__, stopped=True, error=exc)  # fmt: skip

@@ -12,9 +12,6 @@ from logferry.records import ObjectInfo
 class Progress:
     """Receives progress events; the default ignores them. Called from worker threads."""
 
-    #: What the run's units are called in messages ("objects", "files", "streams").
-    unit: str = "objects"
-
     def start_pass(self, objects: int, nbytes: int) -> None:
         """A pass over ``objects`` objects of ``nbytes`` stored bytes begins."""
 
