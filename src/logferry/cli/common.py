@@ -258,6 +258,19 @@ class PlainProgress(Progress):
         _say(safe_text(text, markup=False))
 
 
+class FailureLog(Progress):
+    """A daemon's progress: each failure and notice as one plain line as it happens."""
+
+    def object_finished(self, obj: ObjectInfo, error: str | None) -> None:
+        """Name failures."""
+        if error:
+            _say(f"failed {safe_text(obj.key, markup=False)}: {safe_text(error, markup=False)}")
+
+    def message(self, text: str) -> None:
+        """Print the notice."""
+        _say(safe_text(text, markup=False))
+
+
 def make_progress(quiet: bool) -> Progress:
     """A bar on a terminal, plain lines otherwise, nothing with --quiet."""
     if quiet:

@@ -12,6 +12,7 @@ import click
 from logferry.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
+    FailureLog,
     err,
     handle_errors,
     install_signal_handlers,
@@ -51,8 +52,10 @@ def run_pipeline(
             print_summary(result, as_json=as_json, quiet=quiet)
 
     def progress(name: str) -> Any:
-        # A bar per cycle would flood a daemon's log: plain lines unless it runs once.
-        return make_progress(quiet) if once else make_progress(True)
+        # A bar per cycle would flood a daemon's log: only failures and notices, as lines.
+        if once or quiet:
+            return make_progress(quiet)
+        return FailureLog()
 
     try:
         daemon = Daemon(lambda: load_pipeline(config_path), led, progress, on_cycle)

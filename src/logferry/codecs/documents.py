@@ -15,9 +15,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import ijson
-import numpy as np
 
 from logferry.errors import DecodeError
+
+#: NumPy, loaded by the first document (the bucket and stream paths that never see one
+#: should not pay for importing it).
+np: Any = None
 
 #: Deepest nesting accepted in a document (records are re-serialised, which stops at 255).
 MAX_DEPTH = 128
@@ -33,6 +36,11 @@ class _NestingGuard:
     """Tracks the nesting depth of JSON bytes (outside strings), chunk after chunk."""
 
     def __init__(self, limit: int) -> None:
+        global np
+        if np is None:
+            import numpy
+
+            np = numpy
         self.limit = limit
         self.depth = 0
         self.in_string = 0  # 1 inside a string at the end of the last chunk
