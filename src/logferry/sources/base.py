@@ -1,4 +1,8 @@
-"""The bucket source contract: list objects (partitions) and stream one."""
+"""The bucket source contract: list objects (partitions) and stream one.
+
+An object is immutable under its etag, so it resumes from a record count: the engine reads it
+again from the start and skips the records the ledger says were acknowledged.
+"""
 
 from __future__ import annotations
 
@@ -28,7 +32,13 @@ class BucketSource(ABC):
 
     @abstractmethod
     def open(self, obj: ObjectInfo, chunk_size: int = READ_CHUNK) -> Iterator[bytes]:
-        """Stream the object's bytes; raise ``SourceError`` if it cannot be read."""
+        """Stream the object's bytes from the start; raise ``SourceError`` if it cannot be read.
+
+        Resume contract: the same etag yields the same bytes every time, so decoding them
+        again gives the same records in the same order, and the engine can skip the first
+        ``position`` of them (acknowledged before a crash) without a gap or a duplicate. An
+        object replaced under the same key has another etag and is a new object.
+        """
 
     @abstractmethod
     def delete(self, keys: list[str]) -> int:
