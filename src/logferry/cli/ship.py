@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import threading
+from typing import Any
 
 import click
 
@@ -215,33 +216,12 @@ def ship(
     source: str | None,
     config_path: str | None,
     sinks: tuple[str, ...],
-    fmt: str,
-    expand: str | None,
-    timestamp_fields: tuple[str, ...],
-    syslog_timezone: str,
-    key: str | None,
-    latest: int | None,
-    resend_all: bool,
     ledger: str | None,
     endpoint_url: str | None,
-    no_verify_tls: bool,
-    app: str,
-    hostname: str | None,
-    tags: str | None,
-    allow_insecure_http: bool,
-    max_line_bytes: int,
-    workers: int,
-    batch_bytes: int,
-    max_attempts: int,
-    retry_timeout: float,
-    follow: bool,
-    start: str,
-    batch_lines: int,
-    batch_wait: float,
     shutdown_timeout: float,
     as_json: bool,
     quiet: bool,
-    **limits: int,
+    **flags: Any,
 ) -> None:
     """Ship the objects of SOURCE (s3://, cos://, file:///DIR or a path) to every --to sink.
 
@@ -271,41 +251,9 @@ def ship(
     assert source is not None
     if "-" in sinks and as_json:
         fail_usage("--json and the stdout sink (-) would share stdout: pick one")
+    options, sink_options = options_from_flags(flags)
     stop = threading.Event()
     install_signal_handlers(stop, shutdown_timeout)
-    if sum(map(bool, (key, latest, resend_all))) > 1:
-        fail_usage("--key, --latest and --all are exclusive: pick one")
-    mode = "key" if key else "latest" if latest else "all" if resend_all else "catchup"
-    options = build(
-        ShipOptions,
-        mode=mode,
-        keys=(key,) if key else (),
-        latest=latest,
-        force=resend_all,
-        format=fmt,
-        expand=expand,
-        **({"timestamp_fields": timestamp_fields} if timestamp_fields else {}),
-        syslog_timezone=syslog_timezone,
-        workers=workers,
-        batch_bytes=batch_bytes,
-        batch_lines=batch_lines,
-        batch_wait=batch_wait,
-        max_attempts=max_attempts,
-        retry_timeout=retry_timeout,
-        follow=follow,
-        start=start,
-        **limits,
-    )
-    sink_options = build(
-        SinkOptions,
-        app=app,
-        hostname=hostname,
-        tags=tags,
-        max_line_bytes=max_line_bytes,
-        verify_tls=not no_verify_tls,
-        allow_insecure_http=allow_insecure_http,
-    )
-    assert isinstance(options, ShipOptions) and isinstance(sink_options, SinkOptions)
     result = api.ship(
         source,
         list(sinks),
@@ -317,3 +265,31 @@ def ship(
         stop=stop,
     )
     sys.exit(print_summary(result, as_json=as_json, quiet=quiet))
+
+
+#: Flags of ``ship`` that are sink options (the rest are ShipOptions, under their names).
+_SINK_FLAGS = ("app", "hostname", "tags", "max_line_bytes", "allow_insecure_http")
+
+
+def options_from_flags(flags: dict[str, Any]) -> tuple[ShipOptions, SinkOptions]:
+    """The typed options of ``ship``'s flags; a usage error for flags that do not go together."""
+    flags = dict(flags)
+    key, latest, resend_all = flags.pop("key"), flags.pop("latest"), flags.pop("resend_all")
+    if sum(map(bool, (key, latest, resend_all))) > 1:
+        fail_usage("--key, --latest and --all are exclusive: pick one")
+    sink = {name: flags.pop(name) for name in _SINK_FLAGS}
+    sink["verify_tls"] = not flags.pop("no_verify_tls")
+    fields = flags.pop("timestamp_fields")
+    options = build(
+        ShipOptions,
+        mode="key" if key else "latest" if latest else "all" if resend_all else "catchup",
+        keys=(key,) if key else (),
+        latest=latest,
+        force=resend_all,
+        format=flags.pop("fmt"),
+        **({"timestamp_fields": fields} if fields else {}),
+        **flags,
+    )
+    sink_options = build(SinkOptions, **sink)
+    assert isinstance(options, ShipOptions) and isinstance(sink_options, SinkOptions)
+    return options, sink_options

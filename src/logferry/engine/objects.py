@@ -70,6 +70,40 @@ def retry_policy_of(options: ShipOptions) -> RetryPolicy:
     return RetryPolicy(give_up_after=options.retry_timeout, base=options.retry_backoff)
 
 
+def pending_objects(
+    source: BucketSource, ledger: Ledger, options: ShipOptions, *, include_done: bool = False
+) -> tuple[list[ObjectInfo], int]:
+    """Objects to ship, oldest first (LastModified, then key), and how many are held.
+
+    Not done, and not failed ``max_attempts`` times (those are held: they wait in the error
+    queue for ``drain``); everything with ``include_done``. Listing is paged; only the
+    objects to ship are kept.
+    """
+    todo: list[ObjectInfo] = []
+    held = 0
+    shard, shards = options.shard_index, options.shard_count
+    for page in source.list_pages():
+        if shards > 1:
+            page = [o for o in page if shard_of(o.key, shards) == shard]
+        if include_done:
+            todo.extend(page)
+            continue
+        known = ledger.lookup(source.id, (o.key for o in page))
+        for obj in page:
+            seen = known.get(obj.key)
+            if seen is None or seen.etag != obj.etag:
+                todo.append(obj)
+            elif seen.status == Status.FAILED:
+                if seen.attempts < options.max_attempts:
+                    todo.append(obj)
+                else:
+                    held += 1
+            elif seen.status != Status.DONE:
+                todo.append(obj)
+    todo.sort(key=lambda o: (o.last_modified_ms, o.key))
+    return todo, held
+
+
 class ObjectRunner:
     """Ships objects of one source to the sinks of their route per ``options.mode``."""
 
@@ -102,37 +136,11 @@ class ObjectRunner:
         self._lost: set[tuple[str, str]] = set()
         self._transient: set[tuple[str, str]] = set()
 
-    # -- selecting objects -------------------------------------------------
-
     def pending(self, *, include_done: bool = False) -> list[ObjectInfo]:
-        """Objects to ship, oldest first (LastModified, then key).
-
-        Not done, and not failed ``max_attempts`` times (those wait in the error queue for
-        ``drain``); everything with ``include_done``.
-        """
-        todo: list[ObjectInfo] = []
-        limit = self.options.max_attempts
-        shard, shards = self.options.shard_index, self.options.shard_count
-        self.result.held = 0
-        for page in self.source.list_pages():
-            if shards > 1:
-                page = [o for o in page if shard_of(o.key, shards) == shard]
-            if include_done:
-                todo.extend(page)
-                continue
-            known = self.ledger.lookup(self.source.id, (o.key for o in page))
-            for obj in page:
-                seen = known.get(obj.key)
-                if seen is None or seen.etag != obj.etag:
-                    todo.append(obj)
-                elif seen.status == Status.FAILED:
-                    if seen.attempts < limit:
-                        todo.append(obj)
-                    else:
-                        self.result.held += 1
-                elif seen.status != Status.DONE:
-                    todo.append(obj)
-        todo.sort(key=lambda o: (o.last_modified_ms, o.key))
+        """Objects to ship, oldest first; see :func:`pending_objects`."""
+        todo, self.result.held = pending_objects(
+            self.source, self.ledger, self.options, include_done=include_done
+        )
         return todo
 
     # -- running ------------------------------------------------------------
