@@ -112,6 +112,25 @@ class Held:
         if cursor is not None:
             self.cursor = cursor
 
+    def next_due(self) -> float:
+        """Seconds until a lane's batch wait is over (a lane that can take a batch)."""
+        now = time.monotonic()
+        wait = float("inf")
+        for lane in self.lanes:
+            if lane.sent < self.position and lane.inflight < MAX_INFLIGHT_PER_LANE:
+                wait = min(wait, max(0.0, self.waiting_since(lane) + lane.batching.wait - now))
+        return wait
+
+    def held_back(self) -> bool:
+        """Waiting for the sinks: the buffer is full, or a batch is due for a sink that
+        already has all the batches it may have in flight."""
+        if self.abandoned or self.drained:
+            return False
+        return self.buffer_full() or any(
+            lane.inflight >= MAX_INFLIGHT_PER_LANE and lane.sent < self.position
+            for lane in self.lanes
+        )
+
     def due(self, lane: Lane, now: float, drain: bool) -> bool:
         """Whether ``lane`` should be handed its next batch now."""
         b = lane.batching

@@ -138,28 +138,13 @@ class StreamRunner:
 
     def _idle_wait(self) -> float:
         # Wake in time to hand over a batch whose wait is over.
-        now = time.monotonic()
-        wait = self.poll_interval
         with self._lock:
-            for h in self._held.values():
-                for lane in h.lanes:
-                    if lane.sent < h.position and lane.inflight < MAX_INFLIGHT_PER_LANE:
-                        due = h.waiting_since(lane) + lane.batching.wait
-                        wait = min(wait, max(0.0, due - now))
-        return max(wait, 0.005)
+            due = min((h.next_due() for h in self._held.values()), default=self.poll_interval)
+        return max(min(due, self.poll_interval), 0.005)
 
     def _held_back(self) -> bool:
-        """A partition waits for its sinks: its buffer is full, or a batch is due for a
-        sink that already has all the batches it may have in flight."""
-        for h in self._held.values():
-            if h.abandoned or h.drained:
-                continue
-            if h.buffer_full() or any(
-                lane.inflight >= MAX_INFLIGHT_PER_LANE and lane.sent < h.position
-                for lane in h.lanes
-            ):
-                return True
-        return False
+        """Some partition waits for its sinks rather than for new data."""
+        return any(h.held_back() for h in self._held.values())
 
     def _pending(self) -> bool:
         """Records read but not yet checkpointed, here or with the delivery threads."""
