@@ -102,8 +102,13 @@ class StreamRunner:
         #: Set by a delivery thread after each batch: the reader may have room again.
         self._delivered = threading.Event()
         self._batching = Batching(opts.batch_lines, opts.batch_bytes, opts.batch_wait)
+        self._discover_now = threading.Event()
 
     # -- the loop ------------------------------------------------------------------
+
+    def request_discovery(self) -> None:
+        """List the partitions again at the next turn (the source's filters were reloaded)."""
+        self._discover_now.set()
 
     def run(self) -> ShipResult:
         """Follow (or, without ``follow``, read to the current end of) every partition."""
@@ -120,7 +125,11 @@ class StreamRunner:
         last_discover = -1e9
         try:
             while not self.stop.is_set():
-                if time.monotonic() - last_discover >= self.discover_interval:
+                if (
+                    time.monotonic() - last_discover >= self.discover_interval
+                    or self._discover_now.is_set()
+                ):
+                    self._discover_now.clear()
                     self._discover()
                     last_discover = time.monotonic()
                 self._delivered.clear()
@@ -180,6 +189,9 @@ class StreamRunner:
         except Exception as exc:
             log.warning("listing %s failed: %s", self.source.display, one_line(exc))
             return
+        for h in list(self._held.values()):
+            if not h.abandoned and not self.source.selects(h.info.key):
+                h.abandoned = True  # let go next round; unacknowledged records come again
         for info in parts:
             if info.key not in self._held and (info.key, info.version) not in self._skip:
                 self._take(info)
