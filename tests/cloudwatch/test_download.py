@@ -365,6 +365,8 @@ def test_state_files_of_an_earlier_version_move_into_the_ledger(
             logs, logs_endpoint, tmp_path, group, name, 30 + 10 * i, extra=f"{name} torn"
         )
     (tmp_path / ".logferry" / "lock").touch()
+    before = run_cw("status", "--dir", str(tmp_path), endpoint=logs_endpoint)
+    assert "3 streams have the state files of an earlier version" in before.stdout
     args = ("download", "--group-prefix", prefix, "--dir", str(tmp_path))
     out = run_cw(*args, endpoint=logs_endpoint)
     assert out.returncode == 0, out.stderr

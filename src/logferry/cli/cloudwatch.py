@@ -422,6 +422,11 @@ def status_cmd(directory: str, as_json: bool) -> None:
         click.echo("daemon: never ran here")
     elif not status["alive"]:
         click.echo(f"daemon: not running (last pid {daemon.get('pid')})")
+    if status["earlier_state_files"]:
+        click.echo(
+            f"{status['earlier_state_files']} streams have the state files of an earlier "
+            "version: the next download moves them into the ledger"
+        )
     out = Console(highlight=False)
     table = Table("group:stream", "file size", "events", "last event (UTC)", "lag", box=None)
     for s in status["streams"]:

@@ -137,6 +137,8 @@ def collect_status(root: Path, *, now_ms: int | None = None) -> dict[str, Any]:
         "daemon": daemon,
         "daemons": running,
         "streams": stream_status(root, now),
+        # State files of an earlier version, moved into the ledger by the next download.
+        "earlier_state_files": len(list((root / STATE_DIR / "streams").glob("*.json"))),
     }
 
 
