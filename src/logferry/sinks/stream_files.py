@@ -46,18 +46,21 @@ class StreamFileSink(FileSink):
 
     def stream_offset(self, f: IO[bytes], position: int) -> int:
         """Just after the first ``position`` lines (a shorter file: after its last whole line)."""
-        kept = self._offset_after_lines(f, position)
-        if kept is not None:
-            return kept
-        # Fewer lines than acknowledged (the file was edited): go on from its last whole line.
-        f.seek(0)
-        data_end = offset = 0
-        while block := f.read(1 << 20):
-            nl = block.rfind(b"\n")
-            if nl >= 0:
-                data_end = offset + nl + 1
+        offset = whole = 0
+        left = position
+        while left and (block := f.read(1 << 20)):
+            n = block.count(b"\n")
+            if n >= left:
+                pos = -1
+                for _ in range(left):
+                    pos = block.find(b"\n", pos + 1)
+                return offset + pos + 1
+            left -= n
+            if n:
+                whole = offset + block.rfind(b"\n") + 1
             offset += len(block)
-        return data_end
+        # Fewer lines than acknowledged (the file was edited): go on from its last whole line.
+        return whole if left else 0
 
     def write(self, batch: Batch) -> None:
         """Append the batch; with ``fsync``, it is on disk before the ledger says so.
