@@ -1,16 +1,22 @@
-"""`cloudwatch download`: file names, restart after SIGKILL, throttling, SIGHUP, env, status."""
+"""`cloudwatch download`: file names, restart after SIGKILL, throttling, SIGHUP, env, status,
+two downloads on one directory, and directories of earlier versions (state files)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
-import os
 import signal
 import time
 import urllib.request
 from pathlib import Path
 from typing import Any
 
-from logferry.cloudwatch.state import StateStore, stream_relpath
+import orjson
+
+from logferry.cloudwatch.cursor import StreamCursor
+from logferry.cloudwatch.layout import stream_relpath
+from logferry.cloudwatch.reader import StreamReader
+from logferry.cloudwatch.status import collect_status
 from tests.helpers import wait_for
 
 from .conftest import ThrottlingProxy, data_files, put, run_cw, start_cw
@@ -19,6 +25,13 @@ from .conftest import ThrottlingProxy, data_files, put, run_cw, start_cw
 def lines_of(root: Path, group: str, stream: str) -> list[str]:
     """The lines downloaded for (group, stream)."""
     return (root / stream_relpath(group, stream, as_json=False)).read_text().splitlines()
+
+
+def events_written(root: Path) -> int:
+    """Events the ledger of a download directory acknowledged, all streams together."""
+    if not (root / ".logferry" / "ledger.db").exists():
+        return 0
+    return sum(s["events"] for s in collect_status(root)["streams"])
 
 
 def test_names_with_slash_and_case_stay_apart(
@@ -84,17 +97,12 @@ def test_restart_after_sigkill_has_no_gap_and_no_duplicate(
         "12",
     )
     proc = start_cw(*args, endpoint=logs_endpoint)
-    store = StateStore(tmp_path)
-    wait_for(
-        lambda: sum(s.events for s in store.all_states()) >= 200,
-        timeout=20,
-        message="a partial download",
-    )
+    wait_for(lambda: events_written(tmp_path) >= 200, timeout=20, message="a partial download")
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=10)
-    partial = sum(s.events for s in store.all_states())
+    partial = events_written(tmp_path)
     assert 0 < partial < 1800, "the kill must land mid-way"
-    # A crash between the write and the state save leaves extra lines: simulate one.
+    # A crash between the write and the checkpoint leaves extra lines: simulate one.
     victim = tmp_path / stream_relpath(group, "svc/0", as_json=False)
     with open(victim, "a") as fh:
         fh.write("svc/0 line written but never recorded\n")
@@ -124,7 +132,7 @@ def test_throttling_is_retried(
     assert throttling_proxy.throttled >= 5
     for name, messages in streams.items():
         assert lines_of(tmp_path, group, name) == messages
-    daemon = json.loads((tmp_path / ".logferry" / "daemon.json").read_text())
+    daemon = collect_status(tmp_path)["daemon"]
     assert daemon["throttled"] == throttling_proxy.throttled
 
 
@@ -172,6 +180,16 @@ def test_follow_new_streams_sighup_reload_and_status(
             timeout=20,
             message="the group added by the reloaded prefix",
         )
+        # The reloaded regex no longer selects one:api/new: it is let go, web goes on.
+        now = int(time.time() * 1000)
+        put(logs, one, "api/new", ["one-api-1"], start_ms=now)
+        put(logs, one, "web", ["one-web-2"], start_ms=now)
+        wait_for(
+            lambda: lines_of(out_dir, one, "web")[-1:] == ["one-web-2"],
+            timeout=20,
+            message="new events after the reload",
+        )
+        assert lines_of(out_dir, one, "api/new") == ["one-api-0"]
 
         # Status: the command and the HTTP port agree, and the daemon is alive.
         status = run_cw("status", "--dir", str(out_dir), "--json", endpoint=logs_endpoint)
@@ -179,9 +197,9 @@ def test_follow_new_streams_sighup_reload_and_status(
         assert doc["alive"] is True
         assert doc["daemon"]["pid"] == proc.pid
         by_key = {(s["group"], s["stream"]): s for s in doc["streams"]}
-        assert by_key[(one, "web")]["events"] == 2
+        assert by_key[(one, "web")]["events"] == 3
         assert by_key[(one, "web")]["lag_s"] >= 0
-        assert by_key[(one, "web")]["file_size"] == len("one-web-0\none-web-1\n")
+        assert by_key[(one, "web")]["file_size"] == len("one-web-0\none-web-1\none-web-2\n")
         port = doc["daemon"]["status_port"]
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/status", timeout=5) as resp:
             live = json.loads(resp.read())
@@ -241,32 +259,131 @@ def test_usage_errors_are_one_line(logs_endpoint: str, tmp_path: Path) -> None:
     assert out.returncode == 2
 
 
-def test_second_daemon_on_the_same_dir_is_refused(
+def test_two_downloaders_on_one_dir_write_each_stream_once(
     logs: Any, logs_endpoint: str, prefix: str, tmp_path: Path
 ) -> None:
-    put(logs, prefix + "g", "s", ["x"])
-    proc = start_cw(
-        "download",
-        "--group-prefix",
-        prefix,
-        "--dir",
-        str(tmp_path),
-        "--follow",
-        endpoint=logs_endpoint,
-    )
+    group = prefix + "pair"
+    streams = {f"s{i}": [f"s{i} line {n}" for n in range(150)] for i in range(6)}
+    for name, messages in streams.items():
+        put(logs, group, name, messages)
+    args = (
+        "download", "--group-prefix", prefix, "--dir", str(tmp_path), "--follow",
+        "--page-size", "20", "--get-rate", "20", "--discover-interval", "0.3",
+        "--poll-interval", "0.2",
+    )  # fmt: skip
+    first, second = start_cw(*args, endpoint=logs_endpoint), start_cw(*args, endpoint=logs_endpoint)
     try:
         wait_for(
-            lambda: (tmp_path / ".logferry" / "daemon.json").exists(),
-            timeout=20,
-            message="the first daemon",
+            lambda: all(
+                (tmp_path / stream_relpath(group, n, as_json=False)).exists()
+                and len(lines_of(tmp_path, group, n)) == 150
+                for n in streams
+            ),
+            timeout=30,
+            message="every stream downloaded",
         )
-        out = run_cw(
-            "download", "--group-prefix", prefix, "--dir", str(tmp_path), endpoint=logs_endpoint
+        assert len(collect_status(tmp_path)["daemons"]) == 2
+        # One of them dies: the other takes its streams over (its process is gone).
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=10)
+        now = int(time.time() * 1000)
+        for name, messages in streams.items():
+            put(logs, group, name, [f"{name} later"], start_ms=now)
+            messages.append(f"{name} later")
+        wait_for(
+            lambda: all(lines_of(tmp_path, group, n)[-1:] == [f"{n} later"] for n in streams),
+            timeout=30,
+            message="the survivor following every stream",
         )
-        assert out.returncode == 1
-        assert "another download" in out.stderr
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.communicate(timeout=20)
-    assert proc.returncode == 0
-    assert os.path.exists(tmp_path / stream_relpath(prefix + "g", "s", as_json=False))
+        for proc in (first, second):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+            proc.communicate(timeout=20)
+    assert second.returncode == 0
+    for name, messages in streams.items():
+        assert lines_of(tmp_path, group, name) == messages
+
+
+def write_earlier_state(
+    logs: Any, endpoint: str, root: Path, group: str, stream: str, read: int, extra: str
+) -> None:
+    """Make ``root`` look like an earlier version's download of ``read`` events of ``stream``
+    (its data file, and ``.logferry/streams/HASH.json`` as ``StateStore.save`` wrote it),
+    killed after writing ``extra`` but before saving the state."""
+    reader = StreamReader(_client(endpoint), group, stream, StreamCursor(), page_size=read)
+    page = reader.read()
+    assert len(page.events) == read
+    data = "".join(e["message"] + "\n" for e in page.events).encode()
+    relpath = stream_relpath(group, stream, as_json=False)
+    (root / relpath).parent.mkdir(parents=True, exist_ok=True)
+    (root / relpath).write_bytes(data + extra.encode())
+    (created,) = [
+        s["creationTime"]
+        for s in logs.describe_log_streams(logGroupName=group)["logStreams"]
+        if s["logStreamName"] == stream
+    ]
+    cursor = page.cursor
+    state = {
+        "group": group,
+        "stream": stream,
+        "file": relpath,
+        "cursor": {
+            "token": cursor.token,
+            "start": cursor.start,
+            "last_ts": cursor.last_ts,
+            "at_last_ts": cursor.at_last_ts,
+        },
+        "events": read,
+        "size": len(data),
+        "last_event_ms": page.events[-1]["timestamp"],
+        "updated_ms": int(time.time() * 1000),
+        "created_ms": created,
+    }
+    name = hashlib.sha256(f"{group}\0{stream}".encode()).hexdigest()[:16]
+    folder = root / ".logferry" / "streams"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.json").write_bytes(orjson.dumps(state, option=orjson.OPT_INDENT_2))
+
+
+def _client(endpoint: str) -> Any:
+    from logferry.cloudwatch.client import LogsClient
+
+    return LogsClient(endpoint_url=endpoint, region="us-east-1")
+
+
+def test_state_files_of_an_earlier_version_move_into_the_ledger(
+    logs: Any, logs_endpoint: str, prefix: str, tmp_path: Path
+) -> None:
+    group = prefix + "old"
+    streams = {f"a/{i}": [f"a/{i} line {n}" for n in range(120)] for i in range(3)}
+    for name, messages in streams.items():
+        put(logs, group, name, messages)
+    # Killed mid-way: a line past the saved size, as a crash between write and save leaves.
+    for i, name in enumerate(streams):
+        write_earlier_state(
+            logs, logs_endpoint, tmp_path, group, name, 30 + 10 * i, extra=f"{name} torn"
+        )
+    (tmp_path / ".logferry" / "lock").touch()
+    before = run_cw("status", "--dir", str(tmp_path), endpoint=logs_endpoint)
+    assert "3 streams have the state files of an earlier version" in before.stdout
+    args = ("download", "--group-prefix", prefix, "--dir", str(tmp_path))
+    out = run_cw(*args, endpoint=logs_endpoint)
+    assert out.returncode == 0, out.stderr
+    assert "moved the state of 3 streams" in out.stderr
+    for name, messages in streams.items():
+        assert lines_of(tmp_path, group, name) == messages
+    # Only the events after the saved cursors were read again.
+    assert "downloaded 240 events" in out.stderr
+    folder = tmp_path / ".logferry" / "streams"
+    assert not list(folder.glob("*.json"))
+    assert len(list(folder.glob("*.json.migrated"))) == 3
+    by_key = {s["stream"]: s for s in collect_status(tmp_path)["streams"]}
+    assert {k: v["events"] for k, v in by_key.items()} == {n: 120 for n in streams}
+    # Once only: a second run finds nothing new and moves nothing.
+    out = run_cw(*args, endpoint=logs_endpoint)
+    assert out.returncode == 0, out.stderr
+    assert "moved" not in out.stderr
+    assert "downloaded 0 events" in out.stderr
+    for name, messages in streams.items():
+        assert lines_of(tmp_path, group, name) == messages

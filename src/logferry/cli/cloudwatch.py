@@ -27,7 +27,7 @@ from logferry.cli.common import (
 from logferry.cloudwatch.client import LogsClient, RateLimiter
 from logferry.cloudwatch.download import Downloader, resolve_options
 from logferry.cloudwatch.get import GetQuery, follow_events, get_events
-from logferry.cloudwatch.state import collect_status
+from logferry.cloudwatch.status import collect_status
 from logferry.cloudwatch.timeparse import format_ms, parse_time
 from logferry.errors import ConfigError
 
@@ -412,16 +412,21 @@ def status_cmd(directory: str, as_json: bool) -> None:
         emit_json(status)
         return
     daemon = status["daemon"]
-    if status["alive"]:
+    for running in status["daemons"]:
         click.echo(
-            f"daemon: running, pid {daemon['pid']}, heartbeat {daemon['heartbeat_age_s']:.0f} s ago, "
-            f"{daemon.get('requests', 0)} requests, {daemon.get('throttled', 0)} throttled"
-            + (f", status port {daemon['status_port']}" if daemon.get("status_port") else "")
+            f"daemon: running, pid {running['pid']}, heartbeat {running['heartbeat_age_s']:.0f} s ago, "
+            f"{running.get('requests', 0)} requests, {running.get('throttled', 0)} throttled"
+            + (f", status port {running['status_port']}" if running.get("status_port") else "")
         )
-    elif daemon:
-        click.echo(f"daemon: not running (last pid {daemon.get('pid')})")
-    else:
+    if daemon is None:
         click.echo("daemon: never ran here")
+    elif not status["alive"]:
+        click.echo(f"daemon: not running (last pid {daemon.get('pid')})")
+    if status["earlier_state_files"]:
+        click.echo(
+            f"{status['earlier_state_files']} streams have the state files of an earlier "
+            "version: the next download moves them into the ledger"
+        )
     out = Console(highlight=False)
     table = Table("group:stream", "file size", "events", "last event (UTC)", "lag", box=None)
     for s in status["streams"]:

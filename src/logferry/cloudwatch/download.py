@@ -1,40 +1,40 @@
-"""The download daemon: every (group, stream) to its own local file, resumable without gaps.
+"""``cloudwatch download``: a CloudWatch source and a per-stream file sink on the stream engine.
 
-Per stream, one page at a time: append the lines, flush and fsync, *then* replace the state
-file (cursor, events, file size) atomically. A crash between the two leaves lines past the
-recorded size; the next run truncates the file back to that size and reads them again, so a
-restart neither loses nor repeats a line.
+The :class:`~logferry.engine.streams.StreamRunner` does the work: it lists and claims the
+streams (two downloads on one directory never write the same stream), reads them ahead in
+``concurrency`` threads under one rate limiter, writes each page to the stream's file
+(:class:`~logferry.sinks.stream_files.StreamFileSink`, fsynced) and only then checkpoints
+the events written and the forward token in the directory's own ledger. After ``kill -9``
+the next run cuts each file back to what the ledger acknowledged and reads on from its
+cursor: no gap, no repeated line. This module resolves the options, reloads them on SIGHUP
+and reports.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import os
+import functools
 import re
 import threading
-import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, fields, replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-import orjson
-import yaml
-
-from logferry.cloudwatch.client import LogsClient, RateLimiter, StreamNotFoundError
-from logferry.cloudwatch.reader import MAX_PAGE, StreamCursor, StreamReader
-from logferry.cloudwatch.state import (
-    HEARTBEAT_SECONDS,
-    StateStore,
-    StreamState,
-    collect_status,
-    stream_relpath,
-)
+from logferry.cloudwatch.client import LogsClient, RateLimiter
+from logferry.cloudwatch.layout import STATE_DIR, encode_json, encode_lines, key_relpath
+from logferry.cloudwatch.migrate import migrate_state_files, refuse_earlier_daemon
+from logferry.cloudwatch.reader import MAX_PAGE
+from logferry.cloudwatch.status import SOURCE_ID, DaemonStatus, ledger_path
 from logferry.cloudwatch.timeparse import parse_time
+from logferry.config import ShipOptions, load_yaml_limited
+from logferry.engine.results import Progress
+from logferry.engine.routing import Router
+from logferry.engine.streams import StreamRunner
 from logferry.errors import ConfigError, LogferryError
+from logferry.ledger import SQLiteLedger
+from logferry.sinks.stream_files import StreamFileSink
+from logferry.sources.cloudwatch import CloudWatchSource
+from logferry.sources.stream import PartitionInfo
 
 #: The environment names of the original downloader, mapped to our option names.
 ENV_NAMES = {
@@ -98,13 +98,10 @@ def resolve_options(
     merged: dict[str, Any] = {}
     if config_file:
         try:
-            loaded = yaml.safe_load(Path(config_file).read_text()) or {}
+            text = Path(config_file).read_text()
         except OSError as exc:
             raise ConfigError(f"cannot read {config_file}: {exc.strerror}") from None
-        except yaml.YAMLError as exc:
-            raise ConfigError(
-                f"{config_file} is not valid YAML: {str(exc).splitlines()[0]}"
-            ) from None
+        loaded = load_yaml_limited(text, config_file) or {}
         if not isinstance(loaded, dict):
             raise ConfigError(f"{config_file}: expected a mapping of option: value")
         for key, value in loaded.items():
@@ -149,214 +146,80 @@ def validate(options: DownloadOptions) -> None:
         raise ConfigError("--get-rate and --describe-rate must be positive")
 
 
-def encode_events(events: list[dict[str, Any]], as_json: bool) -> bytes:
-    """One line per event: the message (embedded newlines written as ``\\n``) or a JSON object."""
-    if as_json:
-        return b"".join(
-            orjson.dumps(
-                {
-                    "timestamp": e["timestamp"],
-                    "ingestionTime": e.get("ingestionTime"),
-                    "message": e["message"],
-                }
-            )
-            + b"\n"
-            for e in events
-        )
-    # Keep one event per line so line counts and the resume offset stay exact; --json is lossless.
-    return "".join(e["message"].rstrip("\r\n").replace("\n", "\\n") + "\n" for e in events).encode()
+def _rates(options: DownloadOptions) -> RateLimiter:
+    return RateLimiter(
+        {
+            "GetLogEvents": options.get_rate,
+            "DescribeLogStreams": options.describe_rate,
+            "DescribeLogGroups": options.describe_rate,
+        }
+    )
 
 
-@dataclass(eq=False)  # identity: the loop keeps them in sets
-class _Stream:
-    group: str
-    name: str
-    created_ms: int
-    due: float = 0.0
-    caught_up: bool = False
+class DownloadSource(CloudWatchSource):
+    """The streams a download selects: filters a reload changes, news of streams found later.
 
-
-@dataclass
-class DownloadResult:
-    """What one run of the daemon did."""
-
-    streams: int = 0
-    events: int = 0
-    bytes: int = 0
-    failed: dict[str, str] = field(default_factory=dict)
-    interrupted: bool = False
-
-
-class Downloader:
-    """Follows the streams of the chosen groups into one file each, under one rate limiter."""
+    Its ledger id is the same whatever the prefix, so a reload never starts a stream over.
+    """
 
     def __init__(
         self,
         options: DownloadOptions,
-        *,
-        reload: Callable[[], DownloadOptions] | None = None,
-        notice: Callable[[str], None] = lambda text: None,
+        client: LogsClient,
+        notice: Callable[[str], None],
+        reload: Callable[[], DownloadOptions] | None,
     ) -> None:
+        super().__init__(
+            options.group_prefix or "",
+            streams=list(options.streams) if options.streams is not None else None,
+            stream_regex=options.stream_regex,
+            start_ms=options.start_ms,
+            client=client,
+            page_size=options.page_size,
+            read_ahead=options.concurrency,
+            poll_interval=options.poll_interval if options.follow else None,
+            event_columns=True,
+        )
+        self.id = SOURCE_ID
+        self.display = f"cloudwatch://{options.group_prefix}"
         self.options = options
-        self.root = Path(options.dir or ".")
-        self.store = StateStore(self.root)
-        self.stop_event = threading.Event()
-        self._reload_fn = reload
-        self._reload_requested = threading.Event()
+        self.known: set[str] | None = None
+        self.listing_error: str | None = None
+        self.reload_requested = threading.Event()
+        self._reload = reload
         self._notice = notice
-        self.limiter = RateLimiter(
-            {
-                "GetLogEvents": options.get_rate,
-                "DescribeLogStreams": options.describe_rate,
-                "DescribeLogGroups": options.describe_rate,
-            }
-        )
-        self.client = LogsClient(
-            endpoint_url=options.endpoint_url,
-            region=options.region,
-            limiter=self.limiter,
-            pool_size=options.concurrency + 2,
-        )
-        self.result = DownloadResult()
-        self._lock = threading.Lock()
-        self._streams: dict[tuple[str, str], _Stream] = {}
-        self._started_ms = int(time.time() * 1000)
-        self._http: ThreadingHTTPServer | None = None
-        self._announce_new = False
-        self.status_port: int | None = None
 
-    # -- control from other threads (signal handlers) --------------------------------------
-
-    def stop(self) -> None:
-        """Finish the pages in flight, save their state, close every file, return."""
-        self.stop_event.set()
-
-    def request_reload(self) -> None:
-        """Re-read the configuration (SIGHUP) at the next loop turn."""
-        self._reload_requested.set()
-
-    # -- the loop -------------------------------------------------------------------------
-
-    def run(self) -> DownloadResult:
-        """Run until caught up (or, with ``follow``, until stopped)."""
-        self.store.ensure()
-        lock = self._take_lock()
-        heartbeat = threading.Thread(target=self._heartbeat, name="cw-heartbeat", daemon=True)
+    def partitions(self) -> list[PartitionInfo]:
+        """The selected streams now (after applying a requested reload)."""
+        if self.reload_requested.is_set():
+            self.reload_requested.clear()
+            self._apply_reload()
         try:
-            self._start_http()
-            self._write_daemon()
-            heartbeat.start()
-            self._loop()
-        finally:
-            self.stop_event.set()
-            if self._http is not None:
-                self._http.shutdown()
-                self._http.server_close()
-            self._write_daemon(stopped=True)
-            lock.close()
-        return self.result
-
-    def _loop(self) -> None:
-        next_discovery = 0.0
-        discovered_once = False
-        in_flight: dict[Future[bool], _Stream] = {}
-        with ThreadPoolExecutor(self.options.concurrency, thread_name_prefix="cw-dl") as pool:
-            while not self.stop_event.is_set():
-                if self._reload_requested.is_set():
-                    self._reload_requested.clear()
-                    self._reload()
-                    next_discovery = 0.0
-                now = time.monotonic()
-                if now >= next_discovery and (self.options.follow or not discovered_once):
-                    discovered_once = self._discover() or discovered_once
-                    next_discovery = now + self.options.discover_interval
-                busy = set(in_flight.values())
-                for st in list(self._streams.values()):
-                    if st in busy or st.due > now:
-                        continue
-                    if not self.options.follow and st.caught_up:
-                        continue
-                    in_flight[pool.submit(self._download, st, self.options)] = st
-                if not self.options.follow and discovered_once and not in_flight:
-                    break
-                done, _ = wait(list(in_flight), timeout=0.2, return_when=FIRST_COMPLETED)
-                if not in_flight:
-                    self.stop_event.wait(0.2)
-                for fut in done:
-                    st = in_flight.pop(fut)
-                    self._finished(st, fut)
-            self.result.interrupted = self.options.follow or bool(in_flight)
-            for fut in list(in_flight):
-                self._finished(in_flight.pop(fut), fut, wait_result=True)
-
-    def _finished(self, st: _Stream, fut: Future[bool], wait_result: bool = False) -> None:
-        key = f"{st.group}:{st.name}"
-        try:
-            caught_up = fut.result() if wait_result else fut.result(timeout=0)
-        except StreamNotFoundError:
-            self._notice(f"stream {key} is gone; it will be picked up again if it comes back")
-            self._streams.pop((st.group, st.name), None)
-            return
+            parts = super().partitions()
         except LogferryError as exc:
-            self.result.failed[key] = str(exc)
-            self._notice(f"failed {key}: {exc}")
-            st.due = time.monotonic() + self.options.poll_interval
-            st.caught_up = True  # without --follow, a failed stream is not retried in this run
-            return
-        self.result.failed.pop(key, None)
-        st.caught_up = caught_up
-        st.due = time.monotonic() + (self.options.poll_interval if caught_up else 0.0)
+            self.listing_error = str(exc)
+            raise
+        self.listing_error = None
+        keys = {p.key for p in parts}
+        if self.known is not None:  # the first listing is the starting set, not news
+            for key in sorted(keys - self.known):
+                self._notice(f"new stream {key}")
+        self.known = keys
+        return parts
 
-    def _discover(self) -> bool:
-        options = self.options
-        found: dict[tuple[str, str], int] = {}
-        try:
-            for group in self.client.groups(options.group_prefix or ""):
-                name = group["logGroupName"]
-                try:
-                    for stream in self.client.streams(name):
-                        if options.matches(stream["logStreamName"]):
-                            found[(name, stream["logStreamName"])] = int(
-                                stream.get("creationTime", 0)
-                            )
-                except StreamNotFoundError:
-                    continue  # the group went away between the two calls
-        except LogferryError as exc:
-            if not options.follow:
-                raise
-            self._notice(f"discovery failed, trying again later: {exc}")
-            return False
-        with self._lock:
-            for key, created in found.items():
-                if key not in self._streams:
-                    self._streams[key] = _Stream(key[0], key[1], created)
-                    if self._announce_new:
-                        self._notice(f"new stream {key[0]}:{key[1]}")
-                    self.result.streams += 1
-            self._announce_new = True  # the first listing is the starting set, not news
-        return True
-
-    def _reload(self) -> None:
-        if self._reload_fn is None:
+    def _apply_reload(self) -> None:
+        if self._reload is None:
             return
         try:
-            fresh = self._reload_fn()
+            fresh = self._reload()
         except LogferryError as exc:
             self._notice(f"reload failed, keeping the current configuration: {exc}")
             return
-        # The directory and the file format are what existing state describes: keep them.
-        fresh = replace(fresh, dir=self.options.dir, json=self.options.json)
         self.options = fresh
-        self.limiter = self.client.limiter = RateLimiter(
-            {
-                "GetLogEvents": fresh.get_rate,
-                "DescribeLogStreams": fresh.describe_rate,
-                "DescribeLogGroups": fresh.describe_rate,
-            }
-        )
-        with self._lock:
-            for key in [k for k in self._streams if not self._selected(k)]:
-                del self._streams[key]
+        self.group_prefix = fresh.group_prefix or ""
+        self.streams = list(fresh.streams) if fresh.streams is not None else None
+        self.stream_regex = re.compile(fresh.stream_regex) if fresh.stream_regex else None
+        self.client.limiter = _rates(fresh)
         self._notice(
             f"reloaded: group prefix {fresh.group_prefix!r}, "
             + (
@@ -368,143 +231,136 @@ class Downloader:
             )
         )
 
-    def _selected(self, key: tuple[str, str]) -> bool:
-        return key[0].startswith(self.options.group_prefix or "") and self.options.matches(key[1])
 
-    # -- one stream -----------------------------------------------------------------------
+class _Notices(Progress):
+    """The runner's notices (failures, held streams) to the user; counts streams taken."""
 
-    def _download(self, st: _Stream, options: DownloadOptions) -> bool:
-        """Read ``st`` until caught up or stopped; True when caught up."""
-        state = self.store.load(st.group, st.name)
-        relpath = stream_relpath(st.group, st.name, as_json=options.json)
-        path = self.root / relpath
-        if (
-            state is not None
-            and state.created_ms
-            and st.created_ms
-            and state.created_ms != st.created_ms
-        ):
-            self._notice(f"stream {st.group}:{st.name} was re-created: downloading it again")
-            state = None
-            path.unlink(missing_ok=True)
-        if state is None:
-            state = StreamState(
-                st.group,
-                st.name,
-                relpath,
-                StreamCursor(start=options.start_ms),
-                created_ms=st.created_ms,
-            )
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "ab") as fh:
-            self._align(fh, path, state)
-            reader = StreamReader(
-                self.client, st.group, st.name, state.cursor, page_size=options.page_size
-            )
-            while not self.stop_event.is_set():
-                page = reader.read()
-                if page.events:
-                    data = encode_events(page.events, options.json)
-                    fh.write(data)
-                    fh.flush()
-                    os.fsync(fh.fileno())  # the lines are on disk before the state says so
-                    state.size += len(data)
-                    state.events += len(page.events)
-                    state.last_event_ms = page.events[-1]["timestamp"]
-                    with self._lock:
-                        self.result.events += len(page.events)
-                        self.result.bytes += len(data)
-                if page.cursor != state.cursor:
-                    state.cursor = page.cursor
-                    self.store.save(state)
-                if page.caught_up:
-                    return True
-        return False
+    unit = "streams"
 
-    def _align(self, fh: IO[bytes], path: Path, state: StreamState) -> None:
-        size = os.fstat(fh.fileno()).st_size
-        if size > state.size:
-            # Lines written after the last state save: the reader will fetch them again.
-            fh.truncate(state.size)
-        elif size < state.size:
-            self._notice(f"{path} is shorter than its state says (edited?): appending from its end")
-            state.size = size
+    def __init__(self, notice: Callable[[str], None]) -> None:
+        self.notice = notice
+        self.streams = 0
 
-    # -- monitoring -----------------------------------------------------------------------
+    def object_started(self, obj: Any) -> None:
+        self.streams += 1
 
-    def _take_lock(self) -> IO[str]:
-        lock = open(self.store.dir / "lock", "a+")  # noqa: SIM115 - held for the whole run
-        try:
-            fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            lock.close()
-            daemon = self.store.read_daemon() or {}
-            raise LogferryError(
-                f"another download (pid {daemon.get('pid', '?')}) is writing {self.root}: "
-                "stop it first or pick another --dir"
-            ) from None
-        return lock
+    def message(self, text: str) -> None:
+        self.notice(text)
 
-    def daemon_info(self) -> dict[str, Any]:
-        """The heartbeat document (also served by the status port)."""
+
+@dataclass
+class DownloadResult:
+    """What one run of the download did."""
+
+    streams: int = 0
+    events: int = 0
+    bytes: int = 0
+    failed: dict[str, str] = field(default_factory=dict)
+    interrupted: bool = False
+
+
+class Downloader:
+    """Downloads the selected streams into one file each, driven by the stream engine."""
+
+    def __init__(
+        self,
+        options: DownloadOptions,
+        *,
+        reload: Callable[[], DownloadOptions] | None = None,
+        notice: Callable[[str], None] = lambda text: None,
+    ) -> None:
+        self.options = options
+        self.root = Path(options.dir or ".")
+        self.stop_event = threading.Event()
+        self.client = LogsClient(
+            endpoint_url=options.endpoint_url,
+            region=options.region,
+            limiter=_rates(options),
+            pool_size=options.concurrency + 2,
+        )
+        # What the directory's files already are: every reload keeps the place and format.
+        fresh = (
+            None
+            if reload is None
+            else (lambda: replace(reload(), dir=options.dir, json=options.json))
+        )
+        self.source = DownloadSource(options, self.client, notice, fresh)
+        self.progress = _Notices(notice)
+        self._notice = notice
+        self.runner: StreamRunner | None = None
+
+    def stop(self) -> None:
+        """Finish the pages in flight, checkpoint them, close every file, return."""
+        self.stop_event.set()
+
+    def request_reload(self) -> None:
+        """Re-read the configuration (SIGHUP) and list the streams again."""
+        self.source.reload_requested.set()
+        if self.runner is not None:
+            self.runner.request_discovery()
+
+    def run(self) -> DownloadResult:
+        """Run until caught up (or, with ``follow``, until stopped)."""
         o = self.options
+        (self.root / STATE_DIR).mkdir(parents=True, exist_ok=True)
+        refuse_earlier_daemon(self.root)
+        ledger = SQLiteLedger(ledger_path(self.root))
+        sink = StreamFileSink(
+            self.root,
+            layout=functools.partial(key_relpath, as_json=o.json),
+            encode=encode_json if o.json else encode_lines,
+        )
+        status = DaemonStatus(self.root, self.info)
+        try:
+            migrate_state_files(self.root, ledger, self._notice)
+            ship = ShipOptions(
+                follow=o.follow,
+                batch_lines=o.page_size,
+                batch_wait=0.2,
+                # A daemon keeps retrying a stream it cannot read for now (an outage).
+                max_attempts=1_000_000 if o.follow else 5,
+            )
+            self.runner = StreamRunner(
+                self.source, Router.to_all([sink], "lines"), ledger, ship,
+                progress=self.progress, stop=self.stop_event,
+                discover_interval=o.discover_interval,
+            )  # fmt: skip
+            status.start(o.status_port)
+            if status.port is not None:
+                self._notice(f"status on http://127.0.0.1:{status.port}/status")
+            shipped = self.runner.run()
+        finally:
+            status.stop()
+            self.source.close()
+            sink.close()
+            ledger.close()
+        result = DownloadResult(
+            streams=self.progress.streams,
+            events=shipped.lines,
+            bytes=shipped.bytes,
+            failed={f.key: f.error for f in shipped.failed},
+            interrupted=shipped.interrupted or (o.follow and self.stop_event.is_set()),
+        )
+        if self.source.listing_error and not o.follow:
+            result.failed[self.source.display] = f"listing failed: {self.source.listing_error}"
+        if shipped.held:
+            result.failed.setdefault("held", f"{shipped.held} streams could not be written")
+        return result
+
+    def info(self) -> dict[str, Any]:
+        """Live counters for the status document and port."""
+        o = self.source.options
         stats = self.client.stats
+        shipped = self.runner.result if self.runner is not None else None
         return {
-            "pid": os.getpid(),
-            "started_ms": self._started_ms,
-            "heartbeat_ms": int(time.time() * 1000),
-            "status_port": self.status_port,
             "group_prefix": o.group_prefix,
             "streams_filter": list(o.streams) if o.streams is not None else None,
             "stream_regex": o.stream_regex,
             "follow": o.follow,
-            "streams_known": len(self._streams),
-            "events": self.result.events,
+            "streams_known": len(self.source.known or ()),
+            "events": shipped.lines if shipped else 0,
             "requests": stats.requests,
             "throttled": stats.throttled,
             "retries": stats.retries,
-            "failed": dict(self.result.failed),
+            "failed": {f.key: f.error for f in shipped.failed} if shipped else {},
         }
-
-    def _write_daemon(self, stopped: bool = False) -> None:
-        info = self.daemon_info()
-        if stopped:
-            info["stopped_ms"] = info["heartbeat_ms"]
-            info["heartbeat_ms"] = 0  # stopped cleanly: not alive
-        with contextlib.suppress(OSError):
-            self.store.write_daemon(info)
-
-    def _heartbeat(self) -> None:
-        while not self.stop_event.wait(HEARTBEAT_SECONDS):
-            self._write_daemon()
-
-    def _start_http(self) -> None:
-        if self.options.status_port is None:
-            return
-        downloader = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                if self.path.split("?")[0] not in ("/", "/status"):
-                    self.send_error(404, "try /status")
-                    return
-                status = collect_status(downloader.root)
-                status["daemon"] = {**downloader.daemon_info(), "heartbeat_age_s": 0.0}
-                status["alive"] = True
-                body = orjson.dumps(status)
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass  # requests are not news
-
-        try:
-            self._http = ThreadingHTTPServer(("127.0.0.1", self.options.status_port), Handler)
-        except OSError as exc:
-            raise ConfigError(f"--status-port {self.options.status_port}: {exc.strerror}") from None
-        self.status_port = self._http.server_address[1]
-        threading.Thread(target=self._http.serve_forever, name="cw-status", daemon=True).start()
-        self._notice(f"status on http://127.0.0.1:{self.status_port}/status")

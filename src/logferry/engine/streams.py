@@ -102,8 +102,13 @@ class StreamRunner:
             on_lost=self._claim_lost,
             on_held=self._held_for_next_run,
         )
+        self._discover_now = threading.Event()
 
     # -- the loop ------------------------------------------------------------------
+
+    def request_discovery(self) -> None:
+        """List the partitions again at the next turn (the source's filters were reloaded)."""
+        self._discover_now.set()
 
     def run(self) -> ShipResult:
         """Follow (or, without ``follow``, read to the current end of) every partition."""
@@ -113,7 +118,11 @@ class StreamRunner:
         last_discover = -1e9
         try:
             while not self.stop.is_set():
-                if time.monotonic() - last_discover >= self.discover_interval:
+                if (
+                    time.monotonic() - last_discover >= self.discover_interval
+                    or self._discover_now.is_set()
+                ):
+                    self._discover_now.clear()
                     self._discover()
                     last_discover = time.monotonic()
                 self.lanes.delivered.clear()
@@ -158,6 +167,9 @@ class StreamRunner:
         except Exception as exc:
             log.warning("listing %s failed: %s", self.source.display, one_line(exc))
             return
+        for h in list(self._held.values()):
+            if not h.abandoned and not self.source.selects(h.info.key):
+                h.abandoned = True  # let go next round; unacknowledged records come again
         for info in parts:
             if info.key not in self._held and (info.key, info.version) not in self._skip:
                 self._take(info)

@@ -69,6 +69,8 @@ class Entry:
     owner: str | None
     first_seen: float
     updated: float
+    #: A stream partition's cursor (see :class:`Claim`), None for objects.
+    cursor: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,16 +18,16 @@ from logferry.ledger.dead_letters import DeadLetterStore
 
 _COLUMNS = (
     "{id}, source, key, etag, size, status, position, lines, bytes, attempts, error_class, "
-    "last_error, owner, first_seen, updated"
+    "last_error, owner, first_seen, updated, cursor"
 )
 
 
 def _entry(row: Sequence[Any]) -> Entry:
     (rowid, source, key, etag, size, status, position, lines, nbytes, attempts, error_class,
-     last_error, owner, first_seen, updated) = row  # fmt: skip
+     last_error, owner, first_seen, updated, cursor) = row  # fmt: skip
     return Entry(
         rowid, source, key, etag, size, Status(status), position, lines, nbytes, attempts,
-        error_class, last_error, owner, first_seen, updated,
+        error_class, last_error, owner, first_seen, updated, cursor,
     )  # fmt: skip
 
 

@@ -155,7 +155,7 @@ class FileSink(Sink):
         path.parent.mkdir(parents=True, exist_ok=True)
         f = path.open("a+b")
         f.seek(0)
-        keep = self._offset_before_position(f, resume_at)
+        keep = self.stream_offset(f, resume_at)
         f.truncate(keep)
         f.seek(keep)
         with self._lock:
@@ -165,6 +165,14 @@ class FileSink(Sink):
             self._open[(source, obj.key)] = f
             self._streams.add((source, obj.key))
             self._stream_end[(source, obj.key)] = resume_at
+
+    def encode_stream(self, batch: Batch) -> bytes:
+        """A stream partition's records as written to its file (each with its position)."""
+        return encode_jsonl(batch, with_position=True)
+
+    def stream_offset(self, f: IO[bytes], position: int) -> int:
+        """Where a stream file is cut back to keep only the records before ``position``."""
+        return self._offset_before_position(f, position)
 
     @staticmethod
     def _offset_before_position(f: IO[bytes], position: int) -> int:
@@ -205,14 +213,14 @@ class FileSink(Sink):
     def write(self, batch: Batch) -> None:
         """Append the batch and flush it to the OS (survives kill -9)."""
         if (batch.source, batch.key) in self._streams:
-            data = encode_jsonl(batch, with_position=True)
+            data = self.encode_stream(batch)
             f = self._open.get((batch.source, batch.key))
             end = self._stream_end.get((batch.source, batch.key), 0)
             if f is not None and batch.start < end:
                 # The same records again (a retry after another sink failed): replace, so
                 # the file stays exactly-once within a run too.
                 f.seek(0)
-                keep = self._offset_before_position(f, batch.start)
+                keep = self.stream_offset(f, batch.start)
                 f.truncate(keep)
                 f.seek(keep)
             self._stream_end[(batch.source, batch.key)] = batch.end
@@ -248,7 +256,7 @@ class FileSink(Sink):
         except FileNotFoundError:
             return
         with f:
-            f.truncate(self._offset_before_position(f, position))
+            f.truncate(self.stream_offset(f, position))
 
     def abort(self, source: str, obj: ObjectInfo) -> None:
         """Close the partial file; it stays for a resume."""

@@ -7,11 +7,17 @@ neither name, so the first colon splits them unambiguously (both may contain ``/
 partition version is the stream's creation time, so a stream deleted and re-created under the
 same name is a new partition. The cursor is a JSON :class:`StreamCursor` (forward token, the
 start time it belongs to, and the last event's millisecond for expired tokens).
+
+With ``read_ahead=N``, pages are fetched by N threads (one page in flight per stream at
+most, all under the client's one rate limiter) while the runner delivers the ones before.
 """
 
 from __future__ import annotations
 
 import re
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -38,6 +44,10 @@ if TYPE_CHECKING:  # the client needs boto3: imported when a source is opened
     from logferry.cloudwatch.reader import StreamReader
 
 _PARAMS = {"streams", "stream_regex", "start", "region", "get_rate", "describe_rate"}
+#: With ``event_columns``: each event's ingestion time (epoch ms), and its message where the
+#: record's line differs from it (a trailing newline the ``lines`` format drops).
+INGESTION_COLUMN = "cloudwatch_ingestion_ms"
+MESSAGE_COLUMN = "cloudwatch_message"
 
 
 def partition_key(group: str, stream: str) -> str:
@@ -109,10 +119,13 @@ def parse_cloudwatch_url(url: str) -> CloudWatchURL:
 class CloudWatchPartition(StreamPartition):
     """One log stream read forward with GetLogEvents."""
 
-    def __init__(self, reader: StreamReader, decoder: StreamDecoder, key: str) -> None:
+    def __init__(
+        self, reader: StreamReader, decoder: StreamDecoder, key: str, event_columns: bool = False
+    ) -> None:
         self._reader = reader
-        self._decoder = decoder
+        self.decoder = decoder
         self._key = key
+        self._event_columns = event_columns
 
     def read(self, max_records: int) -> ReadResult:
         """The next page of events (messages as lines, event times as timestamps)."""
@@ -122,12 +135,67 @@ class CloudWatchPartition(StreamPartition):
             page = self._reader.read(limit=max_records)
         except StreamNotFoundError:
             return ReadResult(Chunk([], []), self._reader.cursor, True, finished=True)
-        chunk = self._decoder.decode_events(
-            [e["message"] for e in page.events],
-            [int(e["timestamp"]) for e in page.events],
-            self._key,
+        messages = [e["message"] for e in page.events]
+        chunk = self.decoder.decode_events(
+            messages, [int(e["timestamp"]) for e in page.events], self._key
         )
+        if self._event_columns and len(chunk) == len(messages):
+            chunk.columns = {
+                **(chunk.columns or {}),
+                INGESTION_COLUMN: [e.get("ingestionTime") for e in page.events],
+                MESSAGE_COLUMN: [
+                    None if m == line else m for m, line in zip(messages, chunk.lines, strict=True)
+                ],
+            }
         return ReadResult(chunk, page.cursor, caught_up=page.caught_up)
+
+
+class ReadAheadPartition(StreamPartition):
+    """Fetches the next page of a partition in a thread pool; ``read`` never waits for it.
+
+    ``read`` hands over the page fetched since the last call, or nothing while it is still
+    on its way. A caught-up stream is asked again after ``poll_interval`` seconds (None:
+    never, for runs that stop at the current end).
+    """
+
+    def __init__(
+        self,
+        inner: StreamPartition,
+        pool: ThreadPoolExecutor,
+        landed: threading.Event,
+        poll_interval: float | None,
+    ) -> None:
+        self._inner = inner
+        self._pool = pool
+        self._landed = landed
+        self._poll = poll_interval
+        self._pending: Future[ReadResult] | None = None
+        self._not_before = 0.0
+        self.decoder = getattr(inner, "decoder", None)
+
+    def read(self, max_records: int) -> ReadResult:
+        """The page fetched meanwhile, if any; starts fetching the next one when due."""
+        fut = self._pending
+        if fut is not None:
+            if not fut.done():
+                return ReadResult(Chunk([], []), None, caught_up=False)
+            self._pending = None
+            result = fut.result()  # a failed fetch raises here, in the runner's thread
+            if result.caught_up:
+                wait = float("inf") if self._poll is None else self._poll
+                self._not_before = time.monotonic() + wait
+            return result
+        if time.monotonic() < self._not_before:
+            return ReadResult(Chunk([], []), None, caught_up=True)
+        self._pending = self._pool.submit(self._inner.read, max_records)
+        self._pending.add_done_callback(lambda _: self._landed.set())
+        return ReadResult(Chunk([], []), None, caught_up=False)
+
+    def close(self) -> None:
+        """Forget a fetch in flight (its page is read again from the checkpoint)."""
+        if self._pending is not None:
+            self._pending.cancel()
+        self._inner.close()
 
 
 class CloudWatchSource(StreamSource):
@@ -145,6 +213,10 @@ class CloudWatchSource(StreamSource):
         endpoint_url: str | None = None,
         region: str | None = None,
         client: LogsClient | None = None,
+        page_size: int | None = None,
+        read_ahead: int = 0,
+        poll_interval: float | None = None,
+        event_columns: bool = False,
     ) -> None:
         if streams is not None and stream_regex:
             raise ConfigError("cloudwatch://: streams and stream_regex exclude each other")
@@ -159,6 +231,13 @@ class CloudWatchSource(StreamSource):
         self.client = client
         self.id = f"cloudwatch://{group_prefix}"
         self.display = self.id
+        self.page_size = page_size
+        self.poll_interval = poll_interval
+        self.event_columns = event_columns
+        self._pool = (
+            ThreadPoolExecutor(read_ahead, thread_name_prefix="cw-read") if read_ahead else None
+        )
+        self._landed = threading.Event()
 
     @classmethod
     def from_url(cls, url: str, *, endpoint_url: str | None = None) -> CloudWatchSource:
@@ -178,6 +257,11 @@ class CloudWatchSource(StreamSource):
         )
         source.display = redact_url(url)
         return source
+
+    def selects(self, key: str) -> bool:
+        """Whether the prefix and the stream filters still select the partition ``key``."""
+        group, stream = split_key(key)
+        return group.startswith(self.group_prefix) and self._selected(stream)
 
     def _selected(self, stream: str) -> bool:
         if self.streams is not None:
@@ -217,12 +301,33 @@ class CloudWatchSource(StreamSource):
         decoder: StreamDecoder | None = None,
     ) -> StreamPartition:
         """Resume ``part`` right after ``cursor`` (None: from ``start``, or the stream's head)."""
-        from logferry.cloudwatch.reader import StreamReader
+        from logferry.cloudwatch.reader import MAX_PAGE, StreamReader
 
         group, stream = split_key(part.key)
         saved = cursor if isinstance(cursor, StreamCursor) else None
-        reader = StreamReader(self.client, group, stream, saved, start=self.start_ms)
-        return CloudWatchPartition(reader, decoder or StreamDecoder("lines"), part.key)
+        reader = StreamReader(
+            self.client, group, stream, saved, start=self.start_ms,
+            page_size=self.page_size or MAX_PAGE,
+        )  # fmt: skip
+        partition = CloudWatchPartition(
+            reader, decoder or StreamDecoder("lines"), part.key, self.event_columns
+        )
+        if self._pool is None:
+            return partition
+        return ReadAheadPartition(partition, self._pool, self._landed, self.poll_interval)
+
+    def wait(self, timeout: float) -> None:
+        """Until a page fetched ahead lands (or ``timeout``)."""
+        if self._pool is None:
+            time.sleep(timeout)
+            return
+        self._landed.wait(timeout)
+        self._landed.clear()
+
+    def close(self) -> None:
+        """Stop the read-ahead threads (a fetch in flight is abandoned)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 class CloudWatchOptions(BaseModel):

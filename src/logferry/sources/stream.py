@@ -126,6 +126,11 @@ class StreamSource(ABC):
         codec step of the partition's route.
         """
 
+    def selects(self, key: str) -> bool:
+        """Whether partition ``key`` is still wanted (False once a reload narrowed the
+        source's filters): the runner lets go of held partitions it no longer selects."""
+        return True
+
     def wait(self, timeout: float) -> None:
         """Block up to ``timeout`` seconds or until new data may be there (inotify etc.)."""
         import time
