@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import os
 import re
 from collections.abc import Mapping
@@ -84,6 +85,12 @@ class ShipOptions(BaseModel):
     #: ``shard_count``; the shards together cover every key exactly once.
     shard_index: int = Field(default=0, ge=0)
     shard_count: int = Field(default=1, ge=1)
+    #: Buckets: only objects that may hold events at or after / before these (UTC epoch
+    #: ms), judged by the time in the key where it has one, else LastModified.
+    since: int | None = None
+    until: int | None = None
+    #: Buckets with ``follow``: seconds between listings.
+    interval: float = Field(default=60.0, gt=0)
 
     @model_validator(mode="after")
     def _mode_arguments(self) -> ShipOptions:
@@ -93,6 +100,8 @@ class ShipOptions(BaseModel):
             raise ValueError("mode 'latest' needs a count")
         if self.shard_index >= self.shard_count:
             raise ValueError("shard_index must be below shard_count")
+        if self.since is not None and self.until is not None and self.since >= self.until:
+            raise ValueError("since must be before until")
         check_timezone(self.syslog_timezone)
         return self
 
@@ -216,6 +225,13 @@ class SourceConfig(BaseModel):
     type: str | None = None
     endpoint_url: str | None = None
     verify_tls: bool = True
+    #: AWS profile and region for s3:// and cloudwatch:// (None: the AWS defaults).
+    profile: str | None = None
+    region: str | None = None
+    #: Bucket sources: only objects with events in [since, until) (``2h ago``, ISO 8601, …),
+    #: by the time in the key where it has one, else LastModified.
+    since: str | None = None
+    until: str | None = None
     #: tail sources: where files seen for the first time start (later files: the beginning).
     start: Literal["beginning", "end"] = "beginning"
     format: str | list[str] = "auto"
@@ -231,6 +247,47 @@ class SourceConfig(BaseModel):
         if value is not None and value not in types:
             raise ValueError(f"unknown source type {value!r}: use one of {', '.join(types)}")
         return value
+
+    @field_validator("since", "until", mode="before")
+    @classmethod
+    def _time_text(cls, value: Any) -> Any:
+        # YAML reads 2024-05-01T12:00:00Z as a datetime and 1714560000 as an int.
+        if isinstance(value, (datetime.date, int)) and not isinstance(value, bool):
+            if isinstance(value, datetime.datetime) and value.tzinfo is None:
+                value = value.replace(tzinfo=datetime.UTC)
+            return value.isoformat() if isinstance(value, datetime.date) else str(value)
+        return value
+
+    @field_validator("since", "until")
+    @classmethod
+    def _readable_time(cls, value: str | None) -> str | None:
+        if value is not None:
+            from logferry.timeparse import parse_time
+
+            try:
+                parse_time(value)
+            except ConfigError as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
+    @model_validator(mode="after")
+    def _times_of_buckets(self) -> SourceConfig:
+        if self.since is not None or self.until is not None:
+            from logferry.sources import is_stream_url
+
+            if is_stream_url(self.url):
+                raise ValueError("`since` and `until` select objects of buckets, not streams")
+        return self
+
+    def time_range(self, now_ms: int | None = None) -> dict[str, int]:
+        """``since`` / ``until`` as ShipOptions fields (epoch ms; relative to ``now_ms``)."""
+        from logferry.timeparse import parse_time
+
+        return {
+            name: parse_time(text, now_ms=now_ms)
+            for name, text in (("since", self.since), ("until", self.until))
+            if text is not None
+        }
 
     @model_validator(mode="after")
     def _type_matches_url(self) -> SourceConfig:

@@ -69,6 +69,8 @@ def check_pipeline(config: PipelineConfig) -> None:
             "endpoint_url": source.endpoint_url,
             "verify": source.verify_tls,
             "start": source.start,
+            "profile": source.profile,
+            "region": source.region,
         }
         try:
             registry.check(source.url, "source", options)
@@ -83,6 +85,8 @@ class SourcePlan:
     name: str
     source: BucketSource | StreamSource
     router: Router
+    #: ``since`` / ``until`` of a bucket source, as epoch ms (read when the file was loaded).
+    times: dict[str, int] = dataclasses.field(default_factory=dict)
 
 
 def _format_options(route: RouteConfig, base: FormatOptions) -> FormatOptions | None:
@@ -124,13 +128,17 @@ class Pipeline:
                     raise ConfigError(f"sink {name!r}: {exc}") from None
             for name, src_cfg in config.sources.items():
                 source: BucketSource | StreamSource
+                aws = {"profile": src_cfg.profile, "region": src_cfg.region}
                 if is_stream_url(src_cfg.url):
                     source = open_stream_source(
-                        src_cfg.url, endpoint_url=src_cfg.endpoint_url, start=src_cfg.start
+                        src_cfg.url, endpoint_url=src_cfg.endpoint_url, start=src_cfg.start, **aws
                     )
                 else:
                     source = open_source(
-                        src_cfg.url, endpoint_url=src_cfg.endpoint_url, verify=src_cfg.verify_tls
+                        src_cfg.url,
+                        endpoint_url=src_cfg.endpoint_url,
+                        verify=src_cfg.verify_tls,
+                        **aws,
                     )
                 routes = [
                     Route(
@@ -141,7 +149,7 @@ class Pipeline:
                     )
                     for r in src_cfg.all_routes()
                 ]
-                self.plans.append(SourcePlan(name, source, Router(routes)))
+                self.plans.append(SourcePlan(name, source, Router(routes), src_cfg.time_range()))
         except BaseException:
             self.close()
             raise
@@ -188,7 +196,7 @@ class Pipeline:
                 plan.source,
                 plan.router,
                 ledger,
-                self.options(**overrides),
+                self.options(**{**plan.times, **overrides}),
                 progress=progress(plan.name) if progress else None,
                 stop=self.stop,
             )

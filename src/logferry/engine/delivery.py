@@ -136,15 +136,18 @@ class Deliverer:
                     policy.give_up_after is not None and waited + delay > policy.give_up_after
                 )
                 if out_of_time or (policy.max_attempts and attempt >= policy.max_attempts):
+                    log.warning("%s: %s: gave up after %d attempts: %s", batch.key, sink.name,
+                                attempt, reason)  # fmt: skip
                     return RetryLater(
                         delay,
                         f"{reason} (gave up after {attempt} attempts in {waited:.0f} s)",
                         type(exc).__name__,
                         error=exc,
                     )
-                if attempt == 1 or attempt & (attempt - 1) == 0:  # 1st, 2nd, 4th, 8th…
-                    log.warning("%s: %s; retrying in %.1f s (attempt %d)", batch.key,
-                                reason, delay, attempt)  # fmt: skip
+                # Warnings at the 1st, 2nd, 4th, 8th… attempt; -v tells every one.
+                level = logging.WARNING if attempt & (attempt - 1) == 0 else logging.INFO
+                log.log(level, "%s: %s; retrying in %.1f s (attempt %d)", batch.key,
+                        reason, delay, attempt)  # fmt: skip
                 with self._lock:
                     self.retries += 1
                 slept += delay
@@ -153,6 +156,8 @@ class Deliverer:
                                       type(exc).__name__, stopped=True, error=exc)  # fmt: skip
             except Exception as exc:
                 batch.prepared.pop(id(sink), None)
+                log.info("%s: %s refused records %d-%d: %s", batch.key, sink.name, batch.start,
+                         batch.end, one_line(exc))  # fmt: skip
                 return Refused(one_line(exc), type(exc).__name__, error=exc)
 
     def _wait(self, seconds: float, cancelled: Callable[[], bool]) -> bool:

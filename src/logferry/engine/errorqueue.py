@@ -45,7 +45,7 @@ class ErrorQueue:
         letter = self.ledger.add_dead_letter(batch, etag, sink, outcome.error_class, error)
         with self._lock:
             self.result.dead_letters += len(batch)
-        log.debug("dead letter D%d: %s records %d-%d", letter, batch.key, batch.start, batch.end)
+        log.info("dead letter D%d: %s records %d-%d", letter, batch.key, batch.start, batch.end)
         self._record(f"{batch.key}#{batch.start}-{batch.end}", error)
 
     def succeeded(self, key: str) -> None:
@@ -55,6 +55,7 @@ class ErrorQueue:
                 self.result.failed = list(self._failures.values())
 
     def _record(self, key: str, error: str) -> None:
+        log.info("failed %s: %s", key, error)
         with self._lock:
             self._failures[key] = Failure(key, error)
             self.result.failed = list(self._failures.values())

@@ -185,7 +185,9 @@ class StreamRunner:
             self._fail_partition(info, exc.claim, exc.error, exc.error_class)
             return
         if h is None:
+            log.debug("%s: held by another runner, or done", info.key)
             return
+        log.info("claimed %s (from record %d)", info.key, h.position)
         self._held[info.key] = h
         if h.decoder is not None:
             self._decoders.append(h.decoder)
@@ -347,6 +349,7 @@ class StreamRunner:
         h.partition.close()
         self.leases.drop(h.claim)
         del self._held[key]
+        log.info("finished %s at record %d", key, h.position)
         with self._lock:
             self.result.objects += 1
 

@@ -25,7 +25,6 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from pydantic import BaseModel, ConfigDict
 
 from logferry.cloudwatch.cursor import StreamCursor
-from logferry.cloudwatch.timeparse import parse_time
 from logferry.codecs.stream import StreamDecoder
 from logferry.errors import ConfigError
 from logferry.records import Chunk
@@ -38,6 +37,7 @@ from logferry.sources.stream import (
     StreamPartition,
     StreamSource,
 )
+from logferry.timeparse import parse_time
 
 if TYPE_CHECKING:  # the client needs boto3: imported when a source is opened
     from logferry.cloudwatch.client import LogsClient
@@ -240,13 +240,26 @@ class CloudWatchSource(StreamSource):
         self._landed = threading.Event()
 
     @classmethod
-    def from_url(cls, url: str, *, endpoint_url: str | None = None) -> CloudWatchSource:
-        """Build from ``cloudwatch://GROUP_PREFIX[?streams=a,b&stream_regex=R&start=T]``."""
+    def from_url(
+        cls,
+        url: str,
+        *,
+        endpoint_url: str | None = None,
+        profile: str | None = None,
+        region: str | None = None,
+    ) -> CloudWatchSource:
+        """Build from ``cloudwatch://GROUP_PREFIX[?streams=a,b&stream_regex=R&start=T]``.
+
+        The URL's ``region=`` wins over ``region``.
+        """
         from logferry.cloudwatch.client import LogsClient, RateLimiter
 
         spec = parse_cloudwatch_url(url)
         client = LogsClient(
-            endpoint_url=endpoint_url, region=spec.region, limiter=RateLimiter(spec.rates)
+            endpoint_url=endpoint_url,
+            region=spec.region or region,
+            profile=profile,
+            limiter=RateLimiter(spec.rates),
         )
         source = cls(
             spec.prefix,
@@ -336,6 +349,9 @@ class CloudWatchOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     endpoint_url: str | None = None
+    #: AWS profile and region (None: the AWS defaults; the URL's ``region=`` wins).
+    profile: str | None = None
+    region: str | None = None
 
 
 def _check(url: str, options: CloudWatchOptions) -> None:
@@ -343,7 +359,9 @@ def _check(url: str, options: CloudWatchOptions) -> None:
 
 
 def _open(url: str, options: CloudWatchOptions) -> CloudWatchSource:
-    return CloudWatchSource.from_url(url, endpoint_url=options.endpoint_url)
+    return CloudWatchSource.from_url(
+        url, endpoint_url=options.endpoint_url, profile=options.profile, region=options.region
+    )
 
 
 COMPONENT = Component(

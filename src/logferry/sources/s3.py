@@ -77,8 +77,9 @@ class S3Source(BucketSource):
             # COS_ENDPOINT is usually a bare host name, e.g. s3.us-south.cloud-object-storage.appdomain.cloud
             endpoint_url = f"https://{endpoint_url}"
         self.endpoint_url = endpoint_url
-        import boto3
         from botocore.config import Config
+
+        from logferry.aws import session
 
         config = Config(
             retries={"mode": "standard", "total_max_attempts": 10},
@@ -87,9 +88,8 @@ class S3Source(BucketSource):
             max_pool_connections=32,
         )
         try:
-            session = boto3.session.Session(profile_name=profile, region_name=region)
             # endpoint_url=None lets boto3 apply AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL itself.
-            self.client = session.client(
+            self.client = session(profile, region).client(
                 "s3", endpoint_url=endpoint_url, config=config, verify=verify, **kwargs
             )
         except (_botocore().BotoCoreError, ValueError) as exc:
@@ -211,6 +211,9 @@ class S3Options(BaseModel):
 
     endpoint_url: str | None = None
     verify: bool = True
+    #: AWS profile and region (None: the AWS defaults: AWS_PROFILE, AWS_REGION, ~/.aws/config).
+    profile: str | None = None
+    region: str | None = None
 
 
 def parse_bucket_url(url: str) -> tuple[bool, str, str]:
@@ -244,7 +247,13 @@ def _check(url: str, options: S3Options) -> None:
 def _open(url: str, options: S3Options) -> S3Source:
     cos, bucket, prefix = parse_bucket_url(url)
     return S3Source(
-        bucket, prefix, endpoint_url=options.endpoint_url, cos=cos, verify=options.verify
+        bucket,
+        prefix,
+        endpoint_url=options.endpoint_url,
+        cos=cos,
+        verify=options.verify,
+        profile=options.profile,
+        region=options.region,
     )
 
 
