@@ -14,12 +14,13 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
 )
 
-from logferry.errors import ConfigError, LogferryError
+from logferry.errors import ConfigError, ConfigErrors, LogferryError
 
 Mode = Literal["catchup", "key", "latest", "all"]
 """catchup: everything not done; key: the objects named in ``keys``; latest: the N newest
@@ -338,6 +339,20 @@ class PipelineConfig(BaseModel):
     max_zstd_window: int = Field(default=2**31, ge=1 << 20)
     sinks: dict[str, SinkConfig] = Field(default_factory=dict)
     sources: dict[str, SourceConfig]
+    #: Where the file was read from, and the line of every path in it (set by parse_pipeline).
+    _location: str | None = PrivateAttr(default=None)
+    _lines: dict[tuple[Any, ...], int] = PrivateAttr(default_factory=dict)
+
+    def problem(self, path: tuple[Any, ...], message: str) -> str:
+        """``FILE:LINE: path: message`` for a problem found after parsing."""
+        return _where(self._location or "<config>", self._lines, path, message)
+
+    @property
+    def base_dir(self) -> Path | None:
+        """The folder of a pipeline read from a local file (handler modules import from it)."""
+        if self._location is None or "://" in self._location or self._location.startswith("<"):
+            return None
+        return Path(self._location).expanduser().resolve().parent
 
     @model_validator(mode="before")
     @classmethod
@@ -364,38 +379,45 @@ class PipelineConfig(BaseModel):
     def _references(self) -> PipelineConfig:
         from logferry.codecs.formats import FORMATS
 
+        problems: list[tuple[tuple[Any, ...], str]] = []
         if not self.sources:
-            raise PathError(("sources",), "no sources: add at least one under `sources:`")
+            problems.append((("sources",), "no sources: add at least one under `sources:`"))
         for name, source in self.sources.items():
             at: tuple[Any, ...] = ("sources", name)
             if not source.all_routes():
-                raise PathError(at, "no routes: give the source `sinks:` or a list of `routes:`")
+                problems.append((at, "no routes: give the source `sinks:` or a list of `routes:`"))
             prefixes = [r.prefix for r in source.routes]
             if len(prefixes) != len(set(prefixes)):
-                raise PathError((*at, "routes"), "two routes have the same prefix")
+                problems.append(((*at, "routes"), "two routes have the same prefix"))
             for i, route in enumerate(source.all_routes()):
                 where = (*at, "routes", i) if i < len(source.routes) else at
                 for fmt in route.formats:
                     if fmt not in FORMATS and fmt != "auto":
                         valid = ", ".join(sorted({"auto", *FORMATS}))
-                        raise PathError((*where, "format"), f"unknown format {fmt!r}: use {valid}")
+                        problems.append(
+                            ((*where, "format"), f"unknown format {fmt!r}: use {valid}")
+                        )
                 if route.sinks != DROP:
                     for sink in route.sinks:
                         if sink not in self.sinks:
                             known = ", ".join(sorted(self.sinks)) or "none defined"
-                            raise PathError(
-                                (*where, "sinks"),
-                                f"unknown sink {sink!r} (defined: {known}; or `drop`)",
+                            problems.append(
+                                (
+                                    (*where, "sinks"),
+                                    f"unknown sink {sink!r} (defined: {known}; or `drop`)",
+                                )
                             )
+        if problems:
+            raise PathError(problems)
         return self
 
 
 class PathError(ValueError):
-    """A validation error that knows where in the file it belongs."""
+    """Validation errors that know where in the file they belong: ``(path, message)`` each."""
 
-    def __init__(self, path: tuple[Any, ...], message: str) -> None:
-        super().__init__(message)
-        self.path = path
+    def __init__(self, problems: list[tuple[tuple[Any, ...], str]]) -> None:
+        super().__init__("; ".join(message for _, message in problems))
+        self.problems = problems
 
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -563,19 +585,31 @@ def parse_pipeline(
     if not isinstance(data, dict):
         raise ConfigError(f"{where}:1: a pipeline is a mapping with `sources:` and `sinks:`")
     try:
-        return PipelineConfig(**data)
+        config = PipelineConfig(**data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        loc = tuple(first.get("loc", ()))
-        cause = first.get("ctx", {}).get("error")
-        if isinstance(cause, PathError):
-            loc = (*loc, *cause.path)
-        lineno = next((lines[loc[:i]] for i in range(len(loc), -1, -1) if loc[:i] in lines), 1)
-        path = ".".join(str(p) for p in loc if not str(p).startswith("function-after"))
-        msg = first.get("msg", "invalid value").removeprefix("Value error, ")
-        raise ConfigError(f"{where}:{lineno}: {path + ': ' if path else ''}{msg}") from None
+        problems: list[tuple[tuple[Any, ...], str]] = []
+        for error in exc.errors():
+            loc = tuple(error.get("loc", ()))
+            cause = error.get("ctx", {}).get("error")
+            if isinstance(cause, PathError):
+                problems += [((*loc, *path), message) for path, message in cause.problems]
+            else:
+                problems.append((loc, error.get("msg", "invalid value")))
+        raise ConfigErrors([_where(where, lines, loc, m) for loc, m in problems]) from None
     except TypeError as exc:  # non-string keys and the like
         raise ConfigError(f"{where}:1: {exc}") from None
+    config._location, config._lines = where, lines
+    return config
+
+
+def _where(
+    where: str, lines: dict[tuple[Any, ...], int], loc: tuple[Any, ...], message: str
+) -> str:
+    """``FILE:LINE: path: message`` for one problem (the line of the closest known path)."""
+    lineno = next((lines[loc[:i]] for i in range(len(loc), -1, -1) if loc[:i] in lines), 1)
+    path = ".".join(str(p) for p in loc if not str(p).startswith("function-after"))
+    message = message.removeprefix("Value error, ")
+    return f"{where}:{lineno}: {path + ': ' if path else ''}{message}"
 
 
 def load_pipeline(location: str, env: Mapping[str, str] | None = None) -> PipelineConfig:

@@ -12,6 +12,7 @@ import click
 from logferry.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
+    EXIT_USAGE,
     FailureLog,
     err,
     handle_errors,
@@ -22,6 +23,7 @@ from logferry.cli.common import (
 )
 from logferry.config import load_pipeline
 from logferry.engine import ShipResult
+from logferry.errors import ConfigErrors
 from logferry.ledger import open_ledger
 from logferry.pipeline import Daemon, check_pipeline, plans_summary
 
@@ -106,9 +108,17 @@ def run(config_path: str, once: bool, ledger: str | None, shutdown_timeout: floa
 @config_option
 @handle_errors
 def validate(config_path: str) -> None:
-    """Check a pipeline file (schema, references, sink URLs, keys, handlers) without running it."""
-    config = load_pipeline(config_path)
-    check_pipeline(config)
+    """Check a pipeline file (schema, references, sink URLs, keys, handlers) without running it.
+
+    Every problem is reported, one line each (FILE:LINE: path: message); exit 2 if any.
+    """
+    try:
+        config = load_pipeline(config_path)
+        check_pipeline(config)
+    except ConfigErrors as exc:
+        for problem in exc.problems:
+            err.print(f"[bold red]error:[/] {safe_text(problem)}", soft_wrap=True)
+        sys.exit(EXIT_USAGE)
     for line in plans_summary(config):
         click.echo(safe_text(line, markup=False))
     err.print(f"{safe_text(config_path)}: OK")
