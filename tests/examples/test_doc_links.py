@@ -12,6 +12,9 @@ REPO = Path(__file__).resolve().parents[2]
 DOCS = sorted([REPO / "README.md", REPO / "examples" / "README.md", *(REPO / "docs").glob("*.md")])
 LINK = re.compile(r"(?<!!)\[(?:[^\]\[]|\[[^\]]*\])*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
 FENCE = re.compile(r"^\s*(```|~~~)")
+#: Pages another change is writing; a link to one is accepted until the file exists, and checked
+#: like any other from then on. Remove an entry once its page is merged.
+PENDING = {REPO / "docs" / "performance.md"}
 
 
 def _prose(text: str) -> str:
@@ -65,18 +68,41 @@ def test_slug_matches_github() -> None:
     )
 
 
-@pytest.mark.parametrize("doc", DOCS, ids=lambda p: str(p.relative_to(REPO)))
-def test_relative_links_resolve(doc: Path) -> None:
+def broken_links(doc: Path) -> list[str]:
+    """The relative links of ``doc`` whose file or heading does not exist."""
     broken = []
     for target in LINK.findall(_prose(doc.read_text())):
         if re.match(r"^[a-z][a-z0-9+.-]*:", target):  # http:, https:, mailto:
             continue
         path_part, _, anchor = target.partition("#")
         dest = (doc.parent / path_part).resolve() if path_part else doc
+        if not dest.exists() and dest in PENDING:
+            continue
         if not dest.exists():
             broken.append(f"{target}: no file {dest}")
         elif anchor and dest.suffix == ".md" and anchor not in anchors(dest):
             broken.append(f"{target}: no heading #{anchor} in {dest.name}")
+    return broken
+
+
+def test_broken_links_are_found(tmp_path: Path) -> None:
+    (tmp_path / "other.md").write_text("# Other page\n\n## A `code` heading: yes\n")
+    doc = tmp_path / "doc.md"
+    doc.write_text(
+        "# Title\n\n[ok](other.md) [ok](other.md#a-code-heading-yes) [ok](#title)\n"
+        "[bad](missing.md) [bad](other.md#nope) [bad](#nope) [web](https://example.com/x)\n"
+        "```\n[in code](missing-too.md)\n```\n"
+    )
+    assert [b.split(":")[0] for b in broken_links(doc)] == [
+        "missing.md",
+        "other.md#nope",
+        "#nope",
+    ]
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: str(p.relative_to(REPO)))
+def test_relative_links_resolve(doc: Path) -> None:
+    broken = broken_links(doc)
     assert not broken, f"{doc.relative_to(REPO)}: " + "; ".join(broken)
 
 
