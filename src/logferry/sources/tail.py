@@ -508,6 +508,15 @@ class TailPartition(StreamPartition):
             data, self.path, mtime_ns // 1_000_000, head=lambda: os.pread(fd, HEAD_SIZE, 0)
         )
 
+    def bytes_behind(self) -> int | None:
+        """The file's size less what was read."""
+        if self._fd < 0:
+            return 0
+        try:
+            return max(0, os.fstat(self._fd).st_size - self.offset)
+        except OSError:
+            return None
+
     def close(self) -> None:
         """Close the file."""
         if not self.done:
