@@ -22,6 +22,7 @@ from logferry.cli.run import run, validate
 from logferry.cli.serve import serve, stats
 from logferry.cli.ship import ship
 from logferry.cli.status import status
+from logferry.cli.top import top
 
 
 class _SafeFormatter(logging.Formatter):
@@ -52,6 +53,7 @@ def cli(verbose: int) -> None:
 
 for command in (
     cloudwatch,
+    top,
     ship,
     run,
     validate,
