@@ -76,12 +76,21 @@ def _digest(part: str) -> str:
     return hashlib.sha256(part.encode("utf-8", "surrogatepass")).hexdigest()[:_HASH_CHARS]
 
 
+def _round_trips(part: str) -> bool:
+    """Whether the part is what decoding its bytes (with surrogateescape) gives back."""
+    try:
+        raw = part.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return False
+    return raw.decode("utf-8", "surrogateescape") == part
+
+
 @functools.lru_cache(maxsize=4096)
 def encode_part(part: str, *, directory: bool = False) -> str:
     """One ``/``-separated key part as one file name component (see :func:`safe_relpath`)."""
     if part == "":
         return EMPTY_PART
-    if part.encode("utf-8", "surrogateescape").decode("utf-8", "surrogateescape") != part:
+    if not _round_trips(part):
         return "~" + _digest(part)  # not text from bytes (a stray surrogate): no readable form
     if part in (".", ".."):
         return part.replace(".", "%2E")
