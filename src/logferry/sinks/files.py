@@ -4,7 +4,8 @@ Each object's records go to a hidden ``.NAME.partial`` file that is renamed to
 its final name when the object is complete. Re-sending an object therefore
 replaces its file instead of appending duplicates, and a resume after a crash
 truncates the partial file back to the acknowledged position first: the file
-sink is exactly-once on replay.
+sink is exactly-once on replay. An object that fails before any record was written leaves
+no partial file behind. Keys map to readable, unique names (see :func:`safe_relpath`).
 """
 
 from __future__ import annotations
@@ -236,7 +237,11 @@ class FileSink(Sink):
 
     def stream_path_for(self, key: str, version: str) -> Path:
         """Where a stream partition goes: one file per content version (a rotated file's
-        successor under the same name gets its own output file, never overwriting)."""
+        successor under the same name gets its own output file, never overwriting).
+
+        An absolute key (a tailed file, a CloudWatch group) loses its leading ``/``:
+        ``/var/log/app.log`` goes to ``DIR/var/log/app.log~VERSION.jsonl``.
+        """
         tag = _UNSAFE.sub("_", version)[:16] or "0"
         return self.dir / f"{safe_relpath(key, drop_root=True)}~{tag}{self.suffix}"
 
