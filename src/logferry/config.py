@@ -581,7 +581,9 @@ def parse_pipeline(
     lines: dict[tuple[Any, ...], int] = {}
     data = load_yaml_limited(text, where, env=env, lines=lines)
     if data is None:
-        raise ConfigError(f"{where}: the file is empty; see the README for a pipeline example")
+        raise ConfigError(
+            f"{where}: the file is empty; see examples/pipeline.yaml and docs/configuration.md"
+        )
     if not isinstance(data, dict):
         raise ConfigError(f"{where}:1: a pipeline is a mapping with `sources:` and `sinks:`")
     try:

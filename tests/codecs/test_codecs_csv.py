@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from logferry.codecs.formats import DecodeContext, FormatOptions, get_format
-from tests.codecs.conftest import decode_merged, utc_ms
+from tests.codecs.conftest import decode_merged, split, utc_ms
 
 Chunker = Callable[[bytes, int], list[bytes]]
 
@@ -114,3 +114,14 @@ def test_csv_streams_in_bounded_chunks() -> None:
 def test_csv_header_only_or_empty_ships_nothing() -> None:
     assert list(get_format("csv").decode([b"a,b\r\n"], _ctx())) == []
     assert list(get_format("csv").decode([b""], _ctx())) == []
+
+
+def test_csv_long_line_keeps_its_head_and_is_counted() -> None:
+    ctx = DecodeContext("k.csv", 5, FormatOptions(max_line_bytes=64))
+    data = b"time,msg\n2021-06-25T20:56:21Z," + b"x" * 1000 + b"\n2021-06-25T20:56:22Z,ok"
+    out = decode_merged("csv", split(data, 100), ctx)
+    assert out.lines[0].startswith("2021-06-25T20:56:21Z,xxx")
+    assert out.lines[0].endswith(" …[truncated 957 bytes]")
+    assert out.lines[1] == "2021-06-25T20:56:22Z,ok"
+    assert out.timestamps == [1624654581000, 1624654582000]
+    assert ctx.counters["truncated_lines"] == 1

@@ -11,10 +11,13 @@ MiB = 1 << 20
 _BLOCK = 4 * MiB
 
 
-def _gzip_repeated(path: Path, block: bytes, count: int, tail: bytes = b"") -> Path:
-    """gzip of ``block`` * ``count`` + ``tail``, written as it is compressed."""
+def _gzip_repeated(
+    path: Path, block: bytes, count: int, tail: bytes = b"", head: bytes = b""
+) -> Path:
+    """gzip of ``head`` + ``block`` * ``count`` + ``tail``, written as it is compressed."""
     comp = zlib.compressobj(9, zlib.DEFLATED, 31)
     with path.open("wb") as out:
+        out.write(comp.compress(head))
         for _ in range(count):
             out.write(comp.compress(block))
         out.write(comp.compress(tail))
@@ -36,6 +39,12 @@ def zstd_long_line(directory: Path, size: int = 300 * MiB) -> Path:
             w.write(block)
         w.write(b"\nlast line\n")
     return path
+
+
+def csv_long_line(directory: Path, size: int = 300 * MiB) -> Path:
+    """A CSV object: a header, one row, then a ``size``-byte line with no newline, gzip."""
+    head = b"time,msg\n2024-01-02T03:04:05Z,ok\n2024-01-02T03:04:06Z,"
+    return _gzip_repeated(directory / "long.csv.gz", b"x" * _BLOCK, size // _BLOCK, head=head)
 
 
 def empty_lines(directory: Path, count: int = 64 * MiB) -> Path:

@@ -62,6 +62,14 @@ def test_zstd_long_line_is_truncated_then_next_line_ships(made: Callable[[str], 
     assert out["counters"] == {"truncated_lines": 1}
 
 
+def test_csv_long_line_is_truncated(made: Callable[[str], Path]) -> None:
+    out = _decode(made("csv_long_line"), "csv", max_decompression_ratio=0)
+    assert out["error"] is None
+    assert out["records"] == 2  # the row, then the long one (its head), shipped raw
+    assert out["counters"] == {"truncated_lines": 1, "malformed": 1}
+    assert out["longest"] < (1 << 20) + 64
+
+
 def test_zstd_bomb_fails_on_the_ratio(made: Callable[[str], Path]) -> None:
     out = _decode(made("zstd_long_line"), "ndjson")
     assert "expands more than 1000:1" in out["error"]

@@ -20,6 +20,7 @@ from logferry.cli.run import run, validate
 from logferry.cli.serve import serve, stats
 from logferry.cli.ship import ship
 from logferry.cli.status import status
+from logferry.cli.top import top
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -30,6 +31,7 @@ def cli() -> None:
 
 for command in (
     cloudwatch,
+    top,
     ship,
     run,
     validate,

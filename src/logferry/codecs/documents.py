@@ -1,163 +1,208 @@
 """Streaming JSON documents: records out of a document that is never held whole.
 
-ijson's C backend (yajl2_c) parses incrementally. Two guards keep untrusted documents cheap:
-a nesting guard refuses a document deeper than :data:`MAX_DEPTH` before the parser sees the
-bytes (ijson's event prefixes cost O(depth²)), and a record budget fails a document whose
-record (or top-level field) spans more than ``max_line_bytes``. Memory is then bounded by the
-record limit and the parser's buffer, whatever the document's size.
+A structural scan (NumPy over each piece of about :data:`_PIECE` bytes) tracks the nesting
+depth outside strings and refuses a document deeper than :data:`MAX_DEPTH` before any parser
+sees the bytes. Where the records are the elements of one list (a top-level array, or a list
+opening the document such as CloudTrail's ``{"Records": [``), the same scan finds the commas
+between elements, and each run of complete elements is parsed at once by orjson: no Python
+per JSON token. Other documents go through ijson's C backend (yajl2_c), event by event. A
+record (or top-level field) larger than ``max_line_bytes`` fails the document, so memory is
+bounded by the record limit and one piece, whatever the document's size.
 """
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ijson
+import orjson
 
 from logferry.errors import DecodeError
 
-#: NumPy, loaded by the first document (the bucket and stream paths that never see one
-#: should not pay for importing it).
-np: Any = None
+if TYPE_CHECKING:
+    import numpy as np
 
 #: Deepest nesting accepted in a document (records are re-serialised, which stops at 255).
 MAX_DEPTH = 128
-#: Compressed-or-not bytes the parser takes at once.
+#: Bytes the parser takes at once.
 _READ_SIZE = 64 << 10
+#: Smaller chunks are joined up to this size: NumPy and orjson pay per call, not per byte.
+_PIECE = 256 << 10
 _BOM = b"\xef\xbb\xbf"
 _WHITESPACE = b" \t\r\n"
-_QUOTE, _BACKSLASH = 0x22, 0x5C
-_OPENERS, _CLOSERS = (0x5B, 0x7B), (0x5D, 0x7D)
+
+# Byte classes of the structural scan (0: any other byte).
+_QUOTE, _SLASH, _OPEN, _CLOSE, _COMMA = 1, 2, 3, 4, 5
+_CLASSES = bytes(
+    {0x22: _QUOTE, 0x5C: _SLASH, 0x5B: _OPEN, 0x7B: _OPEN, 0x5D: _CLOSE, 0x7D: _CLOSE}.get(
+        b, _COMMA if b == 0x2C else 0
+    )
+    for b in range(256)
+)
+_STRUCTURAL = bytes(1 if c else 0 for c in _CLASSES)
 
 
-class _NestingGuard:
-    """Tracks the nesting depth of JSON bytes (outside strings), chunk after chunk."""
+class _Scanner:
+    """Tracks the nesting depth of JSON bytes (outside strings), piece after piece.
+
+    Asked about one ``level``, it also reports where the list open at that level has its
+    element-separating commas and its closing bracket.
+    """
 
     def __init__(self, limit: int) -> None:
-        global np
-        if np is None:
-            import numpy
-
-            np = numpy
+        self.np = _numpy()
+        self.none = self.np.zeros(0, dtype=self.np.int64)
         self.limit = limit
         self.depth = 0
-        self.in_string = 0  # 1 inside a string at the end of the last chunk
-        self.backslashes = 0  # backslashes ending the last chunk
+        self.in_string = 0  # 1 inside a string at the end of the last piece
+        self.backslashes = 0  # backslashes ending the last piece
 
-    def feed(self, data: bytes) -> None:
-        """Account for the next bytes; DecodeError once nesting passes the limit."""
-        a = np.frombuffer(data, dtype=np.uint8)
-        quotes = np.flatnonzero(a == _QUOTE)
-        slashes = np.flatnonzero(a == _BACKSLASH)
-        if quotes.size and (slashes.size or self.backslashes):
-            quotes = self._unescaped(quotes, slashes)
-        brackets = np.flatnonzero(
-            (a == _OPENERS[0]) | (a == _OPENERS[1]) | (a == _CLOSERS[0]) | (a == _CLOSERS[1])
-        )
-        if brackets.size:
-            outside = ((np.searchsorted(quotes, brackets) + self.in_string) & 1) == 0
-            brackets = brackets[outside]
-        if brackets.size:
-            kinds = a[brackets]
-            steps = np.where((kinds == _OPENERS[0]) | (kinds == _OPENERS[1]), 1, -1)
-            path = np.cumsum(steps) + self.depth
-            if int(path.max()) > self.limit:
-                raise DecodeError(
-                    f"JSON nested deeper than {self.limit} levels; such a document is refused"
-                )
-            self.depth = int(path[-1])
-        self.in_string = (self.in_string + int(quotes.size)) & 1
-        self.backslashes = self._trailing_backslashes(slashes, len(a))
+    def feed(self, data: bytes, level: int = 0) -> tuple[np.ndarray, int]:
+        """Account for the next bytes; DecodeError once nesting passes the limit.
 
-    def _unescaped(self, quotes: np.ndarray, slashes: np.ndarray) -> np.ndarray:
-        """The quotes not escaped, i.e. not preceded by an odd run of backslashes."""
-        runs = np.zeros(quotes.size, dtype=np.int64)
+        With ``level``, returns the offsets of the commas at that depth and of the first
+        bracket that closes it (-1: none), in ``data``; the commas stop at that bracket.
+        """
+        xp = self.np
+        if not data:
+            return self.none, -1
+        classes = xp.frombuffer(data.translate(_CLASSES), dtype=xp.uint8)
+        at = xp.flatnonzero(xp.frombuffer(data.translate(_STRUCTURAL), dtype=xp.bool_))
+        kinds = classes[at]
+        slashes = kinds == _SLASH
+        if self.backslashes or slashes.any():
+            at, kinds = self._drop_escapes(at, kinds, slashes, len(data))
+        quotes = kinds == _QUOTE
+        # Outside a string: an even number of quotes before (a quote itself is not kept).
+        parity = xp.cumsum(quotes, dtype=xp.int64)
+        keep = xp.flatnonzero(((parity + self.in_string) & 1 == 0) & ~quotes)
+        self.in_string = (self.in_string + int(parity[-1] if parity.size else 0)) & 1
+        at, kinds = at[keep], kinds[keep]
+        steps = (kinds == _OPEN).astype(xp.int64) - (kinds == _CLOSE)
+        path = xp.cumsum(steps) + self.depth
+        if not path.size:
+            return self.none, -1
+        if int(path.max()) > self.limit:
+            raise DecodeError(
+                f"JSON nested deeper than {self.limit} levels; such a document is refused"
+            )
+        self.depth = int(path[-1])
+        if not level:
+            return self.none, -1
+        commas = at[(kinds == _COMMA) & (path == level)]
+        below = xp.flatnonzero(path < level)
+        if not below.size:
+            return commas, -1
+        close = int(at[below[0]])
+        return commas[commas < close], close
+
+    def _drop_escapes(
+        self, at: np.ndarray, kinds: np.ndarray, slashes: np.ndarray, size: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The structural bytes without backslashes and the quotes they escape."""
+        xp = self.np
+        slash_at = at[slashes]
+        quote_idx = xp.flatnonzero(kinds == _QUOTE)
+        keep = ~slashes
+        if quote_idx.size:
+            escaped = self._escaped(at[quote_idx], slash_at)
+            keep[quote_idx[escaped]] = False
+        self.backslashes = self._trailing_backslashes(slash_at, size)
+        return at[keep], kinds[keep]
+
+    def _escaped(self, quotes: np.ndarray, slashes: np.ndarray) -> np.ndarray:
+        """Which ``quotes`` are escaped, i.e. preceded by an odd run of backslashes."""
+        xp = self.np
+        runs = xp.zeros(quotes.size, dtype=xp.int64)
         if slashes.size:
-            starts = slashes[np.r_[True, np.diff(slashes) != 1]]  # where each run begins
-            at = np.searchsorted(slashes, quotes - 1)  # the backslash at quote - 1, if any
-            touching = slashes[np.minimum(at, slashes.size - 1)] == quotes - 1
-            run_start = starts[np.searchsorted(starts, quotes - 1, side="right") - 1]
-            runs = np.where(touching, quotes - run_start, 0)
-            runs = np.where(touching & (run_start == 0), runs + self.backslashes, runs)
+            starts = slashes[xp.r_[True, xp.diff(slashes) != 1]]  # where each run begins
+            at = xp.searchsorted(slashes, quotes - 1)  # the backslash at quote - 1, if any
+            touching = slashes[xp.minimum(at, slashes.size - 1)] == quotes - 1
+            run_start = starts[xp.searchsorted(starts, quotes - 1, side="right") - 1]
+            runs = xp.where(touching, quotes - run_start, 0)
+            runs = xp.where(touching & (run_start == 0), runs + self.backslashes, runs)
         if self.backslashes and quotes[0] == 0:
             runs[0] = self.backslashes
-        result: np.ndarray = quotes[(runs & 1) == 0]
-        return result
+        escaped: np.ndarray = (runs & 1) == 1
+        return escaped
 
     def _trailing_backslashes(self, slashes: np.ndarray, size: int) -> int:
+        xp = self.np
         if not slashes.size or slashes[-1] != size - 1:
             return 0
-        starts = slashes[np.r_[True, np.diff(slashes) != 1]]
+        starts = slashes[xp.r_[True, xp.diff(slashes) != 1]]
         run = size - int(starts[-1])
         return run + self.backslashes if run == size else run
 
 
-class _Reader:
-    """A file-like view of decompressed chunks for ijson, with the document's limits."""
+def _pieces(chunks: Iterable[bytes], max_document: int) -> Iterator[bytes]:
+    """The document's bytes in pieces of at least :data:`_PIECE` bytes (but the last).
 
-    def __init__(self, chunks: Iterable[bytes], max_document: int, max_record: int) -> None:
-        self._chunks = iter(chunks)
-        self._buf = b""
-        self._at = 0
-        self._max_document = max_document
-        self._max_record = max_record
-        self._guard = _NestingGuard(MAX_DEPTH)
-        self.total = 0
-        self._mark = 0
-        self.record = 0  # records yielded, for error messages
-
-    def _next(self) -> bytes | None:
-        chunk = next(self._chunks, None)
-        if chunk is None:
-            return None
-        if not self.total:
-            chunk = chunk.removeprefix(_BOM)
-        self.total += len(chunk)
-        if self.total > self._max_document:
+    The byte order mark is dropped; past ``max_document`` bytes, DecodeError.
+    """
+    parts: list[bytes] = []
+    size = 0
+    head = True  # the first bytes, until the BOM is known
+    for chunk in chunks:
+        parts.append(chunk)
+        size += len(chunk)
+        if head:
+            if size < len(_BOM):
+                continue
+            parts = [b"".join(parts).removeprefix(_BOM)]
+            size = len(parts[0])
+            total = size
+            head = False
+        else:
+            total += len(chunk)
+        if total > max_document:
             raise DecodeError(
-                f"document larger than {self._max_document} bytes; raise max_document_bytes "
+                f"document larger than {max_document} bytes; raise max_document_bytes "
                 "or, if the object holds one JSON value per line, use the ndjson format"
             )
-        # One record (with the parser's read-ahead) may not outgrow the record limit.
-        if self.total - self._mark > self._max_record + 2 * _READ_SIZE + len(chunk):
-            raise DecodeError(
-                f"record {self.record + 1} of the document is over {self._max_record} bytes; "
-                "raise --max-record-bytes to ship it"
-            )
-        self._guard.feed(chunk)
-        return chunk
+        if size >= _PIECE:
+            yield b"".join(parts)
+            parts, size = [], 0
+    if parts:
+        yield b"".join(parts).removeprefix(_BOM) if head else b"".join(parts)
 
-    def first_byte(self) -> bytes:
-        """The first byte that is not whitespace (b"" for a blank document), not consumed."""
-        while True:
-            rest = self._buf[self._at :].lstrip(_WHITESPACE)
-            if rest:
-                self._buf, self._at = rest, 0
-                return rest[:1]
-            chunk = self._next()
-            if chunk is None:
-                return b""
-            self._buf, self._at = chunk, 0
 
-    def head(self, size: int) -> bytes:
-        """Up to ``size`` bytes from the current position, not consumed."""
-        while len(self._buf) - self._at < size:
-            chunk = self._next()
-            if chunk is None:
-                break
-            self._buf = self._buf[self._at :] + chunk
-            self._at = 0
-        return self._buf[self._at : self._at + size]
+class _Reader:
+    """A file-like view of a document's pieces for ijson, with the nesting guard and the
+    record budget."""
+
+    def __init__(
+        self,
+        pieces: Iterable[bytes],
+        max_record: int,
+        scanner: _Scanner | None = None,
+        head: bytes = b"",
+    ) -> None:
+        self._pieces = iter(pieces)
+        self._buf = head  # already scanned by ``scanner``
+        self._at = 0
+        self._max_record = max_record
+        self._scanner = scanner or _Scanner(MAX_DEPTH)
+        self.total = len(head)
+        self._mark = 0
+        self.record = 0  # records yielded, for error messages
 
     def read(self, size: int = -1) -> bytes:
         """The next bytes, at most ``size`` of them."""
         while self._at >= len(self._buf):
-            chunk = self._next()
-            if chunk is None:
+            piece = next(self._pieces, None)
+            if piece is None:
                 return b""
-            self._buf, self._at = chunk, 0
+            self.total += len(piece)
+            # One record (with the parser's read-ahead) may not outgrow the record limit.
+            if self.total - self._mark > self._max_record + 2 * _READ_SIZE + len(piece):
+                raise _too_large(self.record, self._max_record)
+            self._scanner.feed(piece)
+            self._buf, self._at = piece, 0
         start = self._at
         self._at = len(self._buf) if size < 0 else min(start + size, len(self._buf))
         return self._buf[start : self._at]
@@ -166,6 +211,13 @@ class _Reader:
         """A record was yielded: the budget of the next one starts here."""
         self._mark = self.total
         self.record += 1
+
+
+def _too_large(done: int, limit: int) -> DecodeError:
+    return DecodeError(
+        f"record {done + 1} of the document is over {limit} bytes; "
+        "raise --max-record-bytes to ship it"
+    )
 
 
 @dataclass
@@ -185,6 +237,9 @@ class Document:
     value: Any = None
     #: The records: elements of the top-level array or of the streamed list.
     records: Iterator[Any] = field(default_factory=lambda: iter(()))
+    #: The same records in runs (lists) when the list is parsed run by run, else None:
+    #: read either this or ``records``, not both.
+    batches: Iterator[list[Any]] | None = None
 
 
 def open_document(
@@ -200,27 +255,152 @@ def open_document(
     elements. An object document streams the elements of the first of ``list_keys`` that
     holds a list; its other fields are in ``fields`` (those before the list as soon as the
     first record comes out; unless ``need_fields``, a list opening the document is parsed
-    without them, all in C). Errors are DecodeErrors that name ``what``.
+    without them, run by run). Errors are DecodeErrors that name ``what``.
     """
-    reader = _Reader(chunks, *limits)
-    first = reader.first_byte()
-    if not first:
+    max_document, max_record = limits
+    pieces = _pieces(chunks, max_document)
+    head = _first_piece(pieces)
+    if not head:
         return Document("empty")
-    if first == b"[":
-        return Document("array", records=_guarded(_items(reader, "item"), reader, what))
-    if first != b"{":
+    # The first piece is scanned now: a nesting bomb fails before the document's shape is
+    # judged, whatever the format expects.
+    scanner = _Scanner(MAX_DEPTH)
+    fast = None if need_fields else _LEADING_LIST.match(head)
+    key = fast.group(1).decode() if fast is not None else None
+    if head[:1] == b"[" or key in list_keys:
+        opened, level = (0, 1) if head[:1] == b"[" else (fast.end() - 1, 2)  # type: ignore[union-attr]
+        scanner.feed(head[: opened + 1])
+        rest = head[opened + 1 :]
+        scanned = _scanned(rest, scanner.feed(rest, level), scanner, pieces, level)
+        # In an object (CloudTrail's {"Records": [...]}), fields after the list are
+        # validated, not read.
+        batches = _list_batches(scanned, pieces, opened + 1, level, max_record, what)
+        records = itertools.chain.from_iterable(batches)
+        kind = "array" if level == 1 else "object"
+        return Document(kind, list_key=key, records=records, batches=batches)
+    scanner.feed(head)
+    reader = _Reader(pieces, max_record, scanner, head)
+    if head[:1] != b"{":
         values = list(_guarded(_items(reader, ""), reader, what))
         return Document("value", value=values[0] if values else None)
     doc = Document("object")
-    fast = None if need_fields else _leading_list(reader.head(4096), list_keys)
-    if fast is not None:
-        # CloudTrail's {"Records": [...]}: the elements come out of C without Python per
-        # JSON event; fields after the list are validated, not read.
-        doc.list_key = fast
-        doc.records = _guarded(_items(reader, f"{fast}.item"), reader, what)
-    else:
-        doc.records = _guarded(_object_records(reader, list_keys, doc), reader, what)
+    doc.records = _guarded(_object_records(reader, list_keys, doc), reader, what)
     return doc
+
+
+def _first_piece(pieces: Iterator[bytes]) -> bytes:
+    """The first piece that is not all whitespace, from its first other byte (or b"")."""
+    for piece in pieces:
+        piece = piece.lstrip(_WHITESPACE)
+        if piece:
+            return piece
+    return b""
+
+
+def _scanned(
+    first: bytes,
+    found: tuple[np.ndarray, int],
+    scanner: _Scanner,
+    pieces: Iterator[bytes],
+    level: int,
+) -> Iterator[tuple[bytes, tuple[np.ndarray, int]]]:
+    """Each piece with what ``scanner`` found at ``level`` (``first``: already scanned)."""
+    yield first, found
+    for data in pieces:
+        yield data, scanner.feed(data, level)
+
+
+def _list_batches(
+    scanned: Iterator[tuple[bytes, tuple[np.ndarray, int]]],
+    pieces: Iterator[bytes],
+    offset: int,
+    level: int,
+    max_record: int,
+    what: str,
+) -> Iterator[list[Any]]:
+    """The elements of the list at nesting ``level`` whose bytes start ``scanned``, in runs.
+
+    The scan gives the commas between elements; each run of complete elements is parsed by
+    orjson at once, and the element being read is kept up to ``max_record`` bytes. What
+    follows the list comes from ``pieces``; ``offset`` is where the list's bytes start.
+    """
+    pending: list[bytes] = []  # the bytes of the element not complete yet
+    size = 0
+    start = offset  # document offset of pending's first byte (offset: of data's)
+    done = 0  # elements yielded
+    for data, (commas, close) in scanned:
+        end = len(data) if close < 0 else close
+        if commas.size or close >= 0:
+            _check_sizes(commas, close, size, max_record, done)
+        cut = 0
+        if commas.size:
+            last = int(commas[-1])
+            pending.append(data[:last])
+            run = _parse_run(pending, start, what)
+            if not run:  # "[," or "[ ,": orjson takes "[]" and "[ ]"
+                raise DecodeError(f"invalid {what}: a list element is missing near byte {start}")
+            done += len(run)
+            yield run
+            pending, size, cut = [], 0, last + 1
+            start = offset + cut
+        pending.append(data[cut:end])
+        size += end - cut
+        if close >= 0:
+            if b"".join(pending).strip(_WHITESPACE):
+                yield _parse_run(pending, start, what)
+            elif done:
+                raise DecodeError(f"invalid {what}: a comma ends the list near byte {start}")
+            _check_tail(data[close + 1 :], pieces, level, max_record, what)
+            return
+        if size > max_record:
+            raise _too_large(done, max_record)
+        offset += len(data)
+    raise DecodeError(f"invalid {what}: the document ends inside its list")
+
+
+def _check_sizes(commas: np.ndarray, close: int, size: int, max_record: int, done: int) -> None:
+    """DecodeError if an element that ends in this piece is over ``max_record`` bytes.
+
+    ``commas`` and ``close`` end elements; the first began ``size`` bytes before the piece.
+    """
+    ends = commas if close < 0 else _numpy().append(commas, close)
+    lengths = _numpy().diff(ends, prepend=-1) - 1
+    lengths[0] += size
+    over = _numpy().flatnonzero(lengths > max_record)
+    if over.size:
+        raise _too_large(done + int(over[0]), max_record)
+
+
+def _numpy() -> Any:
+    import numpy  # here: formats that never stream a document never load NumPy
+
+    return numpy
+
+
+def _parse_run(parts: list[bytes], start: int, what: str) -> list[Any]:
+    """The elements in ``parts`` (a run of them, without brackets) starting at ``start``."""
+    try:
+        run: list[Any] = orjson.loads(b"".join([b"[", *parts, b"]"]))
+    except orjson.JSONDecodeError as exc:
+        at = start + max(exc.pos - 1, 0)
+        raise DecodeError(f"invalid {what}: {exc.msg} near byte {at}") from None
+    return run
+
+
+def _check_tail(
+    rest: bytes, pieces: Iterator[bytes], level: int, max_record: int, what: str
+) -> None:
+    """Validate what follows the list: whitespace after an array, the object's end else."""
+    if level == 1:
+        for data in itertools.chain([rest], pieces):
+            if data.strip(_WHITESPACE):
+                raise DecodeError(f"invalid {what}: trailing garbage after the document")
+        return
+    # The rest of the object, as if the list were the value of a first field "_": parsed
+    # in C, built into nothing.
+    reader = _Reader(itertools.chain([b'{"_":0', rest], pieces), max_record)
+    for _ in _guarded(_items(reader, "_.none"), reader, what):
+        pass
 
 
 def _items(reader: _Reader, prefix: str) -> Iterator[Any]:
@@ -240,15 +420,6 @@ def _guarded(records: Iterator[Any], reader: _Reader, what: str) -> Iterator[Any
 
 
 _LEADING_LIST = re.compile(rb'\{\s*"([A-Za-z0-9_@$#.-]*)"\s*:\s*\[')
-
-
-def _leading_list(head: bytes, list_keys: tuple[str, ...]) -> str | None:
-    """The list key when the document opens with ``{"<key>": [``."""
-    m = _LEADING_LIST.match(head)
-    if m is None:
-        return None
-    key = m.group(1).decode()
-    return key if key in list_keys else None
 
 
 Event = tuple[str, str, Any]

@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from logferry.engine.metrics import METRICS
 from logferry.engine.results import one_line
 from logferry.errors import RetryableSinkError
 from logferry.records import Batch
@@ -113,6 +114,19 @@ class Deliverer:
         self, sink: Sink, batch: Batch, cancelled: Callable[[], bool] = lambda: False
     ) -> Outcome:
         """Write ``batch`` to ``sink`` until it is acknowledged, refused, or time runs out."""
+        began = time.monotonic()
+        outcome = self._deliver(sink, batch, cancelled)
+        METRICS.delivery.labels(sink.name).observe(time.monotonic() - began)
+        kind = {Delivered: "delivered", RetryLater: "retry_later", Refused: "refused"}
+        METRICS.batches.labels(batch.source, sink.name, kind[type(outcome)]).inc()
+        if isinstance(outcome, Delivered):
+            METRICS.records.labels(batch.source, sink.name).inc(len(batch))
+            METRICS.bytes.labels(batch.source, sink.name).inc(batch.nbytes)
+        if not isinstance(outcome, RetryLater):  # a refusal is an answer: the sink is there
+            METRICS.health(sink.name, True)
+        return outcome
+
+    def _deliver(self, sink: Sink, batch: Batch, cancelled: Callable[[], bool]) -> Outcome:
         policy = self.policy
         first_failure: float | None = None
         slept = 0.0  # what the waits asked for (counts when ``sleep`` is replaced, in tests)
@@ -132,6 +146,7 @@ class Deliverer:
                 delay = policy.delay(attempt - 1, exc.retry_after)
                 reason = one_line(exc)
                 waited = max(now - first_failure, slept)
+                METRICS.health(sink.name, False, reason)
                 out_of_time = (
                     policy.give_up_after is not None and waited + delay > policy.give_up_after
                 )
@@ -150,6 +165,8 @@ class Deliverer:
                         reason, delay, attempt)  # fmt: skip
                 with self._lock:
                     self.retries += 1
+                METRICS.retries.labels(sink.name).inc()
+                METRICS.health(sink.name, False, reason)
                 slept += delay
                 if self._wait(delay, cancelled):
                     return RetryLater(0.0, f"{reason} (stopped while retrying)",

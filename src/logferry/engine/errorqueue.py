@@ -13,6 +13,7 @@ import threading
 from collections.abc import Callable
 
 from logferry.engine.delivery import Refused
+from logferry.engine.metrics import METRICS
 from logferry.engine.results import Failure, ShipResult
 from logferry.ledger.base import Claim, ClaimLostError, Ledger
 from logferry.records import Batch
@@ -37,6 +38,7 @@ class ErrorQueue:
         if claim is not None:
             with contextlib.suppress(ClaimLostError):  # someone else owns it now
                 self.ledger.fail(claim, error, error_class)
+        METRICS.failures.labels(self.result.source, error_class).inc()
         self._record(key, error)
 
     def refused(self, batch: Batch, etag: str, sink: str, outcome: Refused) -> None:
@@ -45,6 +47,7 @@ class ErrorQueue:
         letter = self.ledger.add_dead_letter(batch, etag, sink, outcome.error_class, error)
         with self._lock:
             self.result.dead_letters += len(batch)
+        METRICS.failures.labels(self.result.source, outcome.error_class).inc()
         log.info("dead letter D%d: %s records %d-%d", letter, batch.key, batch.start, batch.end)
         self._record(f"{batch.key}#{batch.start}-{batch.end}", error)
 

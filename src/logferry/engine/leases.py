@@ -6,6 +6,7 @@ import logging
 import threading
 from collections.abc import Callable
 
+from logferry.engine.metrics import METRICS
 from logferry.engine.results import one_line
 from logferry.ledger.base import Claim, Ledger
 
@@ -33,12 +34,15 @@ class LeaseKeeper:
     def hold(self, claim: Claim) -> None:
         """Keep ``claim`` renewed until :meth:`drop`."""
         with self._lock:
+            if (claim.source, claim.key, claim.etag) not in self._claims:
+                METRICS.claims.labels(claim.source).inc()
             self._claims[(claim.source, claim.key, claim.etag)] = claim
 
     def drop(self, claim: Claim) -> None:
         """Stop renewing ``claim`` (completed, failed or released)."""
         with self._lock:
-            self._claims.pop((claim.source, claim.key, claim.etag), None)
+            if self._claims.pop((claim.source, claim.key, claim.etag), None) is not None:
+                METRICS.claims.labels(claim.source).dec()
 
     def start(self) -> LeaseKeeper:
         """Start renewing in a background thread."""

@@ -24,6 +24,7 @@ from logferry.engine.batching import Stopped, batches, prefetch
 from logferry.engine.delivery import Deliverer, Refused, RetryLater, RetryPolicy
 from logferry.engine.errorqueue import ErrorQueue
 from logferry.engine.leases import LeaseKeeper
+from logferry.engine.metrics import METRICS
 from logferry.engine.results import Failure, Progress, ShipResult, one_line
 from logferry.engine.routing import Route, Router
 from logferry.errors import DecodeError, LogferryError, ObjectError, is_transient
@@ -147,6 +148,9 @@ class ObjectRunner:
         todo, self.result.held = pending_objects(
             self.source, self.ledger, self.options, include_done=include_done
         )
+        oldest = min((o.last_modified_ms for o in todo), default=None)
+        age = 0.0 if oldest is None else max(0.0, time.time() - oldest / 1000)
+        METRICS.oldest_unshipped.labels(self.source.id).set(age)
         return todo
 
     # -- running ------------------------------------------------------------

@@ -34,6 +34,7 @@ from logferry.engine.delivery import Deliverer
 from logferry.engine.errorqueue import ErrorQueue
 from logferry.engine.lanes import Job, Lanes
 from logferry.engine.leases import LeaseKeeper
+from logferry.engine.metrics import METRICS
 from logferry.engine.objects import format_options_of, retry_policy_of
 from logferry.engine.results import Progress, ShipResult, one_line
 from logferry.engine.routing import Router
@@ -166,7 +167,9 @@ class StreamRunner:
             parts = self.source.partitions()
         except Exception as exc:
             log.warning("listing %s failed: %s", self.source.display, one_line(exc))
+            METRICS.health(f"source {self.source.display}", False, one_line(exc))
             return
+        METRICS.health(f"source {self.source.display}", True)
         for h in list(self._held.values()):
             if not h.abandoned and not self.source.selects(h.info.key):
                 h.abandoned = True  # let go next round; unacknowledged records come again
@@ -238,6 +241,7 @@ class StreamRunner:
             self._drop_partition(h, exc)
             return False, True
         h.read_delay, h.read_failures = 0.5, 0
+        self._measure_lag(h)
         read = bool(len(res.chunk))
         if read:
             with self._lock:
@@ -247,6 +251,13 @@ class StreamRunner:
         h.caught_up = res.caught_up
         h.finished = res.finished
         return read, res.caught_up
+
+    def _measure_lag(self, h: Held) -> None:
+        behind, delay = h.partition.bytes_behind(), h.partition.ingestion_delay()
+        if behind is not None:
+            METRICS.bytes_behind.labels(self.source.id, h.info.key).set(behind)
+        if delay is not None:
+            METRICS.ingestion_delay.labels(self.source.id, h.info.key).set(delay)
 
     def _cursor_moved(self, h: Held, cursor: Cursor) -> None:
         """A cursor that moved past no records (the end of a file opened with ``--from end``,

@@ -320,5 +320,9 @@ class Ledger(ABC):
         """Forget these dead letters; return how many were removed."""
 
     @abstractmethod
+    def check_writable(self) -> None:
+        """Raise ``LedgerError`` unless a write could go through now (readiness checks)."""
+
+    @abstractmethod
     def close(self) -> None:
         """Release connections."""

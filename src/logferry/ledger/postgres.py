@@ -343,6 +343,15 @@ class PostgresLedger(SqlLedger):
             ).fetchall()
         return [SourceStatus(*r) for r in rows]
 
+    def check_writable(self) -> None:
+        """A round trip in a read-write transaction."""
+        try:
+            rows = self._rows("SHOW transaction_read_only")
+        except psycopg.Error as exc:
+            raise LedgerError(f"cannot reach ledger {self.display}: {self._reason(exc)}") from None
+        if rows and rows[0][0] == "on":
+            raise LedgerError(f"ledger {self.display} is read-only")
+
     def close(self) -> None:
         """Close the pool and its connections."""
         self._pool.close()

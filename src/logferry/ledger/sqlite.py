@@ -343,6 +343,16 @@ class SQLiteLedger(SqlLedger):
         )
         return [SourceStatus(r[0], r[1], r[2], r[3], r[4] or 0, r[5] or 0, r[6]) for r in rows]
 
+    def check_writable(self) -> None:
+        """Take the write lock and give it back at once."""
+        if self.readonly:
+            raise LedgerError(f"ledger {self.display} is open read-only")
+        try:
+            with self._tx():
+                pass
+        except sqlite3.Error as exc:
+            raise LedgerError(f"cannot write ledger {self.display}: {exc}") from None
+
     def close(self) -> None:
         """Close every thread's connection."""
         with self._conns_lock:

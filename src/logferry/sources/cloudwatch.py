@@ -126,6 +126,7 @@ class CloudWatchPartition(StreamPartition):
         self.decoder = decoder
         self._key = key
         self._event_columns = event_columns
+        self._delay: float | None = None
 
     def read(self, max_records: int) -> ReadResult:
         """The next page of events (messages as lines, event times as timestamps)."""
@@ -136,6 +137,9 @@ class CloudWatchPartition(StreamPartition):
         except StreamNotFoundError:
             return ReadResult(Chunk([], []), self._reader.cursor, True, finished=True)
         messages = [e["message"] for e in page.events]
+        ingested = [e["ingestionTime"] for e in page.events if e.get("ingestionTime")]
+        if ingested:
+            self._delay = max(0.0, time.time() - max(ingested) / 1000)
         chunk = self.decoder.decode_events(
             messages, [int(e["timestamp"]) for e in page.events], self._key
         )
@@ -148,6 +152,10 @@ class CloudWatchPartition(StreamPartition):
                 ],
             }
         return ReadResult(chunk, page.cursor, caught_up=page.caught_up)
+
+    def ingestion_delay(self) -> float | None:
+        """Seconds between the newest event's ingestion and its reading (last page)."""
+        return self._delay
 
 
 class ReadAheadPartition(StreamPartition):
@@ -190,6 +198,10 @@ class ReadAheadPartition(StreamPartition):
         self._pending = self._pool.submit(self._inner.read, max_records)
         self._pending.add_done_callback(lambda _: self._landed.set())
         return ReadResult(Chunk([], []), None, caught_up=False)
+
+    def ingestion_delay(self) -> float | None:
+        """The inner partition's."""
+        return self._inner.ingestion_delay()
 
     def close(self) -> None:
         """Forget a fetch in flight (its page is read again from the checkpoint)."""

@@ -88,6 +88,14 @@ class StreamPartition(ABC):
         neither skipping nor repeating one. Records come decoded by the partition's decoder.
         """
 
+    def bytes_behind(self) -> int | None:
+        """Bytes not read yet, where the partition knows (a file's size less its offset)."""
+        return None
+
+    def ingestion_delay(self) -> float | None:
+        """Seconds between the newest record's arrival at its source and its reading."""
+        return None
+
     def close(self) -> None:  # noqa: B027
         """Release files and clients."""
 

@@ -60,8 +60,10 @@ from logferry.sources.stream import (
 
 #: A first line longer than this is fingerprinted by its first this-many bytes.
 FINGERPRINT_BYTES = 1024
-#: Bytes read per ``read`` call (a longer line is read whole, in pieces of this size).
+#: Bytes read per ``read`` call (a longer line is read in pieces of this size, its head kept).
 READ_BYTES = 1 << 20
+#: Room for the marker of a capped line (" …[truncated N bytes]"), within the line limit.
+_MARKER_ROOM = 48
 
 Start = Literal["beginning", "end"]
 _WAKE_EVENTS = frozenset({"modified", "created", "moved", "deleted", "closed"})
@@ -423,44 +425,68 @@ class TailPartition(StreamPartition):
             self.offset, self._truncated = 0, False
         if size != self._last_size:
             self._last_size, self._last_growth = size, now
-        data, cut = self._complete_lines(size)
+        data, cut, span = self._complete_lines(size)
         if cut < 0:
             # No complete line ahead. A file renamed away (or deleted) that stopped growing is
             # over: ship its unterminated last line, unless another listed path holds it.
             if self._rotated(now) and now - self._last_growth >= self.source.rotate_wait:
                 if data and not self.source._listed_elsewhere(self.fp, self.path):
-                    self.offset += len(data)
+                    self.offset += span
+                    if span > len(data):
+                        self.counters["truncated_lines"] += 1
                     chunk = self._decode(data, st.st_mtime_ns)
                     self.cursor = TailCursor(self.offset, self.fp)
                     return ReadResult(chunk, self.cursor, caught_up=True, finished=True)
                 return self._finished()
             return ReadResult(Chunk([], []), self.cursor, caught_up=True)
-        cut = _nth_line_end(data, cut, max_records)
-        self.offset += cut
-        chunk = self._decode(data[:cut], st.st_mtime_ns)
+        end = _nth_line_end(data, cut, max_records)
+        self.offset += span if end == cut else end  # a capped line stands for more bytes
+        chunk = self._decode(data[:end], st.st_mtime_ns)
         self.cursor = TailCursor(self.offset, self.fp)
-        caught_up = self.offset >= size or (data.find(b"\n", cut) < 0 and len(data) < READ_BYTES)
+        caught_up = self.offset >= size or (
+            span == cut and data.find(b"\n", end) < 0 and len(data) < READ_BYTES
+        )
         return ReadResult(chunk, self.cursor, caught_up=caught_up)
 
-    def _complete_lines(self, size: int) -> tuple[bytes, int]:
-        """Bytes from the offset, and the end of the last complete line in them (-1: none)."""
+    def _complete_lines(self, size: int) -> tuple[bytes, int, int]:
+        """Bytes from the offset, the end of the last complete line in them (-1: none), and
+        how many bytes of the file they stand for (``data[:cut]``'s, or all data's if -1).
+
+        A line longer than READ_BYTES comes alone. Past the decoder's ``max_line_bytes`` it
+        keeps its head and a marker (within the limit, so framing leaves it as it is), the
+        rest is read past, never held, and a complete one counts in ``truncated_lines``.
+        """
         data = os.pread(self._fd, min(READ_BYTES, size - self.offset), self.offset)
         cut = data.rfind(b"\n")
-        if cut >= 0 or len(data) < READ_BYTES:
-            return data, cut + 1 if cut >= 0 else -1
-        # One line longer than READ_BYTES: read on until it ends (or the data does).
-        parts = [data]
-        have = len(data)
-        while True:
+        if cut >= 0:
+            return data, cut + 1, cut + 1
+        if len(data) < READ_BYTES:
+            return data, -1, len(data)
+        limit = self.decoder.options.max_line_bytes
+        head = [data[:limit]]
+        kept = len(head[0])
+        have = len(data)  # bytes of the line so far
+        ended = False
+        while not ended:
             more = os.pread(self._fd, READ_BYTES, self.offset + have)
             if not more:
-                return b"".join(parts), -1
+                break
             nl = more.find(b"\n")
-            if nl >= 0:
-                parts.append(more[: nl + 1])
-                return b"".join(parts), have + nl + 1
-            parts.append(more)
-            have += len(more)
+            ended = nl >= 0
+            piece = more[:nl] if ended else more
+            if kept < limit:
+                head.append(piece[: limit - kept])
+                kept += len(head[-1])
+            have += len(piece)
+        line = b"".join(head)
+        if have > limit:
+            line = line[: max(limit - _MARKER_ROOM, 0)]
+            line += f" …[truncated {have - len(line)} bytes]".encode()
+            if ended:
+                self.counters["truncated_lines"] += 1
+        if ended:
+            return line + b"\n", len(line) + 1, have + 1
+        return line, -1, have
 
     def _rotated(self, now: float) -> bool:
         """True once the path no longer names this file (renamed away or deleted)."""
@@ -481,6 +507,15 @@ class TailPartition(StreamPartition):
         return self.decoder.decode(
             data, self.path, mtime_ns // 1_000_000, head=lambda: os.pread(fd, HEAD_SIZE, 0)
         )
+
+    def bytes_behind(self) -> int | None:
+        """The file's size less what was read."""
+        if self._fd < 0:
+            return 0
+        try:
+            return max(0, os.fstat(self._fd).st_size - self.offset)
+        except OSError:
+            return None
 
     def close(self) -> None:
         """Close the file."""

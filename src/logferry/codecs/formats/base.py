@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import bisect
 import collections
+import itertools
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NoReturn
 
 import orjson
 
@@ -150,18 +152,67 @@ def chunk_records(
     lines: list[str] = []
     timestamps: list[int] = []
     fields: list[dict[str, Any]] = []
-    size = 0
+    size = done = 0
     for record in records:
         try:
             line = dumps(record).decode()
         except orjson.JSONEncodeError as exc:
-            raise DecodeError(f"cannot re-encode record {len(lines) + 1}: {exc}") from None
+            raise DecodeError(f"cannot re-encode record {done + len(lines) + 1}: {exc}") from None
         lines.append(line)
         timestamps.append(timestamp_of(record))
         fields.append(record if isinstance(record, dict) else {})
         size += len(line)
         if len(lines) >= DOCUMENT_CHUNK_RECORDS or size >= DOCUMENT_CHUNK_BYTES:
             yield Chunk(lines, timestamps, fields)
+            done += len(lines)
             lines, timestamps, fields, size = [], [], [], 0
     if lines:
         yield Chunk(lines, timestamps, fields)
+
+
+def chunk_batches(
+    batches: Iterable[list[Any]],
+    timestamp_of: Callable[[Any], int],
+) -> Iterator[Chunk]:
+    """:func:`chunk_records` for records that come in runs (lists): the same chunks, with
+    the per-record work done a run at a time."""
+    lines: list[str] = []
+    timestamps: list[int] = []
+    fields: list[dict[str, Any]] = []
+    size = done = 0
+    for batch in batches:
+        try:
+            new = [orjson.dumps(record).decode() for record in batch]
+        except orjson.JSONEncodeError:
+            _reencode_error(batch, done + len(lines))
+        times = [timestamp_of(record) for record in batch]
+        dicts = [record if type(record) is dict else {} for record in batch]
+        ends = list(itertools.accumulate(map(len, new)))  # bytes of new[:i + 1]
+        at = 0
+        while at < len(new):
+            # Up to the record that fills the chunk, by count or by bytes.
+            stop = min(len(new), at + DOCUMENT_CHUNK_RECORDS - len(lines))
+            before = ends[at - 1] if at else 0
+            full = bisect.bisect_left(ends, DOCUMENT_CHUNK_BYTES - size + before, at, stop)
+            stop = min(stop, full + 1)
+            lines += new[at:stop]
+            timestamps += times[at:stop]
+            fields += dicts[at:stop]
+            size += ends[stop - 1] - before
+            at = stop
+            if len(lines) >= DOCUMENT_CHUNK_RECORDS or size >= DOCUMENT_CHUNK_BYTES:
+                yield Chunk(lines, timestamps, fields)
+                done += len(lines)
+                lines, timestamps, fields, size = [], [], [], 0
+    if lines:
+        yield Chunk(lines, timestamps, fields)
+
+
+def _reencode_error(batch: list[Any], done: int) -> NoReturn:
+    """Raise the DecodeError of the first record of ``batch`` orjson cannot encode."""
+    for i, record in enumerate(batch):
+        try:
+            orjson.dumps(record)
+        except orjson.JSONEncodeError as exc:
+            raise DecodeError(f"cannot re-encode record {done + i + 1}: {exc}") from None
+    raise AssertionError("a record of the batch failed to encode")

@@ -6,7 +6,13 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from logferry.codecs.documents import Document
-from logferry.codecs.formats.base import DecodeContext, Format, chunk_records, open_json
+from logferry.codecs.formats.base import (
+    DecodeContext,
+    Format,
+    chunk_batches,
+    chunk_records,
+    open_json,
+)
 from logferry.codecs.timestamps import parse_timestamp
 from logferry.errors import DecodeError
 from logferry.records import Chunk
@@ -33,7 +39,10 @@ class CloudTrailFormat(Format):
             ts = parse_timestamp(event.get("eventTime")) if isinstance(event, dict) else None
             return default if ts is None else ts
 
-        yield from chunk_records(_events(doc), timestamp_of)
+        if doc.batches is not None:
+            yield from chunk_batches(doc.batches, timestamp_of)
+        else:
+            yield from chunk_records(_events(doc), timestamp_of)
 
 
 def _events(doc: Document) -> Iterator[Any]:

@@ -1,24 +1,24 @@
 """``csv``: comma-separated values with a header row; one record per data row.
 
 Read with the :mod:`csv` module over a stream of physical lines, so quoted fields may hold
-commas and newlines and the object is never held whole. The line shipped is the row's text
+commas and newlines and the object is never held whole; a physical line is capped at
+``max_line_bytes`` as framing caps lines. The line shipped is the row's text
 as written; ``fields`` maps the header's names to the row's values.
 """
 
 from __future__ import annotations
 
-import codecs
 import csv
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 from logferry.codecs.formats.base import DOCUMENT_CHUNK_RECORDS, NO_FIELDS, DecodeContext, Format
+from logferry.codecs.framing import iter_line_blocks
 from logferry.codecs.timestamps import parse_timestamp
 from logferry.records import Chunk
 
 #: Tried after ``options.timestamp_fields``.
 EXTRA_TIME_COLUMNS = ("time", "date", "datetime")
-_BOM = "\ufeff"
 
 
 class CsvFormat(Format):
@@ -29,7 +29,7 @@ class CsvFormat(Format):
     def decode(self, chunks: Iterable[bytes], ctx: DecodeContext) -> Iterator[Chunk]:
         """Yield chunks of at most DOCUMENT_CHUNK_RECORDS rows."""
         consumed: list[str] = []  # physical lines the reader took for the current row
-        reader = csv.reader(_physical_lines(chunks, consumed))
+        reader = csv.reader(_physical_lines(chunks, consumed, ctx))
         default = ctx.last_modified_ms
         header: list[str] | None = None
         column = -1
@@ -89,33 +89,19 @@ def _time_column(header: list[str], names: Iterable[str]) -> int:
     return -1
 
 
-def _physical_lines(chunks: Iterable[bytes], consumed: list[str]) -> Iterator[str]:
-    """Yield UTF-8 text line by line (ends kept), noting each in ``consumed``."""
-    decoder = codecs.getincrementaldecoder("utf-8")("replace")
-    pending: list[str] = []
-    first = True
-    for chunk in chunks:
-        text = decoder.decode(chunk)
-        if first and text:
-            text = text.removeprefix(_BOM)
-            first = False
-        parts = text.split("\n")
-        if len(parts) == 1:
-            pending.append(text)
-            continue
-        if pending:
-            pending.append(parts[0])
-            parts[0] = "".join(pending)
-            pending.clear()
-        last = parts.pop()
-        if last:
-            pending.append(last)
+def _physical_lines(
+    chunks: Iterable[bytes], consumed: list[str], ctx: DecodeContext
+) -> Iterator[str]:
+    """Yield UTF-8 text line by line (ends kept), noting each in ``consumed``.
+
+    Lines are framed as :func:`~logferry.codecs.framing.iter_line_blocks` frames them: one
+    longer than ``max_line_bytes`` keeps its head and is counted in ``truncated_lines``.
+    """
+    for block in iter_line_blocks(chunks, ctx.options.max_line_bytes, ctx.counters):
+        # Blocks end in "\n", and cutting at b"\n" never splits a UTF-8 sequence.
+        parts = block.decode("utf-8", "replace").split("\n")
+        parts.pop()
         for part in parts:
             line = part + "\n"
             consumed.append(line)
             yield line
-    pending.append(decoder.decode(b"", final=True))
-    rest = "".join(pending)
-    if rest:
-        consumed.append(rest)
-        yield rest

@@ -9,6 +9,7 @@ from logferry.codecs.documents import Document
 from logferry.codecs.formats.base import (
     DecodeContext,
     Format,
+    chunk_batches,
     chunk_records,
     count_late_fields,
     open_json,
@@ -51,7 +52,10 @@ class JsonFormat(Format):
                 return record_timestamp(record, names, default)
             return default
 
-        yield from chunk_records(records, timestamp_of)
+        if field is None and doc.batches is not None:
+            yield from chunk_batches(doc.batches, timestamp_of)
+        else:
+            yield from chunk_records(records, timestamp_of)
         count_late_fields(doc, ctx)
 
 

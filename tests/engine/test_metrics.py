@@ -1,0 +1,110 @@
+"""Metrics and health of a real run: counters equal what the sink has, lag falls to zero,
+and ``/readyz`` fails while a sink is down and recovers when it is back."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from logferry.config import ShipOptions
+from logferry.engine import Router, StreamRunner
+from logferry.engine.metrics import MetricsServer
+from logferry.ledger import SQLiteLedger
+from logferry.sinks.mezmo import MezmoSink
+from logferry.sources.tail import TailSource
+from logferry.testing.mezmo_server import MezmoServer
+from tests.helpers import wait_for
+
+
+def scrape(url: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """Every sample of ``/metrics``: (name, labels) → value."""
+    text = httpx.get(f"{url}/metrics").text
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def value(samples: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str,
+          **labels: str) -> float:  # fmt: skip
+    """The sum of ``name``'s samples whose labels include ``labels``."""
+    want = set(labels.items())
+    return sum(v for (n, ls), v in samples.items() if n == name and want <= ls)
+
+
+def test_metrics_and_readiness_during_a_followed_run(tmp_path: Path, ingest_key: str) -> None:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    app = logs / "app.log"
+    app.write_text("".join(f"line {i}\n" for i in range(300)))
+    ledger = SQLiteLedger(tmp_path / "l.db")
+    with MezmoServer(ingest_key) as mezmo:
+        mezmo.fail_next(5, 503)
+        sink = MezmoSink(mezmo.url, ingestion_key=ingest_key, hostname="h")
+        source = TailSource(f"{logs}/*.log")
+        options = ShipOptions(follow=True, batch_wait=0.05, retry_backoff=0.05)
+        stop = threading.Event()
+        runner = StreamRunner(source, Router.to_all([sink]), ledger, options, stop=stop,
+                              discover_interval=0.1)  # fmt: skip
+        server = MetricsServer(0, ready=lambda: {}).start()
+        url = f"http://127.0.0.1:{server.port}"
+        thread = threading.Thread(target=runner.run)
+        thread.start()
+        try:
+            assert httpx.get(f"{url}/healthz").status_code == 200
+            # The sink answers 503: not ready, and it says which sink and why.
+            down = wait_for(lambda: (r := httpx.get(f"{url}/readyz")).status_code == 503 and r)
+            assert sink.name in down.json()["problems"]
+            assert "503" in down.json()["problems"][sink.name]
+            wait_for(lambda: len(mezmo.lines) == 300, message="every line at the sink")
+            wait_for(lambda: httpx.get(f"{url}/readyz").status_code == 200)
+            samples = scrape(url)
+            assert value(samples, "logferry_records_total", sink=sink.name) == len(mezmo.lines)
+            assert value(samples, "logferry_retries_total", sink=sink.name) >= 1
+            assert value(samples, "logferry_claims_held", source=source.id) == 1
+            assert value(samples, "logferry_bytes_behind", source=source.id) == 0
+            with app.open("a") as f:
+                f.write("one more\n")
+            wait_for(lambda: len(mezmo.lines) == 301)
+            samples = wait_for(
+                lambda: (
+                    value(s := scrape(url), "logferry_records_total", sink=sink.name) == 301 and s
+                )
+            )
+            assert value(samples, "logferry_bytes_total", sink=sink.name) == sum(
+                len(x["line"]) for x in mezmo.lines
+            )
+            assert value(samples, "logferry_batch_delivery_seconds_count", sink=sink.name) >= 2
+        finally:
+            stop.set()
+            thread.join()
+            server.close()
+            sink.close()
+    ledger.close()
+
+
+def test_readiness_reports_an_unwritable_ledger(tmp_path: Path) -> None:
+    ledger = SQLiteLedger(tmp_path / "l.db")
+    ledger.close()
+    readonly = SQLiteLedger(tmp_path / "l.db", readonly=True)
+
+    def ready() -> dict[str, str]:
+        try:
+            readonly.check_writable()
+        except Exception as exc:
+            return {"ledger": str(exc)}
+        return {}
+
+    server = MetricsServer(0, ready=ready).start()
+    try:
+        r = httpx.get(f"http://127.0.0.1:{server.port}/readyz")
+        assert r.status_code == 503
+        assert "read-only" in r.json()["problems"]["ledger"]
+        assert httpx.get(f"http://127.0.0.1:{server.port}/nope").status_code == 404
+    finally:
+        server.close()
+        readonly.close()
