@@ -18,9 +18,11 @@ from logferry.cli.common import (
     make_progress,
     print_summary,
 )
+from logferry.cli.metrics import metrics_options, serving_metrics
 from logferry.codecs.formats import FORMATS
 from logferry.config import ShipOptions, SinkOptions, build
 from logferry.engine import ShipResult
+from logferry.ledger import open_ledger
 from logferry.sources import is_stream_url
 from logferry.timeparse import parse_time
 
@@ -257,12 +259,15 @@ def decode_options(func):  # type: ignore[no-untyped-def]
     "--json", "as_json", is_flag=True, help="Print a JSON summary as the last line of stdout."
 )
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
+@metrics_options
 @handle_errors
 def ship(
     source: str | None,
     config_path: str | None,
     sinks: tuple[str, ...],
     ledger: str | None,
+    metrics_port: int | None,
+    metrics_host: str,
     endpoint_url: str | None,
     profile: str | None,
     region: str | None,
@@ -309,19 +314,24 @@ def ship(
         if cycle.objects or cycle.failed:
             print_summary(cycle, as_json=False, quiet=quiet)
 
-    result = api.ship(
-        source,
-        list(sinks),
-        options,
-        sink_options=sink_options,
-        ledger=ledger,
-        endpoint_url=endpoint_url,
-        profile=profile,
-        region=region,
-        progress=FailureLog() if following_bucket and not quiet else make_progress(quiet),
-        stop=stop,
-        on_cycle=on_cycle,
-    )
+    led = open_ledger(ledger)
+    try:
+        with serving_metrics(metrics_port, metrics_host, led):
+            result = api.ship(
+                source,
+                list(sinks),
+                options,
+                sink_options=sink_options,
+                ledger=led,
+                endpoint_url=endpoint_url,
+                profile=profile,
+                region=region,
+                progress=FailureLog() if following_bucket and not quiet else make_progress(quiet),
+                stop=stop,
+                on_cycle=on_cycle,
+            )
+    finally:
+        led.close()
     sys.exit(print_summary(result, as_json=as_json, quiet=quiet))
 
 
