@@ -87,6 +87,38 @@ def test_follow_ships_appends_until_sigterm(tmp_path: Path) -> None:
     assert sorted(r["line"] for r in out_rows(out)) == ["b 1", "fresh 1"]  # not "old"
 
 
+def test_first_line_of_a_rotated_in_file_ships_within_two_seconds(tmp_path: Path) -> None:
+    logs, out, led = tmp_path / "logs", tmp_path / "out", tmp_path / "l.db"
+    logs.mkdir()
+    app = logs / "app.log"
+    app.write_text("before\n")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "logferry", "ship", f"tail://{logs}/*.log", "--to", str(out),
+         "--ledger", str(led), "--follow", "--batch-wait", "0.05", "--quiet"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy(),
+    )  # fmt: skip
+    try:
+        wait_for(lambda: len(out_rows(out)) == 1, timeout=15, message="the first file")
+        for i in range(3):
+            # logrotate's rename + create, then the writer's first line in the new file
+            app.rename(logs / f"app.log.{i}")
+            app.touch()
+            with app.open("a") as f:
+                f.write(f"rotated {i}\n")
+            wait_for(
+                lambda: f"rotated {i}" in [r["line"] for r in out_rows(out)],  # noqa: B023
+                timeout=2.0,
+                message=f"the first line of rotation {i}",
+            )
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _stdout, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 0, stderr
+    assert sorted(r["line"] for r in out_rows(out)) == [
+        "before", "rotated 0", "rotated 1", "rotated 2"
+    ]  # fmt: skip
+
+
 def test_two_runners_never_both_read_a_renamed_file(tmp_path: Path) -> None:
     """Runner A follows app.log; it is renamed to app.log.1 and keeps growing (a logger
     still writing through its open file). Runner B, listing the same directory on the same

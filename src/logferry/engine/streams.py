@@ -119,8 +119,9 @@ class StreamRunner:
         try:
             while not self.stop.is_set():
                 if (
-                    time.monotonic() - last_discover >= self.discover_interval
+                    self.source.listing_changed()
                     or self._discover_now.is_set()
+                    or time.monotonic() - last_discover >= self.discover_interval
                 ):
                     self._discover_now.clear()
                     self._discover()
@@ -349,6 +350,9 @@ class StreamRunner:
         del self._held[key]
         with self._lock:
             self.result.objects += 1
+        # Its key may hold a new version now (a rotated file's successor), or its content a
+        # new key that waited for this claim to end: list again at once.
+        self._discover_now.set()
 
     def _shutdown(self) -> None:
         # Hand over what was read, let the delivery threads deliver what they can (a sink

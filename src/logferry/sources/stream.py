@@ -131,6 +131,11 @@ class StreamSource(ABC):
         source's filters): the runner lets go of held partitions it no longer selects."""
         return True
 
+    def listing_changed(self) -> bool:
+        """True (once) when partitions may have appeared since the last listing (a file
+        created or renamed): the runner lists again without waiting for its interval."""
+        return False
+
     def wait(self, timeout: float) -> None:
         """Block up to ``timeout`` seconds or until new data may be there (inotify etc.)."""
         import time
