@@ -31,6 +31,8 @@ from logferry.errors import ConfigError, LogferryError
 from logferry.records import ObjectInfo
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+#: The reader of standard output went away: 128 + SIGPIPE, as a shell reports ``cat | head``.
+EXIT_PIPE_CLOSED = 128 + signal.SIGPIPE
 
 err = Console(stderr=True, highlight=False)
 
@@ -284,7 +286,15 @@ def plural(n: int, unit: str) -> str:
 
 
 def print_summary(result: ShipResult, *, as_json: bool, quiet: bool, verb: str = "shipped") -> int:
-    """Print the summary (human on stderr, ``--json`` on stdout) and return the exit code."""
+    """Print the summary (human on stderr, ``--json`` on stdout) and return the exit code.
+
+    When the reader of ``--to -`` went away (``| head``), print nothing and exit as Unix
+    tools do on SIGPIPE (141): what was not written stays unacknowledged for the next run.
+    """
+    from logferry.sinks.stdout import OUTPUT_CLOSED
+
+    if OUTPUT_CLOSED.is_set():
+        return EXIT_PIPE_CLOSED
     if as_json:
         sys.stdout.write(json_text(result.to_dict()) + "\n")
         sys.stdout.flush()
