@@ -103,6 +103,8 @@ class StreamRunner:
             on_held=self._held_for_next_run,
         )
         self._discover_now = threading.Event()
+        self._listed = False  # the first listing is done
+        self._told = ""  # the last warning about the listing, said once
 
     # -- the loop ------------------------------------------------------------------
 
@@ -171,27 +173,54 @@ class StreamRunner:
         for h in list(self._held.values()):
             if not h.abandoned and not self.source.selects(h.info.key):
                 h.abandoned = True  # let go next round; unacknowledged records come again
+        holders: dict[str, str] = {}
         for info in parts:
             if info.key not in self._held and (info.key, info.version) not in self._skip:
-                self._take(info)
+                holder = self._take(info)
+                if holder is not None:
+                    holders[info.key] = holder
+        self._tell(parts, holders)
+
+    def _tell(self, parts: list[PartitionInfo], holders: dict[str, str]) -> None:
+        """Warn when there is nothing to read: nothing matched, or others hold it all."""
+        text = ""
+        if not parts and not self._listed:
+            try:
+                text = self.source.empty_hint()
+            except Exception as exc:  # the hint's own look-up failed: the plain fact
+                text = f"{self.source.display}: no {self.source.unit} found ({one_line(exc)})"
+        elif holders and not self._held:
+            unit = self.source.unit
+            n = len(holders)
+            text = (
+                f"{self.source.display}: {n} {unit.removesuffix('s') if n == 1 else unit} "
+                f"held by another runner ({', '.join(sorted(set(holders.values())))}); "
+                "none left for this one"
+            )
+        self._listed = True
+        if text and text != self._told:
+            log.warning("%s", text)
+        self._told = text
 
     def _fail_partition(self, info: PartitionInfo, claim: Claim, error: str, cls: str) -> None:
         self._skip.add((info.key, info.version))
         self.errors.failed(claim, info.key, error, cls)
 
-    def _take(self, info: PartitionInfo) -> None:
+    def _take(self, info: PartitionInfo) -> str | None:
+        """Claim and open ``info``; the owner id of another runner holding it, if one does."""
         try:
             h = self.taker.take(info)
         except PartitionFailed as exc:
             self._fail_partition(info, exc.claim, exc.error, exc.error_class)
-            return
+            return None
         if h is None:
-            return
+            return self.taker.holder(info)
         self._held[info.key] = h
         if h.decoder is not None:
             self._decoders.append(h.decoder)
         self.leases.hold(h.claim)
         self.progress.object_started(as_object(info))
+        return None
 
     # -- reading and handing over ----------------------------------------------------
 

@@ -165,6 +165,7 @@ class TailSource(StreamSource):
     # A fingerprint names content: the same fingerprint under a new path is a renamed file.
     versions_identify_content = True
     cursor_type = TailCursor
+    unit = "files"
 
     def __init__(
         self,
@@ -239,6 +240,20 @@ class TailSource(StreamSource):
                 self._startup = {(p.key, p.version): p.size for p in parts}
         parts.sort(key=lambda p: p.key)
         return parts
+
+    def empty_hint(self) -> str:
+        """No file to read: say whether the folder is missing or the files have no line yet."""
+        root, _ = self._watch_root()
+        if not os.path.isdir(root):
+            return f"no file matches {self.pattern}: the folder {root} does not exist"
+        waiting = [p for p in glob.glob(self.pattern, recursive=True) if os.path.isfile(p)]
+        if waiting:
+            n = len(waiting)
+            return (
+                f"{n} file{'' if n == 1 else 's'} match{'es' if n == 1 else ''} {self.pattern}, "
+                "none with a complete first line yet: a file is read once its first line ends"
+            )
+        return f"no file matches {self.pattern}"
 
     # -- reading -----------------------------------------------------------------------
 
