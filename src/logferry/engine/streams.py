@@ -68,11 +68,12 @@ class StreamRunner:
         self.ledger = ledger
         self.follow = opts.follow
         self.progress = progress or Progress()
+        self.progress.unit = source.unit
         self.stop = stop or threading.Event()
         self.discover_interval = discover_interval
         self.poll_interval = poll_interval
         self.owner = new_owner_id()
-        self.result = ShipResult(source.display, unit="partitions")
+        self.result = ShipResult(source.display, unit=source.unit)
         self.errors = ErrorQueue(ledger, self.result, self._announce)
         self.leases = LeaseKeeper(ledger, opts.lease_seconds, self._claim_lost)
         self.deliverer = Deliverer(retry_policy_of(opts), self.stop)
