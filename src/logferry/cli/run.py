@@ -48,10 +48,18 @@ def run_pipeline(
     led = open_ledger(ledger or config.ledger)
     last: list[ShipResult] = []
 
+    verbose = logging.getLogger("logferry").getEffectiveLevel() <= logging.INFO
+
     def on_cycle(results: list[ShipResult]) -> None:
         last[:] = results
         for result in results:
-            print_summary(result, as_json=as_json, quiet=quiet)
+            # A daemon's idle cycles say nothing (-v shows them): only what happened.
+            eventful = bool(
+                result.objects or result.lines or result.failed or result.held
+                or result.dead_letters or not result.ok
+            )  # fmt: skip
+            shown = once or verbose or eventful
+            print_summary(result, as_json=as_json, quiet=quiet or not shown)
 
     def progress(name: str) -> Any:
         # A bar per cycle would flood a daemon's log: only failures and notices, as lines.

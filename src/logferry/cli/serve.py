@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import socket
 from datetime import date
 
 import click
@@ -30,7 +32,19 @@ def serve(store: str, host: str, port: int) -> None:
 
     from logferry.stats.app import create_app
 
-    uvicorn.run(create_app(store), host=host, port=port, log_level="info")
+    app = create_app(store)
+    # Bind here, not in uvicorn: a port in use is a usage error (exit 2, one line), where
+    # uvicorn would log a traceback-like error and exit 3.
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        sock = socket.create_server((host, port), family=family)
+    except OSError as exc:
+        why = "the port is in use" if exc.errno == errno.EADDRINUSE else exc.strerror or exc
+        raise ConfigError(f"cannot listen on {host}:{port}: {why}") from None
+    where = f"[{host}]" if family == socket.AF_INET6 else host
+    click.echo(f"serving on http://{where}:{sock.getsockname()[1]} (API docs at /docs)", err=True)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="info"))
+    server.run(sockets=[sock])
 
 
 def _dates(from_date: str, to_date: str | None) -> tuple[date, date]:

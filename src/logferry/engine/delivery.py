@@ -139,6 +139,9 @@ class Deliverer:
                 sink.write(batch)
                 return Delivered(attempt)
             except RetryableSinkError as exc:
+                if self.stop.is_set():  # stopping (or the sink stopped the run): no retry
+                    return RetryLater(0.0, f"{one_line(exc)} (stopped)", type(exc).__name__,
+                                      stopped=True, error=exc)  # fmt: skip
                 # What a sink left prepared is what it still has to send (acknowledged
                 # requests are gone from it), so the next attempt sends only the rest.
                 now = time.monotonic()

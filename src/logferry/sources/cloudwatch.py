@@ -214,6 +214,7 @@ class CloudWatchSource(StreamSource):
     """The streams of the log groups under a prefix, optionally filtered by name or regex."""
 
     cursor_type = StreamCursor
+    unit = "streams"
 
     def __init__(
         self,
@@ -317,6 +318,26 @@ class CloudWatchSource(StreamSource):
                         )
                     )
         return parts
+
+    def empty_hint(self) -> str:
+        """No stream found: what prefix was looked up, and the likely fix."""
+        prefix = self.group_prefix
+        n = sum(1 for _ in self.client.groups(prefix))
+        groups = f"{n} log group{'' if n == 1 else 's'} begin{'s' if n == 1 else ''}"
+        if n:
+            if self.streams is not None:
+                wanted = f"is named {', '.join(self.streams) or '(none given)'}"
+            elif self.stream_regex is not None:
+                wanted = f"matches stream_regex {self.stream_regex.pattern!r}"
+            else:
+                return f"{groups} with {prefix!r}, with no streams yet"
+            return f"{groups} with {prefix!r}, but none of their streams {wanted}"
+        text = f"no log group name begins with {prefix!r}"
+        if prefix and not prefix.startswith("/"):
+            if next(iter(self.client.groups("/" + prefix)), None) is not None:
+                return f"{text}; did you mean cloudwatch:///{prefix} (three slashes: groups under '/{prefix}' exist)?"
+            return f"{text}; names like /aws/lambda/… begin with '/': cloudwatch:///{prefix}"
+        return f"{text}; `logferry cloudwatch groups` lists the groups of this region"
 
     def open(
         self,

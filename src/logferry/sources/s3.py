@@ -94,6 +94,14 @@ class S3Source(BucketSource):
             )
         except (_botocore().BotoCoreError, ValueError) as exc:
             raise ConfigError(redact(f"cannot create S3 client: {exc}")) from None
+        self.cos = cos
+        # Without an endpoint boto3 goes to AWS, which answers with AWS's credential hints.
+        if cos and ".amazonaws.com" in (urlsplit(self.client.meta.endpoint_url).hostname or ""):
+            raise ConfigError(
+                f"{self.display}: no IBM COS endpoint; set COS_ENDPOINT (e.g. "
+                "s3.us-south.cloud-object-storage.appdomain.cloud) or --endpoint, and the HMAC "
+                "keys in COS_HMAC_ACCESS_KEY_ID/COS_HMAC_SECRET_ACCESS_KEY"
+            )
 
     def _error(self, exc: Exception, what: str) -> SourceError:
         error = self._classify(exc, what)
@@ -120,9 +128,12 @@ class S3Source(BucketSource):
                 )
             )
         if isinstance(exc, botocore_exceptions.NoCredentialsError):
-            return SourceError(
-                f"{what}: no credentials; set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or a profile"
+            names = (
+                "COS_HMAC_ACCESS_KEY_ID/COS_HMAC_SECRET_ACCESS_KEY"
+                if self.cos
+                else "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or a profile"
             )
+            return SourceError(f"{what}: no credentials; set {names}")
         # Connection trouble, timeouts: worth another attempt later in the run.
         return SourceError(f"{what}: {type(exc).__name__}: {exc}", transient=True)
 
