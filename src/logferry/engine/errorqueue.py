@@ -43,7 +43,7 @@ class ErrorQueue:
 
     def refused(self, batch: Batch, etag: str, sink: str, outcome: Refused) -> None:
         """A sink refused ``batch`` for good: keep its records as a dead letter."""
-        error = f"{sink}: {outcome.reason}"
+        error = outcome.reason if outcome.reason.startswith(sink) else f"{sink}: {outcome.reason}"
         letter = self.ledger.add_dead_letter(batch, etag, sink, outcome.error_class, error)
         with self._lock:
             self.result.dead_letters += len(batch)

@@ -113,9 +113,11 @@ class Lanes:
             h.abandoned = True  # the next run (or the next take) resumes at the checkpoint
             if not outcome.stopped and not self.deliverer.stop.is_set():
                 self.on_held(h)
+                reason = outcome.reason
+                if not reason.startswith(lane.sink.name):
+                    reason = f"{lane.sink.name}: {reason}"
                 self.progress.message(
-                    f"held {h.info.key}: {lane.sink.name}: {outcome.reason}; "
-                    "the next run resumes at the checkpoint"
+                    f"held {h.info.key}: {reason}; the next run resumes at the checkpoint"
                 )
             return
         if isinstance(outcome, Refused):

@@ -97,6 +97,11 @@ class Metrics:
         with self._lock:
             self._health[component] = (ok, reason)
 
+    def forget(self, component: str) -> None:
+        """``component`` is no longer in use (its run ended): it no longer counts."""
+        with self._lock:
+            self._health.pop(component, None)
+
     def unhealthy(self) -> dict[str, str]:
         """Components whose last answer was a failure, with the reason."""
         with self._lock:

@@ -180,6 +180,7 @@ class ObjectRunner:
             for sink in self.sinks:
                 counters.update(sink.counters())
                 self.result.reports.update(sink.report())
+                METRICS.forget(sink.name)
             self.result.counters = {k: v for k, v in counters.items() if v}
             self.progress.close()
         return self.result

@@ -418,4 +418,5 @@ class StreamRunner:
         for sink in self.router.sinks():
             counters.update(sink.counters())
             self.result.reports.update(sink.report())
+            METRICS.forget(sink.name)
         self.result.counters = {k: v for k, v in counters.items() if v}

@@ -204,7 +204,9 @@ class HttpSender:
             hdrs["Content-Encoding"] = "gzip"
         else:
             content = body
-        where = f"{self.name}: POST {safe_url(url)}"
+        target = safe_url(url)
+        # Sink names already carry their endpoint: say it once.
+        where = f"{self.name}: POST" if target in self.name else f"{self.name}: POST {target}"
         query = params() if callable(params) else params
         self._count("requests")
         try:
