@@ -36,11 +36,6 @@ class _NestingGuard:
     """Tracks the nesting depth of JSON bytes (outside strings), chunk after chunk."""
 
     def __init__(self, limit: int) -> None:
-        global np
-        if np is None:
-            import numpy
-
-            np = numpy
         self.limit = limit
         self.depth = 0
         self.in_string = 0  # 1 inside a string at the end of the last chunk
@@ -94,6 +89,71 @@ class _NestingGuard:
         return run + self.backslashes if run == size else run
 
 
+# Outside strings: a bracket or the quote that opens a string. Inside one: its body, up to
+# the closing quote or a backslash that ends the chunk (escaping the next chunk's first byte).
+_PY_OUTSIDE = re.compile(rb'[\[\]{}"]')
+_PY_STRING_BODY = re.compile(rb'[^"\\]*(?:\\.[^"\\]*)*', re.DOTALL)
+
+
+class _PyNestingGuard:
+    """The nesting guard in plain Python, for installs without NumPy (the same contract).
+
+    The regular expressions skip string bodies and plain bytes in C; Python steps once per
+    bracket and string, several times slower than NumPy yet still cheaper than the parser.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.depth = 0
+        self.in_string = False
+        self.escaped = False  # the last chunk ended inside a string on an escaping backslash
+
+    def feed(self, data: bytes) -> None:
+        """Account for the next bytes; DecodeError once nesting passes the limit."""
+        at, size = 0, len(data)
+        while at < size:
+            if self.in_string:
+                if self.escaped:
+                    at, self.escaped = at + 1, False
+                    continue
+                end = _PY_STRING_BODY.match(data, at).end()  # type: ignore[union-attr]
+                if end == size:
+                    return
+                if data[end] == _BACKSLASH:  # a lone backslash ends the chunk
+                    self.escaped = True
+                    return
+                self.in_string, at = False, end + 1
+                continue
+            found = _PY_OUTSIDE.search(data, at)
+            if found is None:
+                return
+            at, byte = found.end(), data[found.start()]
+            if byte == _QUOTE:
+                self.in_string = True
+            elif byte in _OPENERS:
+                self.depth += 1
+                if self.depth > self.limit:
+                    raise DecodeError(
+                        f"JSON nested deeper than {self.limit} levels; such a document is refused"
+                    )
+            else:
+                self.depth -= 1
+
+
+def _nesting_guard(limit: int) -> _NestingGuard | _PyNestingGuard:
+    """The NumPy guard when NumPy is installed (it is optional), else the Python one."""
+    global np
+    if np is None:
+        try:
+            import numpy
+        except ImportError as exc:
+            if exc.name != "numpy":
+                raise
+            return _PyNestingGuard(limit)
+        np = numpy
+    return _NestingGuard(limit)
+
+
 class _Reader:
     """A file-like view of decompressed chunks for ijson, with the document's limits."""
 
@@ -103,7 +163,7 @@ class _Reader:
         self._at = 0
         self._max_document = max_document
         self._max_record = max_record
-        self._guard = _NestingGuard(MAX_DEPTH)
+        self._guard = _nesting_guard(MAX_DEPTH)
         self.total = 0
         self._mark = 0
         self.record = 0  # records yielded, for error messages
