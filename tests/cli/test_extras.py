@@ -27,7 +27,9 @@ for name in os.environ.get("LOGFERRY_TEST_BLOCK", "").split(","):
 """
 
 
-def _run(tmp_path: Path, *args: str, block: tuple[str, ...] = OPTIONAL) -> subprocess.CompletedProcess[str]:
+def _run(
+    tmp_path: Path, *args: str, block: tuple[str, ...] = OPTIONAL
+) -> subprocess.CompletedProcess[str]:
     site = tmp_path / "site"
     site.mkdir(exist_ok=True)
     (site / "sitecustomize.py").write_text(SITECUSTOMIZE)

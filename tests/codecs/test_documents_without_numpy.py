@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 
 import pytest
@@ -30,7 +31,7 @@ def _document(rng: random.Random) -> bytes:
 def _feed(guard: object, data: bytes, cuts: list[int]) -> tuple[str, int, bool]:
     edges = [0, *cuts, len(data)]
     try:
-        for a, b in zip(edges, edges[1:], strict=False):
+        for a, b in itertools.pairwise(edges):
             guard.feed(data[a:b])  # type: ignore[attr-defined]
     except DecodeError:
         return "refused", 0, False
