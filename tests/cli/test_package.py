@@ -28,7 +28,9 @@ RUNTIME_MODULES = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "u
 
 
 @pytest.fixture(scope="module")
-def built(lean_zip, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path, dict[str, Any]]]:  # type: ignore[no-untyped-def]
+def built(
+    lean_zip, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Path, Path, dict[str, Any]]]:  # type: ignore[no-untyped-def]
     """The S3 -> Mezmo zip, where it was unzipped, the JSON report."""
     out, report = lean_zip
     unzipped = tmp_path_factory.mktemp("unzipped")
@@ -68,7 +70,9 @@ def test_zip_holds_what_s3_to_mezmo_needs_and_nothing_else(built) -> None:  # ty
     assert report["extras"] == []
     assert report["unpinned"] == []  # every version comes from deploy/constraints.txt
     pins = pkg.read_constraints(REPO / "deploy" / "constraints.txt")
-    assert all(pins[name] == version for name, version in report["packages"].items() if name != "logferry")
+    assert all(
+        pins[name] == version for name, version in report["packages"].items() if name != "logferry"
+    )
 
 
 def test_s3_to_mezmo_zip_is_small_and_deterministic(built) -> None:  # type: ignore[no-untyped-def]
@@ -240,7 +244,12 @@ def test_zipapp_runs_with_the_system_python(tmp_path) -> None:  # type: ignore[n
     assert report["unpinned"] == []
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "SHIV_ROOT": str(tmp_path / "shiv")}
     run = lambda *args: subprocess.run(  # noqa: E731
-        [*python, str(out), *args], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120
+        [*python, str(out), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
     )
     shown = run("--version")
     assert shown.returncode == 0, shown.stderr

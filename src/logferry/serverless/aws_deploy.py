@@ -72,6 +72,8 @@ def with_pipeline(zip_path: Path, pipeline: Path, workdir: Path) -> Path:
 
 
 def _client_error(exc: Exception) -> str:
+    if type(exc).__name__ == "ResponseParserError":  # its message quotes the whole body
+        return "the endpoint's answer is not an AWS API response (an error page?)"
     response = getattr(exc, "response", None) or {}
     error = response.get("Error", {})
     return str(error.get("Message") or error.get("Code") or exc)
@@ -90,6 +92,7 @@ class AwsDeployer:
     ) -> None:
         import boto3
         from botocore.exceptions import BotoCoreError, ClientError, ProfileNotFound
+        from botocore.parsers import ResponseParserError
 
         try:
             session = boto3.Session(profile_name=profile, region_name=region)
@@ -98,7 +101,8 @@ class AwsDeployer:
         if not session.region_name:
             raise ConfigError("no AWS region: pass --region or set AWS_REGION")
         self.region = session.region_name
-        self.errors: tuple[type[Exception], ...] = (ClientError, BotoCoreError)
+        # A server answering garbage (an emulator's 500 page) is a one-line error too.
+        self.errors: tuple[type[Exception], ...] = (ClientError, BotoCoreError, ResponseParserError)
         self._client_error_type = ClientError
         kwargs: dict[str, Any] = {"region_name": self.region}
         if endpoint_url:
@@ -180,12 +184,16 @@ class AwsDeployer:
                        Parameters=params, **common)  # fmt: skip
             self._wait(stack, "stack_create_complete")
             return "created"
-        # Parameters not given keep their values (the ledger URL, say).
-        params += [
-            {"ParameterKey": p["ParameterKey"], "UsePreviousValue": True}
-            for p in current.get("Parameters", [])
-            if p["ParameterKey"] not in parameters and f"\n  {p['ParameterKey']}:" in template
-        ]
+        # Parameters not given keep their values (the ledger URL, say). Passed as values where
+        # AWS shows them: UsePreviousValue only for NoEcho ones (shown as ****), since emulators
+        # only know the previous value of the parameters given explicitly.
+        for prev in current.get("Parameters", []):
+            key = prev["ParameterKey"]
+            if key in parameters or f"\n  {key}:" not in template:
+                continue
+            value = prev.get("ParameterValue", "")
+            keep = {"UsePreviousValue": True} if value == "****" else {"ParameterValue": value}
+            params.append({"ParameterKey": key, **keep})
         self.say(f"updating stack {stack} in {self.region}")
         try:
             self.cfn.update_stack(Parameters=params, **common)
