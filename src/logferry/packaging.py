@@ -84,8 +84,6 @@ class Built:
     unpinned: list[str] = field(default_factory=list)
 
 
-LambdaZip = Built  # the name the Lambda build had first
-
 
 def normalize(name: str) -> str:
     """PEP 503 name normalization: ``Python_Dateutil`` -> ``python-dateutil``."""
@@ -229,12 +227,11 @@ def _pip(args: list[str], what: str) -> None:
         )
 
 
-def _target_args(target: Path, platforms: list[str] | None, python_version: str) -> list[str]:
+def _target_args(target: Path, platforms: list[str], python_version: str) -> list[str]:
     args = ["--target", str(target), "--no-compile", "--only-binary=:all:"]
-    if platforms is not None:
-        args += ["--implementation", "cp", "--python-version", python_version]
-        for platform in platforms:
-            args += ["--platform", platform]
+    args += ["--implementation", "cp", "--python-version", python_version]
+    for platform in platforms:
+        args += ["--platform", platform]
     return args
 
 
@@ -248,13 +245,12 @@ def pip_install(
 ) -> None:
     """Install wheels for the platform into ``target``; raise PackageError on failure.
 
-    ``platforms``: wheel platform tags (default: the Lambda ones for ``arch``); an empty
-    list installs for the running platform, tagged for ``python_version``.
+    ``platforms``: wheel platform tags (default: the Lambda ones for ``arch``).
     """
     if not requirements:
         return
     tags = pip_platforms(arch, python_version) if platforms is None else platforms
-    args = _target_args(target, tags or [f"manylinux2014_{os.uname().machine}"], python_version)
+    args = _target_args(target, tags, python_version)
     if constraints is not None:
         args += ["--constraint", str(constraints)]
     _pip([*args, *requirements], f"{arch}/python{python_version}")
