@@ -9,6 +9,7 @@ import click
 from logferry import __version__
 from logferry.cli.cloudwatch import cloudwatch
 from logferry.cli.demo import demo
+from logferry.cli.deploy import deploy
 from logferry.cli.errors import drain, errors
 from logferry.cli.generate import generate_group
 from logferry.cli.job import job
@@ -43,6 +44,7 @@ for command in (
     errors,
     drain,
     demo,
+    deploy,
     generate_group,
     serve,
     stats,

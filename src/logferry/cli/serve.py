@@ -13,6 +13,7 @@ from rich.table import Table
 from logferry.cli.common import emit_json, handle_errors, safe_text
 from logferry.config import default_store_url
 from logferry.errors import ConfigError
+from logferry.extras import require
 from logferry.stats.queries import Stats, open_stats_store
 
 STORE_HELP = (
@@ -28,6 +29,7 @@ STORE_HELP = (
 @handle_errors
 def serve(store: str, host: str, port: int) -> None:
     """Serve the stats API (OpenAPI docs at /docs)."""
+    require("stats", "uvicorn", "fastapi")
     import uvicorn
 
     from logferry.stats.app import create_app
@@ -48,6 +50,7 @@ def serve(store: str, host: str, port: int) -> None:
 
 
 def _dates(from_date: str, to_date: str | None) -> tuple[date, date]:
+    require("stats", "fastapi")
     from fastapi import HTTPException
 
     from logferry.stats.app import date_range

@@ -46,6 +46,79 @@ _CLASSES = bytes(
 _STRUCTURAL = bytes(1 if c else 0 for c in _CLASSES)
 
 
+# The pure-Python scan (installs without NumPy): outside strings, the structural bytes; inside
+# one, its body up to the closing quote or a backslash that ends the piece.
+_PY_OUTSIDE = re.compile(rb'[\[\]{}",]')
+_PY_STRING_BODY = re.compile(rb'[^"\\]*(?:\\.[^"\\]*)*', re.DOTALL)
+
+
+class _PyScanner:
+    """:class:`_Scanner` in plain Python for installs without NumPy, with the same contract.
+
+    The regular expressions skip string bodies and plain bytes in C; Python steps once per
+    bracket, comma and string: several times slower than NumPy, still bounded in memory.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.depth = 0
+        self.in_string = False
+        self.escaped = False  # the last piece ended inside a string on an escaping backslash
+
+    def feed(self, data: bytes, level: int = 0) -> tuple[list[int], int]:
+        """See :meth:`_Scanner.feed`; the commas come as a list."""
+        commas: list[int] = []
+        close = -1
+        at, size, depth = 0, len(data), self.depth
+        while at < size:
+            if self.in_string:
+                if self.escaped:
+                    at, self.escaped = at + 1, False
+                    continue
+                end = _PY_STRING_BODY.match(data, at).end()  # type: ignore[union-attr]
+                if end >= size:
+                    break
+                if data[end] == 0x5C:  # a backslash that ends the piece escapes the next one
+                    self.escaped = True
+                    break
+                self.in_string, at = False, end + 1
+                continue
+            found = _PY_OUTSIDE.search(data, at)
+            if found is None:
+                break
+            where = found.start()
+            at, byte = where + 1, data[where]
+            if byte == 0x22:
+                self.in_string = True
+                continue
+            if byte in (0x5B, 0x7B):
+                depth += 1
+                if depth > self.limit:
+                    raise DecodeError(
+                        f"JSON nested deeper than {self.limit} levels; such a document is refused"
+                    )
+            elif byte in (0x5D, 0x7D):
+                depth -= 1
+            elif level and close < 0 and depth == level:
+                commas.append(where)
+            # As the NumPy scan: the first structural byte found below ``level`` closes it.
+            if level and close < 0 and depth < level:
+                close = where
+        self.depth = depth
+        return commas, close
+
+
+def _new_scanner(limit: int) -> _Scanner | _PyScanner:
+    """The NumPy scan where NumPy is installed (an optional extra), else the Python one."""
+    try:
+        _numpy()
+    except ImportError as exc:
+        if exc.name != "numpy":
+            raise
+        return _PyScanner(limit)
+    return _Scanner(limit)
+
+
 class _Scanner:
     """Tracks the nesting depth of JSON bytes (outside strings), piece after piece.
 
@@ -179,14 +252,14 @@ class _Reader:
         self,
         pieces: Iterable[bytes],
         max_record: int,
-        scanner: _Scanner | None = None,
+        scanner: _Scanner | _PyScanner | None = None,
         head: bytes = b"",
     ) -> None:
         self._pieces = iter(pieces)
         self._buf = head  # already scanned by ``scanner``
         self._at = 0
         self._max_record = max_record
-        self._scanner = scanner or _Scanner(MAX_DEPTH)
+        self._scanner = scanner or _new_scanner(MAX_DEPTH)
         self.total = len(head)
         self._mark = 0
         self.record = 0  # records yielded, for error messages
@@ -264,7 +337,7 @@ def open_document(
         return Document("empty")
     # The first piece is scanned now: a nesting bomb fails before the document's shape is
     # judged, whatever the format expects.
-    scanner = _Scanner(MAX_DEPTH)
+    scanner = _new_scanner(MAX_DEPTH)
     fast = None if need_fields else _LEADING_LIST.match(head)
     key = fast.group(1).decode() if fast is not None else None
     if head[:1] == b"[" or key in list_keys:
@@ -299,11 +372,11 @@ def _first_piece(pieces: Iterator[bytes]) -> bytes:
 
 def _scanned(
     first: bytes,
-    found: tuple[np.ndarray, int],
-    scanner: _Scanner,
+    found: tuple[Any, int],
+    scanner: _Scanner | _PyScanner,
     pieces: Iterator[bytes],
     level: int,
-) -> Iterator[tuple[bytes, tuple[np.ndarray, int]]]:
+) -> Iterator[tuple[bytes, tuple[Any, int]]]:
     """Each piece with what ``scanner`` found at ``level`` (``first``: already scanned)."""
     yield first, found
     for data in pieces:
@@ -311,7 +384,7 @@ def _scanned(
 
 
 def _list_batches(
-    scanned: Iterator[tuple[bytes, tuple[np.ndarray, int]]],
+    scanned: Iterator[tuple[bytes, tuple[Any, int]]],
     pieces: Iterator[bytes],
     offset: int,
     level: int,
@@ -330,10 +403,10 @@ def _list_batches(
     done = 0  # elements yielded
     for data, (commas, close) in scanned:
         end = len(data) if close < 0 else close
-        if commas.size or close >= 0:
+        if len(commas) or close >= 0:
             _check_sizes(commas, close, size, max_record, done)
         cut = 0
-        if commas.size:
+        if len(commas):
             last = int(commas[-1])
             pending.append(data[:last])
             run = _parse_run(pending, start, what)
@@ -358,11 +431,19 @@ def _list_batches(
     raise DecodeError(f"invalid {what}: the document ends inside its list")
 
 
-def _check_sizes(commas: np.ndarray, close: int, size: int, max_record: int, done: int) -> None:
+def _check_sizes(commas: Any, close: int, size: int, max_record: int, done: int) -> None:
     """DecodeError if an element that ends in this piece is over ``max_record`` bytes.
 
-    ``commas`` and ``close`` end elements; the first began ``size`` bytes before the piece.
+    ``commas`` (an array, or a list from the Python scan) and ``close`` end elements; the
+    first began ``size`` bytes before the piece.
     """
+    if isinstance(commas, list):
+        previous = -1 - size
+        for i, end in enumerate([*commas, close] if close >= 0 else commas):
+            if end - previous - 1 > max_record:
+                raise _too_large(done + i, max_record)
+            previous = end
+        return
     ends = commas if close < 0 else _numpy().append(commas, close)
     lengths = _numpy().diff(ends, prepend=-1) - 1
     lengths[0] += size

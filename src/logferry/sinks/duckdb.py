@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote
 
 from logferry.errors import ConfigError, FatalSinkError, RetryableSinkError
+from logferry.extras import require
 from logferry.records import Batch
 from logferry.redact import redact_url
 from logferry.registry import Component, NoOptions
@@ -209,6 +210,7 @@ class DuckDBSink(Sink):
         self._con: duckdb.DuckDBPyConnection | None = None
         self._opened_at = 0.0
         self._idle: threading.Timer | None = None
+        require("store", "duckdb", "numpy")
         import duckdb
 
         try:
@@ -373,6 +375,7 @@ def from_url(url: str, **options: Any) -> DuckDBSink:
 
 def _check(url: str, options: NoOptions) -> None:
     parse_duckdb_url(url)
+    require("store", "duckdb", "numpy")
 
 
 def _open(url: str, options: NoOptions, *, stop: threading.Event | None = None) -> DuckDBSink:

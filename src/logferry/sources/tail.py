@@ -39,6 +39,7 @@ import collections
 import fnmatch
 import glob
 import hashlib
+import logging
 import os
 import stat
 import threading
@@ -355,7 +356,15 @@ class TailSource(StreamSource):
         try:
             from watchdog.events import FileSystemEvent, FileSystemEventHandler
             from watchdog.observers import Observer
-        except ImportError:
+        except ImportError as exc:
+            if exc.name and exc.name.split(".")[0] != "watchdog":
+                raise
+            # Optional (logferry[tail]): without it, poll, which costs latency, not lines.
+            logging.getLogger(__name__).warning(
+                "watchdog is not installed: polling for changes every %gs "
+                "(pip install 'logferry[tail]' to be woken by inotify)",
+                self.poll_interval,
+            )
             self._watch = False
             return
         pattern, on_event = self.pattern, self._event

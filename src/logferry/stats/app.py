@@ -8,7 +8,12 @@ from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime
 from typing import Annotated
 
-from fastapi import FastAPI, HTTPException, Path, Query
+from logferry.extras import missing_extra
+
+try:
+    from fastapi import FastAPI, HTTPException, Path, Query
+except ImportError as exc:
+    raise missing_extra("stats", "fastapi", exc) from None
 
 from logferry.stats.queries import (
     AllCustomersStats,

@@ -30,6 +30,7 @@ import orjson
 from pydantic import BaseModel, Field
 
 from logferry.errors import ConfigError, LogferryError
+from logferry.extras import require
 
 _EPOCH = date(1970, 1, 1)
 
@@ -168,6 +169,7 @@ class DuckDBStats(StatsStore):
         self.path = path
 
     def _query(self, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+        require("stats", "duckdb")
         import duckdb
 
         from logferry.sinks.duckdb import open_store_readonly

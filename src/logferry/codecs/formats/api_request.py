@@ -67,7 +67,13 @@ class ApiRequestFormat(Format):
     def decode(self, chunks: Iterable[bytes], ctx: DecodeContext) -> Iterator[Chunk]:
         """Yield one chunk per decompressed chunk."""
         # Imported here: NumPy costs memory and start-up that other formats need not pay.
-        from logferry.codecs.formats.api_request_fast import parse_block
+        # Without NumPy (it is optional: logferry[fast]) every block takes the Python path.
+        try:
+            from logferry.codecs.formats.api_request_fast import parse_block
+        except ImportError as exc:
+            if exc.name != "numpy":
+                raise
+            parse_block = _no_fast_path
 
         for block in iter_line_blocks(chunks, ctx.options.max_line_bytes, ctx.counters):
             parsed = parse_block(block)
@@ -82,6 +88,11 @@ class ApiRequestFormat(Format):
             if chunk is None:
                 chunk = _decode_lines(lines, ctx)
             yield chunk
+
+
+def _no_fast_path(block: bytes) -> None:
+    """Stands in for the NumPy parser when NumPy is not installed: no block is taken."""
+    return None
 
 
 def _decode_columns(lines: list[str]) -> Chunk | None:

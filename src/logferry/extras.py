@@ -1,0 +1,46 @@
+"""Optional dependencies: which extra provides a library, and the error when it is missing.
+
+The core install ships buckets, files and streams to Mezmo, InfluxDB and files. The
+heavier libraries come with extras (``pip install 'logferry[store]'``); the places that
+import them ask :func:`require` first, so a missing one is a one-line error naming the extra.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+from logferry.errors import ConfigError
+
+#: Extra -> the distributions it adds, as pyproject.toml declares them (tests keep both equal).
+EXTRAS: dict[str, tuple[str, ...]] = {
+    "store": ("duckdb", "numpy"),
+    "stats": ("fastapi", "uvicorn", "duckdb", "numpy"),
+    "tail": ("watchdog",),
+    "fast": ("numpy",),
+    "package": ("shiv",),
+}
+
+
+class MissingExtraError(ConfigError):
+    """An optional dependency is not installed (exit 2); the message names the extra."""
+
+
+def missing_extra(extra: str, module: str, exc: ImportError | None = None) -> MissingExtraError:
+    """The error for ``module`` missing; re-raises ``exc`` if it is about another module."""
+    if exc is not None and exc.name and exc.name.split(".")[0] != module.split(".")[0]:
+        raise exc  # the library is there but broken: that is not a missing extra
+    return MissingExtraError(
+        f"this needs {module}, which is not installed: pip install 'logferry[{extra}]'"
+    )
+
+
+def require(extra: str, *modules: str) -> list[ModuleType]:
+    """Import ``modules`` (provided by ``extra``), or raise :class:`MissingExtraError`."""
+    loaded = []
+    for module in modules:
+        try:
+            loaded.append(importlib.import_module(module))
+        except ImportError as exc:
+            raise missing_extra(extra, module, exc) from None
+    return loaded
