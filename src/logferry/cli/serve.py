@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import ipaddress
+import secrets
 from datetime import date
 
 import click
 from rich.console import Console
 from rich.table import Table
 
-from logferry.cli.common import emit_json, handle_errors, safe_text
+from logferry.cli.common import emit_json, err, fail_usage, handle_errors, safe_text
 from logferry.config import default_store_url
 from logferry.errors import ConfigError
 from logferry.stats.queries import Stats, open_stats_store
@@ -19,18 +21,78 @@ STORE_HELP = (
 )
 
 
+TOKEN_ENV = "LOGFERRY_DASHBOARD_TOKEN"
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is a loopback address (or ``localhost``): reachable from this machine only."""
+    if host.strip("[]").lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a name that may resolve anywhere
+
+
 @click.command()
 @click.option("--store", default=default_store_url, metavar="URL", help=STORE_HELP)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+@click.option(
+    "--ledger",
+    metavar="URL",
+    help="Ledger the dashboard shows (default: LOGFERRY_LEDGER or the user state dir).",
+)
+@click.option(
+    "--token",
+    envvar=TOKEN_ENV,
+    metavar="TOKEN",
+    help=f"Token the dashboard's actions need (also {TOKEN_ENV}); default: a new one, printed.",
+)
+@click.option(
+    "--drain-to", metavar="SINK", help="Sink the dashboard's drain form proposes (a --to URL)."
+)
+@click.option(
+    "--sample-every",
+    type=click.FloatRange(min=0.1),
+    default=5.0,
+    show_default=True,
+    help="Seconds between the dashboard's throughput samples of the ledger.",
+)
 @handle_errors
-def serve(store: str, host: str, port: int) -> None:
-    """Serve the stats API (OpenAPI docs at /docs)."""
+def serve(
+    store: str,
+    host: str,
+    port: int,
+    ledger: str | None,
+    token: str | None,
+    drain_to: str | None,
+    sample_every: float,
+) -> None:
+    """Serve the stats API (OpenAPI docs at /docs) and the web dashboard (/dashboard/)."""
     import uvicorn
 
     from logferry.stats.app import create_app
+    from logferry.web import DashboardSettings
 
-    uvicorn.run(create_app(store), host=host, port=port, log_level="info")
+    if token is not None and not token.strip():
+        fail_usage(f"the dashboard token is empty: pass --token or set {TOKEN_ENV}")
+    if token is None and not is_loopback(host):
+        fail_usage(
+            f"refusing to listen on {host} without a token: pass --token or set {TOKEN_ENV} "
+            "(actions on the error queue must not be open to the network)"
+        )
+    generated = token is None
+    token = token or secrets.token_urlsafe(24)
+    settings = DashboardSettings(ledger, token, drain_to, sample_seconds=sample_every)
+    app = create_app(store, settings)
+    shown = f"[{host}]" if ":" in host else host
+    err.print(f"dashboard: http://{shown}:{port}/dashboard/  API docs: http://{shown}:{port}/docs")
+    if generated:
+        # The token is printed once, for the person who started the server (invariant 5
+        # covers credentials of sources and sinks; this one exists to be handed out).
+        err.print(f"dashboard action token: {token}", soft_wrap=True, markup=False)
+    uvicorn.run(app, host=host, port=port, log_level="info")
 
 
 def _dates(from_date: str, to_date: str | None) -> tuple[date, date]:

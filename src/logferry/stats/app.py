@@ -6,7 +6,7 @@ import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from fastapi import FastAPI, HTTPException, Path, Query
 
@@ -17,6 +17,9 @@ from logferry.stats.queries import (
     UnknownCustomerError,
     open_stats_store,
 )
+
+if TYPE_CHECKING:
+    from logferry.web import DashboardSettings
 
 _DATE = re.compile(r"\d{4}-\d\d-\d\d")
 _DATE_DOC = "UTC day, YYYY-MM-DD; not in the future"
@@ -47,8 +50,11 @@ def date_range(from_date: str, to_date: str | None) -> tuple[date, date]:
     return start, end
 
 
-def create_app(store_url: str) -> FastAPI:
-    """The API over the store at ``store_url`` (``duckdb:///…`` or ``influxdb+http://…``)."""
+def create_app(store_url: str, dashboard: DashboardSettings | None = None) -> FastAPI:
+    """The API over the store at ``store_url`` (``duckdb:///…`` or ``influxdb+http://…``);
+    with ``dashboard``, the web dashboard under ``/dashboard`` too."""
+    from logferry.web import mount_dashboard, mount_docs
+
     store = open_stats_store(store_url)
 
     @asynccontextmanager
@@ -60,7 +66,12 @@ def create_app(store_url: str) -> FastAPI:
         title="logferry stats",
         summary="Per-customer request statistics (SLIs), computed by the store.",
         lifespan=lifespan,
+        docs_url=None,  # mount_docs serves Swagger UI from the package, not a CDN
+        redoc_url=None,
     )
+    mount_docs(app)
+    if dashboard is not None:
+        mount_dashboard(app, store, dashboard)
 
     # Plain `def` endpoints: FastAPI runs them in its thread pool, so a slow query
     # never blocks the event loop.
