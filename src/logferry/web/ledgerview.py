@@ -262,7 +262,8 @@ class Sampler:
             times.append(t1)
             span = max(t1 - t0, 1e-6)
             for source, (lines, _bytes) in c1.items():
-                before = c0.get(source, (lines, 0))[0]
+                # A source absent from the earlier sample shipped all its lines since.
+                before = c0.get(source, (0, 0))[0]
                 # Counts fall when rows are purged: that is not negative throughput.
                 series.setdefault(source, [0.0] * n).append(max(0, lines - before) / span)
             for values in series.values():
