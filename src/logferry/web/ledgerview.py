@@ -231,7 +231,7 @@ class Sampler:
         try:
             with self.view.reading() as led:
                 counts = {s.source: (s.lines, s.bytes) for s in led.status()}
-        except LedgerUnavailableError:
+        except Exception:  # a busy or missing ledger: no sample this time
             return
         with self._lock:
             self._samples.append((time.time(), counts))
