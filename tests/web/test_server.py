@@ -106,6 +106,19 @@ def test_retry_and_purge(client: TestClient) -> None:
     assert no.status_code == 409
     assert _queue_ids(client) == ids
 
+    # Draining the broken object reads it again: it fails again, says why, and stays.
+    again = client.post(f"/dashboard/errors/{obj}/drain", data={"token": TOKEN})
+    assert again.status_code == 409
+    assert "still fails" in again.text and "gzip" in again.text
+    assert sorted(_queue_ids(client)) == sorted(ids)  # newest first: the object moved up
+    # Retry forgets the failure (the next catch-up takes the object); purge deletes a letter.
+    done = client.post(f"/dashboard/errors/{obj}/retry", data={"token": TOKEN})
+    assert done.status_code == 200 and "next catch-up" in done.text
+    gone = client.post(f"/dashboard/errors/{letter}/purge", headers={TOKEN_HEADER: TOKEN})
+    assert gone.status_code == 200 and "deleted for good" in gone.text
+    assert sorted(_queue_ids(client)) == sorted(i for i in ids if i not in (obj, letter))
+    assert client.get(f"/dashboard/errors/{letter}").status_code == 404
+
 
 def test_refuses_a_network_address_without_a_token(filled: Filled) -> None:
     env = {"LOGFERRY_DASHBOARD_TOKEN": ""}
