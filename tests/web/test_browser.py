@@ -217,6 +217,7 @@ def test_customer_slis_match_the_api(browser: Browser, server: Server, shots: Pa
             for field, shown in cells.items():
                 assert _same(shown, by_id[c]["total"][field]), (c, field)
         assert _chart_drawn(page, "chart-worst")
+        page.screenshot(path=str(shots / "dashboard-customers.png"), full_page=True)
 
         page.select_option("select[name=sort]", "p99")
         page.click("form.filters button")

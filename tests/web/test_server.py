@@ -59,6 +59,28 @@ def test_pages_answer_with_no_outside_url_and_a_strict_policy(client: TestClient
     assert client.get("/", follow_redirects=False).headers["location"] == "/dashboard/"
 
 
+def test_package_data_covers_every_web_file() -> None:
+    import tomllib
+
+    repo = STATIC.parents[3]
+    setuptools = tomllib.loads((repo / "pyproject.toml").read_text())["tool"]["setuptools"]
+    patterns = setuptools["package-data"]["logferry.web"]
+    web = STATIC.parent
+    files = {p for p in web.rglob("*") if p.is_file() and p.suffix not in (".py", ".pyc")}
+    covered = {p for pattern in patterns for p in web.glob(pattern) if p.is_file()}
+    assert files - covered == set()
+
+
+def test_bad_input_gets_a_page_not_a_traceback(client: TestClient) -> None:
+    got = client.get("/dashboard/customer", params={"customer_id": "nobody"})
+    assert got.status_code == 404 and "no requests of customer" in got.text
+    got = client.get("/dashboard/customers", params={"from_date": "2020-13-01"})
+    assert got.status_code == 422 and "not a valid date" in got.text
+    got = client.get("/dashboard/customers", params={"from_date": "2999-01-01"})
+    assert got.status_code == 422 and "future" in got.text
+    assert client.get("/dashboard/customers", params={"sort": "x"}).status_code == 422
+
+
 def test_text_from_outside_is_escaped(client: TestClient) -> None:
     queue = client.get("/dashboard/errors").text
     assert HOSTILE_KEY not in queue
