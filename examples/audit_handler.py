@@ -1,7 +1,7 @@
 """A user handler (``type: python``): counts failed logins per user, reports those at the threshold.
 
 Used by ``examples/pipeline.yaml`` as ``handler: audit_handler:Audit``; the module must be
-importable, for example with ``PYTHONPATH=examples``.
+importable: logferry imports it from the pipeline file's folder.
 """
 
 from __future__ import annotations

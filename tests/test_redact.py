@@ -129,7 +129,7 @@ def test_pipeline_secrets_from_env_stay_out_of_errors(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError) as err:
         check_pipeline(bad_sink)
-    assert "sink 'out': unknown sink" in str(err.value) and SECRET not in str(err.value)
+    assert "sinks.out.url: unknown sink" in str(err.value) and SECRET not in str(err.value)
     with pytest.raises(ConfigError) as err:
         Pipeline(bad_sink).close()
     assert SECRET not in str(err.value)
@@ -145,7 +145,7 @@ def test_pipeline_secrets_from_env_stay_out_of_errors(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError) as err:
         check_pipeline(bad_source)
-    assert "source 'a': unknown source" in str(err.value) and SECRET not in str(err.value)
+    assert "sources.a.url: unknown source" in str(err.value) and SECRET not in str(err.value)
 
     with pytest.raises(ConfigError) as err:
         _pipeline(

@@ -9,12 +9,19 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import orjson
 
 from logferry.config import ShipOptions, SinkOptions
-from logferry.engine import ObjectRunner, Progress, Router, ShipResult, StreamRunner
+from logferry.engine import (
+    ObjectRunner,
+    Progress,
+    Router,
+    ShipResult,
+    StreamRunner,
+    follow_bucket,
+)
 from logferry.engine.drain import DrainResult, drain_errors
 from logferry.errors import ConfigError
 from logferry.ledger import Ledger, open_ledger
@@ -71,15 +78,20 @@ def ship(
     sink_options: SinkOptions | None = None,
     ledger: str | Ledger | None = None,
     endpoint_url: str | None = None,
+    profile: str | None = None,
+    region: str | None = None,
     progress: Progress | None = None,
     stop: threading.Event | None = None,
+    on_cycle: Callable[[ShipResult], None] | None = None,
 ) -> ShipResult:
     """Ship ``source`` to every sink in ``to``; see ``logferry ship --help``.
 
-    Buckets ship per ``options.mode`` (catchup, key, latest, all). Stream sources
-    (``tail:///GLOB``, ``cloudwatch://GROUP``) are read to their current end, or followed
-    until ``stop`` is set with ``options.follow``. Raises ``ConfigError`` for bad arguments;
-    per-object failures are in the result.
+    Buckets ship per ``options.mode`` (catchup, key, latest, all); with ``options.follow``
+    they are caught up every ``options.interval`` seconds until ``stop`` is set, and
+    ``on_cycle`` gets each cycle's result. Stream sources (``tail:///GLOB``,
+    ``cloudwatch://GROUP``) are read to their current end, or followed until ``stop`` is set
+    with ``options.follow``. ``profile`` and ``region`` reach the sources that call AWS.
+    Raises ``ConfigError`` for bad arguments; per-object failures are in the result.
     """
     options = options or ShipOptions()
     stop = stop or threading.Event()
@@ -88,16 +100,32 @@ def ship(
             if is_stream_url(source):
                 if options.mode != "catchup":
                     raise ConfigError("--key, --latest and --all apply to buckets, not streams")
-                source = open_stream_source(source, endpoint_url=endpoint_url, start=options.start)
+                if options.since is not None or options.until is not None:
+                    raise ConfigError("--since and --until apply to buckets, not streams")
+                source = open_stream_source(
+                    source,
+                    endpoint_url=endpoint_url,
+                    start=options.start,
+                    profile=profile,
+                    region=region,
+                )
             else:
                 verify = sink_options.verify_tls if sink_options else True
-                source = open_source(source, endpoint_url=endpoint_url, verify=verify)
+                source = open_source(
+                    source, endpoint_url=endpoint_url, verify=verify, profile=profile,
+                    region=region,
+                )  # fmt: skip
             cleanup.callback(source.close)
         router = Router.to_all(open_sinks(to, sink_options, stop, cleanup), options.format)
         led = _ledger(ledger, cleanup)
         if isinstance(source, StreamSource):
             return StreamRunner(source, router, led, options, progress=progress,
                                 stop=stop).run()  # fmt: skip
+        if options.follow:
+            if options.mode != "catchup":
+                raise ConfigError("--follow catches up a bucket: drop --key, --latest and --all")
+            return follow_bucket(source, router, led, options, progress=progress, stop=stop,
+                                 on_cycle=on_cycle)  # fmt: skip
         return ObjectRunner(source, router, led, options, progress=progress, stop=stop).run()
     raise AssertionError("unreachable")  # pragma: no cover - keeps mypy's return analysis happy
 
@@ -111,6 +139,8 @@ def drain(
     options: ShipOptions | None = None,
     sink_options: SinkOptions | None = None,
     endpoint_url: str | None = None,
+    profile: str | None = None,
+    region: str | None = None,
     progress: Progress | None = None,
     stop: threading.Event | None = None,
 ) -> DrainResult:
@@ -129,6 +159,8 @@ def drain(
             source=source,
             options=options or ShipOptions(),
             endpoint_url=endpoint_url,
+            profile=profile,
+            region=region,
             progress=progress,
             stop=stop,
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import os
 import re
 from collections.abc import Mapping
@@ -13,12 +14,13 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
 )
 
-from logferry.errors import ConfigError, LogferryError
+from logferry.errors import ConfigError, ConfigErrors, LogferryError
 
 Mode = Literal["catchup", "key", "latest", "all"]
 """catchup: everything not done; key: the objects named in ``keys``; latest: the N newest
@@ -84,6 +86,12 @@ class ShipOptions(BaseModel):
     #: ``shard_count``; the shards together cover every key exactly once.
     shard_index: int = Field(default=0, ge=0)
     shard_count: int = Field(default=1, ge=1)
+    #: Buckets: only objects that may hold events at or after / before these (UTC epoch
+    #: ms), judged by the time in the key where it has one, else LastModified.
+    since: int | None = None
+    until: int | None = None
+    #: Buckets with ``follow``: seconds between listings.
+    interval: float = Field(default=60.0, gt=0)
 
     @model_validator(mode="after")
     def _mode_arguments(self) -> ShipOptions:
@@ -93,6 +101,8 @@ class ShipOptions(BaseModel):
             raise ValueError("mode 'latest' needs a count")
         if self.shard_index >= self.shard_count:
             raise ValueError("shard_index must be below shard_count")
+        if self.since is not None and self.until is not None and self.since >= self.until:
+            raise ValueError("since must be before until")
         check_timezone(self.syslog_timezone)
         return self
 
@@ -216,6 +226,13 @@ class SourceConfig(BaseModel):
     type: str | None = None
     endpoint_url: str | None = None
     verify_tls: bool = True
+    #: AWS profile and region for s3:// and cloudwatch:// (None: the AWS defaults).
+    profile: str | None = None
+    region: str | None = None
+    #: Bucket sources: only objects with events in [since, until) (``2h ago``, ISO 8601, …),
+    #: by the time in the key where it has one, else LastModified.
+    since: str | None = None
+    until: str | None = None
     #: tail sources: where files seen for the first time start (later files: the beginning).
     start: Literal["beginning", "end"] = "beginning"
     format: str | list[str] = "auto"
@@ -231,6 +248,47 @@ class SourceConfig(BaseModel):
         if value is not None and value not in types:
             raise ValueError(f"unknown source type {value!r}: use one of {', '.join(types)}")
         return value
+
+    @field_validator("since", "until", mode="before")
+    @classmethod
+    def _time_text(cls, value: Any) -> Any:
+        # YAML reads 2024-05-01T12:00:00Z as a datetime and 1714560000 as an int.
+        if isinstance(value, (datetime.date, int)) and not isinstance(value, bool):
+            if isinstance(value, datetime.datetime) and value.tzinfo is None:
+                value = value.replace(tzinfo=datetime.UTC)
+            return value.isoformat() if isinstance(value, datetime.date) else str(value)
+        return value
+
+    @field_validator("since", "until")
+    @classmethod
+    def _readable_time(cls, value: str | None) -> str | None:
+        if value is not None:
+            from logferry.timeparse import parse_time
+
+            try:
+                parse_time(value)
+            except ConfigError as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
+    @model_validator(mode="after")
+    def _times_of_buckets(self) -> SourceConfig:
+        if self.since is not None or self.until is not None:
+            from logferry.sources import is_stream_url
+
+            if is_stream_url(self.url):
+                raise ValueError("`since` and `until` select objects of buckets, not streams")
+        return self
+
+    def time_range(self, now_ms: int | None = None) -> dict[str, int]:
+        """``since`` / ``until`` as ShipOptions fields (epoch ms; relative to ``now_ms``)."""
+        from logferry.timeparse import parse_time
+
+        return {
+            name: parse_time(text, now_ms=now_ms)
+            for name, text in (("since", self.since), ("until", self.until))
+            if text is not None
+        }
 
     @model_validator(mode="after")
     def _type_matches_url(self) -> SourceConfig:
@@ -281,6 +339,20 @@ class PipelineConfig(BaseModel):
     max_zstd_window: int = Field(default=2**31, ge=1 << 20)
     sinks: dict[str, SinkConfig] = Field(default_factory=dict)
     sources: dict[str, SourceConfig]
+    #: Where the file was read from, and the line of every path in it (set by parse_pipeline).
+    _location: str | None = PrivateAttr(default=None)
+    _lines: dict[tuple[Any, ...], int] = PrivateAttr(default_factory=dict)
+
+    def problem(self, path: tuple[Any, ...], message: str) -> str:
+        """``FILE:LINE: path: message`` for a problem found after parsing."""
+        return _where(self._location or "<config>", self._lines, path, message)
+
+    @property
+    def base_dir(self) -> Path | None:
+        """The folder of a pipeline read from a local file (handler modules import from it)."""
+        if self._location is None or "://" in self._location or self._location.startswith("<"):
+            return None
+        return Path(self._location).expanduser().resolve().parent
 
     @model_validator(mode="before")
     @classmethod
@@ -307,38 +379,45 @@ class PipelineConfig(BaseModel):
     def _references(self) -> PipelineConfig:
         from logferry.codecs.formats import FORMATS
 
+        problems: list[tuple[tuple[Any, ...], str]] = []
         if not self.sources:
-            raise PathError(("sources",), "no sources: add at least one under `sources:`")
+            problems.append((("sources",), "no sources: add at least one under `sources:`"))
         for name, source in self.sources.items():
             at: tuple[Any, ...] = ("sources", name)
             if not source.all_routes():
-                raise PathError(at, "no routes: give the source `sinks:` or a list of `routes:`")
+                problems.append((at, "no routes: give the source `sinks:` or a list of `routes:`"))
             prefixes = [r.prefix for r in source.routes]
             if len(prefixes) != len(set(prefixes)):
-                raise PathError((*at, "routes"), "two routes have the same prefix")
+                problems.append(((*at, "routes"), "two routes have the same prefix"))
             for i, route in enumerate(source.all_routes()):
                 where = (*at, "routes", i) if i < len(source.routes) else at
                 for fmt in route.formats:
                     if fmt not in FORMATS and fmt != "auto":
                         valid = ", ".join(sorted({"auto", *FORMATS}))
-                        raise PathError((*where, "format"), f"unknown format {fmt!r}: use {valid}")
+                        problems.append(
+                            ((*where, "format"), f"unknown format {fmt!r}: use {valid}")
+                        )
                 if route.sinks != DROP:
                     for sink in route.sinks:
                         if sink not in self.sinks:
                             known = ", ".join(sorted(self.sinks)) or "none defined"
-                            raise PathError(
-                                (*where, "sinks"),
-                                f"unknown sink {sink!r} (defined: {known}; or `drop`)",
+                            problems.append(
+                                (
+                                    (*where, "sinks"),
+                                    f"unknown sink {sink!r} (defined: {known}; or `drop`)",
+                                )
                             )
+        if problems:
+            raise PathError(problems)
         return self
 
 
 class PathError(ValueError):
-    """A validation error that knows where in the file it belongs."""
+    """Validation errors that know where in the file they belong: ``(path, message)`` each."""
 
-    def __init__(self, path: tuple[Any, ...], message: str) -> None:
-        super().__init__(message)
-        self.path = path
+    def __init__(self, problems: list[tuple[tuple[Any, ...], str]]) -> None:
+        super().__init__("; ".join(message for _, message in problems))
+        self.problems = problems
 
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -508,19 +587,31 @@ def parse_pipeline(
     if not isinstance(data, dict):
         raise ConfigError(f"{where}:1: a pipeline is a mapping with `sources:` and `sinks:`")
     try:
-        return PipelineConfig(**data)
+        config = PipelineConfig(**data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        loc = tuple(first.get("loc", ()))
-        cause = first.get("ctx", {}).get("error")
-        if isinstance(cause, PathError):
-            loc = (*loc, *cause.path)
-        lineno = next((lines[loc[:i]] for i in range(len(loc), -1, -1) if loc[:i] in lines), 1)
-        path = ".".join(str(p) for p in loc if not str(p).startswith("function-after"))
-        msg = first.get("msg", "invalid value").removeprefix("Value error, ")
-        raise ConfigError(f"{where}:{lineno}: {path + ': ' if path else ''}{msg}") from None
+        problems: list[tuple[tuple[Any, ...], str]] = []
+        for error in exc.errors():
+            loc = tuple(error.get("loc", ()))
+            cause = error.get("ctx", {}).get("error")
+            if isinstance(cause, PathError):
+                problems += [((*loc, *path), message) for path, message in cause.problems]
+            else:
+                problems.append((loc, error.get("msg", "invalid value")))
+        raise ConfigErrors([_where(where, lines, loc, m) for loc, m in problems]) from None
     except TypeError as exc:  # non-string keys and the like
         raise ConfigError(f"{where}:1: {exc}") from None
+    config._location, config._lines = where, lines
+    return config
+
+
+def _where(
+    where: str, lines: dict[tuple[Any, ...], int], loc: tuple[Any, ...], message: str
+) -> str:
+    """``FILE:LINE: path: message`` for one problem (the line of the closest known path)."""
+    lineno = next((lines[loc[:i]] for i in range(len(loc), -1, -1) if loc[:i] in lines), 1)
+    path = ".".join(str(p) for p in loc if not str(p).startswith("function-after"))
+    message = message.removeprefix("Value error, ")
+    return f"{where}:{lineno}: {path + ': ' if path else ''}{message}"
 
 
 def load_pipeline(location: str, env: Mapping[str, str] | None = None) -> PipelineConfig:

@@ -11,6 +11,18 @@ class ConfigError(LogferryError):
     """Bad usage or configuration; the CLI exits with status 2."""
 
 
+class ConfigErrors(ConfigError):
+    """Several configuration problems found at once (``logferry validate`` prints each).
+
+    As a one-line message it is the first problem and how many more there are.
+    """
+
+    def __init__(self, problems: list[str]) -> None:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        super().__init__(problems[0] + more)
+        self.problems = problems
+
+
 class ObjectError(LogferryError):
     """One object (or partition) cannot be shipped; the others go on."""
 

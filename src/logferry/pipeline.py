@@ -13,6 +13,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 from logferry import registry
 from logferry.codecs.formats.base import FormatOptions
@@ -27,7 +28,7 @@ from logferry.engine import (
     one_line,
 )
 from logferry.engine.objects import format_options_of
-from logferry.errors import ConfigError
+from logferry.errors import ConfigError, ConfigErrors
 from logferry.ledger import Ledger
 from logferry.sinks import Sink, check_sink, open_sink
 from logferry.sinks.base import Batching
@@ -43,37 +44,48 @@ from logferry.sources import (
 log = logging.getLogger("logferry")
 
 
-def open_configured_sink(name: str, cfg: SinkConfig, stop: threading.Event) -> Sink:
-    """Open one named sink of a pipeline file."""
+def open_configured_sink(
+    name: str, cfg: SinkConfig, stop: threading.Event, base_dir: Path | None = None
+) -> Sink:
+    """Open one named sink of a pipeline file (handler modules import from ``base_dir`` too)."""
     if cfg.type == "python":
         assert cfg.handler is not None
-        return HandlerSink(name, cfg.handler, cfg.args)
+        return HandlerSink(name, cfg.handler, cfg.args, base_dir=base_dir)
     assert cfg.url is not None
     return open_sink(cfg.url, cfg.options(), stop=stop)
 
 
 def check_pipeline(config: PipelineConfig) -> None:
-    """Deeper checks than the schema, with no side effects: sink URLs, keys, handlers."""
+    """Deeper checks than the schema, with no side effects: sink URLs, keys, handlers.
+
+    Raises :class:`ConfigErrors` naming every problem, each ``FILE:LINE: path: message``.
+    """
+    problems: list[str] = []
     for name, sink in config.sinks.items():
         try:
             if sink.type == "python":
                 assert sink.handler is not None
-                load_handler(sink.handler)
+                load_handler(sink.handler, config.base_dir)
             else:
                 assert sink.url is not None
                 check_sink(sink.url, sink.options())
         except ConfigError as exc:
-            raise ConfigError(f"sink {name!r}: {exc}") from None
+            field = "handler" if sink.type == "python" else "url"
+            problems.append(config.problem(("sinks", name, field), str(exc)))
     for name, source in config.sources.items():
         options = {
             "endpoint_url": source.endpoint_url,
             "verify": source.verify_tls,
             "start": source.start,
+            "profile": source.profile,
+            "region": source.region,
         }
         try:
             registry.check(source.url, "source", options)
         except ConfigError as exc:
-            raise ConfigError(f"source {name!r}: {exc}") from None
+            problems.append(config.problem(("sources", name, "url"), str(exc)))
+    if problems:
+        raise ConfigErrors(problems)
 
 
 @dataclass
@@ -83,6 +95,8 @@ class SourcePlan:
     name: str
     source: BucketSource | StreamSource
     router: Router
+    #: ``since`` / ``until`` of a bucket source, as epoch ms (read when the file was loaded).
+    times: dict[str, int] = dataclasses.field(default_factory=dict)
 
 
 def _format_options(route: RouteConfig, base: FormatOptions) -> FormatOptions | None:
@@ -109,7 +123,7 @@ class Pipeline:
         try:
             for name, sink_cfg in config.sinks.items():
                 try:
-                    sink = open_configured_sink(name, sink_cfg, self.stop)
+                    sink = open_configured_sink(name, sink_cfg, self.stop, config.base_dir)
                     self.sinks[name] = sink
                     if any(
                         v is not None
@@ -124,13 +138,17 @@ class Pipeline:
                     raise ConfigError(f"sink {name!r}: {exc}") from None
             for name, src_cfg in config.sources.items():
                 source: BucketSource | StreamSource
+                aws = {"profile": src_cfg.profile, "region": src_cfg.region}
                 if is_stream_url(src_cfg.url):
                     source = open_stream_source(
-                        src_cfg.url, endpoint_url=src_cfg.endpoint_url, start=src_cfg.start
+                        src_cfg.url, endpoint_url=src_cfg.endpoint_url, start=src_cfg.start, **aws
                     )
                 else:
                     source = open_source(
-                        src_cfg.url, endpoint_url=src_cfg.endpoint_url, verify=src_cfg.verify_tls
+                        src_cfg.url,
+                        endpoint_url=src_cfg.endpoint_url,
+                        verify=src_cfg.verify_tls,
+                        **aws,
                     )
                 routes = [
                     Route(
@@ -141,7 +159,7 @@ class Pipeline:
                     )
                     for r in src_cfg.all_routes()
                 ]
-                self.plans.append(SourcePlan(name, source, Router(routes)))
+                self.plans.append(SourcePlan(name, source, Router(routes), src_cfg.time_range()))
         except BaseException:
             self.close()
             raise
@@ -188,7 +206,7 @@ class Pipeline:
                 plan.source,
                 plan.router,
                 ledger,
-                self.options(**overrides),
+                self.options(**{**plan.times, **overrides}),
                 progress=progress(plan.name) if progress else None,
                 stop=self.stop,
             )

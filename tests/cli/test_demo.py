@@ -26,3 +26,13 @@ def test_demo_twice(tmp_path: Path) -> None:
     assert second.returncode == 0
     assert "shipped 0 objects" in second.stderr
     assert "nothing new to ship" in second.stderr
+
+
+def test_demo_output_mirrors_the_bucket_keys(tmp_path: Path) -> None:
+    p = run_cli("demo", "--dir", str(tmp_path / "d"), "--objects", "2", "-q")
+    assert p.returncode == 0, p.stderr
+    bucket, out = tmp_path / "d" / "bucket", tmp_path / "d" / "out"
+    keys = sorted(f.relative_to(bucket).as_posix() for f in bucket.rglob("*") if f.is_file())
+    assert any("crn%3Av1" in k for k in keys)  # IBM keys hold a percent-encoded CRN
+    written = sorted(f.relative_to(out).as_posix() for f in out.rglob("*") if f.is_file())
+    assert written == [k + ".jsonl" for k in keys]  # not encoded a second time (crn%253Av1)

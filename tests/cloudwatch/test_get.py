@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from logferry.cloudwatch.timeparse import parse_time
 from logferry.errors import ConfigError
+from logferry.timeparse import parse_time
 from tests.helpers import wait_for
 
 from .conftest import put, run_cw, start_cw

@@ -3,6 +3,11 @@ and ``/readyz`` fails while a sink is down and recovers when it is back."""
 
 from __future__ import annotations
 
+import os
+import signal
+import socket
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -16,6 +21,7 @@ from logferry.ledger import SQLiteLedger
 from logferry.sinks.mezmo import MezmoSink
 from logferry.sources.tail import TailSource
 from logferry.testing.mezmo_server import MezmoServer
+from tests.conftest import run_cli
 from tests.helpers import wait_for
 
 
@@ -108,3 +114,56 @@ def test_readiness_reports_an_unwritable_ledger(tmp_path: Path) -> None:
     finally:
         server.close()
         readonly.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_ship_follow_serves_metrics_until_stopped(tmp_path: Path, ingest_key: str) -> None:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "app.log").write_text("".join(f"line {i}\n" for i in range(100)))
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "LOGFERRY_LEDGER": str(tmp_path / "l.db")}
+    with MezmoServer(ingest_key) as mezmo:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "logferry", "ship", f"tail://{logs}/*.log", "--to", mezmo.url,
+             "--follow", "--batch-wait", "0.05", "--metrics-port", str(port), "-q"],
+            env=env, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            wait_for(lambda: len(mezmo.lines) == 100, timeout=30)
+            samples = wait_for(lambda: _try_scrape(url), timeout=10)
+            assert value(samples, "logferry_records_total") == 100
+            assert value(samples, "logferry_error_queue_entries") == 0
+            assert httpx.get(f"{url}/readyz").status_code == 200
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 0, stderr
+    # The port is free again once the command ended.
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", port))
+
+
+def _try_scrape(url: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float] | None:
+    try:
+        return scrape(url)
+    except httpx.HTTPError:
+        return None
+
+
+def test_metrics_port_in_use_is_a_usage_error(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        (tmp_path / "b").mkdir()
+        p = run_cli("ship", str(tmp_path / "b"), "--to", str(tmp_path / "o"),
+                    "--metrics-port", str(port), env={"LOGFERRY_LEDGER": str(tmp_path / "l.db")})  # fmt: skip
+    assert p.returncode == 2
+    assert f"cannot serve metrics on 127.0.0.1:{port}" in p.stderr

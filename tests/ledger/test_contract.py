@@ -531,3 +531,16 @@ def test_renew_reports_claims_taken_over(ledger: Ledger) -> None:
     assert ledger.renew([mine, kept], 60) == [mine]
     assert ledger.renew([kept], 60) == []
     assert ledger.renew([], 60) == []
+
+
+def test_status_last_shipped_counts_stream_checkpoints(ledger: Ledger) -> None:
+    c = ledger.claim("tail:///x/*.log", ObjectInfo("/x/a.log", 0, "fp", 0), "me", 60)
+    assert c
+    assert ledger.status()[0].last_shipped is None  # claimed, nothing shipped yet
+    before = time.time()
+    ledger.checkpoint(c, 5, 50, 60, '{"offset": 50, "fp": "fp"}')
+    (st,) = ledger.status()
+    assert (st.done, st.in_progress, st.lines) == (0, 1, 5)
+    assert st.last_shipped is not None and st.last_shipped >= before - 1
+    ledger.release(c)  # followed, stopped: still shipped
+    assert ledger.status()[0].last_shipped is not None

@@ -15,12 +15,16 @@ from pathlib import Path
 import orjson
 import pytest
 
+import logferry
 from logferry.config import parse_pipeline
 from logferry.errors import ConfigError
 from logferry.pipeline import Pipeline
 from logferry.sinks.base import Batching
 from tests.conftest import IBM_FIXTURES, run_cli
 from tests.helpers import wait_for
+
+#: An import path with logferry on it and nothing else (absolute: tests run from other folders).
+LOGFERRY_ONLY = {"PYTHONPATH": str(Path(logferry.__file__).resolve().parents[1])}
 
 
 def write_config(path: Path, text: str) -> Path:
@@ -198,9 +202,91 @@ def test_python_handlers(tmp_path: Path, bucket_dir: Path) -> None:
     (failure,) = json.loads(p.stdout.splitlines()[-1])["failed"]
     assert failure["key"] == "app/picky.ndjson"
     assert "RuntimeError: refusing logout" in failure["error"]
-    p = run_cli("validate", "-c", str(cfg))  # without PYTHONPATH the handler cannot import
+    # handler modules import from the pipeline file's folder, wherever logferry runs from
+    p = run_cli("ship", "-c", str(cfg), "--json", cwd="/", env=LOGFERRY_ONLY)
+    assert "picky" in json.loads(p.stdout.splitlines()[-1])["handlers"], p.stderr
+    (tmp_path / "myhandlers.py").unlink()
+    p = run_cli("validate", "-c", str(cfg))
     assert p.returncode == 2
     assert "cannot import myhandlers" in p.stderr
+    assert f"looked in {tmp_path}" in p.stderr
+
+
+def test_handler_package_beside_the_pipeline_file(tmp_path: Path, bucket_dir: Path) -> None:
+    here = tmp_path / "conf"
+    (here / "handlers").mkdir(parents=True)
+    (here / "handlers" / "__init__.py").write_text("")
+    (here / "handlers" / "counting.py").write_text(HANDLER)
+    cfg = write_config(
+        here / "pipeline.yaml",
+        f"""        ledger: sqlite:///{tmp_path}/h.db
+        sinks:
+          count: {{type: python, handler: "handlers.counting:Count"}}
+        sources:
+          apps: {{url: "{bucket_dir}/app/events.ndjson", format: ndjson, sinks: [count]}}
+        """,
+    )
+    cfg.write_text(cfg.read_text().replace("/app/events.ndjson", ""))
+    assert run_cli("validate", "-c", "pipeline.yaml", cwd=here, env=LOGFERRY_ONLY).returncode == 0
+    p = run_cli("ship", "-c", str(cfg), "--json", cwd="/", env=LOGFERRY_ONLY)
+    assert p.returncode == 1  # app/broken.json is not ndjson; the handler saw the others
+    assert json.loads(p.stdout.splitlines()[-1])["handlers"]["count"]["login"] == 1
+
+
+def test_validate_reports_every_problem(tmp_path: Path) -> None:
+    cfg = write_config(
+        tmp_path / "bad.yaml",
+        """        workers: 0
+        sinks:
+          out:
+            url: file:///tmp/x
+            colour: blue
+        sources:
+          a:
+            url: s3://b/p
+            sinks: [out]
+            since: last tuesday
+          b:
+            url: tail:///var/log/*.log
+            sinks: [out]
+            until: 2h ago
+        """,
+    )
+    p = run_cli("validate", "-c", str(cfg))
+    assert p.returncode == 2
+    assert p.stderr.splitlines() == [
+        f"error: {cfg}:1: workers: Input should be greater than or equal to 1",
+        f"error: {cfg}:5: sinks.out.colour: Extra inputs are not permitted",
+        f"error: {cfg}:10: sources.a.since: cannot read the time 'last tuesday': use 5m, 2h "
+        "ago, 1d, ISO 8601 (2024-05-01T12:00:00Z) or epoch seconds/milliseconds",
+        f"error: {cfg}:12: sources.b: `since` and `until` select objects of buckets, not streams",
+    ]
+    # reference problems, and then the deeper checks, are reported all at once too
+    cfg.write_text(
+        textwrap.dedent(
+            """            sinks:
+              out: {url: "file:///tmp/x"}
+              h: {type: python, handler: "nowhere:Handler"}
+            sources:
+              a: {url: "s3://b/p", sinks: [nope]}
+              b: {url: "s3://b/q", format: [json, nonsense], sinks: [out]}
+            """
+        )
+    )
+    p = run_cli("validate", "-c", str(cfg))
+    assert p.returncode == 2
+    assert [line.split(": ", 3)[1:3] for line in p.stderr.splitlines()] == [
+        [f"{cfg}:5", "sources.a.sinks"],
+        [f"{cfg}:6", "sources.b.format"],
+    ]
+    cfg.write_text(cfg.read_text().replace("nope", "out").replace(", nonsense", ""))
+    cfg.write_text(cfg.read_text() + '  c: {url: "cloudwatch://x?colour=blue", sinks: [out]}\n')
+    p = run_cli("validate", "-c", str(cfg))
+    assert p.returncode == 2
+    assert [line.split(": ", 3)[1:3] for line in p.stderr.splitlines()] == [
+        [f"{cfg}:3", "sinks.h.handler"],
+        [f"{cfg}:7", "sources.c.url"],
+    ]
 
 
 def test_run_daemon_reload_and_stop(tmp_path: Path, bucket_dir: Path) -> None:

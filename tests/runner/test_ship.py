@@ -236,7 +236,9 @@ def test_cli_exit_codes_and_json(s3, bucket, s3_endpoint, tmp_path) -> None:  # 
     assert summary["objects"] == 1
     assert summary["lines"] == 2
     assert summary["failed"] == []
-    assert "listing found 1 objects" in p.stderr  # plain progress when stderr is not a terminal
+    assert (
+        "listing found 1 object to ship" in p.stderr
+    )  # plain progress when stderr is not a terminal
     s3.put_object(Bucket=bucket, Key="b.log.gz", Body=b"\x1f\x8b\x08broken")
     p = run_cli(
         "ship", f"s3://{bucket}", "--to", str(tmp_path / "o"), "--ledger", led, "--json", env=env

@@ -87,6 +87,65 @@ def test_follow_ships_appends_until_sigterm(tmp_path: Path) -> None:
     assert sorted(r["line"] for r in out_rows(out)) == ["b 1", "fresh 1"]  # not "old"
 
 
+def test_first_line_of_a_rotated_in_file_ships_within_two_seconds(tmp_path: Path) -> None:
+    logs, out, led = tmp_path / "logs", tmp_path / "out", tmp_path / "l.db"
+    logs.mkdir()
+    app = logs / "app.log"
+    app.write_text("before\n")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "logferry", "ship", f"tail://{logs}/*.log", "--to", str(out),
+         "--ledger", str(led), "--follow", "--batch-wait", "0.05", "--quiet"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy(),
+    )  # fmt: skip
+    try:
+        wait_for(lambda: len(out_rows(out)) == 1, timeout=15, message="the first file")
+        for i in range(3):
+            # logrotate's rename + create, then the writer's first line in the new file
+            app.rename(logs / f"app.log.{i}")
+            app.touch()
+            with app.open("a") as f:
+                f.write(f"rotated {i}\n")
+            wait_for(
+                lambda: f"rotated {i}" in [r["line"] for r in out_rows(out)],  # noqa: B023
+                timeout=2.0,
+                message=f"the first line of rotation {i}",
+            )
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _stdout, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 0, stderr
+    assert sorted(r["line"] for r in out_rows(out)) == [
+        "before", "rotated 0", "rotated 1", "rotated 2"
+    ]  # fmt: skip
+
+
+def test_a_second_runner_says_who_holds_the_files(tmp_path: Path) -> None:
+    logs, led = tmp_path / "logs", tmp_path / "l.db"
+    logs.mkdir()
+    (logs / "a.log").write_text("a\n")
+    (logs / "b.log").write_text("b\n")
+    common = [f"tail://{logs}/*.log", "--ledger", str(led), "--batch-wait", "0.05"]
+    first = subprocess.Popen(
+        [sys.executable, "-m", "logferry", "ship", *common, "--to", str(tmp_path / "o1"),
+         "--follow", "--quiet"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy(),
+    )  # fmt: skip
+    try:
+        wait_for(lambda: len(out_rows(tmp_path / "o1")) == 2, timeout=15, message="first runner")
+        from logferry.ledger import SQLiteLedger
+
+        ledger = SQLiteLedger(led, create=False)
+        (owner,) = {e.owner for e in ledger.entries()}
+        ledger.close()
+        p = run_cli("ship", *common, "--to", str(tmp_path / "o2"))
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.communicate(timeout=30)
+    assert p.returncode == 0, p.stderr
+    assert f"2 files held by another runner ({owner}); none left for this one" in p.stderr
+    assert not out_rows(tmp_path / "o2")
+
+
 def test_two_runners_never_both_read_a_renamed_file(tmp_path: Path) -> None:
     """Runner A follows app.log; it is renamed to app.log.1 and keeps growing (a logger
     still writing through its open file). Runner B, listing the same directory on the same
@@ -160,3 +219,15 @@ def test_two_runners_never_both_read_a_renamed_file(tmp_path: Path) -> None:
     shipped = a_sink.lines + b_sink.lines
     assert sorted(shipped) == sorted([f"old {i}" for i in range(60)] + ["new 0"])
     assert not any(line.startswith("old") for line in b_sink.lines)
+
+
+def test_an_empty_match_warns_with_what_was_looked_up(tmp_path: Path) -> None:
+    args = ["--to", str(tmp_path / "out"), "--ledger", str(tmp_path / "l.db")]
+    p = run_cli("ship", f"tail://{tmp_path}/nope/*.log", *args)
+    assert p.returncode == 0, p.stderr
+    assert f"no file matches {tmp_path}/nope/*.log: the folder {tmp_path}/nope does not exist" in (
+        p.stderr
+    )
+    (tmp_path / "a.log").write_text("no newline yet")
+    p = run_cli("ship", f"tail://{tmp_path}/*.log", *args)
+    assert "1 files match" not in p.stderr and "none with a complete first line" in p.stderr

@@ -138,7 +138,7 @@ def test_pipeline_sink_option(outward_server: tuple[MezmoServer, str], tmp_path:
           a: {{url: "{tmp_path}", sinks: [mezmo]}}
         """
     )
-    with pytest.raises(ConfigError, match=r"sink 'mezmo': .*cleartext"):
+    with pytest.raises(ConfigError, match=r"sinks.mezmo.url: .*cleartext"):
         check_pipeline(parse_pipeline(text))
     allowed = text.replace(f'"{url}"}}', f'"{url}", allow_insecure_http: true}}')
     check_pipeline(parse_pipeline(allowed))

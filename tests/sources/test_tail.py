@@ -251,7 +251,7 @@ def test_rename_rotation_loses_and_duplicates_nothing(logdir: Path, glob: str) -
     t = rotate_by_rename(log, logdir / "app.log.1", total=400, at=200)
     t.start()
     expected = ["header", "last words of the old file"] + [f"line {i}" for i in range(400)]
-    f.until(lambda: len(f.lines) >= len(expected) and first not in f.parts and len(f.parts) == 1)
+    f.until(lambda: len(f.lines) >= len(expected) and first in f.done)
     t.join()
     # A line written after everything else, read: every later poll had its chance to repeat.
     append(log, b"end marker\n")
@@ -280,6 +280,30 @@ def test_rotated_file_that_stops_matching_finishes_after_rotate_wait(logdir: Pat
     assert len(f.parts) == 1
     f.until(lambda: not f.parts, timeout=2)
     assert f.lines[-1] == "unterminated"  # shipped once the rotated file is over
+    f.close()
+
+
+def test_rotated_file_finishes_once_a_new_file_with_a_first_line_takes_its_path(
+    logdir: Path,
+) -> None:
+    log = logdir / "app.log"
+    append(log, lines(0, 2))
+    src = make(logdir, rotate_wait=60.0)
+    f = Follower(src)
+    f.until(lambda: len(f.lines) == 2)
+    src.wait(0.01)  # starts watching
+    fd = os.open(log, os.O_WRONLY | os.O_APPEND)
+    os.rename(log, logdir / "app.log.1")
+    os.write(fd, b"late\nunterminated")  # the writer has not reopened yet
+    os.close(fd)
+    log.touch()  # an empty successor says nothing yet: the old file is still followed
+    f.until(lambda: f.lines[-1:] == ["late"])
+    wait_for(src.listing_changed, timeout=2)  # created and renamed: list again now
+    f.poll()
+    assert len(f.parts) == 1
+    append(log, b"new 0\n")  # the writer moved on: the old file is over, well before 60 s
+    f.until(lambda: f.lines[-2:] == ["unterminated", "new 0"], timeout=2)
+    assert f.lines == ["line 0", "line 1", "late", "unterminated", "new 0"]
     f.close()
 
 

@@ -28,8 +28,8 @@ from logferry.cloudwatch.client import LogsClient, RateLimiter
 from logferry.cloudwatch.download import Downloader, resolve_options
 from logferry.cloudwatch.get import GetQuery, follow_events, get_events
 from logferry.cloudwatch.status import collect_status
-from logferry.cloudwatch.timeparse import format_ms, parse_time
 from logferry.errors import ConfigError
+from logferry.timeparse import format_ms, parse_time
 
 F = Callable[..., Any]
 
@@ -40,6 +40,11 @@ def _aws_options(func: F) -> F:
         envvar="AWS_REGION",
         help="AWS region (default: the AWS config / AWS_DEFAULT_REGION).",
     )(func)
+    func = click.option(
+        "--profile",
+        envvar="AWS_PROFILE",
+        help="AWS profile of ~/.aws/config (default: AWS_PROFILE, else the default chain).",
+    )(func)
     return click.option(
         "--endpoint-url",
         envvar="AWS_ENDPOINT_URL",
@@ -47,8 +52,10 @@ def _aws_options(func: F) -> F:
     )(func)
 
 
-def _client(endpoint_url: str | None, region: str | None) -> LogsClient:
-    return LogsClient(endpoint_url=endpoint_url, region=region, limiter=RateLimiter())
+def _client(endpoint_url: str | None, region: str | None, profile: str | None) -> LogsClient:
+    return LogsClient(
+        endpoint_url=endpoint_url, region=region, profile=profile, limiter=RateLimiter()
+    )
 
 
 @click.group("cloudwatch")
@@ -61,9 +68,11 @@ def cloudwatch() -> None:
 @click.option("--json", "as_json", is_flag=True, help="One JSON document with every group.")
 @_aws_options
 @handle_errors
-def groups_cmd(prefix: str, as_json: bool, endpoint_url: str | None, region: str | None) -> None:
+def groups_cmd(
+    prefix: str, as_json: bool, endpoint_url: str | None, region: str | None, profile: str | None
+) -> None:
     """List log groups, one name per line."""
-    groups = list(_client(endpoint_url, region).groups(prefix))
+    groups = list(_client(endpoint_url, region, profile).groups(prefix))
     if as_json:
         emit_json(
             [
@@ -94,7 +103,13 @@ def groups_cmd(prefix: str, as_json: bool, endpoint_url: str | None, region: str
 @_aws_options
 @handle_errors
 def streams_cmd(
-    group: str, prefix: str, order: str, as_json: bool, endpoint_url: str | None, region: str | None
+    group: str,
+    prefix: str,
+    order: str,
+    as_json: bool,
+    endpoint_url: str | None,
+    region: str | None,
+    profile: str | None,
 ) -> None:
     """List the streams of GROUP with first/last event time and stored bytes."""
     rows = [
@@ -104,7 +119,7 @@ def streams_cmd(
             "last_event_ms": s.get("lastEventTimestamp"),
             "stored_bytes": s.get("storedBytes", 0) or 0,
         }
-        for s in _client(endpoint_url, region).streams(group, prefix, order)
+        for s in _client(endpoint_url, region, profile).streams(group, prefix, order)
     ]
     if as_json:
         emit_json(rows)
@@ -207,15 +222,19 @@ class _Printer:
     help="From: 5m, 2h ago, 1d, ISO 8601 or epoch.",
 )
 @click.option("-e", "--end", default=None, help="Until (same forms); default: now.")
-@click.option("-f", "--filter-pattern", default=None, help="CloudWatch filter pattern.")
+@click.option("--filter-pattern", default=None, help="CloudWatch filter pattern.")
 @click.option(
-    "-w", "--follow", is_flag=True, help="Keep printing new events (new streams included)."
+    "-f",
+    "-w",
+    "--follow",
+    is_flag=True,
+    help="Keep printing new events (new streams included).",
 )
 @click.option("-t", "--timestamp", is_flag=True, help="Print the event time (UTC).")
 @click.option("-i", "--ingestion-time", is_flag=True, help="Print the ingestion time (UTC).")
 @click.option("--no-stream", is_flag=True, help="Do not print the stream name.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per event.")
-@click.option("-q", "--query", default=None, help="JMESPath applied to JSON messages.")
+@click.option("--query", default=None, help="JMESPath applied to JSON messages.")
 @click.option(
     "--poll-interval",
     type=float,
@@ -247,6 +266,7 @@ def get_cmd(
     lookback: str,
     endpoint_url: str | None,
     region: str | None,
+    profile: str | None,
 ) -> None:
     """Print the events of GROUP (streams matching STREAM_REGEX), interleaved in time order."""
     import re
@@ -272,7 +292,7 @@ def get_cmd(
         as_json=as_json,
         query=query,
     )
-    client = _client(endpoint_url, region)
+    client = _client(endpoint_url, region, profile)
     try:
         if not follow:
             for event in get_events(client, q):
@@ -441,4 +461,7 @@ def status_cmd(directory: str, as_json: bool) -> None:
 
 
 if __name__ == "__main__":
+    from logferry.cli.logs import add_output_options
+
+    add_output_options(cloudwatch)
     cloudwatch(prog_name="logferry cloudwatch")

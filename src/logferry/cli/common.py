@@ -31,8 +31,12 @@ from logferry.errors import ConfigError, LogferryError
 from logferry.records import ObjectInfo
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+#: The reader of standard output went away: 128 + SIGPIPE, as a shell reports ``cat | head``.
+EXIT_PIPE_CLOSED = 128 + signal.SIGPIPE
 
 err = Console(stderr=True, highlight=False)
+# Off a terminal (logs, CI, a pipe) there is no width to fit: never wrap or cut a line.
+err.soft_wrap = not err.is_terminal
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -225,8 +229,14 @@ class PlainProgress(Progress):
 
     def _line(self) -> str:
         elapsed = max(time.monotonic() - self._t0, 1e-6)
+        # Streams have no total to count against: say how many are done, if any.
+        done = (
+            f"{self._done}/{self._total} {self.unit}"
+            if self._total
+            else plural(self._done, self.unit) + " done"
+        )
         return (
-            f"progress: {self._done}/{self._total} objects, {self._lines} lines, "
+            f"progress: {done}, {self._lines:,} lines, "
             f"{human_bytes(self._bytes)} read, {self._lines / elapsed:,.0f} lines/s"
         )
 
@@ -234,7 +244,7 @@ class PlainProgress(Progress):
         """Announce the pass."""
         with self._lock:
             self._total += objects
-        _say(f"listing found {objects} objects to ship ({human_bytes(nbytes)})")
+        _say(f"listing found {plural(objects, self.unit)} to ship ({human_bytes(nbytes)})")
 
     def advanced(self, lines: int, raw_bytes: int) -> None:
         """Print a line every few seconds."""
@@ -284,7 +294,15 @@ def plural(n: int, unit: str) -> str:
 
 
 def print_summary(result: ShipResult, *, as_json: bool, quiet: bool, verb: str = "shipped") -> int:
-    """Print the summary (human on stderr, ``--json`` on stdout) and return the exit code."""
+    """Print the summary (human on stderr, ``--json`` on stdout) and return the exit code.
+
+    When the reader of ``--to -`` went away (``| head``), print nothing and exit as Unix
+    tools do on SIGPIPE (141): what was not written stays unacknowledged for the next run.
+    """
+    from logferry.sinks.stdout import OUTPUT_CLOSED
+
+    if OUTPUT_CLOSED.is_set():
+        return EXIT_PIPE_CLOSED
     if as_json:
         sys.stdout.write(json_text(result.to_dict()) + "\n")
         sys.stdout.flush()
@@ -295,7 +313,7 @@ def print_summary(result: ShipResult, *, as_json: bool, quiet: bool, verb: str =
             " (above; `logferry errors` lists them)" if result.failed else ""
         )
         err.print(
-            f"{verb} {plural(result.objects, result.unit)}, {result.lines:,} lines "
+            f"{verb} {plural(result.objects, result.unit)}, {plural(result.lines, 'lines')} "
             f"({human_bytes(result.bytes)}) in {result.seconds:.1f} s; "
             f"{result.skipped} skipped; {failed}" + (f"; {counters}" if counters else ""),
             soft_wrap=True,

@@ -206,6 +206,8 @@ def drain(
     ledger: str | None,
     endpoint_url: str | None,
     no_verify_tls: bool,
+    profile: str | None,
+    region: str | None,
     fmt: str,
     retry_timeout: float,
     as_json: bool,
@@ -229,6 +231,8 @@ def drain(
             options=options,
             sink_options=SinkOptions(verify_tls=not no_verify_tls),
             endpoint_url=endpoint_url,
+            profile=profile,
+            region=region,
             progress=make_progress(quiet),
         )
     finally:

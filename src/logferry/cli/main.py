@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import logging
 import os
-from typing import Any
 
 import click
 
 from logferry import __version__
 from logferry.cli.cloudwatch import cloudwatch
-from logferry.cli.common import safe_text
 from logferry.cli.demo import demo
 from logferry.cli.errors import drain, errors
 from logferry.cli.generate import generate_group
 from logferry.cli.job import job
+from logferry.cli.logs import add_output_options
 from logferry.cli.package import package
 from logferry.cli.pull import pull
 from logferry.cli.purge import purge
@@ -22,36 +20,18 @@ from logferry.cli.run import run, validate
 from logferry.cli.serve import serve, stats
 from logferry.cli.ship import ship
 from logferry.cli.status import status
-
-
-class _SafeFormatter(logging.Formatter):
-    """Log lines name keys and quote errors: neutralise their control characters."""
-
-    def formatMessage(self, record: logging.LogRecord) -> str:
-        return safe_text(super().formatMessage(record), markup=False)
-
-    def formatException(self, ei: Any) -> str:
-        text = super().formatException(ei)
-        return "\n".join(safe_text(line, markup=False) for line in text.split("\n"))
+from logferry.cli.top import top
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="logferry")
-@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
-def cli(verbose: int) -> None:
+def cli() -> None:
     """Ferry logs from buckets to where people read them: every line once, nothing lost."""
-    level = {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
-    handler = logging.StreamHandler()
-    handler.setFormatter(_SafeFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.basicConfig(level=level, handlers=[handler])
-    # botocore's debug logs print request headers; keep them out unless asked explicitly.
-    if not os.environ.get("LOGFERRY_DEBUG_BOTO"):
-        logging.getLogger("botocore").setLevel(logging.WARNING)
-        logging.getLogger("urllib3").setLevel(logging.WARNING)
 
 
 for command in (
     cloudwatch,
+    top,
     ship,
     run,
     validate,
@@ -68,6 +48,7 @@ for command in (
     stats,
 ):
     cli.add_command(command)
+add_output_options(cli)
 
 
 def _limit_malloc_arenas() -> None:

@@ -10,7 +10,7 @@ import click
 
 from logferry import api
 from logferry.cli.common import handle_errors, make_progress, print_summary
-from logferry.cli.ship import decode_options, source_options
+from logferry.cli.ship import decode_options, source_options, time_options, time_range
 from logferry.config import ShipOptions, SinkOptions, build
 from logferry.ledger import SQLiteLedger
 from logferry.sinks import ConcatSink, FileSink, Sink
@@ -29,6 +29,7 @@ from logferry.sinks import ConcatSink, FileSink, Sink
 @click.option(
     "--latest", type=click.IntRange(min=1), metavar="N", help="Only the N newest objects."
 )
+@time_options
 @decode_options
 @source_options
 @click.option(
@@ -45,8 +46,12 @@ def pull(
     expand: str | None,
     timestamp_fields: tuple[str, ...],
     syslog_timezone: str,
+    since: str | None,
+    until: str | None,
     endpoint_url: str | None,
     no_verify_tls: bool,
+    profile: str | None,
+    region: str | None,
     as_json: bool,
     quiet: bool,
     **limits: int,
@@ -76,6 +81,7 @@ def pull(
             **({"timestamp_fields": timestamp_fields} if timestamp_fields else {}),
             syslog_timezone=syslog_timezone,
             workers=1 if concat else 4,  # one at a time keeps --concat in object order
+            **time_range(since, until),
             **limits,
         )
         assert isinstance(options, ShipOptions)
@@ -86,6 +92,8 @@ def pull(
             sink_options=SinkOptions(verify_tls=not no_verify_tls),
             ledger=ledger,
             endpoint_url=endpoint_url,
+            profile=profile,
+            region=region,
             progress=make_progress(quiet),
         )
     finally:

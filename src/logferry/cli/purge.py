@@ -25,6 +25,8 @@ def purge(
     dry_run: bool,
     endpoint_url: str | None,
     no_verify_tls: bool,
+    profile: str | None,
+    region: str | None,
     as_json: bool,
 ) -> None:
     """Delete every object under SOURCE. Refuses without --yes."""
@@ -32,7 +34,9 @@ def purge(
         raise click.UsageError(
             "purge deletes every object under SOURCE: add --yes (or --dry-run to look first)"
         )
-    src = open_source(source, endpoint_url=endpoint_url, verify=not no_verify_tls)
+    src = open_source(
+        source, endpoint_url=endpoint_url, verify=not no_verify_tls, profile=profile, region=region
+    )
     try:
         total = 0
         for page in src.list_pages():

@@ -12,6 +12,7 @@ import click
 from logferry.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
+    EXIT_USAGE,
     FailureLog,
     err,
     handle_errors,
@@ -22,6 +23,7 @@ from logferry.cli.common import (
 )
 from logferry.config import load_pipeline
 from logferry.engine import ShipResult
+from logferry.errors import ConfigErrors
 from logferry.ledger import open_ledger
 from logferry.pipeline import Daemon, check_pipeline, plans_summary
 
@@ -46,10 +48,18 @@ def run_pipeline(
     led = open_ledger(ledger or config.ledger)
     last: list[ShipResult] = []
 
+    verbose = logging.getLogger("logferry").getEffectiveLevel() <= logging.INFO
+
     def on_cycle(results: list[ShipResult]) -> None:
         last[:] = results
         for result in results:
-            print_summary(result, as_json=as_json, quiet=quiet)
+            # A daemon's idle cycles say nothing (-v shows them): only what happened.
+            eventful = bool(
+                result.objects or result.lines or result.failed or result.held
+                or result.dead_letters or not result.ok
+            )  # fmt: skip
+            shown = once or verbose or eventful
+            print_summary(result, as_json=as_json, quiet=quiet or not shown)
 
     def progress(name: str) -> Any:
         # A bar per cycle would flood a daemon's log: only failures and notices, as lines.
@@ -106,9 +116,17 @@ def run(config_path: str, once: bool, ledger: str | None, shutdown_timeout: floa
 @config_option
 @handle_errors
 def validate(config_path: str) -> None:
-    """Check a pipeline file (schema, references, sink URLs, keys, handlers) without running it."""
-    config = load_pipeline(config_path)
-    check_pipeline(config)
+    """Check a pipeline file (schema, references, sink URLs, keys, handlers) without running it.
+
+    Every problem is reported, one line each (FILE:LINE: path: message); exit 2 if any.
+    """
+    try:
+        config = load_pipeline(config_path)
+        check_pipeline(config)
+    except ConfigErrors as exc:
+        for problem in exc.problems:
+            err.print(f"[bold red]error:[/] {safe_text(problem)}", soft_wrap=True)
+        sys.exit(EXIT_USAGE)
     for line in plans_summary(config):
         click.echo(safe_text(line, markup=False))
     err.print(f"{safe_text(config_path)}: OK")

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import secrets
+import socket
 from datetime import date
 
 import click
 from rich.console import Console
 from rich.table import Table
 
-from logferry.cli.common import emit_json, err, fail_usage, handle_errors, safe_text
+from logferry.cli.common import emit_json, fail_usage, handle_errors, safe_text
 from logferry.config import default_store_url
 from logferry.errors import ConfigError
 from logferry.stats.queries import Stats, open_stats_store
@@ -86,13 +88,23 @@ def serve(
     token = token or secrets.token_urlsafe(24)
     settings = DashboardSettings(ledger, token, drain_to, sample_seconds=sample_every)
     app = create_app(store, settings)
-    shown = f"[{host}]" if ":" in host else host
-    err.print(f"dashboard: http://{shown}:{port}/dashboard/  API docs: http://{shown}:{port}/docs")
+    # Bind here, not in uvicorn: a port in use is a usage error (exit 2, one line), where
+    # uvicorn would log a traceback-like error and exit 3.
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        sock = socket.create_server((host, port), family=family)
+    except OSError as exc:
+        why = "the port is in use" if exc.errno == errno.EADDRINUSE else exc.strerror or exc
+        raise ConfigError(f"cannot listen on {host}:{port}: {why}") from None
+    where = f"[{host}]" if family == socket.AF_INET6 else host
+    base = f"http://{where}:{sock.getsockname()[1]}"
+    click.echo(f"serving on {base} (API docs at /docs, dashboard at {base}/dashboard/)", err=True)
     if generated:
         # The token is printed once, for the person who started the server (invariant 5
         # covers credentials of sources and sinks; this one exists to be handed out).
-        err.print(f"dashboard action token: {token}", soft_wrap=True, markup=False)
-    uvicorn.run(app, host=host, port=port, log_level="info")
+        click.echo(f"dashboard action token: {token}", err=True)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="info"))
+    server.run(sockets=[sock])
 
 
 def _dates(from_date: str, to_date: str | None) -> tuple[date, date]:

@@ -4,20 +4,27 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 from typing import Any
 
 import click
 
 from logferry import api
 from logferry.cli.common import (
+    FailureLog,
     fail_usage,
     handle_errors,
     install_signal_handlers,
     make_progress,
     print_summary,
 )
+from logferry.cli.metrics import metrics_options, serving_metrics
 from logferry.codecs.formats import FORMATS
 from logferry.config import ShipOptions, SinkOptions, build
+from logferry.engine import ShipResult
+from logferry.ledger import open_ledger
+from logferry.sources import is_stream_url
+from logferry.timeparse import parse_time
 
 FORMAT_CHOICES = sorted({"auto", *FORMATS})
 
@@ -34,7 +41,40 @@ def source_options(func):  # type: ignore[no-untyped-def]
         is_flag=True,
         help="Do not verify TLS certificates (self-signed test endpoints only).",
     )(func)
+    func = click.option(
+        "--profile",
+        envvar="AWS_PROFILE",
+        help="AWS profile for s3:// and cloudwatch:// (default: AWS_PROFILE, else the default chain).",
+    )(func)
+    func = click.option(
+        "--region", envvar="AWS_REGION", help="AWS region (default: AWS_REGION or the profile's)."
+    )(func)
     return func
+
+
+def time_options(func):  # type: ignore[no-untyped-def]
+    """``--since`` / ``--until``: which objects of a bucket, by time."""
+    for flag, text in (
+        ("--since", "Only objects with events at or after TIME"),
+        ("--until", "Only objects with events before TIME"),
+    ):
+        func = click.option(
+            flag,
+            metavar="TIME",
+            help=f"{text} (2h ago, 30m, 1d, ISO 8601, epoch): by the time in the key where it "
+            "has one (IBM/AWS flow logs, CloudTrail), else LastModified.",
+        )(func)
+    return func
+
+
+def time_range(since: str | None, until: str | None) -> dict[str, int]:
+    """``--since`` / ``--until`` as the ShipOptions fields (epoch ms), relative to one now."""
+    now = int(time.time() * 1000)
+    return {
+        name: parse_time(text, now_ms=now)
+        for name, text in (("since", since), ("until", until))
+        if text
+    }
 
 
 def decode_options(func):  # type: ignore[no-untyped-def]
@@ -172,11 +212,19 @@ def decode_options(func):  # type: ignore[no-untyped-def]
     help="Seconds a one-off run retries a sink that keeps failing before the object waits for "
     "the next run (followed runs retry without end, at most a minute apart).",
 )
+@time_options
 @click.option(
     "--follow",
     "-f",
     is_flag=True,
-    help="Stream sources (tail:///GLOB, cloudwatch://GROUP): keep following until SIGINT/SIGTERM.",
+    help="Keep going until SIGINT/SIGTERM: streams are followed, buckets listed every --interval.",
+)
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=0.01),
+    default=60.0,
+    show_default=True,
+    help="Buckets with --follow: seconds between listings.",
 )
 @click.option(
     "--from",
@@ -211,13 +259,18 @@ def decode_options(func):  # type: ignore[no-untyped-def]
     "--json", "as_json", is_flag=True, help="Print a JSON summary as the last line of stdout."
 )
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
+@metrics_options
 @handle_errors
 def ship(
     source: str | None,
     config_path: str | None,
     sinks: tuple[str, ...],
     ledger: str | None,
+    metrics_port: int | None,
+    metrics_host: str,
     endpoint_url: str | None,
+    profile: str | None,
+    region: str | None,
     shutdown_timeout: float,
     as_json: bool,
     quiet: bool,
@@ -254,16 +307,31 @@ def ship(
     options, sink_options = options_from_flags(flags)
     stop = threading.Event()
     install_signal_handlers(stop, shutdown_timeout)
-    result = api.ship(
-        source,
-        list(sinks),
-        options,
-        sink_options=sink_options,
-        ledger=ledger,
-        endpoint_url=endpoint_url,
-        progress=make_progress(quiet),
-        stop=stop,
-    )
+    following_bucket = options.follow and not is_stream_url(source)
+
+    def on_cycle(cycle: ShipResult) -> None:
+        # A bucket followed for days: a summary line per cycle that shipped or failed.
+        if cycle.objects or cycle.failed:
+            print_summary(cycle, as_json=False, quiet=quiet)
+
+    led = open_ledger(ledger)
+    try:
+        with serving_metrics(metrics_port, metrics_host, led):
+            result = api.ship(
+                source,
+                list(sinks),
+                options,
+                sink_options=sink_options,
+                ledger=led,
+                endpoint_url=endpoint_url,
+                profile=profile,
+                region=region,
+                progress=FailureLog() if following_bucket and not quiet else make_progress(quiet),
+                stop=stop,
+                on_cycle=on_cycle,
+            )
+    finally:
+        led.close()
     sys.exit(print_summary(result, as_json=as_json, quiet=quiet))
 
 
@@ -280,8 +348,10 @@ def options_from_flags(flags: dict[str, Any]) -> tuple[ShipOptions, SinkOptions]
     sink = {name: flags.pop(name) for name in _SINK_FLAGS}
     sink["verify_tls"] = not flags.pop("no_verify_tls")
     fields = flags.pop("timestamp_fields")
+    times = time_range(flags.pop("since"), flags.pop("until"))
     options = build(
         ShipOptions,
+        **times,
         mode="key" if key else "latest" if latest else "all" if resend_all else "catchup",
         keys=(key,) if key else (),
         latest=latest,

@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import boto3
 from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
@@ -21,6 +20,7 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
+from logferry.aws import session
 from logferry.errors import ConfigError, SourceError
 
 #: Default quotas per account and region (requests per second), from the CloudWatch Logs docs.
@@ -109,6 +109,7 @@ class LogsClient:
         *,
         endpoint_url: str | None = None,
         region: str | None = None,
+        profile: str | None = None,
         limiter: RateLimiter | None = None,
         max_attempts: int = 8,
         base_delay: float = 0.2,
@@ -122,8 +123,8 @@ class LogsClient:
             read_timeout=60,
         )
         try:
-            self._client = boto3.session.Session().client(
-                "logs", endpoint_url=endpoint_url or None, region_name=region, config=config
+            self._client = session(profile, region).client(
+                "logs", endpoint_url=endpoint_url or None, config=config
             )
         except NoRegionError:
             raise ConfigError(

@@ -25,7 +25,6 @@ from logferry.cloudwatch.layout import STATE_DIR, encode_json, encode_lines, key
 from logferry.cloudwatch.migrate import migrate_state_files, refuse_earlier_daemon
 from logferry.cloudwatch.reader import MAX_PAGE
 from logferry.cloudwatch.status import SOURCE_ID, DaemonStatus, ledger_path
-from logferry.cloudwatch.timeparse import parse_time
 from logferry.config import ShipOptions, load_yaml_limited
 from logferry.engine.results import Progress
 from logferry.engine.routing import Router
@@ -35,6 +34,7 @@ from logferry.ledger import SQLiteLedger
 from logferry.sinks.stream_files import StreamFileSink
 from logferry.sources.cloudwatch import CloudWatchSource
 from logferry.sources.stream import PartitionInfo
+from logferry.timeparse import parse_time
 
 #: The environment names of the original downloader, mapped to our option names.
 ENV_NAMES = {
@@ -64,6 +64,7 @@ class DownloadOptions:
     status_port: int | None = None
     endpoint_url: str | None = None
     region: str | None = None
+    profile: str | None = None
 
     def matches(self, stream: str) -> bool:
         """Whether the stream filters select ``stream``."""
@@ -275,6 +276,7 @@ class Downloader:
         self.client = LogsClient(
             endpoint_url=options.endpoint_url,
             region=options.region,
+            profile=options.profile,
             limiter=_rates(options),
             pool_size=options.concurrency + 2,
         )

@@ -9,7 +9,7 @@
 """
 
 from logferry.engine.delivery import Delivered, Deliverer, Outcome, Refused, RetryLater, RetryPolicy
-from logferry.engine.objects import ObjectRunner
+from logferry.engine.objects import ObjectRunner, follow_bucket
 from logferry.engine.results import Failure, Progress, ShipResult, one_line
 from logferry.engine.routing import Route, Router
 from logferry.engine.streams import StreamRunner
@@ -28,5 +28,6 @@ __all__ = [
     "Router",
     "ShipResult",
     "StreamRunner",
+    "follow_bucket",
     "one_line",
 ]

@@ -139,6 +139,9 @@ class Deliverer:
                 sink.write(batch)
                 return Delivered(attempt)
             except RetryableSinkError as exc:
+                if self.stop.is_set():  # stopping (or the sink stopped the run): no retry
+                    return RetryLater(0.0, f"{one_line(exc)} (stopped)", type(exc).__name__,
+                                      stopped=True, error=exc)  # fmt: skip
                 # What a sink left prepared is what it still has to send (acknowledged
                 # requests are gone from it), so the next attempt sends only the rest.
                 now = time.monotonic()
@@ -151,15 +154,18 @@ class Deliverer:
                     policy.give_up_after is not None and waited + delay > policy.give_up_after
                 )
                 if out_of_time or (policy.max_attempts and attempt >= policy.max_attempts):
+                    log.warning("%s: %s: gave up after %d attempts: %s", batch.key, sink.name,
+                                attempt, reason)  # fmt: skip
                     return RetryLater(
                         delay,
                         f"{reason} (gave up after {attempt} attempts in {waited:.0f} s)",
                         type(exc).__name__,
                         error=exc,
                     )
-                if attempt == 1 or attempt & (attempt - 1) == 0:  # 1st, 2nd, 4th, 8th…
-                    log.warning("%s: %s; retrying in %.1f s (attempt %d)", batch.key,
-                                reason, delay, attempt)  # fmt: skip
+                # Warnings at the 1st, 2nd, 4th, 8th… attempt; -v tells every one.
+                level = logging.WARNING if attempt & (attempt - 1) == 0 else logging.INFO
+                log.log(level, "%s: %s; retrying in %.1f s (attempt %d)", batch.key,
+                        reason, delay, attempt)  # fmt: skip
                 with self._lock:
                     self.retries += 1
                 METRICS.retries.labels(sink.name).inc()
@@ -170,6 +176,8 @@ class Deliverer:
                                       type(exc).__name__, stopped=True, error=exc)  # fmt: skip
             except Exception as exc:
                 batch.prepared.pop(id(sink), None)
+                log.info("%s: %s refused records %d-%d: %s", batch.key, sink.name, batch.start,
+                         batch.end, one_line(exc))  # fmt: skip
                 return Refused(one_line(exc), type(exc).__name__, error=exc)
 
     def _wait(self, seconds: float, cancelled: Callable[[], bool]) -> bool:

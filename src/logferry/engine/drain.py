@@ -9,9 +9,10 @@ what every sink acknowledged leaves the queue.
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,7 +26,7 @@ from logferry.ledger.base import Entry, Ledger, Status
 from logferry.ledger.dead_letters import ID_PREFIX, DeadLetter
 from logferry.records import ObjectInfo
 from logferry.sinks.base import Sink
-from logferry.sources import is_stream_url, open_source, open_stream_source
+from logferry.sources import BucketSource, is_stream_url, open_source, open_stream_source
 
 
 @dataclass
@@ -64,12 +65,17 @@ def parse_ids(ids: Sequence[str] | None) -> tuple[set[int], set[int]] | None:
     return objects, letters
 
 
-def source_id_of(url: str, endpoint_url: str | None = None) -> str:
+def source_id_of(
+    url: str,
+    endpoint_url: str | None = None,
+    profile: str | None = None,
+    region: str | None = None,
+) -> str:
     """The ledger id of the source at ``url`` (what its rows are filed under)."""
     src = (
-        open_stream_source(url, endpoint_url=endpoint_url)
+        open_stream_source(url, endpoint_url=endpoint_url, profile=profile, region=region)
         if is_stream_url(url)
-        else open_source(url, endpoint_url=endpoint_url)
+        else open_source(url, endpoint_url=endpoint_url, profile=profile, region=region)
     )
     try:
         return src.id
@@ -85,6 +91,8 @@ def drain_errors(
     source: str | None = None,
     options: ShipOptions | None = None,
     endpoint_url: str | None = None,
+    profile: str | None = None,
+    region: str | None = None,
     progress: Progress | None = None,
     stop: threading.Event | None = None,
 ) -> DrainResult:
@@ -92,7 +100,10 @@ def drain_errors(
     options = options or ShipOptions()
     stop = stop or threading.Event()
     wanted = parse_ids(ids)
-    source_id = source_id_of(source, endpoint_url) if source is not None else None
+    source_id = source_id_of(source, endpoint_url, profile, region) if source else None
+    open_bucket = functools.partial(
+        open_source, endpoint_url=endpoint_url, profile=profile, region=region
+    )
     entries = [
         e
         for e in ledger.entries(source=source_id, status=Status.FAILED)
@@ -106,7 +117,7 @@ def drain_errors(
         if missing:
             raise ConfigError(f"not in the error queue: {', '.join(missing)}")
     result = DrainResult()
-    _drain_objects(ledger, sinks, entries, source, options, endpoint_url, progress, stop, result)
+    _drain_objects(ledger, sinks, entries, source, options, open_bucket, progress, stop, result)
     deliverer = Deliverer(RetryPolicy(give_up_after=options.retry_timeout), stop)
     for letter in reversed(letters):  # oldest first: records arrive in their order
         if stop.is_set():
@@ -121,7 +132,7 @@ def _drain_objects(
     entries: list[Entry],
     source_url: str | None,
     options: ShipOptions,
-    endpoint_url: str | None,
+    open_bucket: Callable[[str], BucketSource],
     progress: Progress | None,
     stop: threading.Event,
     result: DrainResult,
@@ -133,7 +144,7 @@ def _drain_objects(
         else:
             by_source[e.source].append(e)
     for source_id, group in by_source.items():
-        src = open_source(source_url or source_id, endpoint_url=endpoint_url)
+        src = open_bucket(source_url or source_id)
         try:
             keys = tuple(sorted({e.key for e in group}))
             # Draining is the explicit "try again": no attempt limit.

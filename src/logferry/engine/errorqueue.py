@@ -48,7 +48,7 @@ class ErrorQueue:
         with self._lock:
             self.result.dead_letters += len(batch)
         METRICS.failures.labels(self.result.source, outcome.error_class).inc()
-        log.debug("dead letter D%d: %s records %d-%d", letter, batch.key, batch.start, batch.end)
+        log.info("dead letter D%d: %s records %d-%d", letter, batch.key, batch.start, batch.end)
         self._record(f"{batch.key}#{batch.start}-{batch.end}", error)
 
     def succeeded(self, key: str) -> None:
@@ -58,6 +58,7 @@ class ErrorQueue:
                 self.result.failed = list(self._failures.values())
 
     def _record(self, key: str, error: str) -> None:
+        log.info("failed %s: %s", key, error)
         with self._lock:
             self._failures[key] = Failure(key, error)
             self.result.failed = list(self._failures.values())

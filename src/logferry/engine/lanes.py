@@ -123,6 +123,8 @@ class Lanes:
             self.errors.refused(batch, h.info.version, lane.sink.name, outcome)
         with self.lock:
             lane.acked = batch.end
+        log.info("shipped %s: records %d-%d to %s", h.info.key, batch.start, batch.end,
+                 lane.sink.name)  # fmt: skip
         self.checkpoint(h)
 
     def store(self, h: Held, target: int, nbytes: int, cursor: Cursor | None) -> bool:

@@ -15,7 +15,7 @@ import logging
 import threading
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from logferry.codecs import decode_object
 from logferry.codecs.formats.base import DecodeContext, FormatOptions
@@ -25,7 +25,7 @@ from logferry.engine.delivery import Deliverer, Refused, RetryLater, RetryPolicy
 from logferry.engine.errorqueue import ErrorQueue
 from logferry.engine.leases import LeaseKeeper
 from logferry.engine.metrics import METRICS
-from logferry.engine.results import Progress, ShipResult, one_line
+from logferry.engine.results import Failure, Progress, ShipResult, one_line
 from logferry.engine.routing import Route, Router
 from logferry.errors import DecodeError, LogferryError, ObjectError, is_transient
 from logferry.ledger.base import Claim, ClaimLostError, Ledger, Status, new_owner_id
@@ -33,6 +33,7 @@ from logferry.ledger.sql import CRASHED
 from logferry.records import Batch, ObjectInfo
 from logferry.sinks.base import Sink
 from logferry.sources.base import BucketSource
+from logferry.sources.keytime import in_time_range
 
 log = logging.getLogger("logferry")
 
@@ -81,11 +82,15 @@ def pending_objects(
     objects to ship are kept.
     """
     todo: list[ObjectInfo] = []
-    held = 0
+    held = listed = 0
     shard, shards = options.shard_index, options.shard_count
+    since, until = options.since, options.until
     for page in source.list_pages():
+        listed += len(page)
         if shards > 1:
             page = [o for o in page if shard_of(o.key, shards) == shard]
+        if since is not None or until is not None:
+            page = [o for o in page if in_time_range(o.key, o.last_modified_ms, since, until)]
         if include_done:
             todo.extend(page)
             continue
@@ -102,6 +107,7 @@ def pending_objects(
             elif seen.status != Status.DONE:
                 todo.append(obj)
     todo.sort(key=lambda o: (o.last_modified_ms, o.key))
+    log.info("listed %s: %d objects, %d to ship, %d held", source.display, listed, len(todo), held)
     return todo, held
 
 
@@ -261,6 +267,7 @@ class ObjectRunner:
         if claim is None:
             self._not_claimed(obj)
             return
+        log.info("claimed %s (%d bytes, from record %d)", obj.key, obj.size, claim.position)
         self.leases.hold(claim)
         self.progress.object_started(obj)
         opened: list[Sink] = []
@@ -284,6 +291,7 @@ class ObjectRunner:
             with self._lock:
                 self.result.objects += 1
             self.errors.succeeded(obj.key)
+            log.info("shipped %s: %d lines", obj.key, shipped[0])
             self.progress.object_finished(obj, None)
         finally:
             self.leases.drop(claim)
@@ -300,6 +308,7 @@ class ObjectRunner:
             # A poison object: the ledger moved it to the error queue (invariant 3).
             self.errors.failed(None, obj.key, entry.last_error or CRASHED, CRASHED)
             return
+        log.info("%s: done, or held by another runner; skipped", obj.key)
         with self._lock:
             self.result.skipped += 1
 
@@ -406,3 +415,45 @@ class ObjectRunner:
             close = getattr(chunks, "close", None)
             if close:
                 close()
+
+
+def follow_bucket(
+    source: BucketSource,
+    router: Router,
+    ledger: Ledger,
+    options: ShipOptions,
+    *,
+    progress: Progress | None = None,
+    stop: threading.Event | None = None,
+    on_cycle: Callable[[ShipResult], None] | None = None,
+) -> ShipResult:
+    """Catch up ``source`` every ``options.interval`` seconds until ``stop`` is set.
+
+    Each cycle is one catch-up run (``on_cycle`` gets its result); the result returned adds
+    them up. Like a followed stream, a follow stopped by a signal is not "interrupted": the
+    objects in flight were released and the next run resumes them.
+    """
+    stop = stop or threading.Event()
+    total = ShipResult(source.display)
+    failed: dict[str, Failure] = {}
+    counters: collections.Counter[str] = collections.Counter()
+    began = time.monotonic()
+    while True:
+        result = ObjectRunner(source, router, ledger, options, progress=progress, stop=stop).run()
+        total.objects += result.objects
+        total.lines += result.lines
+        total.bytes += result.bytes
+        total.skipped += result.skipped
+        total.held = result.held
+        total.dead_letters += result.dead_letters
+        total.reports.update(result.reports)
+        counters.update(result.counters)
+        failed.update((f.key, f) for f in result.failed)
+        if on_cycle is not None:
+            on_cycle(result)
+        if stop.wait(options.interval):
+            break
+    total.failed = list(failed.values())
+    total.counters = dict(counters)
+    total.seconds = time.monotonic() - began
+    return total

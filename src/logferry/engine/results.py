@@ -12,6 +12,9 @@ from logferry.records import ObjectInfo
 class Progress:
     """Receives progress events; the default ignores them. Called from worker threads."""
 
+    #: What is counted, plural: ``objects``, or a stream source's ``files``/``streams``.
+    unit: str = "objects"
+
     def start_pass(self, objects: int, nbytes: int) -> None:
         """A pass over ``objects`` objects of ``nbytes`` stored bytes begins."""
 

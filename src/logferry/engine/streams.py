@@ -69,11 +69,12 @@ class StreamRunner:
         self.ledger = ledger
         self.follow = opts.follow
         self.progress = progress or Progress()
+        self.progress.unit = source.unit
         self.stop = stop or threading.Event()
         self.discover_interval = discover_interval
         self.poll_interval = poll_interval
         self.owner = new_owner_id()
-        self.result = ShipResult(source.display, unit="partitions")
+        self.result = ShipResult(source.display, unit=source.unit)
         self.errors = ErrorQueue(ledger, self.result, self._announce)
         self.leases = LeaseKeeper(ledger, opts.lease_seconds, self._claim_lost)
         self.deliverer = Deliverer(retry_policy_of(opts), self.stop)
@@ -104,6 +105,8 @@ class StreamRunner:
             on_held=self._held_for_next_run,
         )
         self._discover_now = threading.Event()
+        self._listed = False  # the first listing is done
+        self._told = ""  # the last warning about the listing, said once
 
     # -- the loop ------------------------------------------------------------------
 
@@ -120,8 +123,9 @@ class StreamRunner:
         try:
             while not self.stop.is_set():
                 if (
-                    time.monotonic() - last_discover >= self.discover_interval
+                    self.source.listing_changed()
                     or self._discover_now.is_set()
+                    or time.monotonic() - last_discover >= self.discover_interval
                 ):
                     self._discover_now.clear()
                     self._discover()
@@ -173,27 +177,56 @@ class StreamRunner:
         for h in list(self._held.values()):
             if not h.abandoned and not self.source.selects(h.info.key):
                 h.abandoned = True  # let go next round; unacknowledged records come again
+        holders: dict[str, str] = {}
         for info in parts:
             if info.key not in self._held and (info.key, info.version) not in self._skip:
-                self._take(info)
+                holder = self._take(info)
+                if holder is not None:
+                    holders[info.key] = holder
+        self._tell(parts, holders)
+
+    def _tell(self, parts: list[PartitionInfo], holders: dict[str, str]) -> None:
+        """Warn when there is nothing to read: nothing matched, or others hold it all."""
+        text = ""
+        if not parts and not self._listed:
+            try:
+                text = self.source.empty_hint()
+            except Exception as exc:  # the hint's own look-up failed: the plain fact
+                text = f"{self.source.display}: no {self.source.unit} found ({one_line(exc)})"
+        elif holders and not self._held:
+            unit = self.source.unit
+            n = len(holders)
+            text = (
+                f"{self.source.display}: {n} {unit.removesuffix('s') if n == 1 else unit} "
+                f"held by another runner ({', '.join(sorted(set(holders.values())))}); "
+                "none left for this one"
+            )
+        self._listed = True
+        if text and text != self._told:
+            log.warning("%s", text)
+        self._told = text
 
     def _fail_partition(self, info: PartitionInfo, claim: Claim, error: str, cls: str) -> None:
         self._skip.add((info.key, info.version))
         self.errors.failed(claim, info.key, error, cls)
 
-    def _take(self, info: PartitionInfo) -> None:
+    def _take(self, info: PartitionInfo) -> str | None:
+        """Claim and open ``info``; the owner id of another runner holding it, if one does."""
         try:
             h = self.taker.take(info)
         except PartitionFailed as exc:
             self._fail_partition(info, exc.claim, exc.error, exc.error_class)
-            return
+            return None
         if h is None:
-            return
+            log.debug("%s: held by another runner, or done", info.key)
+            return self.taker.holder(info)
+        log.info("claimed %s (from record %d)", info.key, h.position)
         self._held[info.key] = h
         if h.decoder is not None:
             self._decoders.append(h.decoder)
         self.leases.hold(h.claim)
         self.progress.object_started(as_object(info))
+        return None
 
     # -- reading and handing over ----------------------------------------------------
 
@@ -358,8 +391,12 @@ class StreamRunner:
         h.partition.close()
         self.leases.drop(h.claim)
         del self._held[key]
+        log.info("finished %s at record %d", key, h.position)
         with self._lock:
             self.result.objects += 1
+        # Its key may hold a new version now (a rotated file's successor), or its content a
+        # new key that waited for this claim to end: list again at once.
+        self._discover_now.set()
 
     def _shutdown(self) -> None:
         # Hand over what was read, let the delivery threads deliver what they can (a sink

@@ -10,7 +10,7 @@ from logferry.codecs.stream import StreamDecoder
 from logferry.engine.buffer import Held, Lane
 from logferry.engine.results import one_line
 from logferry.engine.routing import Route, Router
-from logferry.ledger.base import Claim, ClaimLostError, Ledger
+from logferry.ledger.base import Claim, ClaimLostError, Ledger, Status
 from logferry.records import ObjectInfo
 from logferry.sinks.base import Batching, Sink
 from logferry.sources.stream import PartitionInfo, StreamSource
@@ -90,6 +90,16 @@ class Taker:
             raise PartitionFailed(claim, one_line(exc), type(exc).__name__) from None
         lanes = [Lane(s, s.batching or self.batching, position, position) for s in route.sinks]
         return Held(info, claim, partition, route, lanes, position, position, decoder=decoder)
+
+    def holder(self, info: PartitionInfo) -> str | None:
+        """The other live runner that holds ``info`` (or its content under another name)."""
+        key = info.key
+        if self.source.versions_identify_content:
+            key = self.ledger.held_elsewhere(self.source.id, info.version, info.key) or key
+        entry = self.ledger.get(self.source.id, key, info.version)
+        if entry is None or entry.status != Status.ACTIVE or entry.owner in (None, self.owner):
+            return None
+        return entry.owner
 
     def _resume_point(
         self, info: PartitionInfo, claim: Claim, route: Route

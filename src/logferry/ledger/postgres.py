@@ -20,7 +20,7 @@ from logferry.ledger.base import (
     SourceStatus,
     Status,
 )
-from logferry.ledger.sql import CRASHED, SqlLedger, claim_verdict, crashed_reason
+from logferry.ledger.sql import CRASHED, LAST_SHIPPED, SqlLedger, claim_verdict, crashed_reason
 from logferry.records import ObjectInfo
 
 # Each entry upgrades the schema by one version; never edit a released step.
@@ -338,7 +338,9 @@ class PostgresLedger(SqlLedger):
                 "count(*) FILTER (WHERE status = 'done'), "
                 "count(*) FILTER (WHERE status = 'failed'), "
                 "count(*) FILTER (WHERE status IN ('active', 'pending')), "
-                "coalesce(sum(lines), 0)::bigint, coalesce(sum(bytes), 0)::bigint, max(done_at) "
+                "coalesce(sum(lines), 0)::bigint, coalesce(sum(bytes), 0)::bigint, "
+                + LAST_SHIPPED
+                + " "
                 "FROM logferry_objects GROUP BY source ORDER BY source"
             ).fetchall()
         return [SourceStatus(*r) for r in rows]

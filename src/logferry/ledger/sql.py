@@ -32,6 +32,13 @@ def _entry(row: Sequence[Any]) -> Entry:
 
 
 #: Error class of an object whose runners kept dying while they shipped it.
+#: ``status()``'s last shipped time: objects count when done, stream partitions (never done
+#: while followed) at their last checkpoint that shipped lines (``updated``).
+LAST_SHIPPED = (
+    "max(CASE WHEN status = 'done' THEN done_at "
+    "WHEN status IN ('active', 'pending') AND lines > 0 THEN updated END)"
+)
+
 CRASHED = "Crashed"
 
 

@@ -22,7 +22,7 @@ from logferry.ledger.base import (
     SourceStatus,
     Status,
 )
-from logferry.ledger.sql import CRASHED, SqlLedger, claim_verdict, crashed_reason
+from logferry.ledger.sql import CRASHED, LAST_SHIPPED, SqlLedger, claim_verdict, crashed_reason
 from logferry.records import ObjectInfo
 
 # Each entry upgrades the schema by one version; never edit a released step.
@@ -338,7 +338,7 @@ class SQLiteLedger(SqlLedger):
         rows = self._rows(
             "SELECT source, "
             "sum(status = 'done'), sum(status = 'failed'), "
-            "sum(status IN ('active', 'pending')), sum(lines), sum(bytes), max(done_at) "
+            "sum(status IN ('active', 'pending')), sum(lines), sum(bytes), " + LAST_SHIPPED + " "
             "FROM objects GROUP BY source ORDER BY source"
         )
         return [SourceStatus(r[0], r[1], r[2], r[3], r[4] or 0, r[5] or 0, r[6]) for r in rows]

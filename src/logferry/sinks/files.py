@@ -4,14 +4,18 @@ Each object's records go to a hidden ``.NAME.partial`` file that is renamed to
 its final name when the object is complete. Re-sending an object therefore
 replaces its file instead of appending duplicates, and a resume after a crash
 truncates the partial file back to the acknowledged position first: the file
-sink is exactly-once on replay.
+sink is exactly-once on replay. An object that fails before any record was written leaves
+no partial file behind. Keys map to readable, unique names (see :func:`safe_relpath`).
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import os
 import re
 import threading
+import unicodedata
 from pathlib import Path
 from typing import IO
 from urllib.parse import unquote, urlsplit
@@ -28,21 +32,104 @@ from logferry.sinks.base import Sink
 _UNSAFE = re.compile(r"[^A-Za-z0-9._=+,@-]")
 _POSITION = re.compile(rb'\{"position":(\d+),')
 
+# Byte values a ``%XX`` in an output name stands for. Any other ``%XX`` (IBM's ``crn%3Av1``,
+# ``%2F``, ``%20``) is the key's own text, kept as is: keys are not encoded twice.
+_ESCAPABLE = frozenset(range(0x20)) | {0x25, 0x2E, 0x7E, 0x7F} | frozenset(range(0x80, 0x100))
+_HEX = frozenset("0123456789ABCDEF")
+# Unicode categories escaped: controls, invisible formatting (bidi overrides), line
+# separators and undecodable bytes, so that a name never moves or hides text in a terminal.
+_ESCAPED_CATEGORIES = frozenset(("Cc", "Cf", "Zl", "Zp", "Cs"))
+# A part longer than this (in bytes) is shortened: its name, a version tag, the suffix
+# and ``.partial`` must fit in NAME_MAX (255 bytes on Linux and macOS).
+MAX_PART_BYTES = 200
+_HASH_CHARS = 16
+# A directory part never ends like a file the sink writes, so a key ``a`` (``a.jsonl``)
+# and a key ``a.jsonl/b`` (``a%2Ejsonl/b.jsonl``) never clash.
+_FILE_ENDINGS = (".jsonl", ".log", ".partial")
+EMPTY_PART = "~empty"
+ROOT = "~root"
 
-def safe_relpath(key: str) -> str:
-    """Map an object key to a relative path, injectively and without escaping the directory.
 
-    Each '/'-separated part keeps safe characters and percent-encodes the rest,
-    ``%`` included, so two different keys never map to the same path; ``.``/``..``
-    and empty parts are encoded too.
+def _escape(ch: str) -> str:
+    return "".join(f"%{b:02X}" for b in ch.encode("utf-8", "surrogateescape"))
+
+
+def _percent_reads_as_escape(part: str, i: int) -> bool:
+    """Whether the ``%`` at ``part[i]`` followed by two characters reads as one of our escapes."""
+    pair = part[i + 1 : i + 3]
+    return len(pair) == 2 and pair[0] in _HEX and pair[1] in _HEX and int(pair, 16) in _ESCAPABLE
+
+
+def _tokens(part: str) -> list[str]:
+    """The part as output tokens: each character as is, or escaped as ``%XX`` bytes."""
+    out = []
+    for i, ch in enumerate(part):
+        if ch == "%":
+            out.append("%25" if _percent_reads_as_escape(part, i) else "%")
+        elif ch == "~" or unicodedata.category(ch) in _ESCAPED_CATEGORIES:
+            out.append(_escape(ch))
+        else:
+            out.append(ch)
+    return out
+
+
+def _digest(part: str) -> str:
+    return hashlib.sha256(part.encode("utf-8", "surrogatepass")).hexdigest()[:_HASH_CHARS]
+
+
+def _round_trips(part: str) -> bool:
+    """Whether the part is what decoding its bytes (with surrogateescape) gives back."""
+    try:
+        raw = part.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return False
+    return raw.decode("utf-8", "surrogateescape") == part
+
+
+@functools.lru_cache(maxsize=4096)
+def encode_part(part: str, *, directory: bool = False) -> str:
+    """One ``/``-separated key part as one file name component (see :func:`safe_relpath`)."""
+    if part == "":
+        return EMPTY_PART
+    if not _round_trips(part):
+        return "~" + _digest(part)  # not text from bytes (a stray surrogate): no readable form
+    if part in (".", ".."):
+        return part.replace(".", "%2E")
+    tokens = _tokens(part)
+    if directory and part.endswith(_FILE_ENDINGS):
+        dot = part.rindex(".")
+        tokens[dot] = "%2E"  # characters of an ending are never escaped: one token each
+    name = "".join(tokens)
+    if len(name.encode("utf-8", "surrogateescape")) <= MAX_PART_BYTES:
+        return name
+    budget, size, keep = MAX_PART_BYTES - 1 - _HASH_CHARS, 0, []
+    for token in tokens:  # cut between tokens: never inside an escape or a character
+        size += len(token.encode("utf-8", "surrogateescape"))
+        if size > budget:
+            break
+        keep.append(token)
+    return "".join(keep) + "~" + _digest(part)
+
+
+def safe_relpath(key: str, *, drop_root: bool = False) -> str:
+    """Map an object key to a readable relative path that never leaves the directory.
+
+    Each ``/``-separated part becomes one path component, unchanged when it is plain text
+    (``app/2026/x.log`` stays ``app/2026/x.log``). Escaped as ``%XX`` (UTF-8 bytes):
+    control and invisible characters, ``~``, the dots of ``.`` and ``..``, the dot before a
+    directory part's ``.jsonl``/``.log``/``.partial`` ending, and a ``%`` only where it
+    would read as one of these escapes. ``~`` marks what logferry adds: ``~empty`` for an
+    empty part, ``~root`` for the leading ``/`` of an absolute key (dropped instead with
+    ``drop_root``), and ``~`` plus 16 hex digits of SHA-256 ending a part shortened to
+    fit a file name. Two keys map to one path only if two long parts share a hash prefix.
     """
-    parts = []
-    for part in key.split("/"):
-        if part in ("", ".", ".."):
-            parts.append("%" + part.replace(".", "%2E"))
-            continue
-        parts.append(_UNSAFE.sub(lambda m: "".join(f"%{b:02X}" for b in m.group().encode()), part))
-    return "/".join(parts)
+    parts = key.split("/")
+    head: list[str] = []
+    if key.startswith("/"):
+        parts = parts[1:]
+        head = [] if drop_root else [ROOT]
+    last = len(parts) - 1
+    return "/".join(head + [encode_part(p, directory=i < last) for i, p in enumerate(parts)])
 
 
 def encode_jsonl(batch: Batch, with_key: bool = False, with_position: bool = False) -> bytes:
@@ -114,14 +201,25 @@ class FileSink(Sink):
             self._open_stream(source, obj, resume_at)
             return
         partial = self._partial(obj.key)
-        partial.parent.mkdir(parents=True, exist_ok=True)
         final = self.path_for(obj.key)
-        if resume_at and not partial.exists() and final.exists():
-            # Crashed between the rename and the ledger's "done": carry on from the final file.
-            os.replace(final, partial)
-        f: IO[bytes]
-        if resume_at and partial.exists():
-            f = partial.open("r+b")
+        with self._lock:  # an abort of another object may be pruning the same directories
+            partial.parent.mkdir(parents=True, exist_ok=True)
+            if resume_at and not partial.exists() and final.exists():
+                # Crashed between the rename and the ledger's "done": carry on from the final.
+                os.replace(final, partial)
+            try:
+                f: IO[bytes] = partial.open("r+b" if resume_at else "wb")
+            except FileNotFoundError:
+                missing = True
+            else:
+                missing = False
+        if missing:
+            self._remove_empty(partial)  # the directories made above
+            raise FatalSinkError(
+                f"{partial} is missing but {resume_at} records were acknowledged; "
+                "re-ship the object with --all"
+            )
+        if resume_at:
             keep = self._offset_after_lines(f, resume_at)
             if keep is None:
                 f.close()
@@ -131,13 +229,6 @@ class FileSink(Sink):
                 )
             f.truncate(keep)
             f.seek(keep)
-        elif resume_at:
-            raise FatalSinkError(
-                f"{partial} is missing but {resume_at} records were acknowledged; "
-                "re-ship the object with --all"
-            )
-        else:
-            f = partial.open("wb")
         with self._lock:
             old = self._open.pop((source, obj.key), None)
             if old:
@@ -146,14 +237,19 @@ class FileSink(Sink):
 
     def stream_path_for(self, key: str, version: str) -> Path:
         """Where a stream partition goes: one file per content version (a rotated file's
-        successor under the same name gets its own output file, never overwriting)."""
+        successor under the same name gets its own output file, never overwriting).
+
+        An absolute key (a tailed file, a CloudWatch group) loses its leading ``/``:
+        ``/var/log/app.log`` goes to ``DIR/var/log/app.log~VERSION.jsonl``.
+        """
         tag = _UNSAFE.sub("_", version)[:16] or "0"
-        return self.dir / f"{safe_relpath(key)}.{tag}{self.suffix}"
+        return self.dir / f"{safe_relpath(key, drop_root=True)}~{tag}{self.suffix}"
 
     def _open_stream(self, source: str, obj: ObjectInfo, resume_at: int) -> None:
         path = self.stream_path_for(obj.key, obj.etag)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        f = path.open("a+b")
+        with self._lock:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            f = path.open("a+b")
         f.seek(0)
         keep = self.stream_offset(f, resume_at)
         f.truncate(keep)
@@ -259,11 +355,36 @@ class FileSink(Sink):
             f.truncate(self.stream_offset(f, position))
 
     def abort(self, source: str, obj: ObjectInfo) -> None:
-        """Close the partial file; it stays for a resume."""
+        """Close the partial file: it stays for a resume if it holds records, else it goes."""
         with self._lock:
             f = self._open.pop((source, obj.key), None)
-        if f is not None:
-            f.close()
+            streamed = (source, obj.key) in self._streams
+            self._streams.discard((source, obj.key))
+        if f is None:
+            return
+        f.close()
+        if not streamed:
+            self._remove_empty(self._partial(obj.key))
+
+    def _remove_empty(self, partial: Path) -> None:
+        """Remove an empty partial file and the directories left empty by it.
+
+        Nothing in it means nothing acknowledged: a retry starts the object afresh anyway.
+        """
+        with self._lock:
+            try:
+                if partial.stat().st_size:
+                    return
+                partial.unlink()
+            except FileNotFoundError:
+                pass
+            parent = partial.parent
+            while parent != self.dir and self.dir in parent.parents:
+                try:
+                    parent.rmdir()
+                except OSError:  # not empty (or gone): stop there
+                    break
+                parent = parent.parent
 
     def close(self) -> None:
         """Close anything still open (partials stay for a resume)."""

@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import sys
 import threading
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -32,16 +34,34 @@ from logferry.errors import ConfigError, FatalSinkError
 from logferry.records import Batch
 from logferry.sinks.base import Sink
 
+#: sys.path is process-wide: one handler import changes it at a time.
+_HANDLER_IMPORT = threading.Lock()
 
-def load_handler(spec: str) -> type:
-    """Import ``package.module:Class``; a ConfigError says what is missing."""
+
+def load_handler(spec: str, base_dir: str | Path | None = None) -> type:
+    """Import ``package.module:Class``; a ConfigError says what is missing.
+
+    With ``base_dir`` (the pipeline file's folder), modules there are found first: the folder
+    leads the import path for this import only.
+    """
     module_name, _, class_name = spec.partition(":")
     if not module_name or not class_name:
         raise ConfigError(f"handler {spec!r}: use package.module:Class")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ConfigError(f"handler {spec!r}: cannot import {module_name}: {exc}") from None
+    folder = str(Path(base_dir)) if base_dir is not None else None
+    with _HANDLER_IMPORT:
+        if folder is not None:
+            sys.path.insert(0, folder)
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            where = f" (looked in {folder} and the Python path)" if folder else ""
+            raise ConfigError(
+                f"handler {spec!r}: cannot import {module_name}: {exc}{where}"
+            ) from None
+        finally:
+            if folder is not None:
+                with contextlib.suppress(ValueError):
+                    sys.path.remove(folder)
     cls = getattr(module, class_name, None)
     if not isinstance(cls, type):
         raise ConfigError(f"handler {spec!r}: {module_name} has no class {class_name}")
@@ -53,11 +73,18 @@ def load_handler(spec: str) -> type:
 class HandlerSink(Sink):
     """Feeds every record to a user handler object."""
 
-    def __init__(self, name: str, spec: str, args: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        spec: str,
+        args: dict[str, Any] | None = None,
+        *,
+        base_dir: str | Path | None = None,
+    ) -> None:
         self.name = f"python:{spec}"
         self.label = name
         self.spec = spec
-        cls = load_handler(spec)
+        cls = load_handler(spec, base_dir)
         try:
             self.handler = cls()
             setup = getattr(self.handler, "setup", None)

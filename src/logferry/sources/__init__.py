@@ -53,6 +53,8 @@ def open_stream_source(
     *,
     endpoint_url: str | None = None,
     start: Literal["beginning", "end"] = "beginning",
+    profile: str | None = None,
+    region: str | None = None,
 ) -> StreamSource:
     """Open a stream source URL: ``tail:///GLOB``, ``cloudwatch://GROUP_PREFIX[?streams=…]``.
 
@@ -63,19 +65,33 @@ def open_stream_source(
         raise ConfigError(
             f"{redact_url(url)!r} is not a stream source URL (use {_usage('stream')})"
         )
-    options = {"endpoint_url": endpoint_url, "start": start}
+    options = {"endpoint_url": endpoint_url, "start": start, "profile": profile, "region": region}
     source = component.open(url, component.make_options(options))
     assert isinstance(source, StreamSource)
     return source
 
 
-def open_source(url: str, *, endpoint_url: str | None = None, verify: bool = True) -> BucketSource:
-    """Open a bucket source URL: ``s3://BUCKET/PREFIX``, ``cos://…``, ``file:///DIR``, a path."""
+def open_source(
+    url: str,
+    *,
+    endpoint_url: str | None = None,
+    verify: bool = True,
+    profile: str | None = None,
+    region: str | None = None,
+) -> BucketSource:
+    """Open a bucket source URL: ``s3://BUCKET/PREFIX``, ``cos://…``, ``file:///DIR``, a path.
+
+    ``profile`` and ``region`` reach the sources that call AWS (others ignore them).
+    """
     component = registry.find(url, "source")
     if component.kind != "bucket":
         raise ConfigError(f"{redact_url(url)} is a stream source: open it with open_stream_source")
-    source = component.open(
-        url, component.make_options({"endpoint_url": endpoint_url, "verify": verify})
-    )
+    settings = {
+        "endpoint_url": endpoint_url,
+        "verify": verify,
+        "profile": profile,
+        "region": region,
+    }
+    source = component.open(url, component.make_options(settings))
     assert isinstance(source, BucketSource)
     return source

@@ -25,7 +25,6 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from pydantic import BaseModel, ConfigDict
 
 from logferry.cloudwatch.cursor import StreamCursor
-from logferry.cloudwatch.timeparse import parse_time
 from logferry.codecs.stream import StreamDecoder
 from logferry.errors import ConfigError
 from logferry.records import Chunk
@@ -38,6 +37,7 @@ from logferry.sources.stream import (
     StreamPartition,
     StreamSource,
 )
+from logferry.timeparse import parse_time
 
 if TYPE_CHECKING:  # the client needs boto3: imported when a source is opened
     from logferry.cloudwatch.client import LogsClient
@@ -214,6 +214,7 @@ class CloudWatchSource(StreamSource):
     """The streams of the log groups under a prefix, optionally filtered by name or regex."""
 
     cursor_type = StreamCursor
+    unit = "streams"
 
     def __init__(
         self,
@@ -252,13 +253,26 @@ class CloudWatchSource(StreamSource):
         self._landed = threading.Event()
 
     @classmethod
-    def from_url(cls, url: str, *, endpoint_url: str | None = None) -> CloudWatchSource:
-        """Build from ``cloudwatch://GROUP_PREFIX[?streams=a,b&stream_regex=R&start=T]``."""
+    def from_url(
+        cls,
+        url: str,
+        *,
+        endpoint_url: str | None = None,
+        profile: str | None = None,
+        region: str | None = None,
+    ) -> CloudWatchSource:
+        """Build from ``cloudwatch://GROUP_PREFIX[?streams=a,b&stream_regex=R&start=T]``.
+
+        The URL's ``region=`` wins over ``region``.
+        """
         from logferry.cloudwatch.client import LogsClient, RateLimiter
 
         spec = parse_cloudwatch_url(url)
         client = LogsClient(
-            endpoint_url=endpoint_url, region=spec.region, limiter=RateLimiter(spec.rates)
+            endpoint_url=endpoint_url,
+            region=spec.region or region,
+            profile=profile,
+            limiter=RateLimiter(spec.rates),
         )
         source = cls(
             spec.prefix,
@@ -305,6 +319,26 @@ class CloudWatchSource(StreamSource):
                     )
         return parts
 
+    def empty_hint(self) -> str:
+        """No stream found: what prefix was looked up, and the likely fix."""
+        prefix = self.group_prefix
+        n = sum(1 for _ in self.client.groups(prefix))
+        groups = f"{n} log group{'' if n == 1 else 's'} begin{'s' if n == 1 else ''}"
+        if n:
+            if self.streams is not None:
+                wanted = f"is named {', '.join(self.streams) or '(none given)'}"
+            elif self.stream_regex is not None:
+                wanted = f"matches stream_regex {self.stream_regex.pattern!r}"
+            else:
+                return f"{groups} with {prefix!r}, with no streams yet"
+            return f"{groups} with {prefix!r}, but none of their streams {wanted}"
+        text = f"no log group name begins with {prefix!r}"
+        if prefix and not prefix.startswith("/"):
+            if next(iter(self.client.groups("/" + prefix)), None) is not None:
+                return f"{text}; did you mean cloudwatch:///{prefix} (three slashes: groups under '/{prefix}' exist)?"
+            return f"{text}; names like /aws/lambda/… begin with '/': cloudwatch:///{prefix}"
+        return f"{text}; `logferry cloudwatch groups` lists the groups of this region"
+
     def open(
         self,
         part: PartitionInfo,
@@ -348,6 +382,9 @@ class CloudWatchOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     endpoint_url: str | None = None
+    #: AWS profile and region (None: the AWS defaults; the URL's ``region=`` wins).
+    profile: str | None = None
+    region: str | None = None
 
 
 def _check(url: str, options: CloudWatchOptions) -> None:
@@ -355,7 +392,9 @@ def _check(url: str, options: CloudWatchOptions) -> None:
 
 
 def _open(url: str, options: CloudWatchOptions) -> CloudWatchSource:
-    return CloudWatchSource.from_url(url, endpoint_url=options.endpoint_url)
+    return CloudWatchSource.from_url(
+        url, endpoint_url=options.endpoint_url, profile=options.profile, region=options.region
+    )
 
 
 COMPONENT = Component(

@@ -77,8 +77,9 @@ class S3Source(BucketSource):
             # COS_ENDPOINT is usually a bare host name, e.g. s3.us-south.cloud-object-storage.appdomain.cloud
             endpoint_url = f"https://{endpoint_url}"
         self.endpoint_url = endpoint_url
-        import boto3
         from botocore.config import Config
+
+        from logferry.aws import session
 
         config = Config(
             retries={"mode": "standard", "total_max_attempts": 10},
@@ -87,13 +88,20 @@ class S3Source(BucketSource):
             max_pool_connections=32,
         )
         try:
-            session = boto3.session.Session(profile_name=profile, region_name=region)
             # endpoint_url=None lets boto3 apply AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL itself.
-            self.client = session.client(
+            self.client = session(profile, region).client(
                 "s3", endpoint_url=endpoint_url, config=config, verify=verify, **kwargs
             )
         except (_botocore().BotoCoreError, ValueError) as exc:
             raise ConfigError(redact(f"cannot create S3 client: {exc}")) from None
+        self.cos = cos
+        # Without an endpoint boto3 goes to AWS, which answers with AWS's credential hints.
+        if cos and ".amazonaws.com" in (urlsplit(self.client.meta.endpoint_url).hostname or ""):
+            raise ConfigError(
+                f"{self.display}: no IBM COS endpoint; set COS_ENDPOINT (e.g. "
+                "s3.us-south.cloud-object-storage.appdomain.cloud) or --endpoint, and the HMAC "
+                "keys in COS_HMAC_ACCESS_KEY_ID/COS_HMAC_SECRET_ACCESS_KEY"
+            )
 
     def _error(self, exc: Exception, what: str) -> SourceError:
         error = self._classify(exc, what)
@@ -120,9 +128,12 @@ class S3Source(BucketSource):
                 )
             )
         if isinstance(exc, botocore_exceptions.NoCredentialsError):
-            return SourceError(
-                f"{what}: no credentials; set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or a profile"
+            names = (
+                "COS_HMAC_ACCESS_KEY_ID/COS_HMAC_SECRET_ACCESS_KEY"
+                if self.cos
+                else "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or a profile"
             )
+            return SourceError(f"{what}: no credentials; set {names}")
         # Connection trouble, timeouts: worth another attempt later in the run.
         return SourceError(f"{what}: {type(exc).__name__}: {exc}", transient=True)
 
@@ -211,6 +222,9 @@ class S3Options(BaseModel):
 
     endpoint_url: str | None = None
     verify: bool = True
+    #: AWS profile and region (None: the AWS defaults: AWS_PROFILE, AWS_REGION, ~/.aws/config).
+    profile: str | None = None
+    region: str | None = None
 
 
 def parse_bucket_url(url: str) -> tuple[bool, str, str]:
@@ -244,7 +258,13 @@ def _check(url: str, options: S3Options) -> None:
 def _open(url: str, options: S3Options) -> S3Source:
     cos, bucket, prefix = parse_bucket_url(url)
     return S3Source(
-        bucket, prefix, endpoint_url=options.endpoint_url, cos=cos, verify=options.verify
+        bucket,
+        prefix,
+        endpoint_url=options.endpoint_url,
+        cos=cos,
+        verify=options.verify,
+        profile=options.profile,
+        region=options.region,
     )
 
 

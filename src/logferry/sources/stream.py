@@ -113,6 +113,8 @@ class StreamSource(ABC):
     versions_identify_content: bool = False
     #: The type of this source's cursors (the engine decodes the ledger's text with it).
     cursor_type: ClassVar[type[Cursor]] = Cursor
+    #: What its partitions are called in messages, plural (``files``, ``streams``).
+    unit: ClassVar[str] = "partitions"
 
     @abstractmethod
     def partitions(self) -> list[PartitionInfo]:
@@ -138,6 +140,15 @@ class StreamSource(ABC):
         """Whether partition ``key`` is still wanted (False once a reload narrowed the
         source's filters): the runner lets go of held partitions it no longer selects."""
         return True
+
+    def empty_hint(self) -> str:
+        """Why a listing found nothing, and the likely fix: what was looked up, and where."""
+        return f"{self.display}: no {self.unit} found"
+
+    def listing_changed(self) -> bool:
+        """True (once) when partitions may have appeared since the last listing (a file
+        created or renamed): the runner lists again without waiting for its interval."""
+        return False
 
     def wait(self, timeout: float) -> None:
         """Block up to ``timeout`` seconds or until new data may be there (inotify etc.)."""

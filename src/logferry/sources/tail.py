@@ -14,9 +14,12 @@ only one of them is read.
 - **Never a partial line**: reads stop at the last ``\\n``; the rest is read again later.
 - **Rotation by rename** (``app.log`` → ``app.log.1`` + a new ``app.log``): the open
   partition keeps its file handle, reads the old file to its end, and reports ``finished``
-  once the file has not grown for ``rotate_wait`` seconds. If the new name still matches the
-  glob, the file is listed under it only after that, and opening it resumes where the old
-  partition stopped (nothing lost, nothing read twice).
+  as soon as the new name is listed (the glob still matches it), or a new file with a first
+  line took the path (the writer moved on), or else once the file has not grown for
+  ``rotate_wait`` seconds. A new name is listed only after that, and opening it resumes
+  where the old partition stopped (nothing lost, nothing read twice). Lines written to the
+  old file after its successor got its first line are read only if the glob matches the new
+  name.
 - **Truncation / copytruncate**: when the file shrinks below the offset, the partition ends
   (``finished``) and the new content is listed as a new version, read from its beginning.
   With copytruncate and a glob matching the copy, the copy resumes at the old offset, so the
@@ -25,7 +28,9 @@ only one of them is read.
   resumes after their last complete line); files that appear later, and a new file at a path
   whose cursor names another fingerprint, are always read from the beginning.
 - **Waiting**: :meth:`TailSource.wait` wakes on inotify events (watchdog) for the glob's
-  directory, else polls every ``poll_interval`` seconds.
+  directory, else polls every ``poll_interval`` seconds. A file created or renamed, one that
+  gets its first line, and a rotated file that finished make :meth:`listing_changed` true,
+  so the runner lists again at once rather than at its next interval.
 """
 
 from __future__ import annotations
@@ -162,6 +167,7 @@ class TailSource(StreamSource):
     # A fingerprint names content: the same fingerprint under a new path is a renamed file.
     versions_identify_content = True
     cursor_type = TailCursor
+    unit = "files"
 
     def __init__(
         self,
@@ -188,6 +194,7 @@ class TailSource(StreamSource):
         self._watch = watch
         self._observer: Any = None
         self._wake = threading.Event()
+        self._relist = threading.Event()
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> TailSource:
@@ -235,6 +242,20 @@ class TailSource(StreamSource):
                 self._startup = {(p.key, p.version): p.size for p in parts}
         parts.sort(key=lambda p: p.key)
         return parts
+
+    def empty_hint(self) -> str:
+        """No file to read: say whether the folder is missing or the files have no line yet."""
+        root, _ = self._watch_root()
+        if not os.path.isdir(root):
+            return f"no file matches {self.pattern}: the folder {root} does not exist"
+        waiting = [p for p in glob.glob(self.pattern, recursive=True) if os.path.isfile(p)]
+        if waiting:
+            n = len(waiting)
+            return (
+                f"{n} file{'' if n == 1 else 's'} match{'es' if n == 1 else ''} {self.pattern}, "
+                "none with a complete first line yet: a file is read once its first line ends"
+            )
+        return f"no file matches {self.pattern}"
 
     # -- reading -----------------------------------------------------------------------
 
@@ -289,6 +310,27 @@ class TailSource(StreamSource):
 
     # -- waiting -----------------------------------------------------------------------
 
+    def listing_changed(self) -> bool:
+        """True (once) after a matching file was created, renamed or got its first line."""
+        if not self._relist.is_set():
+            return False
+        self._relist.clear()
+        return True
+
+    def _relist_soon(self) -> None:
+        self._relist.set()
+        self._wake.set()
+
+    def _event(self, kind: str, path: str) -> None:
+        """A watchdog event on a matching path: wake the reader, relist when it may be new."""
+        # A modification counts when the path had no fingerprint at the last listing (an
+        # empty file that just got its first line). ``_seen`` is replaced whole, never
+        # mutated, so reading it without the lock is safe.
+        seen = self._seen.get(path)
+        if kind in ("created", "moved", "deleted") or seen is None or seen.fp is None:
+            self._relist.set()
+        self._wake.set()
+
     def wait(self, timeout: float) -> None:
         """Block until a matching file changes (inotify) or ``timeout``; poll without it."""
         if self._watch and self._observer is None:
@@ -316,15 +358,16 @@ class TailSource(StreamSource):
         except ImportError:
             self._watch = False
             return
-        pattern, wake = self.pattern, self._wake
+        pattern, on_event = self.pattern, self._event
 
         class _Handler(FileSystemEventHandler):
             def on_any_event(self, event: FileSystemEvent) -> None:
                 if event.event_type not in _WAKE_EVENTS or event.is_directory:
                     return
                 for p in (event.src_path, getattr(event, "dest_path", "")):
-                    if p and fnmatch.fnmatchcase(os.fsdecode(p), pattern):
-                        wake.set()
+                    path = os.fsdecode(p) if p else ""
+                    if path and fnmatch.fnmatchcase(path, pattern):
+                        on_event(event.event_type, path)
                         return
 
         observer = Observer()
@@ -427,17 +470,26 @@ class TailPartition(StreamPartition):
             self._last_size, self._last_growth = size, now
         data, cut, span = self._complete_lines(size)
         if cut < 0:
-            # No complete line ahead. A file renamed away (or deleted) that stopped growing is
-            # over: ship its unterminated last line, unless another listed path holds it.
-            if self._rotated(now) and now - self._last_growth >= self.source.rotate_wait:
-                if data and not self.source._listed_elsewhere(self.fp, self.path):
-                    self.offset += span
-                    if span > len(data):
-                        self.counters["truncated_lines"] += 1
-                    chunk = self._decode(data, st.st_mtime_ns)
-                    self.cursor = TailCursor(self.offset, self.fp)
-                    return ReadResult(chunk, self.cursor, caught_up=True, finished=True)
-                return self._finished()
+            # No complete line ahead. A file renamed away (or deleted) is over once another
+            # listed path carries it on, once a new file with a first line took its path (the
+            # writer moved on), or once it stopped growing for rotate_wait: then ship its
+            # unterminated last line, unless another listed path holds it.
+            if self._rotated(now):
+                elsewhere = self.source._listed_elsewhere(self.fp, self.path)
+                if (
+                    elsewhere
+                    or self._replaced()
+                    or now - self._last_growth >= self.source.rotate_wait
+                ):
+                    self.source._relist_soon()  # the path (or the new name) is to be taken
+                    if data and not elsewhere:
+                        self.offset += span
+                        if span > len(data):
+                            self.counters["truncated_lines"] += 1
+                        chunk = self._decode(data, st.st_mtime_ns)
+                        self.cursor = TailCursor(self.offset, self.fp)
+                        return ReadResult(chunk, self.cursor, caught_up=True, finished=True)
+                    return self._finished()
             return ReadResult(Chunk([], []), self.cursor, caught_up=True)
         end = _nth_line_end(data, cut, max_records)
         self.offset += span if end == cut else end  # a capped line stands for more bytes
@@ -501,6 +553,11 @@ class TailPartition(StreamPartition):
             self._rotated_at = now
             self._last_growth = max(self._last_growth, now)
         return True
+
+    def _replaced(self) -> bool:
+        """True when the path holds another file that has a first line of its own."""
+        fp = _fingerprint_path(self.path)
+        return fp is not None and fp != self.fp
 
     def _decode(self, data: bytes, mtime_ns: int) -> Chunk:
         fd = self._fd

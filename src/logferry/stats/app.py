@@ -50,6 +50,19 @@ def date_range(from_date: str, to_date: str | None) -> tuple[date, date]:
     return start, end
 
 
+MEDIAN_NOTE = """
+**Median.** `median_latency` is the standard median: the middle duration for an odd count,
+the mean of the two middle ones for an even count, as InfluxDB's `MEDIAN()` computes it.
+The original stats service answered the upper middle value (`sorted(x)[n // 2]`) instead,
+so for an even count the two can differ. Example, durations 0.1, 0.2, 0.4 and 0.8 s:
+here `median_latency` is 0.3, the original service said 0.4. For an odd count, such as
+0.1, 0.2 and 0.4 s, both say 0.2.
+"""
+
+#: The path the original stats service answered all customers at.
+LEGACY_ALL_PATH = "/customers/customer/stats/all"
+
+
 def create_app(store_url: str, dashboard: DashboardSettings | None = None) -> FastAPI:
     """The API over the store at ``store_url`` (``duckdb:///…`` or ``influxdb+http://…``);
     with ``dashboard``, the web dashboard under ``/dashboard`` too."""
@@ -75,7 +88,12 @@ def create_app(store_url: str, dashboard: DashboardSettings | None = None) -> Fa
 
     # Plain `def` endpoints: FastAPI runs them in its thread pool, so a slow query
     # never blocks the event loop.
-    @app.get("/customers/stats", response_model=AllCustomersStats)
+    @app.get(
+        "/customers/stats",
+        response_model=AllCustomersStats,
+        description="Daily and total stats of every customer with requests in the range.\n"
+        + MEDIAN_NOTE,
+    )
     def all_customers(from_date: FromDate, to_date: ToDate = None) -> AllCustomersStats:
         """Daily and total stats of every customer with requests in the range."""
         start, end = date_range(from_date, to_date)
@@ -84,10 +102,22 @@ def create_app(store_url: str, dashboard: DashboardSettings | None = None) -> Fa
         except StoreUnavailableError as exc:
             raise HTTPException(503, str(exc)) from None
 
+    # Clients of the original stats service keep their URL: same query, same answer.
+    app.get(
+        LEGACY_ALL_PATH,
+        response_model=AllCustomersStats,
+        summary="All customers (alias of /customers/stats)",
+        description="The original stats service's path for all customers: the same query "
+        "parameters and the same answer as `GET /customers/stats`.\n" + MEDIAN_NOTE,
+        operation_id="all_customers_legacy_alias",
+    )(all_customers)
+
     @app.get(
         "/customers/{customer_id}/stats",
         response_model=CustomerStats,
         responses={404: {"description": "No request of this customer in the store"}},
+        description="Daily and total stats of one customer: counts, uptime %, "
+        "average/median/p99 latency.\n" + MEDIAN_NOTE,
     )
     def customer(
         customer_id: CustomerId,

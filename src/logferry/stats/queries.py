@@ -51,7 +51,8 @@ class Stats(BaseModel):
     uptime_percent: float | None = Field(description="successful / total × 100")
     avg_latency: float | None = Field(description="mean duration, seconds")
     median_latency: float | None = Field(
-        description="middle duration; mean of the two middle ones for an even count"
+        description="middle duration; mean of the two middle ones for an even count "
+        "(0.1, 0.2, 0.4, 0.8 → 0.3; the original stats service's upper middle said 0.4)"
     )
     p99_latency: float | None = Field(
         description="99th percentile duration, nearest rank (see the docs for the exact rank)"
