@@ -3,7 +3,10 @@ and ``logferry serve``'s refusal to listen on the network without a token."""
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -153,8 +156,24 @@ def test_refuses_a_network_address_without_a_token(filled: Filled) -> None:
         assert len(p.stderr.strip().splitlines()) == 1, p.stderr
 
 
-def test_serve_prints_a_token_it_made(server: Server) -> None:
+def test_serve_prints_a_token_it_made_and_not_one_it_was_given(
+    server: Server, filled: Filled
+) -> None:
     # The session server got its token from LOGFERRY_DASHBOARD_TOKEN: it is not printed.
     log = (server.filled.root / "serve.log").read_text()
     assert TOKEN not in log
     assert "/dashboard/" in log
+    env = {**os.environ, "PYTHONPATH": str(STATIC.parents[2]), "LOGFERRY_DASHBOARD_TOKEN": ""}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "logferry", "serve", "--store", filled.store, "--port", "0"],
+        env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    try:
+        assert process.stderr is not None
+        lines = [process.stderr.readline() for _ in range(2)]
+    finally:
+        process.terminate()
+        process.wait(10)
+    assert lines[0].startswith("serving on http://127.0.0.1:"), lines
+    assert lines[1].startswith("dashboard action token: "), lines
+    assert len(lines[1].split(": ")[1].strip()) >= 32
