@@ -15,7 +15,7 @@ from logferry.errors import ConfigError
 #: Extra -> the distributions it adds, as pyproject.toml declares them (tests keep both equal).
 EXTRAS: dict[str, tuple[str, ...]] = {
     "store": ("duckdb", "numpy"),
-    "stats": ("fastapi", "uvicorn", "duckdb", "numpy"),
+    "stats": ("fastapi", "uvicorn", "jinja2", "duckdb", "numpy"),
     "tail": ("watchdog",),
     "fast": ("numpy",),
     "package": ("shiv",),

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import errno
+import ipaddress
+import secrets
 import socket
 from datetime import date
 
@@ -10,7 +12,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from logferry.cli.common import emit_json, handle_errors, safe_text
+from logferry.cli.common import emit_json, fail_usage, handle_errors, safe_text
 from logferry.config import default_store_url
 from logferry.errors import ConfigError
 from logferry.extras import require
@@ -22,19 +24,72 @@ STORE_HELP = (
 )
 
 
+TOKEN_ENV = "LOGFERRY_DASHBOARD_TOKEN"
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is a loopback address (or ``localhost``): reachable from this machine only."""
+    if host.strip("[]").lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a name that may resolve anywhere
+
+
 @click.command()
 @click.option("--store", default=default_store_url, metavar="URL", help=STORE_HELP)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+@click.option(
+    "--ledger",
+    metavar="URL",
+    help="Ledger the dashboard shows (default: LOGFERRY_LEDGER or the user state dir).",
+)
+@click.option(
+    "--token",
+    envvar=TOKEN_ENV,
+    metavar="TOKEN",
+    help=f"Token the dashboard's actions need (also {TOKEN_ENV}); default: a new one, printed.",
+)
+@click.option(
+    "--drain-to", metavar="SINK", help="Sink the dashboard's drain form proposes (a --to URL)."
+)
+@click.option(
+    "--sample-every",
+    type=click.FloatRange(min=0.1),
+    default=5.0,
+    show_default=True,
+    help="Seconds between the dashboard's throughput samples of the ledger.",
+)
 @handle_errors
-def serve(store: str, host: str, port: int) -> None:
-    """Serve the stats API (OpenAPI docs at /docs)."""
-    require("stats", "uvicorn", "fastapi")
+def serve(
+    store: str,
+    host: str,
+    port: int,
+    ledger: str | None,
+    token: str | None,
+    drain_to: str | None,
+    sample_every: float,
+) -> None:
+    """Serve the stats API (OpenAPI docs at /docs) and the web dashboard (/dashboard/)."""
+    require("stats", "uvicorn", "fastapi", "jinja2")
     import uvicorn
 
     from logferry.stats.app import create_app
+    from logferry.web import DashboardSettings
 
-    app = create_app(store)
+    if token is not None and not token.strip():
+        fail_usage(f"the dashboard token is empty: pass --token or set {TOKEN_ENV}")
+    if token is None and not is_loopback(host):
+        fail_usage(
+            f"refusing to listen on {host} without a token: pass --token or set {TOKEN_ENV} "
+            "(actions on the error queue must not be open to the network)"
+        )
+    generated = token is None
+    token = token or secrets.token_urlsafe(24)
+    settings = DashboardSettings(ledger, token, drain_to, sample_seconds=sample_every)
+    app = create_app(store, settings)
     # Bind here, not in uvicorn: a port in use is a usage error (exit 2, one line), where
     # uvicorn would log a traceback-like error and exit 3.
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -44,7 +99,12 @@ def serve(store: str, host: str, port: int) -> None:
         why = "the port is in use" if exc.errno == errno.EADDRINUSE else exc.strerror or exc
         raise ConfigError(f"cannot listen on {host}:{port}: {why}") from None
     where = f"[{host}]" if family == socket.AF_INET6 else host
-    click.echo(f"serving on http://{where}:{sock.getsockname()[1]} (API docs at /docs)", err=True)
+    base = f"http://{where}:{sock.getsockname()[1]}"
+    click.echo(f"serving on {base} (API docs at /docs, dashboard at {base}/dashboard/)", err=True)
+    if generated:
+        # The token is printed once, for the person who started the server (invariant 5
+        # covers credentials of sources and sinks; this one exists to be handed out).
+        click.echo(f"dashboard action token: {token}", err=True)
     server = uvicorn.Server(uvicorn.Config(app, log_level="info"))
     server.run(sockets=[sock])
 

@@ -6,7 +6,7 @@ import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from logferry.extras import missing_extra
 
@@ -22,6 +22,9 @@ from logferry.stats.queries import (
     UnknownCustomerError,
     open_stats_store,
 )
+
+if TYPE_CHECKING:
+    from logferry.web import DashboardSettings
 
 _DATE = re.compile(r"\d{4}-\d\d-\d\d")
 _DATE_DOC = "UTC day, YYYY-MM-DD; not in the future"
@@ -65,8 +68,11 @@ here `median_latency` is 0.3, the original service said 0.4. For an odd count, s
 LEGACY_ALL_PATH = "/customers/customer/stats/all"
 
 
-def create_app(store_url: str) -> FastAPI:
-    """The API over the store at ``store_url`` (``duckdb:///…`` or ``influxdb+http://…``)."""
+def create_app(store_url: str, dashboard: DashboardSettings | None = None) -> FastAPI:
+    """The API over the store at ``store_url`` (``duckdb:///…`` or ``influxdb+http://…``);
+    with ``dashboard``, the web dashboard under ``/dashboard`` too."""
+    from logferry.web import mount_dashboard, mount_docs
+
     store = open_stats_store(store_url)
 
     @asynccontextmanager
@@ -78,7 +84,12 @@ def create_app(store_url: str) -> FastAPI:
         title="logferry stats",
         summary="Per-customer request statistics (SLIs), computed by the store.",
         lifespan=lifespan,
+        docs_url=None,  # mount_docs serves Swagger UI from the package, not a CDN
+        redoc_url=None,
     )
+    mount_docs(app)
+    if dashboard is not None:
+        mount_dashboard(app, store, dashboard)
 
     # Plain `def` endpoints: FastAPI runs them in its thread pool, so a slow query
     # never blocks the event loop.
