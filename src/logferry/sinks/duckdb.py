@@ -223,6 +223,7 @@ class DuckDBSink(Sink):
         # days (they read them from the sketch), so it need not happen every batch.
         self.settle_every = settle_every
         self._settled_at = time.monotonic()
+        self._unsettled = False
         self._opened_at = 0.0
         self._idle: threading.Timer | None = None
         import duckdb
@@ -316,6 +317,7 @@ class DuckDBSink(Sink):
             raise
         if settle:
             self._settled_at = time.monotonic()
+        self._unsettled = not settle and (self._unsettled or rows is not None)
 
     def _connection(self) -> duckdb.DuckDBPyConnection:
         """The held connection, reopened after a pause once it has been held ``max_hold``."""
@@ -375,17 +377,21 @@ class DuckDBSink(Sink):
             if self._idle is not None:
                 self._idle.cancel()
                 self._idle = None
-            if self._con is not None:
+            if self._unsettled:
                 # Best effort: unsettled days are read correctly, only a little slower.
-                with contextlib.suppress(duckdb.Error):
-                    self._con.execute("BEGIN TRANSACTION")
-                    try:
-                        rollups.settle(self._con)
-                        self._con.execute("COMMIT")
-                    except duckdb.Error:
-                        self._con.execute("ROLLBACK")
-                        raise
+                with contextlib.suppress(duckdb.Error, RetryableSinkError):
+                    self._settle(self._connection())
             self._release()
+
+    def _settle(self, con: duckdb.DuckDBPyConnection) -> None:
+        con.execute("BEGIN TRANSACTION")
+        try:
+            rollups.settle(con)
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        self._unsettled = False
 
 
 def _uncovered(

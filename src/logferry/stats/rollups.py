@@ -42,8 +42,6 @@ if TYPE_CHECKING:
 
 ALPHA = 0.01
 GAMMA = (1 + ALPHA) / (1 - ALPHA)
-LATENCY_METHOD = "ddsketch-1%"
-EXACT_METHOD = "exact"
 VERSION = 1
 
 OFFSET = 100_000
@@ -109,13 +107,13 @@ def quantiles_sql(source: str, keys: str) -> str:
            {value_sql("b3")} AS p99_latency
     FROM (
         SELECT {keys},
-               min(bucket) FILTER (WHERE c >= (m + 1) // 2) AS b1,
-               min(bucket) FILTER (WHERE c >= m // 2 + 1) AS b2,
-               min(bucket) FILTER (WHERE c >= (m * 99 + 99) // 100) AS b3
+               min(bucket) FILTER (WHERE cum_n >= (group_n + 1) // 2) AS b1,
+               min(bucket) FILTER (WHERE cum_n >= group_n // 2 + 1) AS b2,
+               min(bucket) FILTER (WHERE cum_n >= (group_n * 99 + 99) // 100) AS b3
         FROM (
             SELECT {keys}, bucket,
-                   sum(n) OVER (PARTITION BY {keys} ORDER BY bucket) AS c,
-                   sum(n) OVER (PARTITION BY {keys}) AS m
+                   sum(n) OVER (PARTITION BY {keys} ORDER BY bucket) AS cum_n,
+                   sum(n) OVER (PARTITION BY {keys}) AS group_n
             FROM {source}
         )
         GROUP BY {keys}
@@ -143,12 +141,13 @@ _BATCH = """(SELECT TRY_CAST(customer_id AS VARCHAR) AS customer_id,
              FROM rows)"""
 _BATCH_DELTA = _DELTA.format(day="(ts * 1000) // 86400000000", source=_BATCH)
 _RECORDS_DELTA = _DELTA.format(day="epoch_us(ts) // 86400000000", source="records")
+# DuckDB reads a NaN in a NumPy float array back as NULL; a sum is never NULL, so NULL is NaN.
 _APPEND_DAYS = """INSERT INTO rollup_days
-    SELECT customer_id, day, sum(total), sum(successful), sum(n_duration), sum(sum_duration),
-           false, NULL, NULL
+    SELECT customer_id, day, sum(total), sum(successful), sum(n_duration),
+           sum(coalesce(sum_duration, 'nan'::DOUBLE)), false, NULL, NULL
     FROM delta GROUP BY customer_id, day"""
 _APPEND_LATENCY = """INSERT INTO rollup_latency
-    SELECT customer_id, day, bucket, n_duration FROM delta WHERE bucket IS NOT NULL"""
+    SELECT customer_id, day, bucket, n_duration FROM delta WHERE n_duration > 0"""
 
 # Settling: the unsettled days' rows, compacted, with the day's quantiles.
 _UNSETTLED = "SELECT DISTINCT customer_id, day FROM rollup_days WHERE NOT settled"
@@ -156,8 +155,8 @@ _COMPACT_LATENCY = f"""SELECT customer_id, day, bucket, sum(n)::BIGINT AS n FROM
     WHERE day >= $lo AND day <= $hi AND (customer_id, day) IN ({_UNSETTLED})
     GROUP BY customer_id, day, bucket"""
 _COMPACT_DAYS = f"""
-SELECT d.customer_id, d.day, d.total, d.successful, d.n_duration, d.sum_duration, true,
-       q.median_latency, q.p99_latency
+SELECT d.customer_id, d.day, d.total, d.successful, d.n_duration, d.sum_duration,
+       true AS settled, q.median_latency, q.p99_latency
 FROM (
     SELECT customer_id, day, sum(total)::BIGINT AS total, sum(successful)::BIGINT AS successful,
            sum(n_duration)::BIGINT AS n_duration, sum(sum_duration) AS sum_duration
@@ -235,7 +234,15 @@ def settle(con: duckdb.DuckDBPyConnection) -> int:
     for table in ("rollup_latency", "rollup_days"):
         con.execute(_DROP_UNSETTLED.format(table=table, unsettled="SELECT * FROM unsettled"), days)
     con.execute("INSERT INTO rollup_latency SELECT * FROM latency")
-    con.execute("INSERT INTO rollup_days SELECT * FROM compacted")
+    # NaN came back as NULL (see _APPEND_DAYS); a day with durations has a median and p99.
+    con.execute(
+        """INSERT INTO rollup_days
+        SELECT customer_id, day, total, successful, n_duration,
+               coalesce(sum_duration, 'nan'::DOUBLE), settled,
+               CASE WHEN n_duration > 0 THEN coalesce(median_latency, 'nan'::DOUBLE) END,
+               CASE WHEN n_duration > 0 THEN coalesce(p99_latency, 'nan'::DOUBLE) END
+        FROM compacted"""
+    )
     return len(compacted["day"])
 
 
