@@ -276,17 +276,19 @@ WITH days AS (
     WHERE day >= $lo AND day <= $hi {{customer}}
     GROUP BY customer_id, day
 ),
-in_range AS (
-    SELECT customer_id, day, bucket, n FROM rollup_latency
-    WHERE day >= $lo AND day <= $hi {{customer}}
-),
 merged AS (
-    SELECT customer_id, bucket, sum(n) AS n FROM in_range GROUP BY customer_id, bucket
+    SELECT customer_id, bucket, sum(n) AS n
+    FROM rollup_latency
+    WHERE day >= $lo AND day <= $hi {{customer}}
+    GROUP BY customer_id, bucket
 ),
 fresh_rows AS (
-    SELECT customer_id, day, bucket, sum(n) AS n FROM in_range
-    WHERE (customer_id, day) IN (SELECT customer_id, day FROM days WHERE NOT settled)
-    GROUP BY customer_id, day, bucket
+    SELECT l.customer_id, l.day, l.bucket, sum(l.n) AS n
+    FROM rollup_latency AS l
+    JOIN (SELECT customer_id, day FROM days WHERE NOT settled) AS u
+        ON l.customer_id = u.customer_id AND l.day = u.day
+    WHERE l.day >= $lo AND l.day <= $hi
+    GROUP BY l.customer_id, l.day, l.bucket
 ),
 totals AS (
     SELECT customer_id, sum(total) AS total, sum(successful) AS successful,
