@@ -167,6 +167,24 @@ def test_store_with_primary_key_still_accepts_batches(tmp_path: Path) -> None:
     assert rows(
         tmp_path / "old.db", "SELECT count(*), count(*) FILTER (line = 'old') FROM records"
     ) == [(10, 5)]
+    # The rollups count only the rows the insert added, not the 5 the key turned away.
+    sink.close()
+    assert rows(tmp_path / "old.db", "SELECT sum(total) FROM rollup_days") == [(5,)]
+    assert rows(tmp_path / "old.db", "SELECT records FROM rollup_state") == [(10,)]
+
+
+def test_replays_and_late_rows_count_once_in_the_rollups(tmp_path: Path) -> None:
+    sink = DuckDBSink(tmp_path / "s.db", settle_every=0)
+    sink.write(api_batch(100, start=100))
+    sink.write(api_batch(200))  # a replay over the first batch, and rows before it
+    sink.write(api_batch(50, start=20))
+    sink.close()
+    assert rows(
+        tmp_path / "s.db",
+        "SELECT sum(total), sum(successful), sum(n_duration), count(*) FILTER (NOT settled) "
+        "FROM rollup_days",
+    ) == [(200, 150, 200, 0)]
+    assert rows(tmp_path / "s.db", "SELECT sum(n) FROM rollup_latency") == [(200,)]
 
 
 def test_numpy_columns_are_stored_as_typed(tmp_path: Path) -> None:

@@ -32,6 +32,13 @@ _DATE_DOC = "UTC day, YYYY-MM-DD; not in the future"
 FromDate = Annotated[str, Query(description=_DATE_DOC, examples=["2026-11-01"])]
 ToDate = Annotated[str | None, Query(description=_DATE_DOC + "; inclusive; default today")]
 CustomerId = Annotated[str, Path(description="Customer id as in the log")]
+Exact = Annotated[
+    bool,
+    Query(
+        description="exact median and p99 from the rows (slower) instead of the daily "
+        "DDSketch rollups (within 1 %); the response's latency_method says which was used"
+    ),
+]
 
 
 def _parse_date(name: str, value: str) -> date:
@@ -99,11 +106,13 @@ def create_app(store_url: str, dashboard: DashboardSettings | None = None) -> Fa
         description="Daily and total stats of every customer with requests in the range.\n"
         + MEDIAN_NOTE,
     )
-    def all_customers(from_date: FromDate, to_date: ToDate = None) -> AllCustomersStats:
+    def all_customers(
+        from_date: FromDate, to_date: ToDate = None, exact: Exact = False
+    ) -> AllCustomersStats:
         """Daily and total stats of every customer with requests in the range."""
         start, end = date_range(from_date, to_date)
         try:
-            return store.all_stats(start, end)
+            return store.all_stats(start, end, exact=exact)
         except StoreUnavailableError as exc:
             raise HTTPException(503, str(exc)) from None
 
@@ -128,11 +137,12 @@ def create_app(store_url: str, dashboard: DashboardSettings | None = None) -> Fa
         customer_id: CustomerId,
         from_date: FromDate,
         to_date: ToDate = None,
+        exact: Exact = False,
     ) -> CustomerStats:
         """Daily and total stats of one customer: counts, uptime %, average/median/p99 latency."""
         start, end = date_range(from_date, to_date)
         try:
-            return store.customer_stats(customer_id, start, end)
+            return store.customer_stats(customer_id, start, end, exact=exact)
         except UnknownCustomerError as exc:
             raise HTTPException(404, str(exc)) from None
         except StoreUnavailableError as exc:

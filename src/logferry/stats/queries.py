@@ -16,6 +16,12 @@ durations sorted ascending ``x[1] ≤ … ≤ x[n]``):
   51–99, the same otherwise.
 
 Latencies are ``None`` for a group without requests.
+
+Fast path (DuckDB): the sink keeps daily per-customer rollups (:mod:`logferry.stats.rollups`)
+in the same transactions as the rows. Counts, uptime and average come out as from the exact
+query; median and p99 come from a DDSketch with 1 % relative error, and every response says
+which in ``latency_method`` (``"exact"`` or ``"ddsketch-1%"``). ``exact=True`` (the API's
+``?exact=true``) always scans ``records``; so does a store without up-to-date rollups.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from __future__ import annotations
 import os
 from abc import ABC, abstractmethod
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import orjson
@@ -31,8 +37,15 @@ from pydantic import BaseModel, Field
 
 from logferry.errors import ConfigError, LogferryError
 from logferry.extras import require
+from logferry.stats import rollups
 
 _EPOCH = date(1970, 1, 1)
+
+LatencyMethod = Literal["exact", "ddsketch-1%"]
+_METHOD_DOC = (
+    "how median and p99 were computed: exact order statistics, or read from daily DDSketch "
+    "rollups within 1 % relative error of them (counts, uptime and average are exact either way)"
+)
 
 
 class UnknownCustomerError(LogferryError):
@@ -74,6 +87,7 @@ class CustomerStats(BaseModel):
     to_date: date
     days: list[DayStats]
     total: Stats
+    latency_method: LatencyMethod = Field(default="exact", description=_METHOD_DOC)
 
 
 class AllCustomersStats(BaseModel):
@@ -82,6 +96,7 @@ class AllCustomersStats(BaseModel):
     from_date: date
     to_date: date
     customers: list[CustomerStats]
+    latency_method: LatencyMethod = Field(default="exact", description=_METHOD_DOC)
 
 
 def _stats(total: int, successful: int, avg: Any, median: Any, p99: Any) -> dict[str, Any]:
@@ -118,15 +133,18 @@ class StatsStore(ABC):
     """Where the request records are; answers stats queries in the database."""
 
     @abstractmethod
-    def customer_stats(self, customer_id: str, start: date, end: date) -> CustomerStats:
+    def customer_stats(
+        self, customer_id: str, start: date, end: date, *, exact: bool = False
+    ) -> CustomerStats:
         """Stats of one customer from ``start`` to ``end`` (inclusive, UTC days).
 
+        ``exact`` asks for exact median and p99 even where the store keeps a faster sketch.
         Raises :class:`UnknownCustomerError` when the store has no request of the customer.
         """
 
     @abstractmethod
-    def all_stats(self, start: date, end: date) -> AllCustomersStats:
-        """Stats of every customer with requests from ``start`` to ``end``."""
+    def all_stats(self, start: date, end: date, *, exact: bool = False) -> AllCustomersStats:
+        """Stats of every customer with requests from ``start`` to ``end`` (``exact`` as above)."""
 
     def close(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
         """Release connections."""
@@ -163,12 +181,15 @@ _DUCKDB_KNOWN = (
 
 
 class DuckDBStats(StatsStore):
-    """Stats from the embedded store's ``records`` table, opened read-only per query."""
+    """Stats from the embedded store, opened read-only per query: rollups, else ``records``."""
 
     def __init__(self, path: str) -> None:
         self.path = path
 
-    def _query(self, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+    def _query(
+        self, exact: bool, queries: dict[bool, tuple[str, dict[str, Any]]]
+    ) -> tuple[list[tuple[Any, ...]], LatencyMethod]:
+        """Run ``queries[True]`` (over rollups) when asked and usable, else ``queries[False]``."""
         require("stats", "duckdb")
         import duckdb
 
@@ -182,13 +203,19 @@ class DuckDBStats(StatsStore):
         except duckdb.Error as exc:
             raise StoreUnavailableError(f"cannot open DuckDB store {self.path}: {exc}") from None
         try:
-            return con.execute(sql, params).fetchall()
+            # Checked on this connection: what it reads is the snapshot the query sees.
+            fast = not exact and rollups.usable(con)
+            sql, params = queries[fast]
+            method: LatencyMethod = "ddsketch-1%" if fast else "exact"
+            return con.execute(sql, params).fetchall(), method
         except duckdb.CatalogException as exc:
             raise StoreUnavailableError(f"{self.path} is not a logferry store: {exc}") from None
         finally:
             con.close()
 
-    def _grouped(self, rows: list[tuple[Any, ...]], start: date, end: date) -> list[CustomerStats]:
+    def _grouped(
+        self, rows: list[tuple[Any, ...]], start: date, end: date, method: LatencyMethod
+    ) -> list[CustomerStats]:
         out: list[CustomerStats] = []
         for customer_id, day, total, successful, avg, median, p99 in rows:
             stats = _stats(total, successful, avg, median, p99)
@@ -200,29 +227,68 @@ class DuckDBStats(StatsStore):
                         to_date=end,
                         days=[],
                         total=Stats(**stats),
+                        latency_method=method,
                     )
                 )
             else:
                 out[-1].days.append(DayStats(date=_EPOCH + timedelta(days=day), **stats))
         return out
 
-    def customer_stats(self, customer_id: str, start: date, end: date) -> CustomerStats:
-        """Stats of one customer (see :class:`StatsStore`)."""
+    @staticmethod
+    def _params(start: date, end: date) -> dict[bool, dict[str, Any]]:
         lo, hi = _bounds(start, end)
-        sql = _DUCKDB_STATS.format(customer="AND customer_id = $customer")
-        rows = self._query(sql, {"start": lo, "end": hi, "customer": customer_id})
-        if rows:
-            return self._grouped(rows, start, end)[0]
-        if not self._query(_DUCKDB_KNOWN, {"customer": customer_id}):
-            raise UnknownCustomerError(f"no requests of customer {customer_id!r}")
-        return _empty(customer_id, start, end)
+        return {
+            False: {"start": lo, "end": hi},
+            True: {"lo": (start - _EPOCH).days, "hi": (end - _EPOCH).days},
+        }
 
-    def all_stats(self, start: date, end: date) -> AllCustomersStats:
+    def customer_stats(
+        self, customer_id: str, start: date, end: date, *, exact: bool = False
+    ) -> CustomerStats:
+        """Stats of one customer (see :class:`StatsStore`)."""
+        params = self._params(start, end)
+        where = "AND customer_id = $customer"
+        rows, method = self._query(
+            exact,
+            {
+                False: (
+                    _DUCKDB_STATS.format(customer=where),
+                    {**params[False], "customer": customer_id},
+                ),
+                True: (
+                    rollups.STATS_SQL.format(customer=where),
+                    {**params[True], "customer": customer_id},
+                ),
+            },
+        )
+        if rows:
+            return self._grouped(rows, start, end, method)[0]
+        known, _ = self._query(
+            exact,
+            {
+                False: (_DUCKDB_KNOWN, {"customer": customer_id}),
+                True: (rollups.KNOWN_SQL, {"customer": customer_id}),
+            },
+        )
+        if not known:
+            raise UnknownCustomerError(f"no requests of customer {customer_id!r}")
+        return _empty(customer_id, start, end).model_copy(update={"latency_method": method})
+
+    def all_stats(self, start: date, end: date, *, exact: bool = False) -> AllCustomersStats:
         """Stats of every customer (see :class:`StatsStore`)."""
-        lo, hi = _bounds(start, end)
-        rows = self._query(_DUCKDB_STATS.format(customer=""), {"start": lo, "end": hi})
+        params = self._params(start, end)
+        rows, method = self._query(
+            exact,
+            {
+                False: (_DUCKDB_STATS.format(customer=""), params[False]),
+                True: (rollups.STATS_SQL.format(customer=""), params[True]),
+            },
+        )
         return AllCustomersStats(
-            from_date=start, to_date=end, customers=self._grouped(rows, start, end)
+            from_date=start,
+            to_date=end,
+            customers=self._grouped(rows, start, end, method),
+            latency_method=method,
         )
 
 
@@ -319,8 +385,10 @@ class InfluxStats(StatsStore):
             int(row["total"]), int(row["successful"] or 0), row["avg"], row["median"], row["p99"]
         )
 
-    def customer_stats(self, customer_id: str, start: date, end: date) -> CustomerStats:
-        """Stats of one customer (see :class:`StatsStore`)."""
+    def customer_stats(
+        self, customer_id: str, start: date, end: date, *, exact: bool = False
+    ) -> CustomerStats:
+        """Stats of one customer (see :class:`StatsStore`); always exact."""
         found = self._run(start, end, customer_id)
         if customer_id in found:
             return found[customer_id]
@@ -332,8 +400,8 @@ class InfluxStats(StatsStore):
             raise UnknownCustomerError(f"no requests of customer {customer_id!r}")
         return _empty(customer_id, start, end)
 
-    def all_stats(self, start: date, end: date) -> AllCustomersStats:
-        """Stats of every customer (see :class:`StatsStore`)."""
+    def all_stats(self, start: date, end: date, *, exact: bool = False) -> AllCustomersStats:
+        """Stats of every customer (see :class:`StatsStore`); always exact."""
         found = self._run(start, end, None)
         return AllCustomersStats(
             from_date=start, to_date=end, customers=[found[c] for c in sorted(found)]
