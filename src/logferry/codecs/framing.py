@@ -18,7 +18,7 @@ _BOM_BYTES = "\ufeff".encode()
 #: Longest line kept whole by default; the sinks apply their own, smaller, limits.
 DEFAULT_MAX_LINE_BYTES = 1 << 20
 #: Most lines in one block: a block of tiny (or empty) lines stays small once split into str.
-MAX_BLOCK_LINES = 16384
+MAX_BLOCK_LINES = 65536
 
 
 def iter_lines(
