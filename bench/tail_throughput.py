@@ -9,6 +9,10 @@ the run (Debian's ``influxdb`` package; tests/influx.py installs it when missing
     python bench/tail_throughput.py                 # 1,000,000 lines, each sink once
     python bench/tail_throughput.py --repeat 3      # best and median of 3 runs per sink
     python bench/tail_throughput.py --lines 200000
+    PYTHONPATH=/path/to/checkout/src python bench/tail_throughput.py   # another checkout
+
+The shipping processes inherit the environment; the first line printed names the
+``logferry`` they import.
 """
 
 from __future__ import annotations
@@ -45,6 +49,16 @@ def write_log(path: Path, lines: int) -> None:
             done += n
 
 
+def which_logferry() -> str:
+    """Where the ``logferry`` that ``python -m logferry`` runs comes from (PYTHONPATH wins)."""
+    code = (
+        "import importlib.util, os, logferry; print(os.path.dirname(logferry.__file__),"
+        " '(engine/ package)' if importlib.util.find_spec('logferry.engine') else '(no engine/ package)')"
+    )
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return p.stdout.strip()
+
+
 def ship(glob: str, sink: str, ledger: Path) -> tuple[float, dict[str, object]]:
     began = time.perf_counter()
     p = subprocess.run(
@@ -64,6 +78,7 @@ def main() -> None:
     ap.add_argument("--lines", type=int, default=1_000_000)
     ap.add_argument("--repeat", type=int, default=1, help="runs per sink (fresh store each)")
     args = ap.parse_args()
+    print(f"logferry: {which_logferry()}")
     with tempfile.TemporaryDirectory(prefix="logferry-tail-bench-") as tmp:
         d = Path(tmp)
         (d / "logs").mkdir()
