@@ -337,6 +337,14 @@ def run_measured(
     return run, out.read_text()
 
 
+def own_seconds(stdout: str) -> float | None:
+    """The ``seconds`` of ``logferry ship --json``'s summary: the wall time less start and exit."""
+    try:
+        return float(orjson.loads(stdout.strip().splitlines()[-1])["seconds"])
+    except (IndexError, KeyError, TypeError, ValueError, orjson.JSONDecodeError):
+        return None
+
+
 @dataclass(slots=True)
 class Summary:
     """Best and median of one tool's runs."""
@@ -571,12 +579,14 @@ def main(argv: list[str] | None = None) -> int:
             # Alternate the tools so drift (thermal, page cache) hits both alike.
             for tool in tools:
                 cmd = logferry_cmd(i) if tool == "logferry" else minimal_cmd
-                run, _ = run_measured(spawner, tool, cmd, env, server, work, args.json)
+                run, out = run_measured(spawner, tool, cmd, env, server, work, args.json)
                 results[tool].append(run)
+                own = own_seconds(out) if tool == "logferry" else None
                 log(
-                    f"  run {i + 1}/{args.repeat} {tool:<8} {run.seconds:6.2f} s, "
-                    f"{data.lines / run.seconds:,.0f} lines/s, RSS {run.peak_rss_mb:.0f} MB, "
-                    f"{run.lines_delivered:,} lines delivered"
+                    f"  run {i + 1}/{args.repeat} {tool:<8} {run.seconds:6.2f} s"
+                    + ("" if own is None else f" ({own:.2f} s shipping by its own clock)")
+                    + f", {data.lines / run.seconds:,.0f} lines/s, CPU {run.cpu_seconds:.1f} s, "
+                    f"RSS {run.peak_rss_mb:.0f} MB, {run.lines_delivered:,} lines delivered"
                     + ("" if run.exit_code == 0 else f", exit {run.exit_code}")
                 )
 
