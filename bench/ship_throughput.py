@@ -20,8 +20,9 @@ What it does, in one run:
      One process, one thread.
 
 4. Checks both delivered every line (the server's counter) and prints a table, the
-   logferry/minimal ratio and whether the issue's targets are met (≥ 80 % of the loop's
-   throughput, aim 2×; peak RSS ≤ 150 MB).
+   logferry/minimal ratio and whether the issue's targets are met (≥ 1.1× the loop's
+   throughput, aim 2×; peak RSS ≤ 150 MB). The table names the logferry the tools imported
+   (set PYTHONPATH=CHECKOUT/src to compare checkouts; the tools inherit it).
 
 Usage::
 
@@ -64,7 +65,7 @@ HOSTNAME = "bench-host"
 #: Same request size and gzip level as logferry's Mezmo sink defaults.
 MAX_REQUEST_BYTES = 2 * 1024 * 1024
 GZIP_LEVEL = 1
-TARGET_RATIO = 0.8
+TARGET_RATIO = 1.1  # the engine issue's bar (was 0.8 before it)
 AIM_RATIO = 2.0
 TARGET_RSS_MB = 150.0
 MB = 1_000_000
@@ -336,6 +337,14 @@ def run_measured(
     return run, out.read_text()
 
 
+def own_seconds(stdout: str) -> float | None:
+    """The ``seconds`` of ``logferry ship --json``'s summary: the wall time less start and exit."""
+    try:
+        return float(orjson.loads(stdout.strip().splitlines()[-1])["seconds"])
+    except (IndexError, KeyError, TypeError, ValueError, orjson.JSONDecodeError):
+        return None
+
+
 @dataclass(slots=True)
 class Summary:
     """Best and median of one tool's runs."""
@@ -376,18 +385,30 @@ def summarize(tool: str, runs: list[Run], data: Dataset) -> Summary:
     )
 
 
-def machine() -> dict[str, Any]:
-    """What the figures were measured on."""
+#: Run in a child with the tools' environment: which logferry ``python -m logferry`` imports.
+_WHICH_LOGFERRY = (
+    "import importlib.util, os, logferry; "
+    "print(os.path.dirname(logferry.__file__), importlib.util.find_spec('logferry.engine') is not None)"
+)
+
+
+def which_logferry(env: dict[str, str]) -> str:
+    """Where the tools' ``logferry`` comes from (PYTHONPATH wins over the installed one)."""
+    out = subprocess.run(
+        [sys.executable, "-c", _WHICH_LOGFERRY], env=env, capture_output=True, text=True
+    )
+    if out.returncode != 0:
+        return "? (import failed)"
+    path, engine = out.stdout.split()
+    return f"{path} ({'engine/ package' if engine == 'True' else 'no engine/ package'})"
+
+
+def machine(lf_source: str = "?") -> dict[str, Any]:
+    """What the figures were measured on, and which logferry ran."""
     try:
         usable = len(os.sched_getaffinity(0))
     except AttributeError:
         usable = os.cpu_count() or 0
-    try:
-        from importlib.metadata import version
-
-        lf_version = version("logferry")
-    except Exception:
-        lf_version = "?"
     return {
         "nproc": usable,
         "cpu_count": os.cpu_count(),
@@ -395,16 +416,18 @@ def machine() -> dict[str, Any]:
         "implementation": platform.python_implementation(),
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
-        "logferry": lf_version,
+        "logferry": lf_source,
     }
 
 
-def print_table(data: Dataset, summaries: list[Summary], verdict: dict[str, Any]) -> None:
+def print_table(
+    data: Dataset, summaries: list[Summary], verdict: dict[str, Any], lf_source: str
+) -> None:
     """Print the human report."""
-    m = machine()
+    m = machine(lf_source)
     print(
         f"machine: nproc={m['nproc']} (cpu_count={m['cpu_count']}), "
-        f"{m['implementation']} {m['python']}, {m['platform']}, logferry {m['logferry']}"
+        f"{m['implementation']} {m['python']}, {m['platform']}\nlogferry: {m['logferry']}"
     )
     print(
         f"object: {data.raw_bytes / MB:.1f} MB uncompressed, {data.gz_bytes / MB:.1f} MB gzip, "
@@ -534,6 +557,8 @@ def main(argv: list[str] | None = None) -> int:
         }
         env.pop("MEZMO_INGESTION_KEY", None)
         sink_url = f"{server.url}?hostname={HOSTNAME}"
+        lf_source = which_logferry(env)
+        log(f"logferry: {lf_source}")
 
         def logferry_cmd(i: int) -> list[str]:
             ledger = work / f"ledger-{i}.db"
@@ -554,12 +579,14 @@ def main(argv: list[str] | None = None) -> int:
             # Alternate the tools so drift (thermal, page cache) hits both alike.
             for tool in tools:
                 cmd = logferry_cmd(i) if tool == "logferry" else minimal_cmd
-                run, _ = run_measured(spawner, tool, cmd, env, server, work, args.json)
+                run, out = run_measured(spawner, tool, cmd, env, server, work, args.json)
                 results[tool].append(run)
+                own = own_seconds(out) if tool == "logferry" else None
                 log(
-                    f"  run {i + 1}/{args.repeat} {tool:<8} {run.seconds:6.2f} s, "
-                    f"{data.lines / run.seconds:,.0f} lines/s, RSS {run.peak_rss_mb:.0f} MB, "
-                    f"{run.lines_delivered:,} lines delivered"
+                    f"  run {i + 1}/{args.repeat} {tool:<8} {run.seconds:6.2f} s"
+                    + ("" if own is None else f" ({own:.2f} s shipping by its own clock)")
+                    + f", {data.lines / run.seconds:,.0f} lines/s, CPU {run.cpu_seconds:.1f} s, "
+                    f"RSS {run.peak_rss_mb:.0f} MB, {run.lines_delivered:,} lines delivered"
                     + ("" if run.exit_code == 0 else f", exit {run.exit_code}")
                 )
 
@@ -592,7 +619,7 @@ def main(argv: list[str] | None = None) -> int:
 
         if args.json:
             doc = {
-                "machine": machine(),
+                "machine": machine(lf_source),
                 "object": asdict(data),
                 "gzip_level": GZIP_LEVEL,
                 "max_request_bytes": MAX_REQUEST_BYTES,
@@ -608,14 +635,16 @@ def main(argv: list[str] | None = None) -> int:
             print(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode())
         else:
             if "ratio" in verdict:
-                print_table(data, summaries, verdict)
+                print_table(data, summaries, verdict, lf_source)
             else:
-                print_table_one(data, summaries, verdict["rss_floor_mb"])
+                print_table_one(data, summaries, verdict["rss_floor_mb"], lf_source)
         ok = all(s.all_delivered for s in summaries)
         return 0 if ok else 1
 
 
-def print_table_one(data: Dataset, summaries: list[Summary], rss_floor_mb: float) -> None:
+def print_table_one(
+    data: Dataset, summaries: list[Summary], rss_floor_mb: float, lf_source: str
+) -> None:
     """Print the report when only one tool ran."""
     print_table(
         data,
@@ -630,6 +659,7 @@ def print_table_one(data: Dataset, summaries: list[Summary], rss_floor_mb: float
             "same_lines": summaries[0].all_delivered,
             "rss_floor_mb": rss_floor_mb,
         },
+        lf_source,
     )
 
 

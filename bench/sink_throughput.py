@@ -25,6 +25,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.influx
 
+import logferry
 from logferry.codecs.formats import DecodeContext, get_format
 from logferry.records import Batch, concat_columns
 from logferry.sinks.base import Sink
@@ -94,6 +95,7 @@ def main() -> None:
     ap.add_argument("--only", choices=("duckdb", "influxdb"))
     ap.add_argument("--dicts", action="store_true", help="per-record dicts, not columns")
     args = ap.parse_args()
+    print(f"logferry: {Path(logferry.__file__).parent}")
     batches = make_batches(args.lines, args.batch, args.seed, args.dicts)
     print(f"batches carry {'per-record dicts' if args.dicts else 'typed NumPy columns'}")
     with tempfile.TemporaryDirectory() as tmp:

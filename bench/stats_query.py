@@ -32,6 +32,7 @@ from typing import Any
 
 import duckdb
 
+import logferry
 from logferry.sinks.duckdb import DDL
 from logferry.stats.queries import DuckDBStats
 
@@ -109,6 +110,7 @@ def main() -> None:
     parser.add_argument("--customers", type=int, default=50)
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
+    print(f"logferry: {Path(logferry.__file__).parent}")
 
     with tempfile.TemporaryDirectory(prefix="logferry-stats-bench-") as tmp:
         path = Path(tmp) / "store.duckdb"

@@ -9,6 +9,10 @@ the run (Debian's ``influxdb`` package; tests/influx.py installs it when missing
     python bench/tail_throughput.py                 # 1,000,000 lines, each sink once
     python bench/tail_throughput.py --repeat 3      # best and median of 3 runs per sink
     python bench/tail_throughput.py --lines 200000
+    PYTHONPATH=/path/to/checkout/src python bench/tail_throughput.py   # another checkout
+
+The shipping processes inherit the environment; the first line printed names the
+``logferry`` they import.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -45,7 +50,19 @@ def write_log(path: Path, lines: int) -> None:
             done += n
 
 
-def ship(glob: str, sink: str, ledger: Path) -> tuple[float, dict[str, object]]:
+def which_logferry() -> str:
+    """Where the ``logferry`` that ``python -m logferry`` runs comes from (PYTHONPATH wins)."""
+    code = (
+        "import importlib.util, os, logferry; print(os.path.dirname(logferry.__file__),"
+        " '(engine/ package)' if importlib.util.find_spec('logferry.engine') else '(no engine/ package)')"
+    )
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return p.stdout.strip()
+
+
+def ship(glob: str, sink: str, ledger: Path) -> tuple[float, float, dict[str, object]]:
+    """Run one ``logferry ship``; return its wall seconds, CPU seconds and JSON summary."""
+    usage0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     began = time.perf_counter()
     p = subprocess.run(
         [sys.executable, "-m", "logferry", "ship", f"tail://{glob}", "--format", "api-request",
@@ -54,9 +71,11 @@ def ship(glob: str, sink: str, ledger: Path) -> tuple[float, dict[str, object]]:
         capture_output=True, text=True, env=os.environ.copy(),
     )  # fmt: skip
     seconds = time.perf_counter() - began
+    usage1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (usage1.ru_utime + usage1.ru_stime) - (usage0.ru_utime + usage0.ru_stime)
     if p.returncode != 0:
         raise SystemExit(f"logferry failed ({p.returncode}): {p.stderr.strip()[-500:]}")
-    return seconds, json.loads(p.stdout.splitlines()[-1])
+    return seconds, cpu, json.loads(p.stdout.splitlines()[-1])
 
 
 def main() -> None:
@@ -64,6 +83,7 @@ def main() -> None:
     ap.add_argument("--lines", type=int, default=1_000_000)
     ap.add_argument("--repeat", type=int, default=1, help="runs per sink (fresh store each)")
     args = ap.parse_args()
+    print(f"logferry: {which_logferry()}")
     with tempfile.TemporaryDirectory(prefix="logferry-tail-bench-") as tmp:
         d = Path(tmp)
         (d / "logs").mkdir()
@@ -76,14 +96,16 @@ def main() -> None:
             f"wrote {args.lines:,} lines ({size / 1e6:.1f} MB) in {time.perf_counter() - t0:.1f} s"
         )
         runs: dict[str, list[float]] = {"duckdb": [], "influxdb": []}
+        cpus: dict[str, list[float]] = {"duckdb": [], "influxdb": []}
         shipped: dict[str, int] = {}
         stored: dict[str, int] = {}
         with InfluxServer(database="bench") as influx:
             for i in range(args.repeat):
                 # Fresh store, ledger and database per run: each run ships the whole file.
                 store = d / f"store-{i}.db"
-                secs, summary = ship(f"{d}/logs/*.log", f"duckdb:///{store}", d / f"l1-{i}.db")
+                secs, cpu, summary = ship(f"{d}/logs/*.log", f"duckdb:///{store}", d / f"l1-{i}.db")
                 runs["duckdb"].append(secs)
+                cpus["duckdb"].append(cpu)
                 shipped["duckdb"] = int(summary["lines"])  # type: ignore[call-overload]
                 con = duckdb.connect(str(store), read_only=True)
                 stored["duckdb"] = int(con.execute("SELECT count(*) FROM records").fetchone()[0])  # type: ignore[index]
@@ -92,14 +114,15 @@ def main() -> None:
                 influx.drop_database("bench")
                 influx.create_database("bench")
                 url = f"influxdb+{influx.url}/bench?measurement=api_requests"
-                secs, summary = ship(f"{d}/logs/*.log", url, d / f"l2-{i}.db")
+                secs, cpu, summary = ship(f"{d}/logs/*.log", url, d / f"l2-{i}.db")
                 runs["influxdb"].append(secs)
+                cpus["influxdb"].append(cpu)
                 shipped["influxdb"] = int(summary["lines"])  # type: ignore[call-overload]
                 count = influx.query('SELECT COUNT("duration") FROM api_requests', "bench")
                 stored["influxdb"] = int(count[0].get("count", 0))
         print(
             f"\n{'sink':10} {'best s':>7} {'lines/s':>10} {'median':>10} {'target':>9}"
-            f"         {'shipped':>10} {'stored':>10}"
+            f"         {'shipped':>10} {'stored':>10} {'CPU s':>6}"
         )
         for name, times in runs.items():
             best = args.lines / min(times)
@@ -108,9 +131,12 @@ def main() -> None:
             print(
                 f"{name:10} {min(times):7.2f} {best:10,.0f} {median:10,.0f} {TARGETS[name]:9,}"
                 f" {mark:8} {shipped[name]:10,} {stored[name]:10,}"
+                f" {statistics.median(cpus[name]):6.2f}"
             )
         print(f"({args.repeat} run(s) per sink; wall time of the whole `logferry ship` process,")
-        print(" start-up included; the target is judged on the median)")
+        print(" start-up included; the target is judged on the median. CPU s: the median of")
+        print(" the shipping process's user + system seconds, influxd not included; it varies")
+        print(" less than wall time when other work shares the cores)")
         if any(shipped[k] != args.lines or stored[k] != args.lines for k in runs):
             raise SystemExit("lines missing: see the shipped and stored columns")
 

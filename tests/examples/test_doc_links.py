@@ -14,7 +14,7 @@ LINK = re.compile(r"(?<!!)\[(?:[^\]\[]|\[[^\]]*\])*\]\(([^)\s]+)(?:\s+\"[^\"]*\"
 FENCE = re.compile(r"^\s*(```|~~~)")
 #: Pages another change is writing; a link to one is accepted until the file exists, and checked
 #: like any other from then on. Remove an entry once its page is merged.
-PENDING = {REPO / "docs" / "performance.md"}
+PENDING: set[Path] = set()
 
 
 def _prose(text: str) -> str:
