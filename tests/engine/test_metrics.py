@@ -166,3 +166,30 @@ def test_metrics_port_in_use_is_a_usage_error(tmp_path: Path) -> None:
                     "--metrics-port", str(port), env={"LOGFERRY_LEDGER": str(tmp_path / "l.db")})  # fmt: skip
     assert p.returncode == 2
     assert f"cannot serve metrics on 127.0.0.1:{port}" in p.stderr
+
+
+def test_run_daemon_serves_metrics(tmp_path: Path) -> None:
+    bucket, out = tmp_path / "bucket", tmp_path / "out"
+    bucket.mkdir()
+    (bucket / "a.log").write_text("one\ntwo\n")
+    config = tmp_path / "pipeline.yaml"
+    config.write_text(
+        f"ledger: sqlite:///{tmp_path}/l.db\ninterval: 0.2\n"
+        f"sinks: {{out: {{url: 'file://{out}'}}}}\n"
+        f"sources: {{files: {{url: '{bucket}', sinks: [out]}}}}\n"
+    )
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "logferry", "run", "-c", str(config), "--metrics-port", str(port)],
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        samples = wait_for(lambda: (s := _try_scrape(url)) and value(
+            s, "logferry_records_total") == 2 and s, timeout=30)  # fmt: skip
+        assert value(samples, "logferry_oldest_unshipped_age_seconds") == 0
+        assert httpx.get(f"{url}/readyz").json() == {"ready": True, "problems": {}}
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 0, stderr

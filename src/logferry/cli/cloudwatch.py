@@ -24,6 +24,7 @@ from logferry.cli.common import (
     human_bytes,
     safe_text,
 )
+from logferry.cli.metrics import metrics_options, serving_metrics
 from logferry.cloudwatch.client import LogsClient, RateLimiter
 from logferry.cloudwatch.download import Downloader, resolve_options
 from logferry.cloudwatch.get import GetQuery, follow_events, get_events
@@ -380,9 +381,15 @@ def get_cmd(
     help="Serve status JSON on 127.0.0.1:PORT (0: any free port).",
 )
 @_aws_options
+@metrics_options
 @handle_errors
 def download_cmd(
-    config_file: str | None, directory: str | None, as_json: bool | None, **flags: Any
+    config_file: str | None,
+    directory: str | None,
+    as_json: bool | None,
+    metrics_port: int | None,
+    metrics_host: str,
+    **flags: Any,
 ) -> None:
     """Download every selected stream to its own file under DIR; resumable, no gaps, no repeats."""
     flags = {**flags, "dir": directory, "json": as_json}
@@ -397,7 +404,8 @@ def download_cmd(
     install_signal_handlers(downloader.stop)
     signal.signal(signal.SIGHUP, lambda *_: downloader.request_reload())
     t0 = time.monotonic()
-    result = downloader.run()
+    with serving_metrics(metrics_port, metrics_host, None):
+        result = downloader.run()
     err.print(
         f"downloaded {result.events:,} events ({human_bytes(result.bytes)}) from "
         f"{result.streams} streams into {safe_text(options.dir)} in {time.monotonic() - t0:.1f} s; "

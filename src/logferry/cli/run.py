@@ -21,6 +21,7 @@ from logferry.cli.common import (
     print_summary,
     safe_text,
 )
+from logferry.cli.metrics import metrics_options, serving_metrics
 from logferry.config import load_pipeline
 from logferry.engine import ShipResult
 from logferry.errors import ConfigErrors
@@ -41,6 +42,8 @@ def run_pipeline(
     as_json: bool,
     quiet: bool,
     shutdown_timeout: float,
+    metrics_port: int | None = None,
+    metrics_host: str = "127.0.0.1",
 ) -> int:
     """Run a pipeline file once or as a daemon; return the exit status."""
     config = load_pipeline(config_path)
@@ -77,7 +80,8 @@ def run_pipeline(
                 f"running {len(config.sources)} sources every {config.interval:g} s "
                 f"(SIGHUP reloads {safe_text(config_path)}, SIGINT/SIGTERM stop)"
             )
-        daemon.run(once=once)
+        with serving_metrics(metrics_port, metrics_host, led):
+            daemon.run(once=once)
     finally:
         led.close()
     return EXIT_OK if all(r.ok for r in last) else EXIT_FAILED
@@ -91,9 +95,10 @@ def run_pipeline(
               help="On SIGINT/SIGTERM, seconds to finish and checkpoint the batches in flight.")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="One JSON summary line per source and cycle.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress or summaries on stderr.")
+@metrics_options
 @handle_errors
 def run(config_path: str, once: bool, ledger: str | None, shutdown_timeout: float,
-        as_json: bool, quiet: bool) -> None:  # fmt: skip
+        as_json: bool, quiet: bool, metrics_port: int | None, metrics_host: str) -> None:  # fmt: skip
     """Run the pipelines of a config file as a daemon: list and catch up every interval.
 
     SIGHUP reloads the file (an invalid one is rejected and the old one keeps running);
@@ -108,6 +113,8 @@ def run(config_path: str, once: bool, ledger: str | None, shutdown_timeout: floa
             as_json=as_json,
             quiet=quiet,
             shutdown_timeout=shutdown_timeout,
+            metrics_port=metrics_port,
+            metrics_host=metrics_host,
         )
     )
 

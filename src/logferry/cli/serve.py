@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from logferry.cli.common import emit_json, fail_usage, handle_errors, safe_text
+from logferry.cli.metrics import metrics_options, serving_metrics
 from logferry.config import default_store_url
 from logferry.errors import ConfigError
 from logferry.extras import require
@@ -62,6 +63,7 @@ def is_loopback(host: str) -> bool:
     show_default=True,
     help="Seconds between the dashboard's throughput samples of the ledger.",
 )
+@metrics_options
 @handle_errors
 def serve(
     store: str,
@@ -71,6 +73,8 @@ def serve(
     token: str | None,
     drain_to: str | None,
     sample_every: float,
+    metrics_port: int | None,
+    metrics_host: str,
 ) -> None:
     """Serve the stats API (OpenAPI docs at /docs) and the web dashboard (/dashboard/)."""
     require("stats", "uvicorn", "fastapi", "jinja2")
@@ -106,7 +110,8 @@ def serve(
         # covers credentials of sources and sinks; this one exists to be handed out).
         click.echo(f"dashboard action token: {token}", err=True)
     server = uvicorn.Server(uvicorn.Config(app, log_level="info"))
-    server.run(sockets=[sock])
+    with serving_metrics(metrics_port, metrics_host, None):
+        server.run(sockets=[sock])
 
 
 def _dates(from_date: str, to_date: str | None) -> tuple[date, date]:
