@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import collections
+import time
 from datetime import UTC, datetime
 
 import click
@@ -27,9 +29,14 @@ def status(ledger: str | None, as_json: bool) -> None:
     led = open_ledger(ledger, create=False, readonly=True)
     try:
         rows = led.status()
-        failures = led.entries(status=Status.FAILED)[:10]
+        failed = led.entries(status=Status.FAILED)
+        failures = failed[:10]
+        letters = led.dead_letters()
     finally:
         led.close()
+    now = time.time()
+    waiting = collections.Counter(e.source for e in failed)
+    dead = collections.Counter(d.source for d in letters)
     if as_json:
         emit_json(
             {
@@ -43,6 +50,16 @@ def status(ledger: str | None, as_json: bool) -> None:
                         "lines": r.lines,
                         "bytes": r.bytes,
                         "last_shipped": _when(r.last_shipped),
+                        # For scripts: how far behind the source looks from the ledger alone
+                        # (`--metrics-port` has the live lag: oldest unshipped, bytes behind).
+                        "lag": {
+                            "seconds_since_last_shipped": None
+                            if r.last_shipped is None
+                            else round(max(0.0, now - r.last_shipped), 3),
+                            "in_progress": r.in_progress,
+                            "error_queue": waiting[r.source],
+                            "dead_letters": dead[r.source],
+                        },
                     }
                     for r in rows
                 ],
