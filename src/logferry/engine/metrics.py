@@ -112,6 +112,16 @@ class Metrics:
 METRICS = Metrics()
 
 
+def measure_lag(source: str, held: Any) -> None:
+    """Set the lag gauges of one followed partition (a ``Held``) after a read."""
+    partition = held.partition
+    behind, delay = partition.bytes_behind(), partition.ingestion_delay()
+    if behind is not None:
+        METRICS.bytes_behind.labels(source, held.info.key).set(behind)
+    if delay is not None:
+        METRICS.ingestion_delay.labels(source, held.info.key).set(delay)
+
+
 class MetricsServer:
     """``/metrics``, ``/healthz`` and ``/readyz`` on ``host:port``, in a daemon thread.
 

@@ -25,7 +25,7 @@ from logferry.engine.delivery import Deliverer, Refused, RetryLater, RetryPolicy
 from logferry.engine.errorqueue import ErrorQueue
 from logferry.engine.leases import LeaseKeeper
 from logferry.engine.metrics import METRICS
-from logferry.engine.results import Failure, Progress, ShipResult, one_line
+from logferry.engine.results import Failure, Progress, ShipResult, close_result, one_line
 from logferry.engine.routing import Route, Router
 from logferry.errors import DecodeError, LogferryError, ObjectError, is_transient
 from logferry.ledger.base import Claim, ClaimLostError, Ledger, Status, new_owner_id
@@ -175,13 +175,8 @@ class ObjectRunner:
             self.leases.stop()
             self.result.interrupted = self.stop.is_set()
             self.result.seconds = time.monotonic() - began
-            counters = collections.Counter(self._counters)
-            counters["retries"] += self.deliverer.retries
-            for sink in self.sinks:
-                counters.update(sink.counters())
-                self.result.reports.update(sink.report())
-                METRICS.forget(sink.name)
-            self.result.counters = {k: v for k, v in counters.items() if v}
+            retries = {"retries": self.deliverer.retries}
+            close_result(self.result, self.sinks, [self._counters, retries])
             self.progress.close()
         return self.result
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import collections
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from logferry.errors import LogferryError
 from logferry.records import ObjectInfo
+from logferry.sinks.base import Sink
 
 
 class Progress:
@@ -91,3 +94,22 @@ def one_line(exc: BaseException) -> str:
     if isinstance(exc, LogferryError):
         return text or type(exc).__name__
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def close_result(
+    result: ShipResult,
+    sinks: Iterable[Sink],
+    counted: Iterable[Mapping[str, int]],
+) -> None:
+    """End a run's result: the sinks' counters and reports, plus ``counted`` (the runner's
+    own, the decoders', the retries), zeros left out. The sinks' health stops counting."""
+    from logferry.engine.metrics import METRICS
+
+    counters: collections.Counter[str] = collections.Counter()
+    for more in counted:
+        counters.update(more)
+    for sink in sinks:
+        counters.update(sink.counters())
+        result.reports.update(sink.report())
+        METRICS.forget(sink.name)
+    result.counters = {k: v for k, v in counters.items() if v}

@@ -21,7 +21,6 @@ the next run.
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import logging
 import threading
@@ -34,11 +33,11 @@ from logferry.engine.delivery import Deliverer
 from logferry.engine.errorqueue import ErrorQueue
 from logferry.engine.lanes import Job, Lanes
 from logferry.engine.leases import LeaseKeeper
-from logferry.engine.metrics import METRICS
+from logferry.engine.metrics import METRICS, measure_lag
 from logferry.engine.objects import format_options_of, retry_policy_of
-from logferry.engine.results import Progress, ShipResult, one_line
+from logferry.engine.results import Progress, ShipResult, close_result, one_line
 from logferry.engine.routing import Router
-from logferry.engine.taking import PartitionFailed, Taker, as_object
+from logferry.engine.taking import PartitionFailed, Taker, as_object, idle_notice
 from logferry.errors import is_transient
 from logferry.ledger.base import Claim, ClaimLostError, Ledger, new_owner_id
 from logferry.records import Batch
@@ -186,21 +185,9 @@ class StreamRunner:
         self._tell(parts, holders)
 
     def _tell(self, parts: list[PartitionInfo], holders: dict[str, str]) -> None:
-        """Warn when there is nothing to read: nothing matched, or others hold it all."""
-        text = ""
-        if not parts and not self._listed:
-            try:
-                text = self.source.empty_hint()
-            except Exception as exc:  # the hint's own look-up failed: the plain fact
-                text = f"{self.source.display}: no {self.source.unit} found ({one_line(exc)})"
-        elif holders and not self._held:
-            unit = self.source.unit
-            n = len(holders)
-            text = (
-                f"{self.source.display}: {n} {unit.removesuffix('s') if n == 1 else unit} "
-                f"held by another runner ({', '.join(sorted(set(holders.values())))}); "
-                "none left for this one"
-            )
+        """Warn once when there is nothing to read: nothing matched, or others hold it all."""
+        text = idle_notice(self.source, parts, holders, first=not self._listed,
+                           holding=bool(self._held))  # fmt: skip
         self._listed = True
         if text and text != self._told:
             log.warning("%s", text)
@@ -272,7 +259,7 @@ class StreamRunner:
             self._drop_partition(h, exc)
             return False, True
         h.read_delay, h.read_failures = 0.5, 0
-        self._measure_lag(h)
+        measure_lag(self.source.id, h)
         read = bool(len(res.chunk))
         if read:
             with self._lock:
@@ -282,13 +269,6 @@ class StreamRunner:
         h.caught_up = res.caught_up
         h.finished = res.finished
         return read, res.caught_up
-
-    def _measure_lag(self, h: Held) -> None:
-        behind, delay = h.partition.bytes_behind(), h.partition.ingestion_delay()
-        if behind is not None:
-            METRICS.bytes_behind.labels(self.source.id, h.info.key).set(behind)
-        if delay is not None:
-            METRICS.ingestion_delay.labels(self.source.id, h.info.key).set(delay)
 
     def _cursor_moved(self, h: Held, cursor: Cursor) -> None:
         """A cursor that moved past no records (the end of a file opened with ``--from end``,
@@ -411,12 +391,5 @@ class StreamRunner:
             with contextlib.suppress(ClaimLostError):
                 self.ledger.release(h.claim)
         self._held.clear()
-        counters: collections.Counter[str] = collections.Counter()
-        counters["retries"] += self.deliverer.retries
-        for decoder in self._decoders:
-            counters.update(decoder.counters)
-        for sink in self.router.sinks():
-            counters.update(sink.counters())
-            self.result.reports.update(sink.report())
-            METRICS.forget(sink.name)
-        self.result.counters = {k: v for k, v in counters.items() if v}
+        counted = [{"retries": self.deliverer.retries}, *(d.counters for d in self._decoders)]
+        close_result(self.result, self.router.sinks(), counted)

@@ -120,3 +120,32 @@ class Taker:
             except Exception as exc:
                 log.warning("%s: %s: %s", old_key, sink.name, one_line(exc))
         return position, cursor
+
+
+def idle_notice(
+    source: StreamSource,
+    parts: list[PartitionInfo],
+    holders: dict[str, str],
+    *,
+    first: bool,
+    holding: bool,
+) -> str:
+    """What to tell a user whose run has nothing to read ("": nothing to tell).
+
+    On the ``first`` listing, an empty match gets the source's hint (a typo in a prefix, a
+    folder that does not exist); a runner ``holding`` nothing while others hold every
+    partition it found names them.
+    """
+    if not parts and first:
+        try:
+            return source.empty_hint()
+        except Exception as exc:  # the hint's own look-up failed: the plain fact
+            return f"{source.display}: no {source.unit} found ({one_line(exc)})"
+    if holders and not holding:
+        unit, n = source.unit, len(holders)
+        return (
+            f"{source.display}: {n} {unit.removesuffix('s') if n == 1 else unit} "
+            f"held by another runner ({', '.join(sorted(set(holders.values())))}); "
+            "none left for this one"
+        )
+    return ""
