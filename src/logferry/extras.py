@@ -8,6 +8,7 @@ import them ask :func:`require` first, so a missing one is a one-line error nami
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from types import ModuleType
 
 from logferry.errors import ConfigError
@@ -44,3 +45,14 @@ def require(extra: str, *modules: str) -> list[ModuleType]:
         except ImportError as exc:
             raise missing_extra(extra, module, exc) from None
     return loaded
+
+
+def require_installed(extra: str, *modules: str) -> None:
+    """Like :func:`require`, without importing anything: validation stays light."""
+    for module in modules:
+        try:
+            spec = importlib.util.find_spec(module)
+        except (ImportError, ValueError):  # a parent missing, or a module blocked as None
+            spec = None
+        if spec is None:
+            raise missing_extra(extra, module)

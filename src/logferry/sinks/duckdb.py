@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote
 
 from logferry.errors import ConfigError, FatalSinkError, RetryableSinkError
-from logferry.extras import require
+from logferry.extras import require, require_installed
 from logferry.records import Batch
 from logferry.redact import redact_url
 from logferry.registry import Component, NoOptions
@@ -420,7 +420,7 @@ def from_url(url: str, **options: Any) -> DuckDBSink:
 
 def _check(url: str, options: NoOptions) -> None:
     parse_duckdb_url(url)
-    require("store", "duckdb", "numpy")
+    require_installed("store", "duckdb", "numpy")
 
 
 def _open(url: str, options: NoOptions, *, stop: threading.Event | None = None) -> DuckDBSink:
