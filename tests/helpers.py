@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -31,3 +32,10 @@ def wait_for(
             text = message() if callable(message) else message
             pytest.fail(f"timed out after {timeout:g} s: {text} (last value: {value!r})")
         time.sleep(interval)
+
+
+def free_port() -> int:
+    """A TCP port free on the loopback interface now (for servers a test starts)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

@@ -11,7 +11,6 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -22,19 +21,13 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.helpers import wait_for
+from tests.helpers import free_port, wait_for
 
 __all__ = ["InfluxServer", "ensure_influxd", "influxdb"]
 
 TEST_DB = "logferry_test"
 _LOCK_FILE = Path(tempfile.gettempdir()) / "logferry-influxdb-install.lock"
 _START_TIMEOUT = 30.0
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def ensure_influxd() -> str:
@@ -131,12 +124,12 @@ class InfluxServer:
         influxd = ensure_influxd()
         self._tmp = tempfile.TemporaryDirectory(prefix="logferry-influx-")
         root = Path(self._tmp.name)
-        http_port = _free_port()
+        http_port = free_port()
         conf = root / "influxdb.conf"
         conf.write_text(
             _CONFIG.format(
                 root=root,
-                rpc_port=_free_port(),
+                rpc_port=free_port(),
                 http_port=http_port,
                 auth="true" if self.auth else "false",
             )

@@ -22,7 +22,7 @@ from logferry.sinks.mezmo import MezmoSink
 from logferry.sources.tail import TailSource
 from logferry.testing.mezmo_server import MezmoServer
 from tests.conftest import run_cli
-from tests.helpers import wait_for
+from tests.helpers import free_port, wait_for
 
 
 def scrape(url: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -118,17 +118,11 @@ def test_readiness_reports_an_unwritable_ledger(tmp_path: Path) -> None:
         readonly.close()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_ship_follow_serves_metrics_until_stopped(tmp_path: Path, ingest_key: str) -> None:
     logs = tmp_path / "logs"
     logs.mkdir()
     (logs / "app.log").write_text("".join(f"line {i}\n" for i in range(100)))
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "LOGFERRY_LEDGER": str(tmp_path / "l.db")}
     with MezmoServer(ingest_key) as mezmo:
@@ -178,7 +172,7 @@ def test_run_daemon_serves_metrics(tmp_path: Path) -> None:
         f"sinks: {{out: {{url: 'file://{out}'}}}}\n"
         f"sources: {{files: {{url: '{bucket}', sinks: [out]}}}}\n"
     )
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     proc = subprocess.Popen(
         [sys.executable, "-m", "logferry", "run", "-c", str(config), "--metrics-port", str(port)],

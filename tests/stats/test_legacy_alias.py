@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -14,14 +13,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from logferry.stats.app import LEGACY_ALL_PATH, create_app
-from tests.helpers import wait_for
+from tests.helpers import free_port, wait_for
 from tests.stats.test_stats_api import LINES, START, TO, populate_duckdb
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +22,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``logferry serve`` in a real process over a DuckDB store."""
     path = tmp_path_factory.mktemp("alias") / "store.duckdb"
     populate_duckdb(path, LINES)
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "logferry", "serve", "--store", f"duckdb:///{path}",
          "--port", str(port)],

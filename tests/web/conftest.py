@@ -9,7 +9,6 @@ followed files shipped to a Mezmo server that refuses them (400): two dead lette
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -25,7 +24,7 @@ from logferry.config import ShipOptions
 from logferry.generate.api_requests import ApiRequestGenerator
 from logferry.sinks.mezmo import MezmoSink
 from logferry.testing.mezmo_server import MezmoServer
-from tests.helpers import wait_for
+from tests.helpers import free_port, wait_for
 
 TOKEN = "test-dashboard-token-0123456789abcdef"
 #: A key and a customer id that are HTML: the pages must show them as text.
@@ -44,12 +43,6 @@ class Filled:
     ledger: str
     drained: Path
     lines: int
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _request_lines(seed: int, count: int, start: float, span: float) -> str:
@@ -103,7 +96,7 @@ class Server:
 @pytest.fixture(scope="session")
 def server(filled: Filled) -> Iterator[Server]:
     """``logferry serve`` over ``filled`` with the test token, sampling every 0.5 s."""
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "LOGFERRY_DASHBOARD_TOKEN": TOKEN}
     log = (filled.root / "serve.log").open("w")
     process = subprocess.Popen(

@@ -27,6 +27,7 @@ from rich.progress import (
 from rich.progress import Progress as RichProgress
 
 from logferry.engine import Progress, ShipResult
+from logferry.engine.results import plural
 from logferry.errors import ConfigError, LogferryError
 from logferry.records import ObjectInfo
 
@@ -286,11 +287,6 @@ def make_progress(quiet: bool) -> Progress:
     if quiet:
         return Progress()
     return RichBar() if err.is_terminal else PlainProgress()
-
-
-def plural(n: int, unit: str) -> str:
-    """``1 object``, ``2 objects``: ``unit`` is the plural form."""
-    return f"{n:,} {unit.removesuffix('s') if n == 1 else unit}"
 
 
 def print_summary(result: ShipResult, *, as_json: bool, quiet: bool, verb: str = "shipped") -> int:

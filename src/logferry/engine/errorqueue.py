@@ -21,6 +21,11 @@ from logferry.records import Batch
 log = logging.getLogger("logferry")
 
 
+def sink_reason(sink: str, reason: str) -> str:
+    """``reason`` naming ``sink`` once (HTTP sinks' errors already start with their name)."""
+    return reason if reason.startswith(sink) else f"{sink}: {reason}"
+
+
 class ErrorQueue:
     """Files failures of one run in the ledger and in its result, announcing each once."""
 
@@ -43,7 +48,7 @@ class ErrorQueue:
 
     def refused(self, batch: Batch, etag: str, sink: str, outcome: Refused) -> None:
         """A sink refused ``batch`` for good: keep its records as a dead letter."""
-        error = outcome.reason if outcome.reason.startswith(sink) else f"{sink}: {outcome.reason}"
+        error = sink_reason(sink, outcome.reason)
         letter = self.ledger.add_dead_letter(batch, etag, sink, outcome.error_class, error)
         with self._lock:
             self.result.dead_letters += len(batch)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from logferry.engine.buffer import Held, Lane
 from logferry.engine.delivery import Deliverer, Refused, RetryLater
-from logferry.engine.errorqueue import ErrorQueue
+from logferry.engine.errorqueue import ErrorQueue, sink_reason
 from logferry.engine.results import Progress, ShipResult, one_line
 from logferry.ledger.base import Claim, ClaimLostError, Ledger
 from logferry.records import Batch
@@ -113,9 +113,7 @@ class Lanes:
             h.abandoned = True  # the next run (or the next take) resumes at the checkpoint
             if not outcome.stopped and not self.deliverer.stop.is_set():
                 self.on_held(h)
-                reason = outcome.reason
-                if not reason.startswith(lane.sink.name):
-                    reason = f"{lane.sink.name}: {reason}"
+                reason = sink_reason(lane.sink.name, outcome.reason)
                 self.progress.message(
                     f"held {h.info.key}: {reason}; the next run resumes at the checkpoint"
                 )

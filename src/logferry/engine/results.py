@@ -88,6 +88,11 @@ class ShipResult:
         }
 
 
+def plural(n: int, unit: str) -> str:
+    """``1 object``, ``2 objects``: ``unit`` is the plural form."""
+    return f"{n:,} {unit.removesuffix('s') if n == 1 else unit}"
+
+
 def one_line(exc: BaseException) -> str:
     """A one-line reason for an exception, naming its type when it is not one of ours."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""

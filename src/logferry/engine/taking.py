@@ -8,7 +8,7 @@ import logging
 from logferry.codecs.formats.base import FormatOptions
 from logferry.codecs.stream import StreamDecoder
 from logferry.engine.buffer import Held, Lane
-from logferry.engine.results import one_line
+from logferry.engine.results import one_line, plural
 from logferry.engine.routing import Route, Router
 from logferry.ledger.base import Claim, ClaimLostError, Ledger, Status
 from logferry.records import ObjectInfo
@@ -142,9 +142,8 @@ def idle_notice(
         except Exception as exc:  # the hint's own look-up failed: the plain fact
             return f"{source.display}: no {source.unit} found ({one_line(exc)})"
     if holders and not holding:
-        unit, n = source.unit, len(holders)
         return (
-            f"{source.display}: {n} {unit.removesuffix('s') if n == 1 else unit} "
+            f"{source.display}: {plural(len(holders), source.unit)} "
             f"held by another runner ({', '.join(sorted(set(holders.values())))}); "
             "none left for this one"
         )
