@@ -136,6 +136,8 @@ class Pipeline:
                         )
                 except ConfigError as exc:
                     raise ConfigError(f"sink {name!r}: {exc}") from None
+            # The pipeline's decoding options, which a route's own settings refine.
+            base_format = format_options_of(self.options())
             for name, src_cfg in config.sources.items():
                 source: BucketSource | StreamSource
                 aws = {"profile": src_cfg.profile, "region": src_cfg.region}
@@ -155,7 +157,7 @@ class Pipeline:
                         r.prefix,
                         () if r.sinks == DROP else tuple(self.sinks[s] for s in r.sinks),
                         r.formats,
-                        _format_options(r, format_options_of(self.options())),
+                        _format_options(r, base_format),
                     )
                     for r in src_cfg.all_routes()
                 ]
