@@ -53,20 +53,28 @@ __all__ = [
     "schemes",
 ]
 
-Kind = Literal["bucket", "stream", "sink", "ledger"]
-"""bucket: listed objects (S3, a directory); stream: growing partitions (tail, CloudWatch)."""
-Role = Literal["source", "sink", "ledger"]
+Kind = Literal["bucket", "stream", "sink", "ledger", "queue"]
+"""bucket: listed objects (S3, a directory); stream: growing partitions (tail, CloudWatch);
+queue: a work queue of object notifications (SQS, NATS JetStream) for workers."""
+Role = Literal["source", "sink", "ledger", "queue"]
 """What a URL is used as: ``source`` covers the bucket and stream kinds."""
 
 _KINDS_OF_ROLE: Mapping[str, tuple[Kind, ...]] = {
     "source": ("bucket", "stream"),
     "sink": ("sink",),
     "ledger": ("ledger",),
+    "queue": ("queue",),
 }
-_ROLE_WORD = {"bucket": "source", "stream": "source", "sink": "sink", "ledger": "ledger"}
+_ROLE_WORD = {
+    "bucket": "source",
+    "stream": "source",
+    "sink": "sink",
+    "ledger": "ledger",
+    "queue": "queue",
+}
 
 #: Packages whose every module may declare ``COMPONENT`` / ``COMPONENTS``.
-PACKAGES = ("logferry.sources", "logferry.sinks")
+PACKAGES = ("logferry.sources", "logferry.sinks", "logferry.queues")
 #: Packages that declare their components in the package itself (their modules may need
 #: optional dependencies, e.g. psycopg for the PostgreSQL ledger).
 _DECLARING_PACKAGES = ("logferry.ledger",)
