@@ -5,7 +5,6 @@ from __future__ import annotations
 import collections
 import threading
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -16,35 +15,16 @@ from logferry.engine.enqueue import EnqueueResult, enqueue, plan_units
 from logferry.errors import ConfigError
 from logferry.ledger import Ledger, open_ledger
 from logferry.ledger.base import new_owner_id
-from logferry.notifications import WorkItem, parse_event
-from logferry.queues import WorkQueue
 from logferry.sources.s3 import S3Source
-from tests.helpers import wait_for
-from tests.queues.harness import Harness, NatsHarness, SqsHarness
-
-PREFIXES = ("alpha/", "beta/", "gamma/", "delta/")
-DAYS = (1, 2, 3)
-PER_DAY = 100  # 4 prefixes x 3 days x 100 = 1200 keys
-
-
-def _key(prefix: str, day: int, i: int) -> str:
-    return f"{prefix}year=2020/month=06/day={day:02}/hour=00/obj-{i:03}.log"
-
-
-ALL_KEYS = sorted(_key(p, d, i) for p in PREFIXES for d in DAYS for i in range(PER_DAY))
-
-
-@pytest.fixture(scope="module")
-def big_bucket(s3_endpoint: str) -> str:
-    """A bucket of 1200 small objects under four prefixes and three days (made once)."""
-    import boto3
-
-    s3 = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
-    name = f"enq-{uuid.uuid4().hex[:10]}"
-    s3.create_bucket(Bucket=name)
-    with ThreadPoolExecutor(8) as pool:
-        list(pool.map(lambda k: s3.put_object(Bucket=name, Key=k, Body=k.encode()), ALL_KEYS))
-    return name
+from tests.queues.harness import (
+    ALL_KEYS,
+    PER_DAY,
+    PREFIXES,
+    NatsHarness,
+    SqsHarness,
+    drain,
+    key_of,
+)
 
 
 @pytest.fixture()
@@ -55,23 +35,6 @@ def source(big_bucket: str, s3_endpoint: str) -> S3Source:
 @pytest.fixture()
 def ledger(tmp_path: Path) -> Ledger:
     return open_ledger(f"sqlite:///{tmp_path}/ledger.db")
-
-
-def drain(queue: WorkQueue, harness: Harness, expected: int) -> list[WorkItem]:
-    """Every message in the queue, acked, as the work items a worker would parse."""
-    items: list[WorkItem] = []
-
-    def all_in() -> bool:
-        for message in queue.receive(10, 0.5):
-            parsed = parse_event(message.body)
-            assert all(isinstance(p, WorkItem) for p in parsed)
-            items.extend(p for p in parsed if isinstance(p, WorkItem))
-            queue.ack(message)
-        return len(items) >= expected
-
-    wait_for(all_in, timeout=60, interval=0, message=lambda: f"{len(items)} of {expected}")
-    wait_for(lambda: harness.remaining() == 0, message="messages beyond those expected")
-    return items
 
 
 def test_every_key_is_published_once_as_an_s3_event(
@@ -105,12 +68,12 @@ def test_an_item_names_size_and_etag(
     queue = sqs_harness.open()
     enqueue(source, queue, ledger, prefixes=["alpha/year=2020/month=06/day=01/hour=00/obj-007"])
     (item,) = drain(queue, sqs_harness, 1)
-    head = source.head(_key("alpha/", 1, 7))
+    head = source.head(key_of("alpha/", 1, 7))
     assert item.size == head.size
     assert item.etag == head.etag
 
 
-def test_since_and_until_select_by_the_time_in_the_key(
+def test_since_and_until_select_by_the_time_in_thekey_of(
     nats_harness: NatsHarness, source: S3Source, ledger: Ledger
 ) -> None:
     day2 = int(datetime(2020, 6, 2, tzinfo=UTC).timestamp() * 1000)
