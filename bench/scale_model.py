@@ -598,7 +598,13 @@ def measure_small_objects(base_url: str, count: int, kb: float, ship: dict[str, 
     try:
         host, port = moto.get_host_and_port()
         endpoint = f"http://{host}:{port}"
-        s3 = boto3.client("s3", endpoint_url=endpoint, **_boto_keys(fake))
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            aws_access_key_id=fake["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=fake["AWS_SECRET_ACCESS_KEY"],
+            region_name=fake["AWS_DEFAULT_REGION"],
+        )
         s3.create_bucket(Bucket="lf-scale")
         lines, raw = _small_objects(s3, "lf-scale", count, kb)
         with (
@@ -636,14 +642,6 @@ def measure_small_objects(base_url: str, count: int, kb: float, ship: dict[str, 
         "cpu_seconds": (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime),
         "objects_per_s": count / own,
         "object_overhead_s": overhead,
-    }
-
-
-def _boto_keys(env: dict[str, str]) -> dict[str, str]:
-    return {
-        "aws_access_key_id": env["AWS_ACCESS_KEY_ID"],
-        "aws_secret_access_key": env["AWS_SECRET_ACCESS_KEY"],
-        "region_name": env["AWS_DEFAULT_REGION"],
     }
 
 

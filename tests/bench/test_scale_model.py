@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import os
 import subprocess
 import sys
 from dataclasses import asdict
@@ -136,7 +137,7 @@ def test_script_prints_the_plan_of_the_checked_in_measurements() -> None:
         capture_output=True,
         text=True,
         timeout=60,
-        env={"PYTHONPATH": str(REPO / "src"), "PATH": "/usr/bin:/bin"},
+        env={**os.environ, "PYTHONPATH": str(REPO / "src")},
     )
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
