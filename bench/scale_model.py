@@ -89,24 +89,28 @@ LIMITS: dict[str, dict[str, Any]] = {
     },
 }
 
-#: Ledger calls the engine makes per object on the queue path (``serverless.common.ship_items``
-#: → ``ObjectRunner`` in ``key`` mode), read from ``engine/objects.py``, ``engine/leases.py``
-#: and ``ledger/sql.py`` / ``ledger/postgres.py``. Each is one transaction.
+#: Ledger calls per object on the worker's path: ``engine/messages.py`` (MessageHandler) →
+#: ``engine/items.py`` (ship_work_items) → ``ObjectRunner`` in ``key`` mode, read from
+#: ``engine/objects.py``, ``engine/leases.py``, ``ledger/sql.py`` and ``ledger/postgres.py``
+#: (the worker as of its branch's commit 456329b). Each is one transaction.
 LEDGER_CALLS: dict[str, str] = {
-    "get": "read: ObjectRunner._ship_keys → ledger.get (is it done already?), 1 per object",
+    "done?": "read: MessageHandler._done → ledger.lookup (a duplicate delivery?), 1 per object",
+    "get": "read: ObjectRunner._ship_keys → ledger.get (done already?), 1 per object",
     "claim": "write: ledger.claim, SELECT … FOR UPDATE then INSERT or UPDATE, 1 per object",
     "checkpoint": "write: ledger.checkpoint after every sink acknowledged a batch, 1 per batch",
     "complete": "write: ledger.complete (the done mark), 1 per object",
-    "lookup": "read: ship_items → ledger.lookup after the run, 1 per ship_items call",
+    "lookup": "read: ship_work_items → ledger.lookup after the run, 1 per message",
     "renew": "write: LeaseKeeper every lease/3 per process, one UPDATE per claim held",
 }
 
-#: Calls one object waits for in turn on the queue path, each a network round trip when the
-#: service is remote (``--rtt-ms``); per object, and per batch.
+#: Calls one object waits for in turn on the worker's path, each a network round trip when
+#: the service is remote (``--rtt-ms``); per object, and per batch. A consumer thread
+#: receives one message at a time (``engine/worker.py``: ``receive(1, …)``).
 ROUND_TRIPS_PER_OBJECT: dict[str, int] = {
+    "queue receive": 1,
+    "ledger done?, get, claim, complete, lookup": 5,
     "S3 HEAD (_ship_keys)": 1,
     "S3 GET (first byte; the body streams)": 1,
-    "ledger get, claim, complete": 3,
     "queue delete (ack)": 1,
 }
 ROUND_TRIPS_PER_BATCH: dict[str, int] = {"sink request": 1, "ledger checkpoint": 1}
@@ -123,8 +127,11 @@ class Measured:
     lines_per_s: float
     #: Mean uncompressed line size of that object, bytes.
     mean_line_bytes: float
-    #: CPU seconds per wall second of that process: the cores one process keeps busy.
-    cores_per_process: float
+    #: CPU seconds per line of that process (CPU time, unlike wall time, hardly changes when
+    #: other work shares the machine).
+    cpu_per_line_s: float
+    #: CPU seconds each small object cost beyond its lines (process start-up included).
+    cpu_per_object_s: float
     #: Seconds of one process's time each object costs beyond its lines (small objects).
     object_overhead_s: float
     #: The most ledger transactions per second the PostgreSQL measurement reached.
@@ -146,7 +153,8 @@ def load_measured(path: Path) -> Measured:
     return Measured(
         lines_per_s=ship["lines_per_s"],
         mean_line_bytes=ship["mean_line_bytes"],
-        cores_per_process=ship["cores_per_process"],
+        cpu_per_line_s=ship["cpu_seconds"] / ship["lines"],
+        cpu_per_object_s=small["cpu_per_object_s"],
         object_overhead_s=small["object_overhead_s"],
         ledger_tx_per_s=best["tx_per_s"],
         ledger_threads=best["threads"],
@@ -169,7 +177,8 @@ class Params:
     concurrency: int = 4
     cores_per_host: int = 2
     target_utilisation: float = 0.7
-    messages_per_receive: int = 10
+    #: Messages per ReceiveMessage: the worker asks for one (SQS allows 10).
+    messages_per_receive: int = 1
     visibility_timeout: float = 60.0
     lease_seconds: float = 120.0
     batch_lines: int = 10_000
@@ -192,6 +201,8 @@ class Plan:
     processes: int
     #: How busy the processes are at the mean rate (at most the target).
     utilisation: float
+    #: CPU cores the workload keeps busy at the target utilisation.
+    cores: float
     processes_per_host: int
     hosts: int
     in_flight: float
@@ -252,8 +263,10 @@ def model(p: Params, m: Measured) -> Plan:
     per_process = min(1.0 / per_object, p.concurrency / alone)
     wall = max(alone, per_object * p.concurrency)
     processes = max(1, math.ceil(objects_per_s / (per_process * p.target_utilisation)))
-    per_host = max(1, math.floor(p.cores_per_host / m.cores_per_process))
-    hosts = math.ceil(processes / per_host)
+    # Hosts by CPU time: what the objects cost in CPU seconds, at the target utilisation.
+    cores = objects_per_s * (m.cpu_per_object_s + lines_per_object * m.cpu_per_line_s)
+    cores /= p.target_utilisation
+    hosts = max(1, math.ceil(cores / p.cores_per_host))
     # Little's law: objects in flight = arrival rate x time each spends in a process.
     in_flight = objects_per_s * wall
     plan = Plan(
@@ -266,7 +279,8 @@ def model(p: Params, m: Measured) -> Plan:
         objects_per_s_per_process=per_process,
         processes=processes,
         utilisation=objects_per_s / (processes * per_process),
-        processes_per_host=per_host,
+        cores=cores,
+        processes_per_host=math.ceil(processes / hosts),
         hosts=hosts,
         in_flight=in_flight,
         object_wall_seconds=wall,
@@ -283,11 +297,12 @@ def _ledger(plan: Plan, p: Params, m: Measured) -> None:
     rate = plan.objects_per_s
     renew_round = p.lease_seconds / 3
     plan.ledger_per_s = {
+        "done?": rate,
         "get": rate,
         "claim": rate,
         "checkpoint": rate * plan.batches_per_object,
         "complete": rate,
-        "lookup": rate,  # one ship_items call per message: the worst case
+        "lookup": rate,  # one ship_work_items call per message (one object each)
         "renew": plan.processes / renew_round,  # one transaction per busy process per round
         "renew_rows": plan.in_flight / renew_round,
     }
@@ -375,7 +390,8 @@ def render(p: Params, m: Measured, plan: Plan) -> str:
         f" kB) and {plan.batches_per_object} batch(es) per object",
         f"measured ({m.date}, {m.nproc} cores): {_n(m.lines_per_s)} lines/s per process, "
         f"{m.object_overhead_s * 1e3:.1f} ms overhead per object, "
-        f"{m.cores_per_process:.2f} cores per process; ledger {_n(m.ledger_tx_per_s)} tx/s "
+        f"CPU {m.cpu_per_line_s * 1e6:.1f} µs per line + {m.cpu_per_object_s * 1e3:.1f} ms per "
+        f"object; ledger {_n(m.ledger_tx_per_s)} tx/s "
         f"at {m.ledger_threads} runners",
         "",
         "workers",
@@ -384,8 +400,9 @@ def render(p: Params, m: Measured, plan: Plan) -> str:
         f"  objects/s per process          {_n(plan.objects_per_s_per_process)}",
         f"  processes                      {plan.processes:,} "
         f"({plan.utilisation:.0%} busy; target {p.target_utilisation:.0%})",
-        f"  processes per {p.cores_per_host}-core host      {plan.processes_per_host}",
-        f"  hosts                          {plan.hosts:,}",
+        f"  CPU cores (at the target)      {plan.cores:,.1f}",
+        f"  {p.cores_per_host}-core hosts                   {plan.hosts:,}",
+        f"  processes per host             {plan.processes_per_host}",
         f"  objects in flight              {_n(plan.in_flight)} "
         f"(--concurrency {p.concurrency}, ~{plan.object_wall_seconds:,.1f} s each)",
         "",
@@ -462,6 +479,7 @@ def measure_ship(mb: float) -> dict[str, Any]:
         "mb_per_s": lf["mb_per_s"],
         "cpu_seconds": lf["cpu_seconds"],
         "cores_per_process": lf["cpu_seconds"] / lf["best_seconds"],
+        "cpu_per_line_s": lf["cpu_seconds"] / doc["object"]["lines"],
         "peak_rss_mb": lf["peak_rss_mb"],
         "minimal_loop_lines_per_s": mn["lines_per_s"],
         "ratio_to_minimal_loop": lf["lines_per_s"] / mn["lines_per_s"],
@@ -627,6 +645,7 @@ def measure_small_objects(base_url: str, count: int, kb: float, ship: dict[str, 
         raise RuntimeError(f"small-object run failed: {proc.stderr[-2000:]}")
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
     own = float(summary["seconds"])
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
     overhead = max(0.0, own / count - (lines / count) / ship["lines_per_s"])
     return {
         "command": "PYTHONPATH=src python bench/scale_model.py --measure "
@@ -639,9 +658,10 @@ def measure_small_objects(base_url: str, count: int, kb: float, ship: dict[str, 
         "raw_bytes": raw,
         "wall_seconds": wall,
         "own_seconds": own,
-        "cpu_seconds": (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime),
+        "cpu_seconds": cpu,
         "objects_per_s": count / own,
         "object_overhead_s": overhead,
+        "cpu_per_object_s": max(0.0, (cpu - lines * ship["cpu_per_line_s"]) / count),
     }
 
 

@@ -31,11 +31,13 @@ def _load() -> ModuleType:
 
 sm = _load()
 
-#: Round figures: 100,000 lines/s of 200-byte lines per process, 10 ms per object besides.
+#: Round figures: 100,000 lines/s of 200-byte lines per process, 10 ms per object besides;
+#: in CPU time, 10 µs per line and 5 ms per object.
 KNOWN = sm.Measured(
     lines_per_s=100_000.0,
     mean_line_bytes=200.0,
-    cores_per_process=1.0,
+    cpu_per_line_s=0.000_01,
+    cpu_per_object_s=0.005,
     object_overhead_s=0.010,
     ledger_tx_per_s=1_000.0,
     ledger_threads=8,
@@ -69,23 +71,36 @@ def test_workers_from_the_measured_rates() -> None:
     assert plan.objects_per_s_per_process == pytest.approx(50.0)
     assert plan.processes == 4  # 100 / (50 x 0.5)
     assert plan.utilisation == pytest.approx(0.5)
-    assert plan.processes_per_host == 4  # 4 cores / 1 core per process
+    # 100 objects/s x (5 ms + 1,000 x 10 µs) of CPU = 1.5 cores, 3 at half busy: one 4-core host.
+    assert plan.cores == pytest.approx(3.0)
     assert plan.hosts == 1
+    assert plan.processes_per_host == 4
     assert plan.in_flight == pytest.approx(8.0)  # 100/s x 4 objects x 20 ms
+
+
+def test_hosts_follow_the_cpu_time() -> None:
+    plan = sm.model(_params(objects_per_day=86_400_000, cores_per_host=8), KNOWN)
+    assert plan.cores == pytest.approx(30.0)
+    assert plan.hosts == 4  # 30 cores on 8-core hosts
+    assert plan.processes == 40  # 1,000 / (50 x 0.5)
+    assert plan.processes_per_host == 10
 
 
 def test_ledger_calls_per_object_and_batch() -> None:
     plan = sm.model(_params(), KNOWN)
     assert plan.batches_per_object == 1
+    assert plan.ledger_per_s["done?"] == pytest.approx(100.0)
+    assert plan.ledger_per_s["get"] == pytest.approx(100.0)
     assert plan.ledger_per_s["claim"] == pytest.approx(100.0)
     assert plan.ledger_per_s["checkpoint"] == pytest.approx(100.0)
     assert plan.ledger_per_s["complete"] == pytest.approx(100.0)
+    assert plan.ledger_per_s["lookup"] == pytest.approx(100.0)
     assert plan.ledger_per_s["renew"] == pytest.approx(4 / 40)  # 4 processes, every 120/3 s
     assert plan.ledger_per_s["renew_rows"] == pytest.approx(8 / 40)
-    assert plan.ledger_tx_per_s == pytest.approx(500.1)
-    assert plan.ledger_load == pytest.approx(0.5001)
+    assert plan.ledger_tx_per_s == pytest.approx(600.1)
+    assert plan.ledger_load == pytest.approx(0.6001)
     assert plan.ledger_connections == 24  # 4 processes x (4 threads + lease keeper + /readyz)
-    assert any(w.startswith("ledger: 500 tx/s") for w in plan.warnings)
+    assert any(w.startswith("ledger: 600 tx/s") for w in plan.warnings)
 
 
 def test_checkpoints_follow_the_byte_limit_when_lines_are_long() -> None:
@@ -97,19 +112,21 @@ def test_checkpoints_follow_the_byte_limit_when_lines_are_long() -> None:
 
 def test_round_trips_bound_a_process_until_concurrency_hides_them() -> None:
     slow = sm.model(_params(rtt_ms=10.0), KNOWN)
-    assert slow.round_trips == 8  # HEAD, GET, get/claim/complete, delete + sink and checkpoint
-    assert slow.objects_per_s_per_process == pytest.approx(40.0)  # 4 / (20 ms + 80 ms)
-    assert slow.processes == 5
+    # receive, 5 ledger calls, HEAD, GET, delete; and a sink request and a checkpoint per batch
+    assert slow.round_trips == 11
+    assert slow.objects_per_s_per_process == pytest.approx(4 / 0.130)  # 20 ms + 11 x 10 ms
+    assert slow.processes == 7  # 100 / (30.8 x 0.5)
     hidden = sm.model(_params(rtt_ms=10.0, concurrency=16), KNOWN)
     assert hidden.objects_per_s_per_process == pytest.approx(50.0)
 
 
 def test_queue_calls_and_cost_at_list_prices() -> None:
     plan = sm.model(_params(), KNOWN)
-    assert plan.sqs_per_object["ReceiveMessage"] == pytest.approx(0.1)
+    assert plan.sqs_per_object["ReceiveMessage"] == 1  # the worker receives one at a time
     assert plan.sqs_per_object["ChangeMessageVisibility"] == 0  # done well within 20 s
-    assert plan.sqs_requests_per_day == pytest.approx(2.1 * 100 * 86_400)
-    assert plan.cost_per_day["sqs"] == pytest.approx(18.144 * 0.40)
+    # A notification sent, received and deleted: 3 requests per object.
+    assert plan.sqs_requests_per_day == pytest.approx(3 * 100 * 86_400)
+    assert plan.cost_per_day["sqs"] == pytest.approx(25.92 * 0.40)
     assert plan.cost_per_day["s3_get_head"] == pytest.approx(17.28 * 0.40)
 
 

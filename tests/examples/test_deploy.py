@@ -118,8 +118,19 @@ def test_unit_stops_gracefully_before_systemd_kills_it() -> None:
     service = _unit()["Service"]
     args = _exec_start()
     assert service["KillSignal"] == "SIGTERM"
+    assert service["KillMode"] == "mixed"  # the supervisor of --processes stops its copies
     assert float(service["TimeoutStopSec"]) > float(_flag_value(args, "--shutdown-timeout"))
     assert service["Restart"] == "on-failure"
+
+
+def test_metrics_port_serves_one_process() -> None:
+    """`--metrics-port` with `--processes` 2 or more is a usage error (cli/processes.py)."""
+    unit = _exec_start()
+    assert "--processes" in unit
+    assert "--metrics-port" not in unit
+    pod = _container()["args"]
+    assert "--metrics-port" in pod
+    assert "--processes" not in pod or _flag_value(pod, "--processes") == "1"
 
 
 def test_unit_keeps_the_ledger_url_in_its_environment_file() -> None:
