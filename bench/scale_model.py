@@ -9,6 +9,9 @@ The model is arithmetic on figures measured on a real machine, never on guesses:
 * The ledger calls per object are counted from the engine's code (see ``LEDGER_CALLS``), the
   batch sizes and lease length come from ``ShipOptions``' defaults, the visibility timeout
   from ``QueueOptions``.
+* Processes follow from the wall-clock rates (what one process did, with the machine as busy
+  as it was: the measurements record the load average), hosts from the CPU time, which other
+  work on the machine hardly changes.
 * Queue limits and prices are public list prices, kept as constants with their source and
   date (``LIST_PRICES``, ``LIMITS``); they change, so check them before you budget.
 
@@ -138,8 +141,9 @@ class Measured:
     ledger_tx_per_s: float
     #: Concurrent runners at which it reached them.
     ledger_threads: int
-    #: Cores of the machine the figures come from.
+    #: Cores of the machine the figures come from, and its load average (1 min) then.
     nproc: int
+    load_average: float
     date: str
 
 
@@ -159,6 +163,7 @@ def load_measured(path: Path) -> Measured:
         ledger_tx_per_s=best["tx_per_s"],
         ledger_threads=best["threads"],
         nproc=ship["machine"]["nproc"],
+        load_average=ship["machine"]["load_average"][0],
         date=ship["date"],
     )
 
@@ -388,7 +393,8 @@ def render(p: Params, m: Measured, plan: Plan) -> str:
         f"{_n(plan.lines_per_s)} lines/s, {plan.bytes_per_s / 1e6:,.1f} MB/s uncompressed; "
         f"{_n(plan.lines_per_object)} lines ({plan.lines_per_object * m.mean_line_bytes / 1e3:,.0f}"
         f" kB) and {plan.batches_per_object} batch(es) per object",
-        f"measured ({m.date}, {m.nproc} cores): {_n(m.lines_per_s)} lines/s per process, "
+        f"measured ({m.date}, {m.nproc} cores, load {m.load_average:g}): "
+        f"{_n(m.lines_per_s)} lines/s per process, "
         f"{m.object_overhead_s * 1e3:.1f} ms overhead per object, "
         f"CPU {m.cpu_per_line_s * 1e6:.1f} µs per line + {m.cpu_per_object_s * 1e3:.1f} ms per "
         f"object; ledger {_n(m.ledger_tx_per_s)} tx/s "
@@ -429,6 +435,12 @@ def render(p: Params, m: Measured, plan: Plan) -> str:
         f"  SQS requests        {plan.cost_per_day['sqs']:,.2f}",
         f"  S3 GET + HEAD       {plan.cost_per_day['s3_get_head']:,.2f}",
     ]
+    if plan.processes_per_host > p.cores_per_host:
+        out.append(
+            "note: more processes than cores per host: one process's rate was measured on a "
+            f"shared machine (load {m.load_average:g} on {m.nproc} cores); with a core each, "
+            "fewer processes do"
+        )
     out += [f"warning: {w}" for w in plan.warnings]
     return "\n".join(out)
 
@@ -691,15 +703,21 @@ def measure(args: argparse.Namespace) -> int:
     ship["all_lines_per_s"] = [round(r["lines_per_s"]) for r in ships]
     small = max(smalls, key=lambda r: r["objects_per_s"])
     small["all_objects_per_s"] = [round(r["objects_per_s"], 1) for r in smalls]
-    ledger = ledgers[0]
+    ledger = dict(ledgers[0])
     ledger["runs"] = [
         max((run["runs"][i] for run in ledgers), key=lambda r: r["tx_per_s"])
         for i in range(len(ledger["runs"]))
     ]
     ledger["all_tx_per_s"] = [[round(r["tx_per_s"]) for r in run["runs"]] for run in ledgers]
     for figure in (ship, small, ledger):
-        figure["command"] += f" (best of {args.repeat} rounds of --measure --repeat {args.repeat})"
-    doc = {"ship_throughput": ship, "small_objects": small, "ledger_postgres": ledger}
+        figure["rounds"] = args.repeat  # the best of this many, every round's figure beside it
+    doc = {
+        "measured_with": f"PYTHONPATH=src python bench/scale_model.py --measure --repeat "
+        f"{args.repeat}",
+        "ship_throughput": ship,
+        "small_objects": small,
+        "ledger_postgres": ledger,
+    }
     Path(args.measured).write_text(json.dumps(doc, indent=2) + "\n")
     log(f"wrote {args.measured}")
     return 0

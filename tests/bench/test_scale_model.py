@@ -42,6 +42,7 @@ KNOWN = sm.Measured(
     ledger_tx_per_s=1_000.0,
     ledger_threads=8,
     nproc=2,
+    load_average=0.5,
     date="2026-01-01T00:00:00Z",
 )
 
@@ -170,3 +171,11 @@ def test_script_needs_a_workload() -> None:
     proc = subprocess.run([sys.executable, str(SCRIPT)], capture_output=True, text=True)
     assert proc.returncode == 2
     assert "--objects-per-day or --lines-per-second" in proc.stderr
+
+
+def test_table_says_when_processes_outnumber_cores() -> None:
+    cheap = sm.Measured(**(asdict(KNOWN) | {"cpu_per_line_s": 1e-7, "cpu_per_object_s": 1e-4}))
+    params = _params(cores_per_host=2)
+    plan = sm.model(params, cheap)
+    assert (plan.hosts, plan.processes_per_host) == (1, 4)
+    assert "note: more processes than cores per host" in sm.render(params, cheap, plan)
