@@ -553,11 +553,13 @@ def _ledger_run(url: str, threads: int, objects: int, checkpoints: int) -> dict[
     for t in pool:
         t.join()
     seconds = time.perf_counter() - began
+    done = sum(1 for e in ledger.entries(source=source) if e.status == "done")
     ledger.close()
     tx = objects * (3 + checkpoints)
     return {
         "threads": threads,
         "objects": objects,
+        "done": done,
         "seconds": seconds,
         "objects_per_s": objects / seconds,
         "tx_per_s": tx / seconds,

@@ -13,9 +13,11 @@ from dataclasses import asdict
 from pathlib import Path
 from types import ModuleType
 
+import psycopg
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+PG_URL = os.environ.get("LOGFERRY_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 SCRIPT = REPO / "bench" / "scale_model.py"
 MEASURED = REPO / "bench" / "measured.json"
 
@@ -177,5 +179,32 @@ def test_table_says_when_processes_outnumber_cores() -> None:
     cheap = sm.Measured(**(asdict(KNOWN) | {"cpu_per_line_s": 1e-7, "cpu_per_object_s": 1e-4}))
     params = _params(cores_per_host=2)
     plan = sm.model(params, cheap)
-    assert (plan.hosts, plan.processes_per_host) == (1, 4)
+    assert plan.hosts == 1
+    assert plan.processes_per_host == 4
     assert "note: more processes than cores per host" in sm.render(params, cheap, plan)
+
+
+def _scratch_schemas() -> set[str]:
+    try:
+        with psycopg.connect(PG_URL, connect_timeout=5) as conn:
+            rows = conn.execute(
+                "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'lf_scale_%'"
+            ).fetchall()
+    except psycopg.OperationalError as exc:
+        pytest.fail(
+            f"PostgreSQL is not reachable at {PG_URL} ({str(exc).splitlines()[0]}); start it with: "
+            "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start",
+            pytrace=False,
+        )
+    return {r[0] for r in rows}
+
+
+def test_measure_ledger_runs_in_a_scratch_schema_it_drops() -> None:
+    """--measure's ledger figures: 1-8 runners ship every object once, in a schema of their own."""
+    before = _scratch_schemas()
+    doc = sm.measure_ledger(PG_URL, objects=16, checkpoints=1)
+    assert [r["threads"] for r in doc["runs"]] == [1, 2, 4, 8]
+    assert all(r["done"] == 16 for r in doc["runs"])
+    assert all(r["tx_per_s"] > 0 for r in doc["runs"])
+    assert doc["transactions_per_object"] == 4  # get, claim, one checkpoint, complete
+    assert _scratch_schemas() == before
