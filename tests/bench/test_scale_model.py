@@ -7,6 +7,7 @@ import importlib.util
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 from dataclasses import asdict
@@ -208,3 +209,21 @@ def test_measure_ledger_runs_in_a_scratch_schema_it_drops() -> None:
     assert all(r["tx_per_s"] > 0 for r in doc["runs"])
     assert doc["transactions_per_object"] == 4  # get, claim, one checkpoint, complete
     assert _scratch_schemas() == before
+
+
+def test_docs_show_what_the_model_prints() -> None:
+    """docs/scaling.md's sizing output is the script's, on the checked-in measurements."""
+    text = (REPO / "docs" / "scaling.md").read_text()
+    blocks = re.findall(
+        r"```console\n\$ python bench/scale_model.py ([^\n]*)\n(.*?)\n```", text, re.S
+    )
+    assert len(blocks) == 2
+    for args, shown in blocks:
+        proc = subprocess.run(
+            [sys.executable, str(SCRIPT), *args.split()],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "PYTHONPATH": str(REPO / "src")},
+        )
+        assert proc.stdout.rstrip() == shown, args
