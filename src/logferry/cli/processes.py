@@ -41,7 +41,7 @@ def processes_option(func: F) -> F:
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        if kwargs.get("processes", 1) > 1 and kwargs.get("metrics_port"):
+        if kwargs.get("processes", 1) > 1 and kwargs.get("metrics_port") is not None:
             fail_usage("--metrics-port serves one process: drop it, or use --processes 1")
         if Reporter.current() is not None:
             watch_parent(lambda: os.kill(os.getpid(), signal.SIGTERM))
@@ -144,9 +144,17 @@ class Combined:
             shown = {"as_json": bool(event.get("json")), "quiet": bool(event.get("quiet"))}
             print_summary(result, verb=verb, final=False, **shown)
 
+    def _stopped_early(self, code: int) -> bool:
+        """A copy the stop signal ended before it could catch it (still starting): it had
+        shipped nothing, so this is no failure."""
+        stopping = self.supervisor is not None and self.supervisor.stopping
+        return stopping and code == -signal.SIGTERM
+
     def on_exit(self, index: int, code: int, restart_in: float | None) -> None:
         """Say so when a copy crashed (what the others did is kept)."""
         stopping = self.supervisor is not None and self.supervisor.stopping
+        if self._stopped_early(code):
+            return
         if code >= 0 and (code != EXIT_FAILED or index in self._summarized or stopping):
             return
         how = (
@@ -171,4 +179,5 @@ class Combined:
         for results in by_source.values():
             merged = merge_results(results)
             status = max(status, print_summary(merged, as_json=self.as_json, quiet=self.quiet))
+        codes = [EXIT_OK if self._stopped_early(c) else c for c in codes]
         return max([status, *(EXIT_FAILED if code < 0 else code for code in codes)])
