@@ -218,7 +218,8 @@ class Supervisor:
         self.env = dict(os.environ if env is None else env)
         self._events: queue.Queue[tuple[int, Event]] = queue.Queue()
         self._stopping = threading.Event()
-        self._lock = threading.Lock()
+        # Re-entrant: stop() runs in a signal handler, which may interrupt _spawn holding it.
+        self._lock = threading.RLock()
 
     def run(self) -> list[int]:
         """Start every copy and wait for them all; return the last exit status of each."""
@@ -277,6 +278,8 @@ class Supervisor:
                 )
             finally:
                 os.close(write)
+            if self._stopping.is_set():  # stop() came during Popen, before it knew this one
+                child.process.terminate()
         child.started = time.monotonic()
         pipe = os.fdopen(read, "rb")
         child.reader = threading.Thread(
