@@ -113,6 +113,7 @@ def test_a_failed_object_fails_the_run_once(s3, bucket, s3_endpoint, tmp_path) -
         (("--processes", "2", "--to", "nosuch://x"), "nosuch://x"),
         (("--processes", "2", "--to", "-"), "stdout sink"),
         (("--processes", "2", "--metrics-port", "0"), "--metrics-port"),
+        (("--processes", "2", "--key", "a.log"), "--key"),
     ],
 )
 def test_usage_and_config_errors_exit_2_once(

@@ -73,10 +73,18 @@ def child_command(argv: Sequence[str], executable: str = sys.executable) -> list
     return [executable, *program, *args]
 
 
-def fan_out(processes: int, *, follow: bool, as_json: bool, quiet: bool) -> int:
+def fan_out(
+    processes: int,
+    *,
+    follow: bool,
+    as_json: bool,
+    quiet: bool,
+    passed_on: tuple[signal.Signals, ...] = (),
+) -> int:
     """Run this command as ``processes`` copies; show one progress and one summary per
     source; return the exit status (the worst of the copies'). Followed runs restart a
-    copy that crashed, after a doubling delay."""
+    copy that crashed, after a doubling delay. SIGINT and SIGTERM stop the copies; the
+    ``passed_on`` signals (SIGHUP for a daemon that reloads) are sent on to them as they are."""
     view = Combined(processes, as_json=as_json, quiet=quiet, follow=follow)
     supervisor = Supervisor(
         child_command(sys.argv), processes, view.on_event, view.on_exit, restart=follow
@@ -93,8 +101,8 @@ def fan_out(processes: int, *, follow: bool, as_json: bool, quiet: bool) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    if follow and hasattr(signal, "SIGHUP"):
-        signal.signal(signal.SIGHUP, lambda *_: supervisor.send(signal.SIGHUP))
+    for sig in passed_on:
+        signal.signal(sig, lambda signum, _: supervisor.send(signum))
     return view.finish(supervisor.run())
 
 

@@ -54,7 +54,8 @@ def run_pipeline(
     led = open_ledger(ledger or config.ledger)
     if processes > 1:
         led.close()
-        return fan_out(processes, follow=not once, as_json=as_json, quiet=quiet)
+        reload = (signal.SIGHUP,) if hasattr(signal, "SIGHUP") and not once else ()
+        return fan_out(processes, follow=not once, as_json=as_json, quiet=quiet, passed_on=reload)
     last: list[ShipResult] = []
 
     verbose = logging.getLogger("logferry").getEffectiveLevel() <= logging.INFO

@@ -311,6 +311,8 @@ def ship(
         fail_usage("--json and the stdout sink (-) would share stdout: pick one")
     options, sink_options = options_from_flags(flags)
     if processes > 1:
+        if options.mode == "key":
+            fail_usage("--key names one object: drop --processes")
         check_shared(source, sinks, sink_options, ledger)
         sys.exit(fan_out(processes, follow=options.follow, as_json=as_json, quiet=quiet))
     stop = threading.Event()

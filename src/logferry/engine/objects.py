@@ -133,8 +133,9 @@ class ObjectRunner:
         self.progress = progress or Progress()
         self.stop = stop or threading.Event()
         self.owner = new_owner_id()
-        #: Copies of this command on this machine (``--processes``): whose objects come first.
-        self.share = Share.from_env()
+        #: Copies of this command on this machine (``--processes``) divide what they list;
+        #: keys given to ship (a notification, a queue message) are not divided again.
+        self.share = Share.from_env() if self.options.mode != "key" else Share()
         self._pass_began = 0.0
         self.result = ShipResult(source.display)
         self.format_options = format_options_of(self.options)
@@ -204,7 +205,7 @@ class ObjectRunner:
 
     def _ship_keys(self, keys: tuple[str, ...]) -> None:
         todo: list[ObjectInfo] = []
-        for key in filter(self.share.owns, keys):
+        for key in keys:
             try:
                 obj = self.source.head(key)
             except ObjectError as exc:

@@ -271,10 +271,12 @@ class Supervisor:
                 os.close(write)
                 return
             try:
-                # Its own process group: a terminal's ^C reaches the supervisor only, which
-                # passes it on once (twice would make a copy force-exit).
+                # Its own session: a terminal's ^C reaches the supervisor only, which passes
+                # it on once (twice would make a copy force-exit); and where the kernel shares
+                # CPU between sessions (autogroup), each copy gets a share of its own rather
+                # than N copies splitting one on a busy machine.
                 child.process = subprocess.Popen(
-                    self.argv, env=env, pass_fds=(write,), process_group=0
+                    self.argv, env=env, pass_fds=(write,), start_new_session=True
                 )
             finally:
                 os.close(write)
