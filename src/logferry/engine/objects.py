@@ -112,6 +112,12 @@ def pending_objects(
     return todo, held
 
 
+def touched_since(ledger: Ledger, source: str, obj: ObjectInfo, moment: float) -> bool:
+    """True when the ledger's row of ``obj`` changed at or after ``moment`` (epoch s)."""
+    entry = ledger.get(source, obj.key, obj.etag)
+    return entry is not None and entry.updated >= moment
+
+
 class ObjectRunner:
     """Ships objects of one source to the sinks of their route per ``options.mode``."""
 
@@ -261,8 +267,8 @@ class ObjectRunner:
         self.progress.message(f"{claim.key}: claim lost to another runner; stopping it here")
 
     def _ship_object(self, obj: ObjectInfo, force: bool) -> None:
-        if self.share.shared and self._sibling_touched(obj):
-            return
+        if self.share.shared and touched_since(self.ledger, self.source.id, obj, self._pass_began):
+            return  # another copy shipped it, ships it, or failed it in this pass: its own
         route = self.router.route(obj.key)
         claim = self.ledger.claim(
             self.source.id,
@@ -308,12 +314,6 @@ class ObjectRunner:
                 self.result.lines += shipped[0]
                 self.result.bytes += shipped[1]
                 self._counters.update(counters)
-
-    def _sibling_touched(self, obj: ObjectInfo) -> bool:
-        """True when another copy worked on ``obj`` during this pass: it shipped it, ships
-        it now, or failed it (which this pass must not try again), so leave it to that one."""
-        entry = self.ledger.get(self.source.id, obj.key, obj.etag)
-        return entry is not None and entry.updated >= self._pass_began
 
     def _not_claimed(self, obj: ObjectInfo) -> None:
         """Another live runner has ``obj``, it is done, or its runners kept dying on it."""
