@@ -265,3 +265,13 @@ def test_a_daemon_restarts_a_killed_process(s3, bucket, s3_endpoint, tmp_path) -
     assert "was killed by SIGKILL" in stderr
     assert "restarting it in 1 s" in stderr
     assert "Traceback" not in stderr
+
+
+def test_a_bad_pipeline_file_is_reported_once(tmp_path: Path) -> None:
+    cfg = tmp_path / "p.yaml"
+    cfg.write_text(
+        "sinks: {out: {url: 'nosuch://x'}}\nsources:\n  a:\n    url: /tmp\n    sinks: [out]\n"
+    )
+    p = run_cli("run", "-c", str(cfg), "--once", "--processes", "2", timeout=30)
+    assert p.returncode == 2, p.stderr
+    assert p.stderr.count("nosuch") == 1
