@@ -68,6 +68,8 @@ def child_command(argv: Sequence[str], executable: str = sys.executable) -> list
             next(rest, None)
         elif not arg.startswith("--processes="):
             args.append(arg)
+    if getattr(sys, "frozen", False):  # a frozen executable is the program itself
+        return [executable, *args]
     # ``python -m logferry`` leaves the package's __main__.py in argv[0]: run it as -m again.
     program = ["-m", "logferry"] if argv[0].endswith("__main__.py") else [argv[0]]
     return [executable, *program, *args]
