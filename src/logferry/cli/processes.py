@@ -113,6 +113,7 @@ class Combined:
 
     def __init__(self, count: int, *, as_json: bool, quiet: bool, follow: bool) -> None:
         self.count = count
+        self.follow = follow
         self.as_json = as_json
         self.quiet = quiet
         self.progress: Progress = (
@@ -189,5 +190,7 @@ class Combined:
         for results in by_source.values():
             merged = merge_results(results)
             status = max(status, print_summary(merged, as_json=self.as_json, quiet=self.quiet))
-        codes = [EXIT_OK if self._stopped_early(c) else c for c in codes]
+        # A daemon asked to stop ends well; a one-off run stopped early is interrupted.
+        stopped = EXIT_OK if self.follow else EXIT_FAILED
+        codes = [stopped if self._stopped_early(c) else c for c in codes]
         return max([status, *(EXIT_FAILED if code < 0 else code for code in codes)])
