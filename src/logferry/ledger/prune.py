@@ -16,6 +16,7 @@ to skip those objects when they are listed. Two things keep that history cheap:
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -137,8 +138,6 @@ class PruneStore:
 
         ``progress`` is called with the rows deleted so far after each transaction.
         """
-        import time
-
         started = time.monotonic()
         result = PruneResult(before_ms, dry_run)
         cond = "status = 'done' AND done_at < ? AND last_modified_ms < ?"
@@ -184,8 +183,6 @@ class PruneStore:
 
     def _raise_watermarks(self, sources: list[str], before_ms: int) -> None:
         """Before any row goes: from now on, objects older than this count as shipped."""
-        import time
-
         now = time.time()
 
         def work(run: Any, attempt: int) -> None:
