@@ -204,7 +204,7 @@ def explain(conn: psycopg.Connection[Any], sql: str, params: tuple[Any, ...]) ->
 def _scan(plan: str) -> str:
     if re.search(r"Seq Scan on logferry_objects", plan):
         return "SEQ SCAN"
-    found = re.search(r"(Index Only Scan|Index Scan|Bitmap Index Scan)\S* using (\w+)", plan)
+    found = re.search(r"(Index Only Scan|Index Scan|Bitmap Index Scan)\S* (?:using|on) (\w+)", plan)
     return f"{found.group(1).lower()} {found.group(2)}" if found else "-"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -21,7 +22,7 @@ from logferry.ledger.base import (
 )
 from logferry.ledger.prune import PRUNED_DDL, TOTALS_DDL, TOTALS_SHARDS, totals_backfill
 from logferry.ledger.reconnect import Outage, connection_lost
-from logferry.ledger.sql import CRASHED, Run, SqlLedger, claim_verdict, crashed_reason
+from logferry.ledger.sql import Run, SqlLedger
 from logferry.records import ObjectInfo
 
 T = TypeVar("T")
@@ -79,7 +80,12 @@ _MIGRATION_LOCK = 0x6C6F6766  # "logf"
 
 _ROW = "source = ? AND key = ? AND etag = ?"
 
-_KEEPALIVES = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3}
+_KEEPALIVES = {
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+}
 
 
 def redact_url(url: str) -> str:
@@ -140,6 +146,11 @@ class PostgresLedger(SqlLedger):
             if not readonly:
                 self._migrate(conn)
         self.retry_seconds = RETRY_SECONDS
+        # The pool warns of every connection it drops during an outage, with libpq's
+        # multi-line text; the ledger says once that the server is unreachable instead.
+        pool_log = logging.getLogger("psycopg.pool")
+        if pool_log.level == logging.NOTSET:
+            pool_log.setLevel(logging.ERROR)
         self._outage = Outage(self.display)
         self._pool = ConnectionPool(
             url,
@@ -206,9 +217,7 @@ class PostgresLedger(SqlLedger):
                 if not connection_lost(exc):
                     raise self._failure(exc) from None
                 reason = self._reason(exc)
-            self._outage.wait(
-                reason, self.retry_seconds if patience is None else patience, attempt
-            )
+            self._outage.wait(reason, self.retry_seconds if patience is None else patience, attempt)
 
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         return self._atomic(lambda run, attempt: run(sql, params)[1])
@@ -361,48 +370,12 @@ class PostgresLedger(SqlLedger):
 
         return self._atomic(work)
 
-    def _claim_row(
-        self,
-        run: Run,
-        ident: tuple[str, str, str],
-        row: Sequence[Any],
-        owner: str,
-        now: float,
-        lease_seconds: float,
-        force: bool,
-        max_attempts: int | None,
-    ) -> Claim | None:
-        """Claim an existing, locked row per :func:`claim_verdict`."""
-        status, position, attempts, holder, lease_until, cursor, lines, nbytes = row
-        verdict = claim_verdict(
-            (status, attempts, holder, lease_until),
-            owner,
-            now,
-            force=force,
-            max_attempts=max_attempts,
-        )
-        if verdict == "crashed":
-            run(self._q(self._CRASH), (CRASHED, crashed_reason(attempts), now, *ident))
-        if verdict != "claim":
-            return None
-        if force:
-            position, cursor = 0, None
-            if status == Status.DONE:  # shipped again from the start: no longer counted done
-                run(self._totals_add, (ident[0], -1, -lines, -nbytes, None))
-        run(
-            "UPDATE logferry_objects SET status = 'active', owner = ?, lease_until = ?, "
-            "attempts = ?, position = ?, cursor = CASE WHEN ? THEN NULL ELSE cursor END, "
-            "lines = CASE WHEN ? THEN 0 ELSE lines END, "
-            f"bytes = CASE WHEN ? THEN 0 ELSE bytes END, updated = ? WHERE {_ROW}",
-            (owner, now + lease_seconds, attempts + 1, position, force, force, force, now,
-             *ident),
-        )  # fmt: skip
-        return Claim(ident[0], ident[1], ident[2], owner, position, attempts + 1, cursor)
-
     def check_writable(self) -> None:
         """A round trip in a read-write transaction."""
         # A readiness probe answers now: no waiting out an outage.
-        rows = self._atomic(lambda run, attempt: run("SHOW transaction_read_only", ())[1], patience=0)
+        rows = self._atomic(
+            lambda run, attempt: run("SHOW transaction_read_only", ())[1], patience=0
+        )
         if rows and rows[0][0] == "on":
             raise LedgerError(f"ledger {self.display} is read-only")
 

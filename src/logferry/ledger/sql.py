@@ -109,6 +109,46 @@ class SqlLedger(PruneStore, DeadLetterStore, Ledger):
     def _q(self, sql: str) -> str:
         return sql.format(t=self._table, columns=_COLUMNS.format(id=self._id), id=self._id)
 
+    def _claim_row(
+        self,
+        run: Run,
+        ident: tuple[str, str, str],
+        row: Sequence[Any],
+        owner: str,
+        now: float,
+        lease_seconds: float,
+        force: bool,
+        max_attempts: int | None,
+    ) -> Claim | None:
+        """Claim an existing, locked row per :func:`claim_verdict`."""
+        status, position, attempts, holder, lease_until, cursor, lines, nbytes = row
+        verdict = claim_verdict(
+            (status, attempts, holder, lease_until),
+            owner,
+            now,
+            force=force,
+            max_attempts=max_attempts,
+        )
+        if verdict == "crashed":
+            run(self._q(self._CRASH), (CRASHED, crashed_reason(attempts), now, *ident))
+        if verdict != "claim":
+            return None
+        if force:
+            position, cursor = 0, None
+            if status == Status.DONE:  # shipped again from the start: no longer counted done
+                run(self._totals_add, (ident[0], -1, -lines, -nbytes, None))
+        run(
+            self._q(
+            "UPDATE {t} SET status = 'active', owner = ?, lease_until = ?, "
+            "attempts = ?, position = ?, cursor = CASE WHEN ? THEN NULL ELSE cursor END, "
+            "lines = CASE WHEN ? THEN 0 ELSE lines END, "
+            "bytes = CASE WHEN ? THEN 0 ELSE bytes END, updated = ? "
+            "WHERE source = ? AND key = ? AND etag = ?"),
+            (owner, now + lease_seconds, attempts + 1, position, force, force, force, now,
+             *ident),
+        )  # fmt: skip
+        return Claim(ident[0], ident[1], ident[2], owner, position, attempts + 1, cursor)
+
     def get(self, source: str, key: str, etag: str) -> Entry | None:
         """The row of this object version, if any."""
         rows = self._rows(

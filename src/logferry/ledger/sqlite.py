@@ -22,7 +22,7 @@ from logferry.ledger.base import (
     Status,
 )
 from logferry.ledger.prune import PRUNED_DDL, TOTALS_DDL, totals_backfill
-from logferry.ledger.sql import CRASHED, Run, SqlLedger, claim_verdict, crashed_reason
+from logferry.ledger.sql import Run, SqlLedger
 from logferry.records import ObjectInfo
 
 # Each entry upgrades the schema by one version; never edit a released step.
@@ -297,71 +297,27 @@ class SQLiteLedger(SqlLedger):
     ) -> Claim | None:
         """Claim ``obj`` in one IMMEDIATE transaction, so two processes cannot both win."""
         now = time.time()
-        with self._tx() as conn:
-            row = conn.execute(
+        ident = (source, obj.key, obj.etag)
+
+        def work(run: Run, attempt: int) -> Claim | None:
+            _, found = run(
                 "SELECT status, position, attempts, owner, lease_until, cursor, lines, bytes "
-                "FROM objects "
-                "WHERE source = ? AND key = ? AND etag = ?",
-                (source, obj.key, obj.etag),
-            ).fetchone()
-            if row is None:
-                conn.execute(
-                    "INSERT INTO objects (source, key, etag, size, last_modified_ms, status, "
-                    "attempts, owner, lease_until, first_seen, updated) "
-                    "VALUES (?, ?, ?, ?, ?, 'active', 1, ?, ?, ?, ?)",
-                    (
-                        source,
-                        obj.key,
-                        obj.etag,
-                        obj.size,
-                        obj.last_modified_ms,
-                        owner,
-                        now + lease_seconds,
-                        now,
-                        now,
-                    ),
-                )
-                return Claim(source, obj.key, obj.etag, owner, 0, 1)
-            status, position, attempts, holder, lease_until, cursor, lines, nbytes = row
-            verdict = claim_verdict(
-                (status, attempts, holder, lease_until),
-                owner,
-                now,
-                force=force,
-                max_attempts=max_attempts,
+                "FROM objects WHERE source = ? AND key = ? AND etag = ?",
+                ident,
             )
-            if verdict == "crashed":
-                conn.execute(
-                    self._q(self._CRASH),
-                    (CRASHED, crashed_reason(attempts), now, source, obj.key, obj.etag),
+            if found:
+                return self._claim_row(
+                    run, ident, found[0], owner, now, lease_seconds, force, max_attempts
                 )
-            if verdict != "claim":
-                return None
-            if force:
-                position, cursor = 0, None
-                if status == Status.DONE:  # shipped again from the start: not counted done
-                    conn.execute(self._totals_add, (source, -1, -lines, -nbytes, None))
-            conn.execute(
-                "UPDATE objects SET status = 'active', owner = ?, lease_until = ?, attempts = ?, "
-                "position = ?, cursor = CASE WHEN ? THEN NULL ELSE cursor END, "
-                "lines = CASE WHEN ? THEN 0 ELSE lines END, "
-                "bytes = CASE WHEN ? THEN 0 ELSE bytes END, updated = ? "
-                "WHERE source = ? AND key = ? AND etag = ?",
-                (
-                    owner,
-                    now + lease_seconds,
-                    attempts + 1,
-                    position,
-                    force,
-                    force,
-                    force,
-                    now,
-                    source,
-                    obj.key,
-                    obj.etag,
-                ),
+            run(
+                "INSERT INTO objects (source, key, etag, size, last_modified_ms, status, "
+                "attempts, owner, lease_until, first_seen, updated) "
+                "VALUES (?, ?, ?, ?, ?, 'active', 1, ?, ?, ?, ?)",
+                (*ident, obj.size, obj.last_modified_ms, owner, now + lease_seconds, now, now),
             )
-            return Claim(source, obj.key, obj.etag, owner, position, attempts + 1, cursor)
+            return Claim(source, obj.key, obj.etag, owner, 0, 1)
+
+        return self._atomic(work)
 
     def check_writable(self) -> None:
         """Take the write lock and give it back at once."""

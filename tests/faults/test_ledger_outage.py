@@ -1,0 +1,147 @@
+"""A runner that loses its PostgreSQL ledger for 10 s carries on: every line once.
+
+The ledger is reached through a loopback TCP proxy that the test cuts: open connections are
+closed and new ones refused for 10 s, as a network cut or a server restart does, while a
+real ``logferry ship`` process runs.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import orjson
+import psycopg
+
+from tests.helpers import free_port, wait_for
+
+OBJECTS = 40
+LINES = 200
+OUTAGE_SECONDS = 10.0
+
+
+class CuttableProxy:
+    """Forwards a loopback port to ``upstream``; :meth:`cut` drops and refuses connections."""
+
+    def __init__(self, upstream: tuple[str, int]) -> None:
+        self.upstream = upstream
+        self.port = free_port()
+        self.severed = 0  # live connections closed by cuts
+        self._socks: set[socket.socket] = set()
+        self._lock = threading.Lock()
+        self._listener: socket.socket | None = None
+
+    def start(self) -> CuttableProxy:
+        """Listen (again) and accept in a background thread."""
+        listener = socket.create_server(("127.0.0.1", self.port), reuse_port=False)
+        self._listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+        return self
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return  # closed by cut()
+            try:
+                server = socket.create_connection(self.upstream)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._socks.update((client, server))
+            for a, b in ((client, server), (server, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                with self._lock:
+                    self._socks.discard(s)
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+                s.close()
+
+    def cut(self) -> None:
+        """Stop listening and drop every open connection (both ends see a reset)."""
+        assert self._listener is not None
+        self._listener.close()
+        with self._lock:
+            socks, self._socks = list(self._socks), set()
+        self.severed += len(socks) // 2
+        for s in socks:
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+            s.close()
+
+
+def body(obj: int) -> bytes:
+    return b"".join(b"obj%03d line%04d\n" % (obj, i) for i in range(LINES))
+
+
+def _done(pg_url: str) -> int:
+    with psycopg.connect(pg_url) as conn:
+        made = conn.execute("SELECT to_regclass('logferry_objects') IS NOT NULL").fetchone()
+        if not (made and made[0]):
+            return 0  # ship has not made its ledger yet
+        row = conn.execute("SELECT count(*) FROM logferry_objects WHERE status = 'done'").fetchone()
+    return int(row[0]) if row else 0
+
+
+def _shipped_lines(out: Path) -> collections.Counter[str]:
+    found: collections.Counter[str] = collections.Counter()
+    for path in out.rglob("*.jsonl"):
+        for raw in path.read_bytes().splitlines():
+            found[orjson.loads(raw)["line"]] += 1
+    return found
+
+
+def test_ship_rides_out_a_ten_second_ledger_outage(
+    s3: Any, bucket: str, s3_endpoint: str, pg_url: str, tmp_path: Path
+) -> None:
+    for o in range(OBJECTS):
+        s3.put_object(Bucket=bucket, Key=f"app/{o:03d}.log", Body=body(o))
+    parts = urlsplit(pg_url)
+    proxy = CuttableProxy((parts.hostname or "127.0.0.1", parts.port or 5432)).start()
+    via_proxy = parts._replace(netloc=f"{parts.username}@127.0.0.1:{proxy.port}").geturl()
+    out = tmp_path / "out"
+    env = {**os.environ, "AWS_ENDPOINT_URL": s3_endpoint, "LOGFERRY_LEDGER_RETRY_SECONDS": "60"}
+    ship = subprocess.Popen(
+        [sys.executable, "-m", "logferry", "ship", f"s3://{bucket}/app/", "--to",
+         f"file://{out}", "--ledger", via_proxy, "--batch-lines", "10", "--workers", "2",
+         "--json", "--quiet"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        wait_for(lambda: _done(pg_url) >= 3, timeout=60, message="ship made no progress")
+        proxy.cut()
+        assert ship.poll() is None, "ship finished before the outage: give it more work"
+        time.sleep(OUTAGE_SECONDS)  # the outage itself, not a wait for something
+        proxy.start()
+        stdout, stderr = ship.communicate(timeout=180)
+    finally:
+        if ship.poll() is None:
+            ship.kill()
+            ship.wait()
+    assert ship.returncode == 0, stderr
+    assert proxy.severed >= 1
+    assert orjson.loads(stdout.splitlines()[-1])["objects"] == OBJECTS
+    lines = _shipped_lines(out)
+    expected = {f"obj{o:03d} line{i:04d}" for o in range(OBJECTS) for i in range(LINES)}
+    assert set(lines) == expected
+    assert max(lines.values()) == 1
