@@ -213,7 +213,7 @@ def run_size(args: argparse.Namespace) -> None:
     try:
         open_ledger(db.url).close()  # this version's schema
         led = open_ledger(db.url)
-        led._dead_letter_table()  # type: ignore[attr-defined]  # made on first use
+        led._dead_letter_table()  # made on first use
         led.close()
         conn = psycopg.connect(db.url, autocommit=True)
         for name in _V3_INDEXES:
@@ -273,7 +273,7 @@ def _time_status_and_prune(url: str, args: argparse.Namespace) -> None:
     print(f"entries(failed) through the ledger: {1000 * (time.monotonic() - started):.1f} ms "
           f"({len(failed):,} rows)")  # fmt: skip
     before_ms = int((time.time() - 400 * 86400 + 365 * 86400 * args.prune_fraction) * 1000)
-    result = led.prune(before_ms)  # type: ignore[attr-defined]
+    result = led.prune(before_ms)
     print(f"prune of the oldest {args.prune_fraction:.0%}: {result.total:,} rows in "
           f"{result.seconds:.1f} s = {result.total / max(result.seconds, 1e-9):,.0f} rows/s")  # fmt: skip
     started = time.monotonic()

@@ -65,7 +65,7 @@ def _committed_then_retried(led: SqlLedger) -> None:
         original(lambda run, attempt: work(run, 1), **kw)
         return original(lambda run, attempt: work(run, 2), **kw)
 
-    led._atomic = atomic  # type: ignore[method-assign]
+    led._atomic = atomic
 
 
 def test_a_retried_checkpoint_and_done_count_once(ledger: Ledger) -> None:
@@ -226,8 +226,8 @@ def _capture(led: SqlLedger) -> list[tuple[str, tuple[Any, ...]]]:
         seen.append((sql, tuple(params)))
         return rows(sql, params)
 
-    led._atomic = spy_atomic  # type: ignore[method-assign]
-    led._rows = spy_rows  # type: ignore[method-assign]
+    led._atomic = spy_atomic
+    led._rows = spy_rows
     return seen
 
 

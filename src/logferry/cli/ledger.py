@@ -13,6 +13,9 @@ from logferry.ledger import open_ledger
 from logferry.ledger.sql import SqlLedger
 from logferry.timeparse import parse_time
 
+#: How far in the past --before must be at least (seconds).
+MIN_AGE = 3600
+
 ledger_option = click.option(
     "--ledger", metavar="URL", help="Ledger URL (default: LOGFERRY_LEDGER or the user state dir)."
 )
@@ -48,8 +51,12 @@ def prune(
     Totals in `status` keep counting pruned objects.
     """
     before_ms = parse_time(before_text)
-    if before_ms > time.time() * 1000:
-        raise ConfigError(f"--before {before_text!r} is in the future: name a past time")
+    if before_ms > (time.time() - MIN_AGE) * 1000:
+        # Listings give times to the second and clocks of buckets and runners differ: an
+        # object arriving now must never fall under the watermark.
+        raise ConfigError(
+            f"--before {before_text!r} is less than an hour ago: prune only history (90d, say)"
+        )
     led = open_ledger(ledger, create=False)
     try:
         if not isinstance(led, SqlLedger):
