@@ -18,6 +18,7 @@ Usage::
     python bench/ledger_scale.py                          # concurrency, 5 s per point
     python bench/ledger_scale.py --workers 1,8 --seconds 3
     python bench/ledger_scale.py --rows 10000000 --no-concurrency
+    PGOPTIONS="-c synchronous_commit=off" python bench/ledger_scale.py --backends postgres
 """
 
 from __future__ import annotations
@@ -105,7 +106,7 @@ def run_concurrency(args: argparse.Namespace) -> None:
     print(f"\nConcurrency: claim + {args.checkpoints} checkpoints + done per object, "
           f"{args.seconds:g} s per point, {os.cpu_count()} CPUs")  # fmt: skip
     print(f"{'backend':10} {'workers':>7} {'claims/s':>9} {'checkpoints/s':>14} {'done/s':>8}")
-    for backend in ("postgres", "sqlite"):
+    for backend in args.backends.split(","):
         for n in counts:
             db = Database() if backend == "postgres" else None
             scratch = tempfile.TemporaryDirectory(prefix="ledger-bench-")
@@ -288,6 +289,7 @@ def main() -> None:
     parser.add_argument("--workers", default="1,2,4,8", help="worker process counts")
     parser.add_argument("--seconds", type=float, default=5.0, help="per measurement")
     parser.add_argument("--checkpoints", type=int, default=4, help="per object")
+    parser.add_argument("--backends", default="postgres,sqlite", help="postgres, sqlite or both")
     parser.add_argument("--rows", type=int, default=0, help="size test with this many rows")
     parser.add_argument("--sources", type=int, default=50)
     parser.add_argument("--prune-fraction", type=float, default=0.1)
