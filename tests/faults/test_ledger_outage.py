@@ -21,7 +21,10 @@ from urllib.parse import urlsplit
 
 import orjson
 import psycopg
+import pytest
 
+from logferry.ledger import LedgerError, open_ledger
+from logferry.ledger.postgres import PostgresLedger
 from tests.helpers import free_port, wait_for
 
 OBJECTS = 40
@@ -36,23 +39,40 @@ class CuttableProxy:
         self.upstream = upstream
         self.port = free_port()
         self.severed = 0  # live connections closed by cuts
+        self.refused = 0  # connections refused during cuts
+        self._cut = False
         self._socks: set[socket.socket] = set()
         self._lock = threading.Lock()
         self._listener: socket.socket | None = None
 
     def start(self) -> CuttableProxy:
-        """Listen (again) and accept in a background thread."""
-        listener = socket.create_server(("127.0.0.1", self.port), reuse_port=False)
-        self._listener = listener
-        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+        """Listen and accept in a background thread."""
+        self._listener = socket.create_server(("127.0.0.1", self.port))
+        threading.Thread(target=self._accept, args=(self._listener,), daemon=True).start()
         return self
+
+    def close(self) -> None:
+        """Stop listening (shutdown wakes the accepting thread) and drop every connection."""
+        self.cut()
+        if self._listener is not None:
+            with contextlib.suppress(OSError):
+                self._listener.shutdown(socket.SHUT_RDWR)
+            self._listener.close()
+
+    def restore(self) -> None:
+        """End the cut: connections go through again."""
+        self._cut = False
 
     def _accept(self, listener: socket.socket) -> None:
         while True:
             try:
                 client, _ = listener.accept()
             except OSError:
-                return  # closed by cut()
+                return
+            if self._cut:  # the server is "down": reset at once
+                self.refused += 1
+                client.close()
+                continue
             try:
                 server = socket.create_connection(self.upstream)
             except OSError:
@@ -78,9 +98,8 @@ class CuttableProxy:
                 s.close()
 
     def cut(self) -> None:
-        """Stop listening and drop every open connection (both ends see a reset)."""
-        assert self._listener is not None
-        self._listener.close()
+        """Drop every open connection and refuse new ones until :meth:`restore`."""
+        self._cut = True
         with self._lock:
             socks, self._socks = list(self._socks), set()
         self.severed += len(socks) // 2
@@ -130,18 +149,45 @@ def test_ship_rides_out_a_ten_second_ledger_outage(
     try:
         wait_for(lambda: _done(pg_url) >= 3, timeout=60, message="ship made no progress")
         proxy.cut()
+        done_at_cut = _done(pg_url)
         assert ship.poll() is None, "ship finished before the outage: give it more work"
         time.sleep(OUTAGE_SECONDS)  # the outage itself, not a wait for something
-        proxy.start()
+        done_after_outage = _done(pg_url)
+        proxy.restore()
         stdout, stderr = ship.communicate(timeout=180)
     finally:
+        proxy.close()
         if ship.poll() is None:
             ship.kill()
             ship.wait()
     assert ship.returncode == 0, stderr
     assert proxy.severed >= 1
+    assert proxy.refused >= 1  # it kept trying while the ledger was away
+    assert done_after_outage == done_at_cut  # and marked nothing done meanwhile
     assert orjson.loads(stdout.splitlines()[-1])["objects"] == OBJECTS
     lines = _shipped_lines(out)
     expected = {f"obj{o:03d} line{i:04d}" for o in range(OBJECTS) for i in range(LINES)}
     assert set(lines) == expected
     assert max(lines.values()) == 1
+
+
+def test_an_outage_past_the_bound_is_one_clear_error_and_then_over(pg_url: str) -> None:
+    parts = urlsplit(pg_url)
+    proxy = CuttableProxy((parts.hostname or "127.0.0.1", parts.port or 5432)).start()
+    led = open_ledger(parts._replace(netloc=f"{parts.username}@127.0.0.1:{proxy.port}").geturl())
+    assert isinstance(led, PostgresLedger)
+    led.retry_seconds = 2
+    try:
+        proxy.cut()
+        began = time.monotonic()
+        with pytest.raises(LedgerError, match=r"cannot reach ledger postgresql://.* for 2 s"):
+            led.status()
+        waited = time.monotonic() - began
+        with pytest.raises(LedgerError, match="cannot reach ledger"):
+            led.check_writable()  # a readiness probe does not wait out the outage
+        proxy.restore()
+        assert led.status() == []
+    finally:
+        led.close()
+        proxy.close()
+    assert 2 <= waited < 5

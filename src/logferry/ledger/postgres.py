@@ -158,8 +158,10 @@ class PostgresLedger(SqlLedger):
             kwargs={**_KEEPALIVES, **kwargs},
             min_size=1,
             max_size=max_connections,
-            # A short wait per attempt: _atomic retries, and says why when it gives up.
-            timeout=10,
+            # Give up reconnecting soon: the pool's own backoff doubles without bound, so
+            # after a long outage it would wake late. _atomic keeps asking instead, and each
+            # request for a connection starts a fresh attempt.
+            reconnect_timeout=5,
             open=False,
             # Checked at checkout so a restarted server costs one reconnect, not a failure.
             check=ConnectionPool.check_connection,
@@ -199,10 +201,13 @@ class PostgresLedger(SqlLedger):
         first attempt may have committed before the connection dropped (see _update_held).
         """
         attempt = 0
+        patience = self.retry_seconds if patience is None else patience
         while True:
             attempt += 1
+            wait = self._outage.connect_wait(patience)
+            began = time.monotonic()
             try:
-                with self._pool.connection() as conn, conn.cursor() as cur:
+                with self._pool.connection(timeout=wait) as conn, conn.cursor() as cur:
 
                     def run(sql: str, params: Sequence[Any] = ()) -> tuple[int, list[Any]]:
                         cur.execute(sql.replace("?", "%s"), params)
@@ -211,13 +216,13 @@ class PostgresLedger(SqlLedger):
                     result = work(run, attempt)
                 self._outage.over()
                 return result
-            except PoolTimeout as exc:
-                reason = self._reason(exc)
+            except PoolTimeout:
+                reason = f"no connection within {wait:.0f} s"
             except psycopg.Error as exc:
                 if not connection_lost(exc):
                     raise self._failure(exc) from None
                 reason = self._reason(exc)
-            self._outage.wait(reason, self.retry_seconds if patience is None else patience, attempt)
+            self._outage.wait(reason, patience, attempt, began)
 
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         return self._atomic(lambda run, attempt: run(sql, params)[1])

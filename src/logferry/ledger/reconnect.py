@@ -18,6 +18,9 @@ from logferry.ledger.base import LedgerError
 
 log = logging.getLogger("logferry")
 
+#: Longest wait for a pooled connection in one attempt (seconds).
+CONNECT_WAIT = 10.0
+
 # SQLSTATEs of a connection that is gone or a server that is going or coming back:
 # class 08 (connection exception), admin/crash shutdown, cannot connect now.
 _LOST_STATES = ("57P01", "57P02", "57P03")
@@ -40,6 +43,13 @@ class Outage:
         self._since: float | None = None
         self._lock = threading.Lock()
 
+    def connect_wait(self, patience: float) -> float:
+        """How long the next attempt may wait for a connection: within what is left."""
+        since = self._since
+        if since is None:
+            return max(1.0, min(CONNECT_WAIT, patience))
+        return max(1.0, min(CONNECT_WAIT, since + patience - time.monotonic()))
+
     def over(self) -> None:
         """A transaction went through: any outage has ended."""
         if self._since is not None:
@@ -52,12 +62,16 @@ class Outage:
                     )
                     self._since = None
 
-    def wait(self, reason: str, patience: float, attempt: int = 1) -> None:
-        """Sleep before the next attempt, or raise LedgerError once ``patience`` is spent."""
+    def wait(self, reason: str, patience: float, attempt: int, began: float) -> None:
+        """Sleep before the next attempt, or raise LedgerError once ``patience`` is spent.
+
+        ``began`` is when the failed attempt started (``time.monotonic()``): the outage is
+        counted from there, so waiting for a connection counts against ``patience`` too.
+        """
         now = time.monotonic()
         with self._lock:
             if self._since is None:
-                self._since = now
+                self._since = began
                 if patience > 0:
                     log.warning(
                         "ledger %s unreachable (%s): retrying for up to %g s",
