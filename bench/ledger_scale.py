@@ -242,8 +242,8 @@ def run_size(args: argparse.Namespace) -> None:
         started = time.monotonic()
         for name in _V3_INDEXES:
             ddl = {
-                "logferry_objects_open": "(status, updated DESC, id DESC) WHERE status <> 'done'",
-                "logferry_objects_cursor": "(source, etag, updated) WHERE cursor IS NOT NULL",
+                "logferry_objects_open": "(status, source) WHERE status <> 'done'",
+                "logferry_objects_cursor": "(source, etag) WHERE cursor IS NOT NULL",
                 "logferry_objects_held": "(source, etag) WHERE status = 'active'",
             }[name]
             conn.execute(f"CREATE INDEX {name} ON logferry_objects {ddl}")

@@ -61,14 +61,17 @@ MIGRATIONS: list[list[str]] = [
     ["ALTER TABLE logferry_objects ADD COLUMN cursor TEXT"],
     [
         # Unfinished rows (the error queue, pending/active listings, status): a small index
-        # however many done rows the table holds.
-        "CREATE INDEX logferry_objects_open ON logferry_objects (status, updated DESC, id DESC) "
+        # however many done rows the table holds. No column a checkpoint changes is indexed
+        # (``updated``, say), so a checkpoint stays a HOT update that touches no index.
+        "CREATE INDEX logferry_objects_open ON logferry_objects (status, source) "
         "WHERE status <> 'done'",
         # A renamed tailed file: its cursor, and whether another key holds it now.
-        "CREATE INDEX logferry_objects_cursor ON logferry_objects (source, etag, updated) "
+        "CREATE INDEX logferry_objects_cursor ON logferry_objects (source, etag) "
         "WHERE cursor IS NOT NULL",
         "CREATE INDEX logferry_objects_held ON logferry_objects (source, etag) "
         "WHERE status = 'active'",
+        # Room in each page for the new version of a row a checkpoint updates (HOT).
+        "ALTER TABLE logferry_objects SET (fillfactor = 90)",
         TOTALS_DDL,
         totals_backfill("logferry_objects"),
         PRUNED_DDL,

@@ -137,16 +137,17 @@ class SqlLedger(PruneStore, DeadLetterStore, Ledger):
             position, cursor = 0, None
             if status == Status.DONE:  # shipped again from the start: no longer counted done
                 run(self._totals_add, (ident[0], -1, -lines, -nbytes, None))
+        update = (
+            "UPDATE {t} SET status = 'active', owner = ?, lease_until = ?, attempts = ?, "
+            "position = ?, cursor = CASE WHEN ? THEN NULL ELSE cursor END, "
+            "lines = CASE WHEN ? THEN 0 ELSE lines END, bytes = CASE WHEN ? THEN 0 ELSE bytes END, "
+            "updated = ? WHERE source = ? AND key = ? AND etag = ?"
+        )
+        until = now + lease_seconds
         run(
-            self._q(
-            "UPDATE {t} SET status = 'active', owner = ?, lease_until = ?, "
-            "attempts = ?, position = ?, cursor = CASE WHEN ? THEN NULL ELSE cursor END, "
-            "lines = CASE WHEN ? THEN 0 ELSE lines END, "
-            "bytes = CASE WHEN ? THEN 0 ELSE bytes END, updated = ? "
-            "WHERE source = ? AND key = ? AND etag = ?"),
-            (owner, now + lease_seconds, attempts + 1, position, force, force, force, now,
-             *ident),
-        )  # fmt: skip
+            self._q(update),
+            (owner, until, attempts + 1, position, force, force, force, now, *ident),
+        )
         return Claim(ident[0], ident[1], ident[2], owner, position, attempts + 1, cursor)
 
     def get(self, source: str, key: str, etag: str) -> Entry | None:

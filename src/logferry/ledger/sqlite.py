@@ -59,8 +59,8 @@ MIGRATIONS: list[str] = [
     # Unfinished rows, renamed tailed files, totals and prune watermarks (see ledger/prune.py);
     # the (source, key) index repeats the primary key's prefix.
     f"""
-    CREATE INDEX objects_open ON objects (status, updated DESC) WHERE status <> 'done';
-    CREATE INDEX objects_cursor ON objects (source, etag, updated) WHERE cursor IS NOT NULL;
+    CREATE INDEX objects_open ON objects (status, source) WHERE status <> 'done';
+    CREATE INDEX objects_cursor ON objects (source, etag) WHERE cursor IS NOT NULL;
     CREATE INDEX objects_held ON objects (source, etag) WHERE status = 'active';
     DROP INDEX objects_source_key;
     {TOTALS_DDL};
