@@ -24,6 +24,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import itertools
 import multiprocessing as mp
 import os
 import re
@@ -66,8 +67,17 @@ def _worker(url: str, seconds: float, checkpoints: int, start: Any, out: Any) ->
     out.put(counts)
 
 
+def _cpu_ticks() -> tuple[int, int]:
+    """(busy, total) CPU ticks of the whole machine so far, from /proc/stat."""
+    with open("/proc/stat", encoding="ascii") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
 def concurrency(url: str, workers: int, seconds: float, checkpoints: int) -> list[float]:
-    """Rates (claims, checkpoints, done per second) of ``workers`` processes on ``url``."""
+    """Rates (claims, checkpoints, done per second) of ``workers`` processes on ``url``, and
+    the machine's CPU use meanwhile (0-1)."""
     ctx = mp.get_context("spawn")
     start, out = ctx.Event(), ctx.Queue()
     procs = [
@@ -77,14 +87,16 @@ def concurrency(url: str, workers: int, seconds: float, checkpoints: int) -> lis
     for p in procs:
         p.start()
     time.sleep(1.0 + 0.3 * workers)  # every process imported and connected
+    busy0, total0 = _cpu_ticks()
     start.set()
     totals = [0, 0, 0]
     for _ in procs:
         for k, v in enumerate(out.get(timeout=seconds + 120)):
             totals[k] += v
+    busy1, total1 = _cpu_ticks()
     for p in procs:
         p.join()
-    return [t / seconds for t in totals]
+    return [t / seconds for t in totals] + [(busy1 - busy0) / max(1, total1 - total0)]
 
 
 class Database:
@@ -105,20 +117,42 @@ def run_concurrency(args: argparse.Namespace) -> None:
     counts = [int(w) for w in args.workers.split(",")]
     print(f"\nConcurrency: claim + {args.checkpoints} checkpoints + done per object, "
           f"{args.seconds:g} s per point, {os.cpu_count()} CPUs")  # fmt: skip
-    print(f"{'backend':10} {'workers':>7} {'claims/s':>9} {'checkpoints/s':>14} {'done/s':>8}")
+    print(f"{'backend':10} {'workers':>7} {'claims/s':>9} {'checkpoints/s':>14} {'done/s':>8} "
+          f"{'CPU busy':>9}")  # fmt: skip
     for backend in args.backends.split(","):
+        series: list[tuple[int, float, float]] = []
         for n in counts:
             db = Database() if backend == "postgres" else None
             scratch = tempfile.TemporaryDirectory(prefix="ledger-bench-")
             url = db.url if db else f"sqlite:///{scratch.name}/ledger.db"
             open_ledger(url).close()  # migrated once, before the workers race
             try:
-                claims, cps, done = concurrency(url, n, args.seconds, args.checkpoints)
+                claims, cps, done, cpu = concurrency(url, n, args.seconds, args.checkpoints)
             finally:
                 if db:
                     db.drop()
                 scratch.cleanup()
-            print(f"{backend:10} {n:7d} {claims:9.0f} {cps:14.0f} {done:8.0f}", flush=True)
+            series.append((n, claims, cpu))
+            print(f"{backend:10} {n:7d} {claims:9.0f} {cps:14.0f} {done:8.0f} {cpu:9.0%}",
+                  flush=True)  # fmt: skip
+        print(_limit(backend, series))
+
+
+def _limit(backend: str, series: list[tuple[int, float, float]]) -> str:
+    """Where the rate stops growing with more workers, and what the CPU use says about why."""
+    peak = max(series, key=lambda p: p[1])
+    flat = next((a for a, b in itertools.pairwise(series) if b[1] < a[1] * 1.15), peak)
+    cpus = os.cpu_count() or 1
+    why = (
+        f"the CPU: {flat[2]:.0%} of {cpus} cores busy"
+        if flat[2] > 0.85
+        else f"waiting, not the CPU ({flat[2]:.0%} of {cpus} cores busy): the commit flush"
+    )
+    return (
+        f"  {backend}: flattens at {flat[0]} workers ({flat[1]:.0f} claims/s, "
+        f"{flat[1] / series[0][1]:.1f}x one worker; peak {peak[1]:.0f} at {peak[0]}); "
+        f"limit: {why}"
+    )
 
 
 # -- size: 10M rows --------------------------------------------------------------------------
