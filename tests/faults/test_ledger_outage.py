@@ -23,8 +23,10 @@ import orjson
 import psycopg
 import pytest
 
-from logferry.ledger import LedgerError, open_ledger
+from logferry.engine.leases import LeaseKeeper
+from logferry.ledger import Claim, ClaimLostError, LedgerError, open_ledger
 from logferry.ledger.postgres import PostgresLedger
+from logferry.records import ObjectInfo
 from tests.helpers import free_port, wait_for
 
 OBJECTS = 40
@@ -191,3 +193,33 @@ def test_an_outage_past_the_bound_is_one_clear_error_and_then_over(pg_url: str) 
         led.close()
         proxy.close()
     assert 2 <= waited < 5
+
+
+def test_a_claim_taken_over_during_an_outage_is_reported_lost_after_it(pg_url: str) -> None:
+    parts = urlsplit(pg_url)
+    proxy = CuttableProxy((parts.hostname or "127.0.0.1", parts.port or 5432)).start()
+    cut_off = open_ledger(
+        parts._replace(netloc=f"{parts.username}@127.0.0.1:{proxy.port}").geturl()
+    )
+    other = open_ledger(pg_url)
+    obj = ObjectInfo("k.log", 1, "e", 0)
+    mine = cut_off.claim("s3://b", obj, "cut-off-runner", 1.0)
+    assert mine is not None
+    lost: list[Claim] = []
+    keeper = LeaseKeeper(cut_off, 1.0, lost.append)
+    keeper.hold(mine)
+    keeper.start()
+    try:
+        proxy.cut()
+        # Our lease runs out while we cannot renew it, and another runner takes the object.
+        wait_for(lambda: other.claim("s3://b", obj, "other-runner", 60), timeout=10)
+        proxy.restore()
+        wait_for(lambda: lost, timeout=30, message="the lost claim was never reported")
+        with pytest.raises(ClaimLostError):
+            cut_off.checkpoint(mine, 1, 1, 1.0)
+    finally:
+        keeper.stop()
+        cut_off.close()
+        other.close()
+        proxy.close()
+    assert lost == [mine]
