@@ -11,9 +11,10 @@ Tables:
   ``2γ^i / (γ + 1)``, within 1 % of the exact order statistic of the same rank. Counts are
   exact, so sketches of several days merge by adding counts: range totals are as accurate
   as single days.
-- ``rollup_state (version, records, next_rowid)``: the layout, and the watermark: the
-  rollups account for exactly the ``records`` rows with ``rowid < next_rowid``, ``records``
-  of them.
+- ``rollup_state (version, records)`` and ``rollup_watermark (next_rowid)``: the layout, and
+  the watermark: the rollups account for exactly the ``records`` rows with
+  ``rowid < next_rowid``, ``records`` of them. (Two tables so that an older logferry, which
+  knows only the first, can still open the store: it sees another version and rebuilds.)
 
 Folding (:func:`fold`) appends one aggregation of the rows past the watermark (a few rows per
 customer and day, one per latency bucket) and moves the watermark, in one transaction: a
@@ -74,13 +75,12 @@ CREATE TABLE IF NOT EXISTS rollup_latency (
     bucket INTEGER NOT NULL,
     n BIGINT NOT NULL
 );
-CREATE TABLE IF NOT EXISTS rollup_state (
-    version INTEGER NOT NULL,
-    records BIGINT NOT NULL,
-    next_rowid BIGINT NOT NULL
-)
+CREATE TABLE IF NOT EXISTS rollup_state (version INTEGER NOT NULL, records BIGINT NOT NULL);
+CREATE TABLE IF NOT EXISTS rollup_watermark (next_rowid BIGINT NOT NULL)
 """
-_STATE_COLUMNS = ["version", "records", "next_rowid"]
+_TABLES = ("rollup_days", "rollup_latency", "rollup_state", "rollup_watermark")
+_STATE = """SELECT s.version, s.records, w.next_rowid
+    FROM rollup_state AS s, rollup_watermark AS w"""
 # DuckDB numbers a transaction's own uncommitted rows from 2^55 - 3968 up; committed ones
 # count from 0. A watermark that high would skip every row committed later.
 _LOCAL_ROWIDS = 1 << 54
@@ -190,15 +190,11 @@ def create(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("BEGIN TRANSACTION")
     try:
         con.execute(DDL)
-        con.execute("SELECT * FROM rollup_state LIMIT 0")
-        if [d[0] for d in con.description or ()] != _STATE_COLUMNS:
-            # The layout before the watermark: its rollups are rebuilt below.
-            con.execute("DROP TABLE rollup_state")
-            con.execute(DDL)
         if watermark(con) is None:
-            for table in ("rollup_days", "rollup_latency", "rollup_state"):
+            for table in _TABLES:
                 con.execute(f"DELETE FROM {table}")
-            con.execute("INSERT INTO rollup_state VALUES ($v, 0, 0)", {"v": VERSION})
+            con.execute("INSERT INTO rollup_state VALUES ($v, 0)", {"v": VERSION})
+            con.execute("INSERT INTO rollup_watermark VALUES (0)")
         fold(con)
         settle(con)
         con.execute("COMMIT")
@@ -214,9 +210,9 @@ def fold(con: duckdb.DuckDBPyConnection) -> int:
     carry provisional row ids. The appended rows and the new watermark commit (or roll
     back) together.
     """
-    state = con.execute("SELECT records, next_rowid FROM rollup_state").fetchone()
+    state = con.execute("SELECT records, next_rowid FROM rollup_state, rollup_watermark").fetchone()
     if state is None:
-        raise RuntimeError("rollup_state is empty: call create() first")
+        raise RuntimeError("no rollup watermark: call create() first")
     pending = con.execute(
         "SELECT count(*), max(rowid) FROM records WHERE rowid >= $next", {"next": state[1]}
     ).fetchone()
@@ -226,10 +222,8 @@ def fold(con: duckdb.DuckDBPyConnection) -> int:
     if last >= _LOCAL_ROWIDS:
         raise RuntimeError("fold() ran after an insert in the same transaction")
     _append(con, _FOLD_DELTA, {"next": state[1], "last": last})
-    con.execute(
-        "UPDATE rollup_state SET records = records + $n, next_rowid = $next",
-        {"n": count, "next": last + 1},
-    )
+    con.execute("UPDATE rollup_state SET records = records + $n", {"n": count})
+    con.execute("UPDATE rollup_watermark SET next_rowid = $next", {"next": last + 1})
     return int(count)
 
 
@@ -281,7 +275,7 @@ def watermark(con: duckdb.DuckDBPyConnection) -> int | None:
     import duckdb
 
     try:
-        state = con.execute("SELECT version, records, next_rowid FROM rollup_state").fetchall()
+        state = con.execute(_STATE).fetchall()
     except (duckdb.CatalogException, duckdb.BinderException):
         return None
     if len(state) != 1 or state[0][0] != VERSION:
@@ -300,9 +294,7 @@ def usable(con: duckdb.DuckDBPyConnection) -> bool:
 
 _AVERAGE = "CASE WHEN n_duration > 0 THEN sum_duration / n_duration END"
 # The rows not folded yet, aggregated as a fold would (``{customer}`` filled in by the caller).
-_UNFOLDED = _DELTA.format(
-    source="(SELECT * FROM records WHERE rowid >= $next {customer})"
-)
+_UNFOLDED = _DELTA.format(source="(SELECT * FROM records WHERE rowid >= $next {customer})")
 # The exact query's rows (customer, day or NULL for the range total, total, successful,
 # average, median, p99) from the rollups plus the rows not folded yet: settled days as
 # stored, unsettled ones summed and read from their sketch, totals from the days' sketches
