@@ -111,6 +111,13 @@ _PRESENT = """SELECT position FROM records
 _HAS_PRIMARY_KEY = """SELECT count(*) FROM duckdb_constraints()
     WHERE table_name = 'records' AND constraint_type = 'PRIMARY KEY'"""
 
+# DuckDB checkpoints inside a COMMIT once the WAL passes 16 MiB: every 2-3 batches of
+# 50,000 lines. The sink releases the file (which checkpoints) every ``max_hold`` second
+# anyway, so with a higher threshold the WAL holds about a second of rows and one checkpoint
+# does the work of several: 4-9 % less CPU for the tail (docs/performance.md). Not
+# persisted: it applies to this connection's database instance only.
+_CHECKPOINT_THRESHOLD = "SET checkpoint_threshold = '256MiB'"
+
 _TYPED = ("customer_id", "request_path", "status_code", "duration", "success")
 
 
@@ -345,6 +352,7 @@ class DuckDBSink(Sink):
             except (duckdb.IOException, duckdb.ConnectionException) as exc:
                 # Locked by another process, or held open by a reader in this one: later.
                 raise RetryableSinkError(f"{self.name}: cannot open the store: {exc}") from None
+            self._con.execute(_CHECKPOINT_THRESHOLD)
             self._opened_at = time.monotonic()
         return self._con
 
