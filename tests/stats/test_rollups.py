@@ -282,6 +282,22 @@ def test_a_failed_batch_leaves_rows_and_rollups_as_they_were(
     assert_same(rebuilt(path, tmp_path), store.all_stats(FIRST, LAST))
 
 
+def test_fold_refuses_to_run_after_an_insert_in_its_transaction(tmp_path: Path) -> None:
+    """Uncommitted rows carry provisional row ids: a watermark past them would skip rows."""
+    path = tmp_path / "s.db"
+    DuckDBSink(path).close()
+    con = duckdb.connect(str(path))
+    con.execute("BEGIN TRANSACTION")
+    con.execute(
+        "INSERT INTO records SELECT 'd', 'k', 0, TIMESTAMPTZ '2026-03-02 10:00:00+00', "
+        "'', 'api-request', 'c', '/', 200, 0.25, true"
+    )
+    with pytest.raises(RuntimeError, match="after an insert"):
+        rollups.fold(con)
+    con.execute("ROLLBACK")
+    con.close()
+
+
 def _crashing_writer(path: str, fold_crash: bool) -> None:
     """Commit batches, then die by SIGKILL: after the commits, or inside a fold."""
     sink = DuckDBSink(path, settle_every=0 if fold_crash else math.inf)

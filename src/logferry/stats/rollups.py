@@ -287,11 +287,6 @@ def watermark(con: duckdb.DuckDBPyConnection) -> int | None:
     return int(next_rowid) if row and row[0] == records else None
 
 
-def usable(con: duckdb.DuckDBPyConnection) -> bool:
-    """Whether the store has rollups of this layout that can be trusted (see :func:`watermark`)."""
-    return watermark(con) is not None
-
-
 _AVERAGE = "CASE WHEN n_duration > 0 THEN sum_duration / n_duration END"
 # The rows not folded yet, aggregated as a fold would (``{customer}`` filled in by the caller).
 _UNFOLDED = _DELTA.format(source="(SELECT * FROM records WHERE rowid >= $next {customer})")
