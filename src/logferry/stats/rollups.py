@@ -290,6 +290,15 @@ def watermark(con: duckdb.DuckDBPyConnection) -> int | None:
 _AVERAGE = "CASE WHEN n_duration > 0 THEN sum_duration / n_duration END"
 # The rows not folded yet, aggregated as a fold would (``{customer}`` filled in by the caller).
 _UNFOLDED = _DELTA.format(source="(SELECT * FROM records WHERE rowid >= $next {customer})")
+# The sketch rows in range, folded or not: written out where used rather than as a CTE, which
+# DuckDB would materialise (a copy of every bucket row in the range) for its two readers.
+_LATENCY = """(
+    SELECT customer_id, day, bucket, n
+    FROM rollup_latency
+    WHERE day >= $lo AND day <= $hi {customer}
+    UNION ALL
+    SELECT customer_id, day, bucket, n_duration FROM unfolded WHERE n_duration > 0
+)"""
 # The exact query's rows (customer, day or NULL for the range total, total, successful,
 # average, median, p99) from the rollups plus the rows not folded yet: settled days as
 # stored, unsettled ones summed and read from their sketch, totals from the days' sketches
@@ -308,13 +317,6 @@ day_rows AS (
            false, NULL, NULL
     FROM unfolded GROUP BY customer_id, day
 ),
-latency AS (
-    SELECT customer_id, day, bucket, n
-    FROM rollup_latency
-    WHERE day >= $lo AND day <= $hi {{customer}}
-    UNION ALL
-    SELECT customer_id, day, bucket, n_duration FROM unfolded WHERE n_duration > 0
-),
 days AS (
     SELECT customer_id, day, sum(total) AS total, sum(successful) AS successful,
            sum(n_duration) AS n_duration, sum(sum_duration) AS sum_duration,
@@ -325,12 +327,12 @@ days AS (
 ),
 merged AS (
     SELECT customer_id, bucket, sum(n) AS n
-    FROM latency
+    FROM {_LATENCY}
     GROUP BY customer_id, bucket
 ),
 fresh_rows AS (
     SELECT l.customer_id, l.day, l.bucket, sum(l.n) AS n
-    FROM latency AS l
+    FROM {_LATENCY} AS l
     JOIN (SELECT customer_id, day FROM days WHERE NOT settled) AS u
         ON l.customer_id = u.customer_id AND l.day = u.day
     GROUP BY l.customer_id, l.day, l.bucket
