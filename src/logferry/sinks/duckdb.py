@@ -229,9 +229,9 @@ class DuckDBSink(Sink):
         self.max_hold = max_hold
         self.idle_close = idle_close
         self._con: duckdb.DuckDBPyConnection | None = None
-        # Folding new rows into the rollups and settling them costs about the same for one
-        # batch as for a second's worth; readers add the rows not folded yet themselves, so
-        # it runs at most every ``settle_every`` seconds (0: before every batch).
+        # Folding new rows into the rollups and settling their days costs tens of ms, for one
+        # batch or a second's worth alike; readers add the rows not folded yet themselves,
+        # so it runs at most every ``settle_every`` seconds (0: before every batch).
         self.settle_every = settle_every
         self._settled_at = time.monotonic()
         self._unfolded = False  # rows committed since the last fold
