@@ -21,8 +21,8 @@ Fast path (DuckDB): the sink keeps daily per-customer rollups (:mod:`logferry.st
 folding new rows in about once a second; queries add the rows not folded yet. Counts, uptime
 and average come out as from the exact query; median and p99 come from a DDSketch with 1 %
 relative error, and every response says which in ``latency_method`` (``"exact"`` or
-``"ddsketch-1%"``). ``exact=True`` (the API's
-``?exact=true``) always scans ``records``; so does a store without up-to-date rollups.
+``"ddsketch-1%"``). ``exact=True`` (the API's ``?exact=true``) always scans ``records``; so
+does a store whose rollups cannot be trusted (see :func:`logferry.stats.rollups.watermark`).
 """
 
 from __future__ import annotations
