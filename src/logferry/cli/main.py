@@ -2,54 +2,64 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 
 import click
 
 from logferry import __version__
-from logferry.cli.cloudwatch import cloudwatch
-from logferry.cli.demo import demo
-from logferry.cli.deploy import deploy
-from logferry.cli.errors import drain, errors
-from logferry.cli.generate import generate_group
-from logferry.cli.job import job
 from logferry.cli.logs import add_output_options
-from logferry.cli.package import package
-from logferry.cli.pull import pull
-from logferry.cli.purge import purge
-from logferry.cli.run import run, validate
-from logferry.cli.serve import serve, stats
-from logferry.cli.ship import ship
-from logferry.cli.status import status
-from logferry.cli.top import top
+
+#: Each subcommand and the module that defines it. A command's module is imported when the
+#: command runs (or help lists it), so ``logferry ship`` does not load the stats server,
+#: CloudWatch, packaging and the rest: start-up time and memory are the user's too.
+_COMMANDS: dict[str, tuple[str, str]] = {
+    "cloudwatch": ("logferry.cli.cloudwatch", "cloudwatch"),
+    "top": ("logferry.cli.top", "top"),
+    "ship": ("logferry.cli.ship", "ship"),
+    "run": ("logferry.cli.run", "run"),
+    "validate": ("logferry.cli.run", "validate"),
+    "job": ("logferry.cli.job", "job"),
+    "package": ("logferry.cli.package", "package"),
+    "pull": ("logferry.cli.pull", "pull"),
+    "purge": ("logferry.cli.purge", "purge"),
+    "status": ("logferry.cli.status", "status"),
+    "errors": ("logferry.cli.errors", "errors"),
+    "drain": ("logferry.cli.errors", "drain"),
+    "demo": ("logferry.cli.demo", "demo"),
+    "deploy": ("logferry.cli.deploy", "deploy"),
+    "generate": ("logferry.cli.generate", "generate_group"),
+    "serve": ("logferry.cli.serve", "serve"),
+    "stats": ("logferry.cli.serve", "stats"),
+}
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class _LazyGroup(click.Group):
+    """A group whose subcommands are imported on first use (see ``_COMMANDS``)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.commands, *_COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = self.commands.get(cmd_name)
+        if command is None and cmd_name in _COMMANDS:
+            module, attr = _COMMANDS[cmd_name]
+            command = getattr(importlib.import_module(module), attr)
+            assert isinstance(command, click.Command)
+            add_output_options(command)
+            self.add_command(command, cmd_name)
+        return command
+
+
+@click.group(
+    cls=_LazyGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.version_option(__version__, prog_name="logferry")
 def cli() -> None:
     """Ferry logs from buckets to where people read them: every line once, nothing lost."""
 
 
-for command in (
-    cloudwatch,
-    top,
-    ship,
-    run,
-    validate,
-    job,
-    package,
-    pull,
-    purge,
-    status,
-    errors,
-    drain,
-    demo,
-    deploy,
-    generate_group,
-    serve,
-    stats,
-):
-    cli.add_command(command)
 add_output_options(cli)
 
 
