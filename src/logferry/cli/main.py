@@ -66,14 +66,20 @@ add_output_options(cli)
 def _limit_malloc_arenas() -> None:
     # glibc gives each thread its own malloc arena; with a decode, a prepare and a send
     # thread per worker, freed batch memory scatters over many arenas and RSS climbs.
-    # Two arenas keep the peak bounded at no measurable cost in speed.
-    if os.environ.get("MALLOC_ARENA_MAX"):
-        return
+    # Two arenas keep the peak bounded at no measurable cost in speed. glibc also raises
+    # its mmap threshold each time a large block is freed, after which the MB-sized
+    # buffers of the hot path (decompressed pieces, request bodies) come from the heap
+    # and its peak stays resident: a fixed 1 MiB threshold returns them to the system
+    # when freed (S3 → Mezmo, 100 MB object: peak RSS ~150 → ~128 MB, ~0.1 s more
+    # system time).
     try:
         import ctypes
 
         libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(-8, 2)  # M_ARENA_MAX
+        if not os.environ.get("MALLOC_ARENA_MAX"):
+            libc.mallopt(-8, 2)  # M_ARENA_MAX
+        if not os.environ.get("MALLOC_MMAP_THRESHOLD_"):
+            libc.mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD
     except (OSError, AttributeError):
         pass  # not glibc: nothing to tune
 
