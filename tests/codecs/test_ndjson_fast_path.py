@@ -177,7 +177,7 @@ TRICKY = [
     b' {"timestamp": 7} ',
     b'{"timestamp": 7}\r',
     b'{"a":',
-    b'1}',
+    b"1}",
     b'{"a": {}',
     b"}",
     b"\xef\xbb\xbf{}",
@@ -237,7 +237,7 @@ def _mutate(rng: random.Random, line: bytes) -> bytes:
         elif kind == 2 and pos < len(data):
             data[pos] = rng.randrange(256)
         else:
-            data[pos:pos] = rng.choice([b'"timestamp":1,', b'\\u', b"\r", b"\n", b"{}"])
+            data[pos:pos] = rng.choice([b'"timestamp":1,', b"\\u", b"\r", b"\n", b"{}"])
     return bytes(data)
 
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import math
 import re
 import time
-from datetime import UTC, datetime
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import Any
 
 _CACHE_SIZE = 8192

@@ -113,6 +113,7 @@ def _pick_each(lines: list[str], picker: _Picker, ctx: DecodeContext) -> list[An
         ctx.counters["not_object"] += not_object
     return out
 
+
 def _times(picked: list[Any], picker: _Picker, default: int) -> list[int]:
     """Each line's time from the first present timestamp field, else ``default``."""
     first, *others = picker.times
@@ -125,9 +126,10 @@ def _times(picked: list[Any], picker: _Picker, default: int) -> list[int]:
                     if raw is not None and raw != "":
                         raws[i] = raw
                         break
-    for i, raw in enumerate(raws):
-        if type(raw) is int and not _INT_MIN <= raw < _INT_END:
-            raws[i] = float(raw)  # as orjson reads it
+    if int in map(type, raws):
+        for i, raw in enumerate(raws):
+            if type(raw) is int and not _INT_MIN <= raw < _INT_END:
+                raws[i] = float(raw)  # as orjson reads it
     return parse_timestamps(raws, default)
 
 
@@ -139,7 +141,7 @@ def _fields(levels: list[Any]) -> list[dict[str, Any]]:
     """
     shared = _level_fields
     try:
-        return [shared[level] for level in levels]
+        return list(map(shared.__getitem__, levels))
     except (KeyError, TypeError):
         pass  # a level not seen yet (or unhashable)
     out: list[dict[str, Any]] = []
@@ -154,4 +156,3 @@ def _fields(levels: list[Any]) -> list[dict[str, Any]]:
                 shared[level] = fields
         out.append(fields)
     return out
-
