@@ -63,7 +63,7 @@ def cli() -> None:
 add_output_options(cli)
 
 
-def _limit_malloc_arenas() -> None:
+def _tune_malloc() -> None:
     # glibc gives each thread its own malloc arena; with a decode, a prepare and a send
     # thread per worker, freed batch memory scatters over many arenas and RSS climbs.
     # Two arenas keep the peak bounded at no measurable cost in speed. glibc also raises
@@ -86,5 +86,5 @@ def _limit_malloc_arenas() -> None:
 
 def main() -> None:
     """Console-script entry point."""
-    _limit_malloc_arenas()
+    _tune_malloc()
     cli(prog_name="logferry")
