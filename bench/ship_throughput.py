@@ -17,7 +17,8 @@ What it does, in one run:
      lines → ``orjson.loads`` each line and parse its ``timestamp`` → build
      ``{"timestamp", "line", "app"[, "level"]}`` dicts → ``orjson.dumps({"lines": …})`` →
      gzip level 1 (logferry's sink default, for fairness) → httpx POST in 2 MiB requests.
-     One process, one thread.
+     One process, one thread. (It gzips with zlib; logferry with ISA-L when its ``fast``
+     extra is installed: see bench/README.md to measure it with zlib.)
 
 4. Checks both delivered every line (the server's counter) and prints a table, the
    logferry/minimal ratio and whether the issue's targets are met (≥ 1.1× the loop's

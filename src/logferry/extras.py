@@ -18,7 +18,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "store": ("duckdb", "numpy"),
     "stats": ("fastapi", "uvicorn", "jinja2", "duckdb", "numpy"),
     "tail": ("watchdog",),
-    "fast": ("numpy",),
+    "fast": ("numpy", "isal"),
     "package": ("shiv",),
     "queue": ("nats-py",),
 }

@@ -192,7 +192,7 @@ def block_lines(block: bytes) -> list[str]:
     text = block.decode("utf-8", "replace")
     if "\r" in text:
         text = text.replace("\r\n", "\n")
-    return [line for line in text.split("\n") if line]
+    return list(filter(None, text.split("\n")))
 
 
 def read_document(chunks: Iterable[bytes], limit: int) -> bytes:

@@ -44,6 +44,25 @@ T = TypeVar("T")
 #: scarce resource of a shipper, so the fastest level wins: it keeps ~85% of the saving.
 DEFAULT_GZIP_LEVEL = 1
 
+_isal_zlib: Any
+try:
+    # ISA-L (the ``fast`` extra): at levels 1-3 it writes smaller gzip than zlib's level 1,
+    # about 4x faster (JSON payloads of NDJSON lines: 0.7 against 2.8 ms per MB).
+    from isal import isal_zlib as _isal_zlib
+except ImportError:  # optional: zlib does the same job, slower
+    _isal_zlib = None
+#: The gzip levels ISA-L takes over from zlib (higher ones ask for zlib's ratio).
+_ISAL_LEVELS = range(1, 4)
+
+
+def gzip_compress(body: bytes, level: int) -> bytes:
+    """``body`` as one gzip member at ``level`` (1-9); both libraries release the GIL."""
+    if _isal_zlib is not None and level in _ISAL_LEVELS:
+        packed: bytes = _isal_zlib.compress(body, level, wbits=31)
+        return packed
+    return zlib.compress(body, level, wbits=31)
+
+
 _RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 _SNIPPET_CHARS = 200
 
@@ -176,8 +195,8 @@ class HttpSender:
         return redact(text)  # URLs a server or httpx echoes back
 
     def compress(self, body: bytes) -> bytes:
-        """Gzip ``body`` at the sender's level (zlib releases the GIL while it works)."""
-        return zlib.compress(body, self.gzip_level, wbits=31)
+        """Gzip ``body`` at the sender's level (see :func:`gzip_compress`)."""
+        return gzip_compress(body, self.gzip_level)
 
     def post(
         self,

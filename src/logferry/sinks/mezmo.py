@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
+import msgspec
 import orjson
 
 from logferry.config import SinkOptions
@@ -151,6 +152,19 @@ def truncate_line(line: str, max_bytes: int) -> str | None:
     kept = raw[: max(max_bytes - _TRUNCATION_RESERVE, 0)].decode("utf-8", "ignore")
     dropped = len(raw) - len(kept.encode("utf-8", "surrogatepass"))
     return f"{kept} …[truncated {dropped} bytes]"
+
+
+class _Entry(msgspec.Struct, omit_defaults=True):
+    """One line of the ingest payload; unset fields are left out of the JSON."""
+
+    timestamp: int
+    line: str
+    app: str
+    level: str | msgspec.UnsetType = msgspec.UNSET
+    meta: dict[str, Any] | msgspec.UnsetType = msgspec.UNSET
+
+
+_ENCODER = msgspec.json.Encoder()
 
 
 @dataclass(slots=True)
@@ -295,28 +309,39 @@ class MezmoSink(HttpSink):
                     count += 1
         return out, count
 
-    def _entries(self, batch: Batch, lines: list[str]) -> list[dict[str, Any]]:
-        # Measured on 200k 150-byte lines: building dicts and one orjson.dumps (1.46M
-        # lines/s) beats assembling JSON bytes per line (1.0-1.1M lines/s).
+    def _entries(self, batch: Batch, lines: list[str]) -> list[_Entry]:
+        # A struct per line encoded by msgspec costs about 2/3 of a dict per line encoded
+        # by orjson, for the same bytes (measured on 150-250 byte NDJSON lines).
         app = self.app
-        entries = [
-            {"timestamp": ts, "line": line, "app": app}
-            for ts, line in zip(batch.timestamps, lines, strict=True)
-        ]
+        unset = msgspec.UNSET
         levels = batch.column("level")
-        if levels is not None:
-            for entry, level in zip(entries, levels, strict=True):
-                if isinstance(level, str) and level:
-                    entry["level"] = level
+        if levels is None:
+            entries = [
+                _Entry(ts, line, app) for ts, line in zip(batch.timestamps, lines, strict=True)
+            ]
+        else:
+            entries = [
+                _Entry(ts, line, app, level if isinstance(level, str) and level else unset)
+                for ts, line, level in zip(batch.timestamps, lines, levels, strict=True)
+            ]
         if self.include_meta:
             meta = {"source": batch.source, "key": batch.key}
             for entry in entries:
-                entry["meta"] = meta
+                entry.meta = meta
         return entries
 
     @staticmethod
-    def _encode(entries: Sequence[dict[str, Any]]) -> bytes:
-        return orjson.dumps({"lines": entries})
+    def _encode(entries: Sequence[_Entry]) -> bytes:
+        try:
+            return _ENCODER.encode({"lines": entries})
+        except UnicodeEncodeError:
+            # A line with a lone surrogate: fail as before, with orjson's error.
+            unset = msgspec.UNSET
+            dicts = [
+                {k: v for k, v in msgspec.structs.asdict(e).items() if v is not unset}
+                for e in entries
+            ]
+            return orjson.dumps({"lines": dicts})
 
     def _params(self) -> Mapping[str, str]:
         # ``now`` lets the service correct for client clock skew, so it must be the time
