@@ -188,6 +188,19 @@ class Pipeline:
         """The configured source reading ``bucket`` (for notifications)."""
         return next((p for p in self.plans if getattr(p.source, "bucket", None) == bucket), None)
 
+    def notified_plan(self, bucket: str) -> SourcePlan:
+        """The source that ships ``bucket``'s notifications; a bucket no source reads is
+        refused (:class:`ConfigError`): whoever can send to a queue must not make us read
+        other buckets."""
+        plan = self.plan_for_bucket(bucket)
+        if plan is None:
+            read = sorted({b for p in self.plans if (b := getattr(p.source, "bucket", None))})
+            raise ConfigError(
+                f"no source reads bucket {bucket[:64]!r} (sources read: "
+                f"{', '.join(read) or 'no bucket'}): the notification is refused"
+            )
+        return plan
+
     def run_once(
         self,
         ledger: Ledger,

@@ -22,6 +22,7 @@ from logferry.cli.serve import serve, stats
 from logferry.cli.ship import ship
 from logferry.cli.status import status
 from logferry.cli.top import top
+from logferry.cli.worker import worker
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -48,6 +49,7 @@ for command in (
     generate_group,
     serve,
     stats,
+    worker,
 ):
     cli.add_command(command)
 add_output_options(cli)

@@ -123,6 +123,7 @@ class ObjectRunner:
         *,
         progress: Progress | None = None,
         stop: threading.Event | None = None,
+        owner: str | None = None,
     ) -> None:
         self.options = options or ShipOptions()
         self.router = router
@@ -131,7 +132,8 @@ class ObjectRunner:
         self.ledger = ledger
         self.progress = progress or Progress()
         self.stop = stop or threading.Event()
-        self.owner = new_owner_id()
+        #: Whose claims these are; a process running many runners (a worker) passes one id.
+        self.owner = owner or new_owner_id()
         self.result = ShipResult(source.display)
         self.format_options = format_options_of(self.options)
         self.deliverer = Deliverer(retry_policy_of(self.options), self.stop)
@@ -142,6 +144,9 @@ class ObjectRunner:
         #: Objects whose claim another runner took over: their workers stop at once.
         self._lost: set[tuple[str, str]] = set()
         self._transient: set[tuple[str, str]] = set()
+        #: Keys whose last failure may pass on a later attempt (a sink that kept asking to
+        #: retry later, a source outage): a worker gives their message back to the queue.
+        self.transient: set[str] = set()
 
     def pending(self, *, include_done: bool = False) -> list[ObjectInfo]:
         """Objects to ship, oldest first; see :func:`pending_objects`."""
@@ -204,6 +209,9 @@ class ObjectRunner:
             try:
                 obj = self.source.head(key)
             except ObjectError as exc:
+                if is_transient(exc):
+                    with self._lock:
+                        self.transient.add(key)
                 self.errors.failed(None, key, one_line(exc), type(exc).__name__)
                 continue
             entry = self.ledger.get(self.source.id, obj.key, obj.etag)
@@ -397,6 +405,10 @@ class ObjectRunner:
             error_class = exc.outcome.error_class
         elif not isinstance(exc, LogferryError):
             log.debug("unexpected error shipping %s", obj.key, exc_info=True)
+        retry_later = isinstance(exc, NotDelivered) and isinstance(exc.outcome, RetryLater)
+        if is_transient(exc) or retry_later:
+            with self._lock:
+                self.transient.add(obj.key)
         if is_transient(exc) and claim.attempts < self.options.max_attempts:
             with self._lock:
                 self._transient.add((obj.key, obj.etag))
