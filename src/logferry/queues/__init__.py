@@ -6,6 +6,6 @@ Each module declares one ``Component`` of kind ``"queue"`` (see ``logferry.regis
 
 from __future__ import annotations
 
-from logferry.queues.base import Message, QueueOptions, WorkQueue, open_queue
+from logferry.queues.base import Message, QueueError, QueueOptions, WorkQueue, open_queue
 
-__all__ = ["Message", "QueueOptions", "WorkQueue", "open_queue"]
+__all__ = ["Message", "QueueError", "QueueOptions", "WorkQueue", "open_queue"]

@@ -19,8 +19,13 @@ from dataclasses import dataclass
 from pydantic import BaseModel, ConfigDict, Field
 
 from logferry import registry
+from logferry.errors import LogferryError
 
-__all__ = ["Message", "QueueOptions", "WorkQueue", "open_queue"]
+__all__ = ["Message", "QueueError", "QueueOptions", "WorkQueue", "open_queue"]
+
+
+class QueueError(LogferryError):
+    """A queue call failed (unreachable, refused, the message gone); one line, no secrets."""
 
 
 class QueueOptions(BaseModel):
@@ -80,8 +85,13 @@ class WorkQueue(abc.ABC):
         """Stop redelivering ``message``: send it to the dead-letter target, if any, and ack."""
 
     @abc.abstractmethod
-    def publish(self, bodies: Sequence[bytes]) -> None:
-        """Send ``bodies`` as messages, batched as the queue's API allows; raise on failure."""
+    def publish(self, bodies: Sequence[bytes], ids: Sequence[str] | None = None) -> None:
+        """Send ``bodies`` as messages, batched as the queue's API allows; raise on failure.
+
+        ``ids`` (one per body) let a queue that can drop duplicates do so: a body published
+        again under the same id within the queue's window is delivered once (JetStream's
+        ``Nats-Msg-Id``, an SQS FIFO queue's deduplication id). Other queues ignore them.
+        """
 
     def close(self) -> None:  # noqa: B027 - optional
         """Release connections."""
