@@ -1,0 +1,70 @@
+"""``logferry worker`` as a process: SIGTERM with messages in hand, the summary, usage errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from logferry.ledger import Status, open_ledger
+from tests.conftest import run_cli
+from tests.helpers import wait_for
+from tests.worker.conftest import WorkerSetup, s3_event
+
+
+def _start(setup: WorkerSetup, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "logferry", "worker", "--queue", setup.queue, "--json", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=os.environ.copy(),
+    )
+
+
+@pytest.mark.parametrize(
+    ("grace", "settled"), [("20", "acked"), ("0.5", "naked")], ids=["finishes", "gives-back"]
+)
+def test_sigterm_settles_the_messages_in_hand(
+    setup: WorkerSetup, mezmo, grace: str, settled: str
+) -> None:
+    setup.put("logs/big.json", 300)
+    mezmo.delay = 1.0  # three batches: ~3 s of shipping
+    config = setup.config(mezmo=mezmo.url)
+    setup.notify(s3_event(setup.bucket, "logs/big.json"))
+    proc = _start(setup, "-c", str(config), "--shutdown-timeout", grace)
+    try:
+        wait_for(lambda: mezmo.requests, timeout=30, message="the worker never shipped")
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    summary = json.loads(out.splitlines()[-1])
+    assert summary["messages"][settled] == 1
+    assert "1 message received" in err
+    [entry] = open_ledger(setup.ledger_url).entries()
+    assert entry.status == (Status.DONE if settled == "acked" else Status.PENDING)
+
+
+def test_no_queue_is_a_usage_error(setup: WorkerSetup) -> None:
+    result = run_cli("worker", "-c", str(setup.config()))
+    assert result.returncode == 2
+    assert "--queue" in result.stderr
+
+
+def test_shortcut_flags_ship_without_a_file(setup: WorkerSetup) -> None:
+    setup.put("logs/a.json", 5)
+    setup.notify(s3_event(setup.bucket, "logs/a.json"))
+    result = run_cli(
+        "worker", "--queue", setup.queue, "--source", f"s3://{setup.bucket}",
+        "--endpoint-url", setup.endpoint, "--to", f"file://{setup.out}", "--format", "ndjson",
+        "--ledger", setup.ledger_url, "--stop-when-idle", "2", "--json",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["lines"] == 5
+    assert len(setup.shipped_lines()) == 5

@@ -1,0 +1,73 @@
+"""Fast and slow lanes: big objects go to their own queue, so small ones never wait."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from logferry.config import ConfigErrors, parse_pipeline
+from logferry.engine.metrics import METRICS
+from logferry.ledger import Status, open_ledger
+from tests.helpers import wait_for
+from tests.worker.conftest import WorkerSetup, s3_event
+
+
+def _count(lane: str, outcome: str) -> float:
+    value = METRICS.registry.get_sample_value(
+        "logferry_worker_messages_total", {"lane": lane, "outcome": outcome}
+    )
+    return value or 0.0
+
+
+def test_a_big_object_ships_in_the_slow_lane_while_small_ones_pass(
+    setup: WorkerSetup, mezmo
+) -> None:
+    slow = setup.new_queue(setup.queue.rsplit("/", 1)[1] + "-slow")
+    setup.put("logs/big.json", 800)  # 8 batches at 0.4 s: over 3 s in the slow lane
+    for i in range(5):
+        setup.put(f"logs/small-{i}.json", 3)
+    mezmo.delay = 0.4
+    config = setup.config(
+        mezmo=mezmo.url,
+        worker=f"  concurrency: 1\n  lanes:\n    slow: {{queue: '{slow}', min_size: 10KB}}\n",
+    )
+    before = _count("slow", "acked")
+    # The big one first, with no size in its notification: the worker asks S3 (HEAD).
+    setup.notify(s3_event(setup.bucket, "logs/big.json"))
+    for i in range(5):
+        setup.notify(s3_event(setup.bucket, f"logs/small-{i}.json", size=100))
+    result: list[object] = []
+    thread = threading.Thread(target=lambda: result.append(setup.run(config, idle=2.0)))
+    thread.start()
+    ledger = open_ledger(setup.ledger_url)
+
+    def smalls_done_big_not() -> bool:
+        rows = {e.key: e.status for e in ledger.entries()}
+        smalls = all(rows.get(f"logs/small-{i}.json") == Status.DONE for i in range(5))
+        return smalls and rows.get("logs/big.json") != Status.DONE
+
+    wait_for(smalls_done_big_not, timeout=30, message="small objects waited for the big one")
+    thread.join(timeout=60)
+    stats = result[0][0]  # type: ignore[index]
+    assert stats.to_dict()["objects_forwarded"] == 1
+    assert _count("slow", "acked") - before == 1
+    assert len(setup.shipped_lines()) == 815
+    assert setup.counts(slow) == (0, 0)
+
+
+def test_lanes_need_queues_of_their_own() -> None:
+    text = (
+        "sources: {a: {url: 's3://b', sinks: drop}}\n"
+        "worker:\n  queue: sqs://q\n  lanes: {slow: {queue: sqs://q, min_size: 1GB}}\n"
+    )
+    with pytest.raises(ConfigErrors, match="queue of its own"):
+        parse_pipeline(text)
+
+
+def test_lane_sizes_read_units() -> None:
+    text = (
+        "sources: {a: {url: 's3://b', sinks: drop}}\n"
+        "worker:\n  lanes: {slow: {queue: sqs://s, min_size: 1.5GiB}}\n"
+    )
+    assert parse_pipeline(text).worker.lanes["slow"].min_size == 1610612736
