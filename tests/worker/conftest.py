@@ -119,13 +119,13 @@ class WorkerSetup:
         self.sqs.send_message(QueueUrl=queue or self.queue, MessageBody=text)
 
     def shipped_lines(self) -> list[dict]:
-        """Every line in the file sink's finished files."""
+        """Every shipped record (decoded) in the file sink's finished files."""
         if not self.out.exists():
             return []
         return [
-            json.loads(line)
+            json.loads(json.loads(row)["line"])
             for path in sorted(self.out.rglob("*.jsonl"))
-            for line in path.read_text().splitlines()
+            for row in path.read_text().splitlines()
         ]
 
     def counts(self, queue: str | None = None) -> tuple[int, int]:
