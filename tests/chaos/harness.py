@@ -77,7 +77,7 @@ def run_chaos(
     mezmo: Any,
     out: Path,
     kill_every: float = 2.5,
-    timeout: float = 80.0,
+    timeout: float = 85.0,
     seed: int = 14,
     extra_args: tuple[str, ...] = (),
 ) -> ChaosReport:

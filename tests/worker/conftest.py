@@ -63,7 +63,11 @@ def shapes(bucket: str, key: str) -> dict[str, dict]:
             "bucket": bucket,
             "key": key,
             "operation": "Object:Write",
-            "notification": {"bucket_name": bucket, "object_name": key, "event_type": "Object:Write"},
+            "notification": {
+                "bucket_name": bucket,
+                "object_name": key,
+                "event_type": "Object:Write",
+            },
         },
     }
 

@@ -77,7 +77,9 @@ def test_a_failing_sink_gives_up_after_max_deliveries(setup: WorkerSetup, mezmo)
 
 
 def test_a_poison_object_waits_in_the_error_queue_and_the_dlq(setup: WorkerSetup) -> None:
-    setup.s3.put_object(Bucket=setup.bucket, Key="logs/bad.json.gz", Body=b"\x1f\x8b\x08" + b"x" * 99)
+    setup.s3.put_object(
+        Bucket=setup.bucket, Key="logs/bad.json.gz", Body=b"\x1f\x8b\x08" + b"x" * 99
+    )
     setup.notify(s3_event(setup.bucket, "logs/bad.json.gz"))
     config = setup.config()
     stats, _ = setup.run(config)

@@ -91,8 +91,12 @@ def _summary(stats: WorkerStats, as_json: bool, quiet: bool) -> None:
               help="Pipeline YAML: its sources say which buckets are shipped, and where to.")  # fmt: skip
 @click.option("--source", "sources", multiple=True, metavar="URL",
               help="Without -c: a bucket whose notifications are shipped (repeatable).")  # fmt: skip
-@click.option("--to", "sinks", multiple=True, metavar="SINK", help="Without -c: a sink URL (repeatable).")
-@click.option("--format", "fmt", default="auto", show_default=True, help="Without -c: the log format.")
+@click.option(
+    "--to", "sinks", multiple=True, metavar="SINK", help="Without -c: a sink URL (repeatable)."
+)
+@click.option(
+    "--format", "fmt", default="auto", show_default=True, help="Without -c: the log format."
+)
 @click.option("--endpoint-url", metavar="URL", help="Without -c: the sources' S3 endpoint.")
 @click.option("--ledger", metavar="URL", help="Ledger URL (overrides the file's `ledger:`).")
 @click.option("--concurrency", type=click.IntRange(1, 64), metavar="N",

@@ -33,6 +33,7 @@ from logferry.ledger.base import Ledger, Status
 from logferry.notifications import NotificationError, WorkItem, parse_event
 from logferry.queues.base import Message, WorkQueue
 from logferry.records import ObjectInfo
+from logferry.sources import BucketSource
 
 if TYPE_CHECKING:
     from logferry.config import ShipOptions
@@ -187,8 +188,11 @@ class MessageHandler:
     @staticmethod
     def _size(plan: SourcePlan, item: WorkItem) -> int | None:
         """The size the notification left out, by HEAD (None: let the runner report why)."""
+        source = plan.source
+        if not isinstance(source, BucketSource):  # notified_plan only finds buckets
+            return None
         try:
-            return plan.source.head(item.key).size
+            return source.head(item.key).size
         except ObjectError:
             return None
 

@@ -206,7 +206,9 @@ class Worker:
             except Exception as exc:  # the ledger or the queue failed: it comes back later
                 log.error("message %s: %s; giving it back", message.id, one_line(exc))
                 self.keeper.drop(message)
-                settle_quietly(lane.queue, message, self.handler.settings.backoff(message.deliveries))
+                settle_quietly(
+                    lane.queue, message, self.handler.settings.backoff(message.deliveries)
+                )
                 self.stats.add_message(lane.name, "naked")
         finally:
             self.keeper.drop(message)

@@ -151,10 +151,10 @@ def ship_items(
 
 __all__ = [
     "ItemsOutcome",
-    "plan_for",
     "allowed_buckets",
     "config_from_env",
     "deadline_margin_ms",
     "default_source",
+    "plan_for",
     "ship_items",
 ]
