@@ -20,6 +20,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "tail": ("watchdog",),
     "fast": ("numpy",),
     "package": ("shiv",),
+    "queue": ("nats-py",),
 }
 
 

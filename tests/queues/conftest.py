@@ -7,6 +7,8 @@ reached the dead-letter target.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -81,4 +83,80 @@ def sqs_harness(s3_endpoint: str) -> Iterator[SqsHarness]:
     harness.close()
 
 
-HarnessFactory = Callable[[], Harness]
+NATS_URL = "nats://127.0.0.1:4222"
+NATS_HINT = (
+    "NATS JetStream is not reachable at 127.0.0.1:4222: install nats-server and start it with "
+    "JetStream on (nats-server -js), or see .ci/run"
+)
+
+
+def _nats(coro_fn: Callable[[Any], Any]) -> Any:
+    """Run ``coro_fn(js)`` on a connection of its own (the harness looks from the side)."""
+    import nats
+
+    async def main() -> Any:
+        nc = await nats.connect(NATS_URL, connect_timeout=2, max_reconnect_attempts=0)
+        try:
+            return await coro_fn(nc.jetstream())
+        finally:
+            await nc.close()
+
+    return asyncio.run(main())
+
+
+class NatsHarness(Harness):
+    """A fresh stream (created by the queue itself) and a dead-letter subject."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stream = f"T{uuid.uuid4().hex[:12]}"
+        self.subject = f"test.{self.stream}.work"
+        self.url = f"{NATS_URL}/{self.stream}?subject={self.subject}&durable=workers"
+        self.dead_letter = f"test.{self.stream}.dead"
+
+    def remaining(self) -> int:
+        async def count(js: Any) -> int:
+            info = await js.consumer_info(self.stream, "workers")
+            return int(info.num_pending + info.num_ack_pending)
+
+        return int(_nats(count))
+
+    def dead_letters(self) -> list[bytes]:
+        async def read(js: Any) -> list[bytes]:
+            from nats.js.errors import NotFoundError
+
+            try:
+                name = await js.find_stream_name_by_subject(self.dead_letter)
+            except NotFoundError:
+                return []
+            info = await js.stream_info(name)
+            return [
+                (await js.get_msg(name, seq)).data
+                for seq in range(info.state.first_seq, info.state.last_seq + 1)
+                if info.state.messages
+            ]
+
+        return list(_nats(read))
+
+    def cleanup(self) -> None:
+        async def delete(js: Any) -> None:
+            from nats.js.errors import NotFoundError
+
+            for name in (self.stream, f"{self.stream}_DEAD_LETTERS"):
+                with contextlib.suppress(NotFoundError):
+                    await js.delete_stream(name)
+
+        _nats(delete)
+
+
+@pytest.fixture()
+def nats_harness() -> Iterator[NatsHarness]:
+    """A fresh JetStream stream on the machine's NATS server, deleted afterwards."""
+    try:
+        _nats(lambda js: js.account_info())
+    except Exception as exc:
+        pytest.fail(f"{NATS_HINT} ({type(exc).__name__}: {exc})")
+    harness = NatsHarness()
+    yield harness
+    harness.close()
+    harness.cleanup()

@@ -11,7 +11,7 @@ from logferry.queues import Message, WorkQueue
 from tests.helpers import wait_for
 from tests.queues.conftest import Harness
 
-BACKENDS = ["sqs"]
+BACKENDS = ["sqs", "nats"]
 
 
 @pytest.fixture(params=BACKENDS)

@@ -10,6 +10,7 @@ from logferry import __version__
 from logferry.cli.cloudwatch import cloudwatch
 from logferry.cli.demo import demo
 from logferry.cli.deploy import deploy
+from logferry.cli.enqueue import enqueue
 from logferry.cli.errors import drain, errors
 from logferry.cli.generate import generate_group
 from logferry.cli.job import job
@@ -35,6 +36,7 @@ for command in (
     cloudwatch,
     top,
     ship,
+    enqueue,
     run,
     validate,
     job,

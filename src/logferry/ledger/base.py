@@ -319,6 +319,20 @@ class Ledger(ABC):
     def remove_dead_letters(self, ids: Iterable[int]) -> int:
         """Forget these dead letters; return how many were removed."""
 
+    # -- named cursors: how far a listing got (see ledger/cursors.py) --
+
+    @abstractmethod
+    def get_cursor(self, name: str) -> str | None:
+        """The cursor stored under ``name`` (``logferry enqueue``'s last published key), or None."""
+
+    @abstractmethod
+    def set_cursor(self, name: str, cursor: str) -> None:
+        """Store ``cursor`` under ``name``, durably before returning."""
+
+    @abstractmethod
+    def delete_cursors(self, prefix: str) -> int:
+        """Forget the cursors whose names start with ``prefix``; return how many."""
+
     @abstractmethod
     def check_writable(self) -> None:
         """Raise ``LedgerError`` unless a write could go through now (readiness checks)."""

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any, ClassVar
 
 from logferry.ledger.base import Claim, ClaimLostError, Entry, Ledger, Status, owner_is_dead
+from logferry.ledger.cursors import CursorStore
 from logferry.ledger.dead_letters import DeadLetterStore
 
 _COLUMNS = (
@@ -78,7 +79,7 @@ def claim_verdict(
     return "claim"
 
 
-class SqlLedger(DeadLetterStore, Ledger):
+class SqlLedger(CursorStore, DeadLetterStore, Ledger):
     """A ledger kept in one SQL table of objects; subclasses run the statements."""
 
     #: The objects table and its row id column, as the backend names them.

@@ -139,9 +139,24 @@ class S3Source(BucketSource):
 
     def list_pages(self) -> Iterator[list[ObjectInfo]]:
         """Yield one page per ListObjectsV2 call."""
+        return self.list_from(self.prefix)
+
+    def list_from(
+        self, prefix: str, start_after: str = "", *, direct: bool = False
+    ) -> Iterator[list[ObjectInfo]]:
+        """Pages of the objects under ``prefix`` after ``start_after``, in key order.
+
+        ``direct``: only the objects right under ``prefix`` (up to the next ``/``), not those
+        in deeper "folders" (which :meth:`child_prefixes` names).
+        """
         paginator = self.client.get_paginator("list_objects_v2")
+        params: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix}
+        if start_after:
+            params["StartAfter"] = start_after
+        if direct:
+            params["Delimiter"] = "/"
         try:
-            for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix):
+            for page in paginator.paginate(**params):
                 items = [
                     ObjectInfo(
                         o["Key"],
@@ -154,6 +169,16 @@ class S3Source(BucketSource):
                 ]
                 if items:
                     yield items
+        except _errors() as exc:
+            raise ConfigError(str(self._error(exc, f"cannot list {self.display}"))) from None
+
+    def child_prefixes(self, prefix: str) -> Iterator[str]:
+        """The "folders" right under ``prefix`` (common prefixes up to the next ``/``)."""
+        paginator = self.client.get_paginator("list_objects_v2")
+        try:
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix, Delimiter="/"):
+                for common in page.get("CommonPrefixes", []):
+                    yield common["Prefix"]
         except _errors() as exc:
             raise ConfigError(str(self._error(exc, f"cannot list {self.display}"))) from None
 
