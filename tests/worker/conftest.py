@@ -22,6 +22,7 @@ from logferry.engine.messages import Settings
 from logferry.engine.worker import Worker, WorkerStats, close_lanes, open_lanes
 from logferry.ledger import Ledger, open_ledger
 from logferry.pipeline import Pipeline
+from logferry.queues import open_queue
 
 
 def s3_event(bucket: str, key: str, size: int | None = None, etag: str | None = None) -> dict:
@@ -180,6 +181,52 @@ class WorkerSetup:
             close_lanes(lanes)
             pipeline.close()
         return stats, ledger
+
+
+class JetStreamSetup(WorkerSetup):
+    """The same world with a NATS JetStream stream (on 127.0.0.1:4222) as the queue."""
+
+    def __init__(self, endpoint: str, tmp_path: Path, s3: Any, bucket: str) -> None:
+        super().__init__(endpoint, tmp_path, s3, bucket)
+        from tests.queues.conftest import NatsHarness
+
+        self.harness = NatsHarness()
+        self.queue = self.harness.url
+        self.dlq = self.harness.dead_letter
+        self.publisher = open_queue(self.queue)
+
+    def new_queue(self, name: str) -> str:
+        """SQS queues only in the base class; JetStream streams are made by their URL."""
+        return name
+
+    def notify(self, body: dict | str, queue: str | None = None) -> None:
+        """Publish one notification."""
+        text = body if isinstance(body, str) else json.dumps(body)
+        self.publisher.publish([text.encode()])
+
+    def remaining(self) -> int:
+        """Messages not yet acked (pending or in hand)."""
+        return self.harness.remaining()
+
+    def close(self) -> None:
+        """Delete the streams."""
+        self.publisher.close()
+        self.harness.close()
+        self.harness.cleanup()
+
+
+@pytest.fixture()
+def js_setup(s3_endpoint: str, tmp_path: Path, s3: Any, bucket: str) -> Iterator[JetStreamSetup]:
+    """A worker's world with JetStream as its queue (fails naming the install step if absent)."""
+    from tests.queues.conftest import NATS_HINT, _nats
+
+    try:
+        _nats(lambda js: js.account_info())
+    except Exception as exc:
+        pytest.fail(f"{NATS_HINT} ({type(exc).__name__}: {exc})")
+    world = JetStreamSetup(s3_endpoint, tmp_path, s3, bucket)
+    yield world
+    world.close()
 
 
 @pytest.fixture()
