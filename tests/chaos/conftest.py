@@ -1,5 +1,5 @@
-"""The chaos tests reuse the worker tests' world (a bucket, a queue, a pipeline file)."""
+"""The chaos tests reuse the worker tests' worlds (a bucket, a queue, a pipeline file)."""
 
-from tests.worker.conftest import setup
+from tests.worker.conftest import js_setup, setup
 
-__all__ = ["setup"]
+__all__ = ["js_setup", "setup"]
