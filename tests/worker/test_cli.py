@@ -68,3 +68,31 @@ def test_shortcut_flags_ship_without_a_file(setup: WorkerSetup) -> None:
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["lines"] == 5
     assert len(setup.shipped_lines()) == 5
+
+
+def test_metrics_count_the_worker_messages(setup: WorkerSetup) -> None:
+    import httpx
+
+    from tests.helpers import free_port
+
+    setup.put("logs/a.json", 5)
+    setup.notify(s3_event(setup.bucket, "logs/a.json"))
+    port = free_port()
+    proc = _start(setup, "-c", str(setup.config()), "--metrics-port", str(port))
+    acked = 'logferry_worker_messages_total{lane="main",outcome="acked"} 1.0'
+
+    def scraped() -> str:
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/metrics").text
+        except httpx.HTTPError:
+            return ""
+
+    try:
+        text = wait_for(lambda: acked in scraped() and scraped(), timeout=30, message=acked)
+        ready = httpx.get(f"http://127.0.0.1:{port}/readyz")
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert 'logferry_worker_in_flight{lane="main"} 0.0' in text
+    assert ready.status_code == 200
