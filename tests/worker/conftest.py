@@ -153,7 +153,7 @@ class WorkerSetup:
         return list(got.get("Messages", []))
 
     def run(
-        self, config: Path, *, idle: float = 1.5, timeout: float = 60.0, **overrides: Any
+        self, config: Path, *, idle: float = 1.0, timeout: float = 60.0, **overrides: Any
     ) -> tuple[WorkerStats, Ledger]:
         """Run a worker in this process until the queues stay idle for ``idle`` seconds."""
         cfg = load_pipeline(str(config))

@@ -53,7 +53,11 @@ def test_a_transient_sink_failure_is_given_back_then_shipped(setup: WorkerSetup,
     mezmo.fail_next(6, 503)
     setup.notify(s3_event(setup.bucket, "logs/a.json"))
     stats, _ = setup.run(
-        setup.config(mezmo=mezmo.url), retry_timeout=0.3, max_deliveries=20, retry_delay_cap=0.4
+        setup.config(mezmo=mezmo.url),
+        retry_timeout=0.3,
+        max_deliveries=20,
+        retry_delay_cap=0.4,
+        idle=3.0,
     )
     messages = stats.to_dict()["messages"]
     assert messages["naked"] >= 1
@@ -66,7 +70,9 @@ def test_a_failing_sink_gives_up_after_max_deliveries(setup: WorkerSetup, mezmo)
     setup.put("logs/a.json", 10)
     mezmo.fail_next(1000, 503)
     setup.notify(s3_event(setup.bucket, "logs/a.json"))
-    stats, ledger = setup.run(setup.config(mezmo=mezmo.url), retry_timeout=0.2, max_deliveries=2)
+    stats, ledger = setup.run(
+        setup.config(mezmo=mezmo.url), retry_timeout=0.2, max_deliveries=2, idle=3.0
+    )
     assert stats.to_dict()["messages"]["received"] == 2
     assert stats.to_dict()["messages"]["dead_lettered"] == 1
     assert [e.key for e in ledger.entries(status=Status.FAILED)] == ["logs/a.json"]
