@@ -28,8 +28,10 @@ from logferry.engine import (
     one_line,
 )
 from logferry.engine.objects import format_options_of
+from logferry.engine.results import plural
 from logferry.errors import ConfigError, ConfigErrors
 from logferry.ledger import Ledger
+from logferry.redact import redact_url
 from logferry.sinks import Sink, check_sink, open_sink
 from logferry.sinks.base import Batching
 from logferry.sinks.handler import HandlerSink, load_handler
@@ -398,3 +400,11 @@ def plans_summary(config: PipelineConfig) -> Iterable[str]:
         for route in sorted(source.all_routes(), key=lambda r: -len(r.prefix)):
             dest = "drop" if route.sinks == DROP else ", ".join(route.sinks)
             yield f"  {route.prefix or '(everything else)'} → {'|'.join(route.formats)} → {dest}"
+    worker = config.worker
+    if worker.queue or worker.lanes:
+        yield f"worker: {redact_url(worker.queue or '(--queue)')}, {plural(worker.concurrency, 'threads')}"
+        for name, lane in sorted(worker.lanes.items(), key=lambda kv: kv[1].min_size):
+            yield (
+                f"  lane {name}: objects of {lane.min_size:,} bytes or more → "
+                f"{redact_url(lane.queue)}, {plural(lane.concurrency, 'threads')}"
+            )

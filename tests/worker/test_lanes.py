@@ -71,3 +71,16 @@ def test_lane_sizes_read_units() -> None:
         "worker:\n  lanes: {slow: {queue: sqs://s, min_size: 1.5GiB}}\n"
     )
     assert parse_pipeline(text).worker.lanes["slow"].min_size == 1610612736
+
+
+def test_validate_lists_the_lanes(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from tests.conftest import run_cli
+
+    path = tmp_path / "p.yaml"
+    path.write_text(
+        f"sinks: {{f: {{url: 'file://{tmp_path}/out'}}}}\n"
+        "sources: {a: {url: 's3://b', sinks: [f]}}\n"
+        "worker:\n  queue: sqs://q\n  lanes: {slow: {queue: sqs://big, min_size: 1MB}}\n"
+    )
+    result = run_cli("validate", "-c", str(path))
+    assert "lane slow: objects of 1,000,000 bytes or more → sqs://big, 1 thread" in result.stdout
