@@ -155,7 +155,9 @@ def worker(queue_url: str | None, config_path: str | None, sources: tuple[str, .
             led, lanes, pipeline.notified_plan, settings, stop=pipeline.stop,
             progress=(lambda: Progress()) if quiet else (lambda: log),
         )  # fmt: skip
-        install_signal_handlers(work.request_stop, shutdown_timeout + FORCE_EXIT_GRACE)
+        install_signal_handlers(
+            work.request_stop, shutdown_timeout, shutdown_timeout + FORCE_EXIT_GRACE
+        )
         if not quiet:
             extra = "".join(f", lane {ln.name} ({ln.concurrency})" for ln in lanes[1:])
             err.print(

@@ -238,6 +238,8 @@ class ObjectRunner:
                 except Exception as exc:
                     # The ledger itself failed (locked, unreachable): this object is not
                     # shipped, and it must say so rather than vanish with a dead thread.
+                    with self._lock:
+                        self.transient.add(obj.key)
                     self.errors.failed(None, obj.key, f"ledger: {one_line(exc)}", "LedgerError")
 
         n = min(self.options.workers, len(objects))
