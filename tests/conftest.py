@@ -129,3 +129,8 @@ def put_fixtures(s3, bucket: str) -> dict[str, str]:  # type: ignore[no-untyped-
         Bucket=bucket, Key=keys["2630"], Body=(IBM_FIXTURES / "00002630.json").read_bytes()
     )
     return keys
+
+
+# Work queues under test (SQS on the moto server above, NATS JetStream on 127.0.0.1:4222),
+# for the queue tests and the enqueue tests alike.
+from tests.queues.harness import big_bucket, nats_harness, sqs_harness  # noqa: E402, F401

@@ -544,3 +544,14 @@ def test_status_last_shipped_counts_stream_checkpoints(ledger: Ledger) -> None:
     assert st.last_shipped is not None and st.last_shipped >= before - 1
     ledger.release(c)  # followed, stopped: still shipped
     assert ledger.status()[0].last_shipped is not None
+
+
+def test_cursors_are_stored_replaced_and_forgotten_by_prefix(ledger: Ledger) -> None:
+    assert ledger.get_cursor("enqueue:r1:a/") is None
+    ledger.set_cursor("enqueue:r1:a/", "k:a/1")
+    ledger.set_cursor("enqueue:r1:a/", "k:a/2")
+    ledger.set_cursor("enqueue:r1:b_/", "done")
+    ledger.set_cursor("enqueue:r2:a/", "k:a/9")
+    assert ledger.get_cursor("enqueue:r1:a/") == "k:a/2"
+    assert ledger.delete_cursors("enqueue:r1:") == 2
+    assert ledger.get_cursor("enqueue:r2:a/") == "k:a/9"  # another run's, kept

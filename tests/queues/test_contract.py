@@ -9,7 +9,7 @@ import pytest
 
 from logferry.queues import Message, WorkQueue
 from tests.helpers import wait_for
-from tests.queues.conftest import Harness
+from tests.queues.harness import Harness
 
 BACKENDS = ["sqs", "nats"]
 

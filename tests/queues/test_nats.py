@@ -8,7 +8,7 @@ from logferry.errors import ConfigError
 from logferry.queues import open_queue
 from logferry.queues.nats import NatsQueue
 from tests.helpers import free_port, wait_for
-from tests.queues.conftest import NatsHarness
+from tests.queues.harness import NatsHarness
 from tests.queues.test_contract import _receive_all
 
 

@@ -11,7 +11,7 @@ from logferry.errors import ConfigError
 from logferry.queues import open_queue
 from logferry.queues.sqs import SqsQueue
 from tests.helpers import wait_for
-from tests.queues.conftest import SqsHarness
+from tests.queues.harness import SqsHarness
 from tests.queues.test_contract import _receive_all, _receive_one
 
 

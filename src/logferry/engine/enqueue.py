@@ -41,7 +41,7 @@ __all__ = ["EnqueueResult", "Unit", "enqueue", "event_body", "plan_units"]
 
 #: How many prefixes splitting aims for (fixed, so a resume finds the same plan anyway).
 SPLIT_TARGET = 64
-SPLIT_DEPTH = 3
+SPLIT_DEPTH = 6
 #: A prefix with more children than this is listed whole rather than split further.
 SPLIT_MAX_CHILDREN = 10_000
 _DONE = "done"

@@ -11,12 +11,15 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import boto3
 import pytest
 
+from logferry.notifications import WorkItem, parse_event
 from logferry.queues import WorkQueue, open_queue
+from tests.helpers import wait_for
 
 
 class Harness:
@@ -116,7 +119,12 @@ class NatsHarness(Harness):
 
     def remaining(self) -> int:
         async def count(js: Any) -> int:
-            info = await js.consumer_info(self.stream, "workers")
+            from nats.js.errors import NotFoundError
+
+            try:
+                info = await js.consumer_info(self.stream, "workers")
+            except NotFoundError:  # not made yet (the command under test makes it)
+                return 0
             return int(info.num_pending + info.num_ack_pending)
 
         return int(_nats(count))
@@ -160,3 +168,46 @@ def nats_harness() -> Iterator[NatsHarness]:
     yield harness
     harness.close()
     harness.cleanup()
+
+
+# -- a bucket to enqueue (backfill tests) ----------------------------------------------
+
+PREFIXES = ("alpha/", "beta/", "gamma/", "delta/")
+DAYS = (1, 2, 3)
+PER_DAY = 100  # 4 prefixes x 3 days x 100 = 1200 keys
+
+
+def key_of(prefix: str, day: int, i: int) -> str:
+    return f"{prefix}year=2020/month=06/day={day:02}/hour=00/obj-{i:03}.log"
+
+
+ALL_KEYS = sorted(key_of(p, d, i) for p in PREFIXES for d in DAYS for i in range(PER_DAY))
+
+
+@pytest.fixture(scope="session")
+def big_bucket(s3_endpoint: str) -> str:
+    """A bucket of 1200 small objects under four prefixes and three days (made once)."""
+
+    s3 = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
+    name = f"enq-{uuid.uuid4().hex[:10]}"
+    s3.create_bucket(Bucket=name)
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda k: s3.put_object(Bucket=name, Key=k, Body=k.encode()), ALL_KEYS))
+    return name
+
+
+def drain(queue: WorkQueue, harness: Harness, expected: int) -> list[WorkItem]:
+    """Every message in the queue, acked, as the work items a worker would parse."""
+    items: list[WorkItem] = []
+
+    def all_in() -> bool:
+        for message in queue.receive(10, 0.5):
+            parsed = parse_event(message.body)
+            assert all(isinstance(p, WorkItem) for p in parsed)
+            items.extend(p for p in parsed if isinstance(p, WorkItem))
+            queue.ack(message)
+        return len(items) >= expected
+
+    wait_for(all_in, timeout=60, interval=0, message=lambda: f"{len(items)} of {expected}")
+    wait_for(lambda: harness.remaining() == 0, message="messages beyond those expected")
+    return items
