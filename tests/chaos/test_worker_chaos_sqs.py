@@ -10,24 +10,24 @@ from typing import Any
 import pytest
 
 from tests.chaos.harness import ChaosReport, check, run_chaos, upload
-from tests.worker.conftest import WorkerSetup, s3_event
+from tests.worker.world import WorkerSetup, s3_event
 
 
 def test_workers_killed_at_random_lose_nothing(
-    setup: WorkerSetup, mezmo: Any, record_property: pytest.RecordProperty
+    world: WorkerSetup, mezmo: Any, record_property: pytest.RecordProperty
 ) -> None:
-    keys = upload(setup.s3, setup.bucket)
+    keys = upload(world.s3, world.bucket)
     for start in range(0, len(keys), 10):
         entries = [
-            {"Id": str(i), "MessageBody": json.dumps(s3_event(setup.bucket, key))}
+            {"Id": str(i), "MessageBody": json.dumps(s3_event(world.bucket, key))}
             for i, key in enumerate(keys[start : start + 10])
         ]
-        setup.sqs.send_message_batch(QueueUrl=setup.queue, Entries=entries)
-    config = setup.config(mezmo=mezmo.url)
+        world.sqs.send_message_batch(QueueUrl=world.queue, Entries=entries)
+    config = world.config(mezmo=mezmo.url)
     report: ChaosReport = run_chaos(
-        tmp_path=setup.tmp, config=config, queue=setup.queue, keys=keys,
-        source_id=f"s3://{setup.bucket}", ledger_url=setup.ledger_url, mezmo=mezmo,
-        out=setup.out,
+        tmp_path=world.tmp, config=config, queue=world.queue, keys=keys,
+        source_id=f"s3://{world.bucket}", ledger_url=world.ledger_url, mezmo=mezmo,
+        out=world.out,
     )  # fmt: skip
     check(report, record_property)
     assert report.killed >= 3
@@ -35,4 +35,4 @@ def test_workers_killed_at_random_lose_nothing(
     assert report.duplicated_files == 0
     assert report.lost_mezmo == 0
     assert report.duplicated_mezmo <= report.duplicate_bound
-    assert setup.counts() == (0, 0)
+    assert world.counts() == (0, 0)

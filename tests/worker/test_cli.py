@@ -13,12 +13,12 @@ import pytest
 from logferry.ledger import Status, open_ledger
 from tests.conftest import run_cli
 from tests.helpers import wait_for
-from tests.worker.conftest import WorkerSetup, s3_event
+from tests.worker.world import WorkerSetup, s3_event
 
 
-def _start(setup: WorkerSetup, *args: str) -> subprocess.Popen[str]:
+def _start(world: WorkerSetup, *args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "logferry", "worker", "--queue", setup.queue, "--json", *args],
+        [sys.executable, "-m", "logferry", "worker", "--queue", world.queue, "--json", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -30,13 +30,13 @@ def _start(setup: WorkerSetup, *args: str) -> subprocess.Popen[str]:
     ("grace", "settled"), [("20", "acked"), ("0.5", "naked")], ids=["finishes", "gives-back"]
 )
 def test_sigterm_settles_the_messages_in_hand(
-    setup: WorkerSetup, mezmo, grace: str, settled: str
+    world: WorkerSetup, mezmo, grace: str, settled: str
 ) -> None:
-    setup.put("logs/big.json", 300)
+    world.put("logs/big.json", 300)
     mezmo.delay = 1.0  # three batches: ~3 s of shipping
-    config = setup.config(mezmo=mezmo.url)
-    setup.notify(s3_event(setup.bucket, "logs/big.json"))
-    proc = _start(setup, "-c", str(config), "--shutdown-timeout", grace)
+    config = world.config(mezmo=mezmo.url)
+    world.notify(s3_event(world.bucket, "logs/big.json"))
+    proc = _start(world, "-c", str(config), "--shutdown-timeout", grace)
     try:
         wait_for(lambda: mezmo.requests, timeout=30, message="the worker never shipped")
         proc.send_signal(signal.SIGTERM)
@@ -47,38 +47,38 @@ def test_sigterm_settles_the_messages_in_hand(
     summary = json.loads(out.splitlines()[-1])
     assert summary["messages"][settled] == 1
     assert "1 message received" in err
-    [entry] = open_ledger(setup.ledger_url).entries()
+    [entry] = open_ledger(world.ledger_url).entries()
     assert entry.status == (Status.DONE if settled == "acked" else Status.PENDING)
 
 
-def test_no_queue_is_a_usage_error(setup: WorkerSetup) -> None:
-    result = run_cli("worker", "-c", str(setup.config()))
+def test_no_queue_is_a_usage_error(world: WorkerSetup) -> None:
+    result = run_cli("worker", "-c", str(world.config()))
     assert result.returncode == 2
     assert "--queue" in result.stderr
 
 
-def test_shortcut_flags_ship_without_a_file(setup: WorkerSetup) -> None:
-    setup.put("logs/a.json", 5)
-    setup.notify(s3_event(setup.bucket, "logs/a.json"))
+def test_shortcut_flags_ship_without_a_file(world: WorkerSetup) -> None:
+    world.put("logs/a.json", 5)
+    world.notify(s3_event(world.bucket, "logs/a.json"))
     result = run_cli(
-        "worker", "--queue", setup.queue, "--source", f"s3://{setup.bucket}",
-        "--endpoint-url", setup.endpoint, "--to", f"file://{setup.out}", "--format", "ndjson",
-        "--ledger", setup.ledger_url, "--stop-when-idle", "2", "--json",
+        "worker", "--queue", world.queue, "--source", f"s3://{world.bucket}",
+        "--endpoint-url", world.endpoint, "--to", f"file://{world.out}", "--format", "ndjson",
+        "--ledger", world.ledger_url, "--stop-when-idle", "2", "--json",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["lines"] == 5
-    assert len(setup.shipped_lines()) == 5
+    assert len(world.shipped_lines()) == 5
 
 
-def test_metrics_count_the_worker_messages(setup: WorkerSetup) -> None:
+def test_metrics_count_the_worker_messages(world: WorkerSetup) -> None:
     import httpx
 
     from tests.helpers import free_port
 
-    setup.put("logs/a.json", 5)
-    setup.notify(s3_event(setup.bucket, "logs/a.json"))
+    world.put("logs/a.json", 5)
+    world.notify(s3_event(world.bucket, "logs/a.json"))
     port = free_port()
-    proc = _start(setup, "-c", str(setup.config()), "--metrics-port", str(port))
+    proc = _start(world, "-c", str(world.config()), "--metrics-port", str(port))
     acked = 'logferry_worker_messages_total{lane="main",outcome="acked"} 1.0'
 
     def scraped() -> str:

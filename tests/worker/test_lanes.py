@@ -10,7 +10,7 @@ from logferry.config import ConfigErrors, parse_pipeline
 from logferry.engine.metrics import METRICS
 from logferry.ledger import Status, open_ledger
 from tests.helpers import wait_for
-from tests.worker.conftest import WorkerSetup, s3_event
+from tests.worker.world import WorkerSetup, s3_event
 
 
 def _count(lane: str, outcome: str) -> float:
@@ -21,26 +21,26 @@ def _count(lane: str, outcome: str) -> float:
 
 
 def test_a_big_object_ships_in_the_slow_lane_while_small_ones_pass(
-    setup: WorkerSetup, mezmo
+    world: WorkerSetup, mezmo
 ) -> None:
-    slow = setup.new_queue(setup.queue.rsplit("/", 1)[1] + "-slow")
-    setup.put("logs/big.json", 800)  # 8 batches at 0.4 s: over 3 s in the slow lane
+    slow = world.new_queue(world.queue.rsplit("/", 1)[1] + "-slow")
+    world.put("logs/big.json", 800)  # 8 batches at 0.4 s: over 3 s in the slow lane
     for i in range(5):
-        setup.put(f"logs/small-{i}.json", 3)
+        world.put(f"logs/small-{i}.json", 3)
     mezmo.delay = 0.4
-    config = setup.config(
+    config = world.config(
         mezmo=mezmo.url,
         worker=f"  concurrency: 1\n  lanes:\n    slow: {{queue: '{slow}', min_size: 10KB}}\n",
     )
     before = _count("slow", "acked")
     # The big one first, with no size in its notification: the worker asks S3 (HEAD).
-    setup.notify(s3_event(setup.bucket, "logs/big.json"))
+    world.notify(s3_event(world.bucket, "logs/big.json"))
     for i in range(5):
-        setup.notify(s3_event(setup.bucket, f"logs/small-{i}.json", size=100))
+        world.notify(s3_event(world.bucket, f"logs/small-{i}.json", size=100))
     result: list[object] = []
-    thread = threading.Thread(target=lambda: result.append(setup.run(config, idle=2.0)))
+    thread = threading.Thread(target=lambda: result.append(world.run(config, idle=2.0)))
     thread.start()
-    ledger = open_ledger(setup.ledger_url)
+    ledger = open_ledger(world.ledger_url)
 
     def smalls_done_big_not() -> bool:
         rows = {e.key: e.status for e in ledger.entries()}
@@ -52,8 +52,8 @@ def test_a_big_object_ships_in_the_slow_lane_while_small_ones_pass(
     stats = result[0][0]  # type: ignore[index]
     assert stats.to_dict()["objects_forwarded"] == 1
     assert _count("slow", "acked") - before == 1
-    assert len(setup.shipped_lines()) == 815
-    assert setup.counts(slow) == (0, 0)
+    assert len(world.shipped_lines()) == 815
+    assert world.counts(slow) == (0, 0)
 
 
 def test_lanes_need_queues_of_their_own() -> None:

@@ -9,51 +9,51 @@ import pytest
 from logferry.engine.messages import MAX_REASON
 from logferry.ledger import Status
 from tests.conftest import run_cli
-from tests.worker.conftest import WorkerSetup, s3_event, shapes
+from tests.worker.world import WorkerSetup, s3_event, shapes
 
 
 @pytest.mark.parametrize("shape", ["s3", "sns", "eventbridge", "minio", "cos"])
-def test_a_message_of_each_shape_is_shipped_and_acked(setup: WorkerSetup, shape: str) -> None:
-    setup.put("logs/a.json", 10)
-    setup.notify(shapes(setup.bucket, "logs/a.json")[shape])
-    stats, _ = setup.run(setup.config())
-    assert len(setup.shipped_lines()) == 10
+def test_a_message_of_each_shape_is_shipped_and_acked(world: WorkerSetup, shape: str) -> None:
+    world.put("logs/a.json", 10)
+    world.notify(shapes(world.bucket, "logs/a.json")[shape])
+    stats, _ = world.run(world.config())
+    assert len(world.shipped_lines()) == 10
     assert stats.to_dict()["messages"]["acked"] == 1
-    assert setup.counts() == (0, 0)
+    assert world.counts() == (0, 0)
 
 
-def test_a_duplicate_delivery_is_acked_without_shipping(setup: WorkerSetup, mezmo) -> None:
-    setup.put("logs/a.json", 10)
-    config = setup.config(mezmo=mezmo.url)
-    setup.notify(s3_event(setup.bucket, "logs/a.json"))
-    setup.run(config)
+def test_a_duplicate_delivery_is_acked_without_shipping(world: WorkerSetup, mezmo) -> None:
+    world.put("logs/a.json", 10)
+    config = world.config(mezmo=mezmo.url)
+    world.notify(s3_event(world.bucket, "logs/a.json"))
+    world.run(config)
     requests = len(mezmo.requests)
-    setup.notify(s3_event(setup.bucket, "logs/a.json"))
-    stats, _ = setup.run(config)
+    world.notify(s3_event(world.bucket, "logs/a.json"))
+    stats, _ = world.run(config)
     assert stats.to_dict()["duplicates_skipped"] == 1
     assert stats.to_dict()["messages"]["acked"] == 1
     assert len(mezmo.requests) == requests
     assert len(mezmo.lines) == 10
 
 
-def test_visibility_is_extended_while_a_slow_sink_ships(setup: WorkerSetup, mezmo) -> None:
-    setup.put("logs/big.json", 300)
+def test_visibility_is_extended_while_a_slow_sink_ships(world: WorkerSetup, mezmo) -> None:
+    world.put("logs/big.json", 300)
     mezmo.delay = 1.2  # three batches of 100 lines: ~3.6 s, over the 1 s visibility
-    setup.notify(s3_event(setup.bucket, "logs/big.json"))
-    stats, _ = setup.run(
-        setup.config(mezmo=mezmo.url), concurrency=3, visibility_timeout=1.0, max_deliveries=1
+    world.notify(s3_event(world.bucket, "logs/big.json"))
+    stats, _ = world.run(
+        world.config(mezmo=mezmo.url), concurrency=3, visibility_timeout=1.0, max_deliveries=1
     )
     assert stats.to_dict()["messages"]["received"] == 1
     assert stats.to_dict()["messages"]["acked"] == 1
     assert len(mezmo.lines) == 300
 
 
-def test_a_transient_sink_failure_is_given_back_then_shipped(setup: WorkerSetup, mezmo) -> None:
-    setup.put("logs/a.json", 10)
+def test_a_transient_sink_failure_is_given_back_then_shipped(world: WorkerSetup, mezmo) -> None:
+    world.put("logs/a.json", 10)
     mezmo.fail_next(6, 503)
-    setup.notify(s3_event(setup.bucket, "logs/a.json"))
-    stats, _ = setup.run(
-        setup.config(mezmo=mezmo.url),
+    world.notify(s3_event(world.bucket, "logs/a.json"))
+    stats, _ = world.run(
+        world.config(mezmo=mezmo.url),
         retry_timeout=0.3,
         max_deliveries=20,
         retry_delay_cap=0.4,
@@ -63,36 +63,36 @@ def test_a_transient_sink_failure_is_given_back_then_shipped(setup: WorkerSetup,
     assert messages["naked"] >= 1
     assert messages["acked"] == 1
     assert len(mezmo.lines) == 10
-    assert len(setup.shipped_lines()) == 10
+    assert len(world.shipped_lines()) == 10
 
 
-def test_a_failing_sink_gives_up_after_max_deliveries(setup: WorkerSetup, mezmo) -> None:
-    setup.put("logs/a.json", 10)
+def test_a_failing_sink_gives_up_after_max_deliveries(world: WorkerSetup, mezmo) -> None:
+    world.put("logs/a.json", 10)
     mezmo.fail_next(1000, 503)
-    setup.notify(s3_event(setup.bucket, "logs/a.json"))
-    stats, ledger = setup.run(
-        setup.config(mezmo=mezmo.url), retry_timeout=0.2, max_deliveries=2, idle=3.0
+    world.notify(s3_event(world.bucket, "logs/a.json"))
+    stats, ledger = world.run(
+        world.config(mezmo=mezmo.url), retry_timeout=0.2, max_deliveries=2, idle=3.0
     )
     assert stats.to_dict()["messages"]["received"] == 2
     assert stats.to_dict()["messages"]["dead_lettered"] == 1
     assert [e.key for e in ledger.entries(status=Status.FAILED)] == ["logs/a.json"]
-    reasons = [d["MessageAttributes"]["reason"]["StringValue"] for d in setup.dead_letters()]
+    reasons = [d["MessageAttributes"]["reason"]["StringValue"] for d in world.dead_letters()]
     assert len(reasons) == 1
     assert "after 2 deliveries" in reasons[0]
-    assert setup.counts() == (0, 0)
+    assert world.counts() == (0, 0)
 
 
-def test_a_poison_object_waits_in_the_error_queue_and_the_dlq(setup: WorkerSetup) -> None:
-    setup.s3.put_object(
-        Bucket=setup.bucket, Key="logs/bad.json.gz", Body=b"\x1f\x8b\x08" + b"x" * 99
+def test_a_poison_object_waits_in_the_error_queue_and_the_dlq(world: WorkerSetup) -> None:
+    world.s3.put_object(
+        Bucket=world.bucket, Key="logs/bad.json.gz", Body=b"\x1f\x8b\x08" + b"x" * 99
     )
-    setup.notify(s3_event(setup.bucket, "logs/bad.json.gz"))
-    config = setup.config()
-    stats, _ = setup.run(config)
+    world.notify(s3_event(world.bucket, "logs/bad.json.gz"))
+    config = world.config()
+    stats, _ = world.run(config)
     assert stats.to_dict()["messages"]["dead_lettered"] == 1
-    assert setup.counts() == (0, 0)
-    assert len(setup.dead_letters()) == 1
-    listed = run_cli("errors", "--ledger", setup.ledger_url, "--json")
+    assert world.counts() == (0, 0)
+    assert len(world.dead_letters()) == 1
+    listed = run_cli("errors", "--ledger", world.ledger_url, "--json")
     assert [json.loads(line)["key"] for line in listed.stdout.splitlines()] == ["logs/bad.json.gz"]
 
 
@@ -106,12 +106,12 @@ def test_a_poison_object_waits_in_the_error_queue_and_the_dlq(setup: WorkerSetup
     ids=["garbage", "unknown-shape", "other-bucket"],
 )
 def test_an_unusable_message_is_dead_lettered_at_once(
-    setup: WorkerSetup, body: str, reason: str
+    world: WorkerSetup, body: str, reason: str
 ) -> None:
-    setup.notify(body)
-    stats, _ = setup.run(setup.config())
+    world.notify(body)
+    stats, _ = world.run(world.config())
     assert stats.to_dict()["messages"]["dead_lettered"] == 1
-    [letter] = setup.dead_letters()
+    [letter] = world.dead_letters()
     text = letter["MessageAttributes"]["reason"]["StringValue"]
     assert reason in text
     assert "\x1b" not in text
