@@ -22,6 +22,7 @@ OTHER_FILES = {
     "README.md": "test_examples_readme_lists_every_file",
     "cloudwatch-download.yaml": "test_cloudwatch_download_options",
     "ship_library.py": "test_library_example_ships_a_directory",
+    "deploy": "tests/examples/test_deploy.py (the systemd unit, the Kubernetes manifests)",
 }
 #: Handler modules, imported by pipeline files as ``module:Class``.
 HANDLERS = {"audit_handler.py": "Audit"}
@@ -238,6 +239,7 @@ def test_library_example_ships_a_directory(tmp_path: Path) -> None:
 
 def test_examples_readme_lists_every_file() -> None:
     text = (EXAMPLES / "README.md").read_text()
-    for path in EXAMPLES.iterdir():
-        if path.name not in ("README.md", "__pycache__"):
-            assert f"`{path.name}`" in text, f"examples/README.md does not list {path.name}"
+    for path in EXAMPLES.rglob("*"):
+        name = path.relative_to(EXAMPLES).as_posix()
+        if path.is_file() and name != "README.md" and "__pycache__" not in path.parts:
+            assert f"`{name}`" in text, f"examples/README.md does not list {name}"

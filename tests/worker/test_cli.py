@@ -96,3 +96,16 @@ def test_metrics_count_the_worker_messages(world: WorkerSetup) -> None:
         proc.kill()
     assert 'logferry_worker_in_flight{lane="main"} 0.0' in text
     assert ready.status_code == 200
+
+
+def test_processes_run_copies_of_the_worker(world: WorkerSetup) -> None:
+    for i in range(6):
+        world.put(f"logs/{i}.json", 5)
+        world.notify(s3_event(world.bucket, f"logs/{i}.json"))
+    result = run_cli(
+        "worker", "--queue", world.queue, "-c", str(world.config()), "--processes", "2",
+        "--stop-when-idle", "3",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert len(world.shipped_lines()) == 30
+    assert result.stderr.count("worker: consuming") == 2

@@ -27,6 +27,7 @@ from rich.progress import (
 from rich.progress import Progress as RichProgress
 
 from logferry.engine import Progress, ShipResult
+from logferry.engine.processes import Reporter, ReportingProgress
 from logferry.engine.results import plural
 from logferry.errors import ConfigError, LogferryError
 from logferry.records import ObjectInfo
@@ -134,10 +135,12 @@ def install_signal_handlers(
         else:
             stop()
         name = signal.Signals(signum).name
-        err.print(
-            f"{name}: finishing the batches in flight, then stopping "
-            f"(at most {shutdown_timeout:g} s; again to force)"
-        )
+        # A copy under --processes says nothing: its supervisor said it once for all.
+        if Reporter.current() is None:
+            err.print(
+                f"{name}: finishing the batches in flight, then stopping "
+                f"(at most {shutdown_timeout:g} s; again to force)"
+            )
         timer = threading.Timer(
             force_after, force_exit, args=(f"still busy after {force_after:g} s",)
         )
@@ -287,22 +290,35 @@ class FailureLog(Progress):
 
 
 def make_progress(quiet: bool) -> Progress:
-    """A bar on a terminal, plain lines otherwise, nothing with --quiet."""
+    """A bar on a terminal, plain lines otherwise, nothing with --quiet; under --processes,
+    events to the supervisor, which shows one bar for all."""
+    reporter = Reporter.current()
+    if reporter is not None:
+        return ReportingProgress(reporter)
     if quiet:
         return Progress()
     return RichBar() if err.is_terminal else PlainProgress()
 
 
-def print_summary(result: ShipResult, *, as_json: bool, quiet: bool, verb: str = "shipped") -> int:
+def print_summary(
+    result: ShipResult, *, as_json: bool, quiet: bool, verb: str = "shipped", final: bool = True
+) -> int:
     """Print the summary (human on stderr, ``--json`` on stdout) and return the exit code.
 
     When the reader of ``--to -`` went away (``| head``), print nothing and exit as Unix
     tools do on SIGPIPE (141): what was not written stays unacknowledged for the next run.
+    Under ``--processes`` the summary goes to the supervisor: it adds up the ``final`` ones
+    into one, and prints the others (a followed run's cycles) as they come.
     """
     from logferry.sinks.stdout import OUTPUT_CLOSED
 
     if OUTPUT_CLOSED.is_set():
         return EXIT_PIPE_CLOSED
+    reporter = Reporter.current()
+    if reporter is not None:
+        summary = {"result": result.to_dict(), "unit": result.unit, "final": final}
+        reporter.send({"e": "summary", "json": as_json, "quiet": quiet, "verb": verb, **summary})
+        return EXIT_OK if result.ok else EXIT_FAILED
     if as_json:
         sys.stdout.write(json_text(result.to_dict()) + "\n")
         sys.stdout.flush()

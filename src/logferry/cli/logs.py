@@ -15,6 +15,7 @@ from typing import Any
 import click
 
 from logferry.cli.common import json_text, safe_text
+from logferry.engine.processes import Share
 
 _META = "logferry.logging"
 _HTTP = ("httpx", "httpcore")
@@ -32,8 +33,17 @@ class SafeFormatter(logging.Formatter):
         return "\n".join(safe_text(line, markup=False) for line in text.split("\n"))
 
 
+def _process() -> str | None:
+    """``2/3`` in the second of three copies under ``--processes``: whose line it is."""
+    share = Share.from_env()
+    return f"{share.index + 1}/{share.count}" if share.shared else None
+
+
 class JsonFormatter(logging.Formatter):
-    """One JSON object per log line: ``time`` (UTC), ``level``, ``logger``, ``message``."""
+    """One JSON object per log line: ``time`` (UTC), ``level``, ``logger``, ``message``, and
+    ``process`` under ``--processes``."""
+
+    process = _process()
 
     def format(self, record: logging.LogRecord) -> str:
         moment = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
@@ -43,6 +53,8 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        if self.process:
+            doc["process"] = self.process
         if record.exc_info:
             doc["exception"] = self.formatException(record.exc_info)
         return json_text(doc)
@@ -63,7 +75,9 @@ def configure(verbose: int = 0, quiet: bool = False, fmt: str = "text") -> None:
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(SafeFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        process = _process()
+        who = f"%(name)s[{process}]" if process else "%(name)s"
+        handler.setFormatter(SafeFormatter(f"%(asctime)s %(levelname)s {who}: %(message)s"))
     root = logging.getLogger()
     if _handler is not None:
         root.removeHandler(_handler)

@@ -22,6 +22,7 @@ from logferry.cli.common import (
     safe_text,
 )
 from logferry.cli.metrics import metrics_options, serving_metrics
+from logferry.cli.processes import fan_out, processes_option
 from logferry.config import load_pipeline
 from logferry.engine import ShipResult
 from logferry.errors import ConfigErrors
@@ -44,11 +45,17 @@ def run_pipeline(
     shutdown_timeout: float,
     metrics_port: int | None = None,
     metrics_host: str = "127.0.0.1",
+    processes: int = 1,
 ) -> int:
-    """Run a pipeline file once or as a daemon; return the exit status."""
+    """Run a pipeline file once or as a daemon (as ``processes`` processes); return the
+    exit status."""
     config = load_pipeline(config_path)
     check_pipeline(config)
     led = open_ledger(ledger or config.ledger)
+    if processes > 1:
+        led.close()
+        reload = (signal.SIGHUP,) if hasattr(signal, "SIGHUP") and not once else ()
+        return fan_out(processes, follow=not once, as_json=as_json, quiet=quiet, passed_on=reload)
     last: list[ShipResult] = []
 
     verbose = logging.getLogger("logferry").getEffectiveLevel() <= logging.INFO
@@ -62,7 +69,7 @@ def run_pipeline(
                 or result.dead_letters or not result.ok
             )  # fmt: skip
             shown = once or verbose or eventful
-            print_summary(result, as_json=as_json, quiet=quiet or not shown)
+            print_summary(result, as_json=as_json, quiet=quiet or not shown, final=once)
 
     def progress(name: str) -> Any:
         # A bar per cycle would flood a daemon's log: only failures and notices, as lines.
@@ -96,9 +103,11 @@ def run_pipeline(
 @click.option("--json", "as_json", is_flag=True, help="One JSON summary line per source and cycle.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress or summaries on stderr.")
 @metrics_options
+@processes_option
 @handle_errors
 def run(config_path: str, once: bool, ledger: str | None, shutdown_timeout: float,
-        as_json: bool, quiet: bool, metrics_port: int | None, metrics_host: str) -> None:  # fmt: skip
+        as_json: bool, quiet: bool, metrics_port: int | None, metrics_host: str,
+        processes: int) -> None:  # fmt: skip
     """Run the pipelines of a config file as a daemon: list and catch up every interval.
 
     SIGHUP reloads the file (an invalid one is rejected and the old one keeps running);
@@ -115,6 +124,7 @@ def run(config_path: str, once: bool, ledger: str | None, shutdown_timeout: floa
             shutdown_timeout=shutdown_timeout,
             metrics_port=metrics_port,
             metrics_host=metrics_host,
+            processes=processes,
         )
     )
 

@@ -19,10 +19,12 @@ from logferry.cli.common import (
     print_summary,
 )
 from logferry.cli.metrics import metrics_options, serving_metrics
+from logferry.cli.processes import fan_out, processes_option
 from logferry.codecs.formats import FORMATS
 from logferry.config import ShipOptions, SinkOptions, build
 from logferry.engine import ShipResult
 from logferry.ledger import open_ledger
+from logferry.sinks import check_sink
 from logferry.sources import is_stream_url
 from logferry.timeparse import parse_time
 
@@ -260,6 +262,7 @@ def decode_options(func):  # type: ignore[no-untyped-def]
 )
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
 @metrics_options
+@processes_option
 @handle_errors
 def ship(
     source: str | None,
@@ -274,6 +277,7 @@ def ship(
     shutdown_timeout: float,
     as_json: bool,
     quiet: bool,
+    processes: int,
     **flags: Any,
 ) -> None:
     """Ship the objects of SOURCE (s3://, cos://, file:///DIR or a path) to every --to sink.
@@ -297,6 +301,7 @@ def ship(
                 as_json=as_json,
                 quiet=quiet,
                 shutdown_timeout=shutdown_timeout,
+                processes=processes,
             )
         )
     if not source or not sinks:
@@ -305,6 +310,11 @@ def ship(
     if "-" in sinks and as_json:
         fail_usage("--json and the stdout sink (-) would share stdout: pick one")
     options, sink_options = options_from_flags(flags)
+    if processes > 1:
+        if options.mode == "key":
+            fail_usage("--key names one object: drop --processes")
+        check_shared(source, sinks, sink_options, ledger)
+        sys.exit(fan_out(processes, follow=options.follow, as_json=as_json, quiet=quiet))
     stop = threading.Event()
     install_signal_handlers(stop, shutdown_timeout)
     following_bucket = options.follow and not is_stream_url(source)
@@ -312,7 +322,7 @@ def ship(
     def on_cycle(cycle: ShipResult) -> None:
         # A bucket followed for days: a summary line per cycle that shipped or failed.
         if cycle.objects or cycle.failed:
-            print_summary(cycle, as_json=False, quiet=quiet)
+            print_summary(cycle, as_json=False, quiet=quiet, final=False)
 
     led = open_ledger(ledger)
     try:
@@ -333,6 +343,19 @@ def ship(
     finally:
         led.close()
     sys.exit(print_summary(result, as_json=as_json, quiet=quiet))
+
+
+def check_shared(
+    source: str, sinks: tuple[str, ...], sink_options: SinkOptions, ledger: str | None
+) -> None:
+    """What the copies of ``ship --processes`` would each find wrong, found once, here."""
+    if is_stream_url(source):
+        fail_usage("--processes divides a bucket's objects: a stream source takes one process")
+    if "-" in sinks:
+        fail_usage("--processes and the stdout sink (-) would mix their lines: pick one")
+    for sink in sinks:
+        check_sink(sink, sink_options)
+    open_ledger(ledger).close()  # its URL is sound, and its schema made once
 
 
 #: Flags of ``ship`` that are sink options (the rest are ShipOptions, under their names).

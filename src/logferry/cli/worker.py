@@ -21,6 +21,7 @@ from logferry.cli.common import (
     safe_text,
 )
 from logferry.cli.metrics import metrics_options, serving_metrics
+from logferry.cli.processes import fan_out, processes_option
 from logferry.config import (
     PipelineConfig,
     SinkConfig,
@@ -115,11 +116,13 @@ def _summary(stats: WorkerStats, as_json: bool, quiet: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="A JSON summary on stdout at exit.")
 @click.option("--quiet", "-q", is_flag=True, help="No failure lines or summary on stderr.")
 @metrics_options
+@processes_option
 @handle_errors
 def worker(queue_url: str | None, config_path: str | None, sources: tuple[str, ...],
            sinks: tuple[str, ...], fmt: str, endpoint_url: str | None, ledger: str | None,
            shutdown_timeout: float, stop_when_idle: float | None, as_json: bool, quiet: bool,
-           metrics_port: int | None, metrics_host: str, **flags: Any) -> None:  # fmt: skip
+           metrics_port: int | None, metrics_host: str, processes: int, **flags: Any,
+           ) -> None:  # fmt: skip
     """Ship the objects named by notifications from a queue, as one of many competing workers.
 
     Each message is acked once the ledger has every object it names done (a duplicate
@@ -139,6 +142,10 @@ def worker(queue_url: str | None, config_path: str | None, sources: tuple[str, .
     if not queue_url:
         fail_usage("give --queue URL (or worker.queue in the pipeline file)")
     assert queue_url is not None
+    if processes > 1:
+        # Each copy is a worker of its own (its threads, its owner id); the queue shares out
+        # the messages, so nothing is divided here.
+        sys.exit(fan_out(processes, follow=True, as_json=as_json, quiet=quiet))
     led = open_ledger(ledger or config.ledger)
     pipeline: Pipeline | None = None
     lanes = []

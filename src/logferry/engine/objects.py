@@ -14,7 +14,6 @@ import contextlib
 import logging
 import threading
 import time
-import zlib
 from collections.abc import Callable, Iterator
 
 from logferry.codecs import decode_object
@@ -25,6 +24,7 @@ from logferry.engine.delivery import Deliverer, Refused, RetryLater, RetryPolicy
 from logferry.engine.errorqueue import ErrorQueue
 from logferry.engine.leases import LeaseKeeper
 from logferry.engine.metrics import METRICS
+from logferry.engine.processes import Share, shard_of
 from logferry.engine.results import Failure, Progress, ShipResult, close_result, one_line
 from logferry.engine.routing import Route, Router
 from logferry.errors import DecodeError, LogferryError, ObjectError, is_transient
@@ -44,11 +44,6 @@ class NotDelivered(LogferryError):
     def __init__(self, outcome: Refused | RetryLater) -> None:
         super().__init__(outcome.reason)
         self.outcome = outcome
-
-
-def shard_of(key: str, shards: int) -> int:
-    """A key's shard: stable across processes and hosts (unlike ``hash()``)."""
-    return zlib.crc32(key.encode("utf-8", "surrogateescape")) % shards
 
 
 def format_options_of(options: ShipOptions) -> FormatOptions:
@@ -73,13 +68,19 @@ def retry_policy_of(options: ShipOptions) -> RetryPolicy:
 
 
 def pending_objects(
-    source: BucketSource, ledger: Ledger, options: ShipOptions, *, include_done: bool = False
+    source: BucketSource,
+    ledger: Ledger,
+    options: ShipOptions,
+    *,
+    include_done: bool = False,
+    share: Share | None = None,
 ) -> tuple[list[ObjectInfo], int]:
     """Objects to ship, oldest first (LastModified, then key), and how many are held.
 
     Not done, and not failed ``max_attempts`` times (those are held: they wait in the error
     queue for ``drain``); everything with ``include_done``. Listing is paged; only the
-    objects to ship are kept.
+    objects to ship are kept. Held objects are counted in ``share`` only, so that copies
+    of one command add up to the bucket's count.
     """
     todo: list[ObjectInfo] = []
     held = listed = 0
@@ -102,13 +103,19 @@ def pending_objects(
             elif seen.status == Status.FAILED:
                 if seen.attempts < options.max_attempts:
                     todo.append(obj)
-                else:
+                elif share is None or share.owns(obj.key):
                     held += 1
             elif seen.status != Status.DONE:
                 todo.append(obj)
     todo.sort(key=lambda o: (o.last_modified_ms, o.key))
     log.info("listed %s: %d objects, %d to ship, %d held", source.display, listed, len(todo), held)
     return todo, held
+
+
+def touched_since(ledger: Ledger, source: str, obj: ObjectInfo, moment: float) -> bool:
+    """True when the ledger's row of ``obj`` changed at or after ``moment`` (epoch s)."""
+    entry = ledger.get(source, obj.key, obj.etag)
+    return entry is not None and entry.updated >= moment
 
 
 class ObjectRunner:
@@ -134,6 +141,10 @@ class ObjectRunner:
         self.stop = stop or threading.Event()
         #: Whose claims these are; a process running many runners (a worker) passes one id.
         self.owner = owner or new_owner_id()
+        #: Copies of this command on this machine (``--processes``) divide what they list;
+        #: keys given to ship (a notification, a queue message) are not divided again.
+        self.share = Share.from_env() if self.options.mode != "key" else Share()
+        self._pass_began = 0.0
         self.result = ShipResult(source.display)
         self.format_options = format_options_of(self.options)
         self.deliverer = Deliverer(retry_policy_of(self.options), self.stop)
@@ -151,7 +162,7 @@ class ObjectRunner:
     def pending(self, *, include_done: bool = False) -> list[ObjectInfo]:
         """Objects to ship, oldest first; see :func:`pending_objects`."""
         todo, self.result.held = pending_objects(
-            self.source, self.ledger, self.options, include_done=include_done
+            self.source, self.ledger, self.options, include_done=include_done, share=self.share
         )
         oldest = min((o.last_modified_ms for o in todo), default=None)
         age = 0.0 if oldest is None else max(0.0, time.time() - oldest / 1000)
@@ -223,7 +234,12 @@ class ObjectRunner:
         self._ship_pass(todo, force=self.options.force)
 
     def _ship_pass(self, objects: list[ObjectInfo], force: bool = False) -> None:
-        self.progress.start_pass(len(objects), sum(o.size for o in objects))
+        # Copies of one command: its own share first, then the others' from their end.
+        # A forced pass re-sends what is done, which a claim does not stop: own share only.
+        objects = self.share.order(objects, steal=not force)
+        mine = [o for o in objects if self.share.owns(o.key)]
+        self.progress.start_pass(len(mine), sum(o.size for o in mine))
+        self._pass_began = time.time()
         items = iter(objects)
         lock = threading.Lock()
 
@@ -261,6 +277,8 @@ class ObjectRunner:
         self.progress.message(f"{claim.key}: claim lost to another runner; stopping it here")
 
     def _ship_object(self, obj: ObjectInfo, force: bool) -> None:
+        if self.share.shared and touched_since(self.ledger, self.source.id, obj, self._pass_began):
+            return  # another copy shipped it, ships it, or failed it in this pass: its own
         route = self.router.route(obj.key)
         claim = self.ledger.claim(
             self.source.id,
@@ -315,6 +333,8 @@ class ObjectRunner:
             self.errors.failed(None, obj.key, entry.last_error or CRASHED, CRASHED)
             return
         log.info("%s: done, or held by another runner; skipped", obj.key)
+        if self.share.shared:
+            return  # most likely a sibling's: counting it would count it twice
         with self._lock:
             self.result.skipped += 1
 

@@ -87,6 +87,49 @@ class ShipResult:
             "seconds": round(self.seconds, 3),
         }
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], unit: str = "objects") -> ShipResult:
+        """A result back from its JSON summary (what a copy of a command reports)."""
+        return cls(
+            str(data["source"]),
+            objects=int(data.get("objects", 0)),
+            lines=int(data.get("lines", 0)),
+            bytes=int(data.get("bytes", 0)),
+            skipped=int(data.get("skipped", 0)),
+            held=int(data.get("held", 0)),
+            failed=[Failure(str(f["key"]), str(f["error"])) for f in data.get("failed", ())],
+            counters={str(k): int(v) for k, v in data.get("counters", {}).items()},
+            interrupted=bool(data.get("interrupted", False)),
+            seconds=float(data.get("seconds", 0.0)),
+            reports=dict(data.get("handlers", {})),
+            dead_letters=int(data.get("dead_letters", 0)),
+            unit=unit,
+        )
+
+
+def merge_results(results: Iterable[ShipResult]) -> ShipResult:
+    """One result for copies of a run that shared a source: counts added up, failures of
+    each key once, the longest time; handler reports are each copy's (the last one wins)."""
+    results = list(results)
+    merged = ShipResult(results[0].source, unit=results[0].unit)
+    counters: collections.Counter[str] = collections.Counter()
+    failed: dict[str, Failure] = {}
+    for result in results:
+        merged.objects += result.objects
+        merged.lines += result.lines
+        merged.bytes += result.bytes
+        merged.skipped += result.skipped
+        merged.held += result.held
+        merged.dead_letters += result.dead_letters
+        merged.interrupted |= result.interrupted
+        merged.seconds = max(merged.seconds, result.seconds)
+        merged.reports.update(result.reports)
+        counters.update(result.counters)
+        failed.update((f.key, f) for f in result.failed)
+    merged.failed = list(failed.values())
+    merged.counters = dict(counters)
+    return merged
+
 
 def plural(n: int, unit: str) -> str:
     """``1 object``, ``2 objects``: ``unit`` is the plural form."""
