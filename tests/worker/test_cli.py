@@ -98,14 +98,24 @@ def test_metrics_count_the_worker_messages(world: WorkerSetup) -> None:
     assert ready.status_code == 200
 
 
-def test_processes_run_copies_of_the_worker(world: WorkerSetup) -> None:
-    for i in range(6):
+def test_processes_on_postgres_ship_duplicated_notifications_once(
+    world: WorkerSetup, mezmo, pg_url: str
+) -> None:
+    world.ledger_url = pg_url
+    for i in range(8):
         world.put(f"logs/{i}.json", 5)
-        world.notify(s3_event(world.bucket, f"logs/{i}.json"))
+        for _ in range(2):  # every object announced twice: the copies compete for it
+            world.notify(s3_event(world.bucket, f"logs/{i}.json"))
     result = run_cli(
-        "worker", "--queue", world.queue, "-c", str(world.config()), "--processes", "2",
-        "--stop-when-idle", "3",
+        "worker", "--queue", world.queue, "-c", str(world.config(mezmo=mezmo.url)),
+        "--processes", "2", "--stop-when-idle", "4",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    assert len(world.shipped_lines()) == 30
     assert result.stderr.count("worker: consuming") == 2
+    assert len(mezmo.lines) == 40
+    assert len(world.shipped_lines()) == 40
+    ledger = open_ledger(pg_url)
+    entries = ledger.entries()
+    ledger.close()
+    assert sorted(e.attempts for e in entries) == [1] * 8
+    assert world.counts() == (0, 0)

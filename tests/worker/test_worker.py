@@ -36,6 +36,18 @@ def test_a_duplicate_delivery_is_acked_without_shipping(world: WorkerSetup, mezm
     assert len(mezmo.lines) == 10
 
 
+def test_duplicates_handled_at_once_ship_each_object_once(world: WorkerSetup, mezmo) -> None:
+    for i in range(4):
+        world.put(f"logs/{i}.json", 10)
+        for _ in range(3):
+            world.notify(s3_event(world.bucket, f"logs/{i}.json"))
+    stats, _ = world.run(world.config(mezmo=mezmo.url), concurrency=6, idle=3.0)
+    assert stats.to_dict()["messages"]["dead_lettered"] == 0
+    assert stats.to_dict()["messages"]["acked"] == 12
+    assert len(mezmo.lines) == 40
+    assert len(world.shipped_lines()) == 40
+
+
 def test_visibility_is_extended_while_a_slow_sink_ships(world: WorkerSetup, mezmo) -> None:
     world.put("logs/big.json", 300)
     mezmo.delay = 1.2  # three batches of 100 lines: ~3.6 s, over the 1 s visibility

@@ -42,6 +42,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("logferry")
 
+#: Why an object was not shipped: a duplicate delivery met it in another thread's hands.
+IN_HAND = "being shipped by another thread of this worker"
 #: A reason is one line of at most this many characters.
 MAX_REASON = 300
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2028\u2029\u2066-\u2069]")
@@ -111,6 +113,8 @@ class MessageHandler:
         #: Set at the end of a shutdown's grace: runners stop, messages are given back.
         self.stop = stop
         self.progress = progress
+        self._lock = threading.Lock()
+        self._in_hand: set[tuple[str, str]] = set()
 
     def handle(self, lane: Lane, message: Message, forward_to: list[Lane]) -> None:
         """Parse, ship and settle ``message`` of ``lane``; bigger objects go to ``forward_to``."""
@@ -140,17 +144,41 @@ class MessageHandler:
         if not todo:
             self._ack(lane, message)
             return
-        outcome = ship_work_items(
-            todo,
-            self.ledger,
-            self.plan_of,
-            self.settings.options,
-            stop=self.stop,
-            progress=self.progress() if self.progress else None,
-            owner=self.owner,
-        )
+        mine = self._reserve(todo)
+        try:
+            outcome = ship_work_items(
+                mine,
+                self.ledger,
+                self.plan_of,
+                self.settings.options,
+                stop=self.stop,
+                progress=self.progress() if self.progress else None,
+                owner=self.owner,
+            )
+        finally:
+            self._unreserve(mine)
+        for item in todo:
+            if item not in mine:  # another thread of this process ships it: ask again later
+                outcome.errors[(item.bucket, item.key)] = IN_HAND
+                outcome.transient.add((item.bucket, item.key))
         self._count(outcome)
         self._settle(lane, message, todo, outcome)
+
+    def _reserve(self, items: list[WorkItem]) -> list[WorkItem]:
+        """The items no other thread of this process is shipping now, marked as ours.
+
+        The threads share one owner id, under which the ledger would hand a second thread
+        the claim the first one holds (a duplicate delivery arriving meanwhile), and the
+        two would write the same object to the same sinks at once.
+        """
+        with self._lock:
+            mine = [i for i in items if (i.bucket, i.key) not in self._in_hand]
+            self._in_hand.update((i.bucket, i.key) for i in mine)
+        return mine
+
+    def _unreserve(self, items: list[WorkItem]) -> None:
+        with self._lock:
+            self._in_hand.difference_update((i.bucket, i.key) for i in items)
 
     # -- deciding -----------------------------------------------------------------------
 
