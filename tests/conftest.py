@@ -53,6 +53,19 @@ def _aws_test_env() -> Iterator[None]:
             os.environ[k] = v
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_state_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Default ledger and store paths in a temp dir: tests never touch the user's own (or
+    one a newer checkout migrated), and runs in parallel checkouts do not share them."""
+    old = os.environ.get("XDG_STATE_HOME")
+    os.environ["XDG_STATE_HOME"] = str(tmp_path_factory.mktemp("state"))
+    yield
+    if old is None:
+        os.environ.pop("XDG_STATE_HOME", None)
+    else:
+        os.environ["XDG_STATE_HOME"] = old
+
+
 @pytest.fixture(scope="session")
 def s3_endpoint() -> Iterator[str]:
     """An S3 HTTP endpoint: moto in server mode on a free loopback port."""

@@ -159,3 +159,16 @@ def test_missing_bucket_is_a_config_error(
     missing = S3Source(f"nope-{uuid.uuid4().hex[:8]}", endpoint_url=s3_endpoint)
     with pytest.raises(ConfigError, match="does not exist"):
         enqueue(missing, sqs_harness.open(), ledger)
+
+
+def test_hostile_keys_travel_intact(
+    nats_harness: NatsHarness, s3: Any, bucket: str, s3_endpoint: str, ledger: Ledger
+) -> None:
+    # (moto refuses a line break in a key; control characters it takes)
+    keys = sorted(["tab\tx.log", "ümlaut %41 + plus.log", "esc\x1b[31m.log", "a/b c?.log"])
+    for key in keys:
+        s3.put_object(Bucket=bucket, Key=key, Body=b"x")
+    queue = nats_harness.open()
+    enqueue(S3Source(bucket, endpoint_url=s3_endpoint), queue, ledger)
+    items = drain(queue, nats_harness, len(keys))
+    assert sorted(i.key for i in items) == keys

@@ -88,8 +88,9 @@ def sqs_harness(s3_endpoint: str) -> Iterator[SqsHarness]:
 
 NATS_URL = "nats://127.0.0.1:4222"
 NATS_HINT = (
-    "NATS JetStream is not reachable at 127.0.0.1:4222: install nats-server and start it with "
-    "JetStream on (nats-server -js), or see .ci/run"
+    "NATS JetStream is not reachable at 127.0.0.1:4222: install it (apt-get install nats-server) "
+    "and start it with JetStream on: start-stop-daemon --start --oknodo --background --exec "
+    "/usr/sbin/nats-server -- -a 127.0.0.1 -p 4222 -js -sd /var/lib/nats-server"
 )
 
 

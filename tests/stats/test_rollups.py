@@ -2,12 +2,17 @@
 
 Rows go through the DuckDB sink as the pipeline writes them (typed NumPy columns), with
 ties, single-row days, days with only failures, late rows for old days, replays, a failed
-batch, rows without a duration and hostile durations.
+batch, rows without a duration and hostile durations. Answers read before, between and after
+folds, and after a kill -9, equal those of rollups rebuilt from every row.
 """
 
 from __future__ import annotations
 
 import math
+import multiprocessing as mp
+import os
+import shutil
+import signal
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -19,11 +24,10 @@ from fastapi.testclient import TestClient
 
 from logferry.errors import FatalSinkError
 from logferry.records import Batch
-from logferry.sinks import duckdb as duckdb_sink
 from logferry.sinks.duckdb import DuckDBSink, open_store_readonly
 from logferry.stats import rollups
 from logferry.stats.app import create_app
-from logferry.stats.queries import AllCustomersStats, DuckDBStats
+from logferry.stats.queries import AllCustomersStats, CustomerStats, DuckDBStats
 
 FIRST = date(2026, 3, 1)
 LAST = date(2026, 3, 6)
@@ -108,37 +112,137 @@ def assert_close(fast: AllCustomersStats, exact: AllCustomersStats) -> None:
                     assert abs(got - want) <= rollups.ALPHA * abs(want) * (1 + 1e-9), key
 
 
-def _unsettled(path: Path) -> int:
+def _one(path: Path, sql: str) -> Any:
     con = open_store_readonly(path)
     try:
-        row = con.execute("SELECT count(*) FROM rollup_days WHERE NOT settled").fetchone()
-        return row[0] if row else 0
+        row = con.execute(sql).fetchone()
+        return row[0] if row else None
     finally:
         con.close()
 
 
-def test_rollups_agree_with_exact_query_settled_or_not(tmp_path: Path) -> None:
+def _unsettled(path: Path) -> int:
+    return int(_one(path, "SELECT count(*) FROM rollup_days WHERE NOT settled"))
+
+
+def _unfolded(path: Path) -> int:
+    """Rows of ``records`` past the rollups' watermark."""
+    return int(
+        _one(
+            path,
+            "SELECT count(*) FROM records WHERE rowid >= (SELECT next_rowid FROM rollup_watermark)",
+        )
+    )
+
+
+def assert_same(got: AllCustomersStats, want: AllCustomersStats) -> None:
+    """Two rollup answers over the same rows: equal, the average up to summation order."""
+    assert got.latency_method == want.latency_method == "ddsketch-1%"
+    assert got.model_dump(exclude={"customers"}) == want.model_dump(exclude={"customers"})
+    assert len(got.customers) == len(want.customers)
+    for g, w in zip(got.customers, want.customers, strict=True):
+        assert_same_customer(g, w)
+
+
+def assert_same_customer(got: CustomerStats, want: CustomerStats) -> None:
+    """One customer's rollup answers: equal, the average up to summation order."""
+    assert got.customer_id == want.customer_id
+    assert [d.date for d in got.days] == [d.date for d in want.days], got.customer_id
+    for gs, ws in zip([*got.days, got.total], [*want.days, want.total], strict=True):
+        assert gs.model_dump(exclude={"avg_latency"}) == ws.model_dump(exclude={"avg_latency"})
+        assert gs.avg_latency == pytest.approx(ws.avg_latency, rel=1e-12, nan_ok=True)
+
+
+def rebuilt(path: Path, tmp_path: Path) -> AllCustomersStats:
+    """The rollup answer of a copy of the store whose rollups are rebuilt from every row."""
+    copy = tmp_path / "rebuilt.db"
+    copy.unlink(missing_ok=True)
+    shutil.copy(path, copy)
+    con = duckdb.connect(str(copy))
+    con.execute("DROP TABLE rollup_state")
+    con.close()
+    DuckDBSink(copy).close()
+    return DuckDBStats(str(copy)).all_stats(FIRST, LAST)
+
+
+def test_rollups_agree_with_exact_query_folded_settled_or_not(tmp_path: Path) -> None:
     path = tmp_path / "s.db"
     sink = DuckDBSink(path, settle_every=math.inf)
     _fill(sink)
     store = DuckDBStats(str(path))
-    # Unsettled: every day is read from its appended sketch rows.
-    assert _unsettled(path) > 0
+    # Nothing folded yet: the query aggregates every row past the watermark itself.
+    assert _unfolded(path) == _one(path, "SELECT count(*) FROM records")
     exact = store.all_stats(FIRST, LAST, exact=True)
     assert len(exact.customers) == 6
     assert sum(c.total.total_requests for c in exact.customers) > 1000
-    assert_close(store.all_stats(FIRST, LAST), exact)
+    unfolded = store.all_stats(FIRST, LAST)
+    assert_close(unfolded, exact)
+    # Folded but not settled: days read from their appended sketch rows.
+    with sink._lock:
+        con = sink._connection()
+        con.execute("BEGIN TRANSACTION")
+        rollups.fold(con)
+        con.execute("COMMIT")
+        sink._release()
+    assert _unfolded(path) == 0
+    assert _unsettled(path) > 0
+    assert_same(store.all_stats(FIRST, LAST), unfolded)
     sink.close()  # settles
     assert _unsettled(path) == 0
-    assert_close(store.all_stats(FIRST, LAST), exact)
+    assert_same(store.all_stats(FIRST, LAST), unfolded)
+    assert_same(rebuilt(path, tmp_path), unfolded)
     # Sub-ranges and one customer agree too.
     mid = date(2026, 3, 3)
     assert_close(store.all_stats(mid, mid), store.all_stats(mid, mid, exact=True))
     one = store.customer_stats("cust_0", FIRST, LAST)
     assert one.latency_method == "ddsketch-1%"
-    assert one == next(
-        c for c in store.all_stats(FIRST, LAST).customers if c.customer_id == "cust_0"
+    assert_same_customer(
+        one, next(c for c in store.all_stats(FIRST, LAST).customers if c.customer_id == "cust_0")
     )
+
+
+def test_many_small_batches_folded_as_they_come(tmp_path: Path) -> None:
+    """Folds before most batches (settle_every=0), answers checked between them."""
+    rng = np.random.default_rng(7)
+    path = tmp_path / "s.db"
+    sink = DuckDBSink(path, settle_every=0)
+    store = DuckDBStats(str(path))
+    position = 0
+    for i in range(45):
+        day = date(2026, 3, int(rng.integers(1, 7)))
+        rows = _rows(int(rng.integers(0, 1000)), day, customers=int(rng.integers(1, 7)))
+        take = int(rng.integers(1, 40))
+        rows = {k: v[:take] for k, v in rows.items()}
+        sink.write(_batch(rows, position))
+        position += len(rows["ts"])
+        if i % 15 == 14:
+            assert _unfolded(path) > 0  # the last batch waits for the next fold
+            assert_close(store.all_stats(FIRST, LAST), store.all_stats(FIRST, LAST, exact=True))
+    before_close = store.all_stats(FIRST, LAST)
+    sink.close()
+    assert _unfolded(path) == 0
+    assert_same(store.all_stats(FIRST, LAST), before_close)
+    assert_same(rebuilt(path, tmp_path), before_close)
+
+
+def test_fold_midway_then_more_rows_after_reopening(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    store = DuckDBStats(str(path))
+    first = DuckDBSink(path, settle_every=math.inf)
+    first.write(_batch(_rows(1, FIRST), 0))
+    first.write(_batch(_rows(2, LAST), 10_000))
+    first.close()  # folds and settles these two
+    assert _unfolded(path) == 0
+    second = DuckDBSink(path, settle_every=math.inf)
+    second.write(_batch(_rows(3, FIRST), 20_000))  # a late day: settled rows + unfolded rows
+    second.write(_batch(_rows(4, date(2026, 3, 4)), 30_000))
+    assert _unfolded(path) > 0
+    second._release()
+    mixed = store.all_stats(FIRST, LAST)
+    assert_close(mixed, store.all_stats(FIRST, LAST, exact=True))
+    assert_same(rebuilt(path, tmp_path), mixed)
+    second.close()
+    assert_same(store.all_stats(FIRST, LAST), mixed)
 
 
 def test_settling_while_writing_keeps_the_numbers(tmp_path: Path) -> None:
@@ -155,45 +259,127 @@ def test_a_failed_batch_leaves_rows_and_rollups_as_they_were(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = tmp_path / "s.db"
-    sink = DuckDBSink(path)
-    rows = _rows(1, FIRST)
-    sink.write(_batch(rows, 0))
+    sink = DuckDBSink(path, settle_every=0)
+    sink.write(_batch(_rows(1, FIRST), 0))
+    store = DuckDBStats(str(path))
+    before = store.all_stats(FIRST, LAST)
+    original = rollups._append
 
     def crash(*args: Any) -> None:
-        raise duckdb.IOException("disk gone between the rows and the rollups")
+        original(*args)  # the delta is appended, the watermark not moved yet
+        raise duckdb.IOException("disk gone between the rollups and the watermark")
 
-    monkeypatch.setattr(duckdb_sink.rollups, "add_batch", crash)
+    monkeypatch.setattr(rollups, "_append", crash)
     second = _rows(2, LAST)
     with pytest.raises(Exception, match="disk gone"):
         sink.write(_batch(second, 1000))
     monkeypatch.undo()
-    store = DuckDBStats(str(path))
-    before = store.all_stats(FIRST, LAST)
-    assert before.latency_method == "ddsketch-1%"  # rollups still match records
-    assert [d.date for d in before.customers[0].days] == [FIRST]
+    assert _one(path, "SELECT sum(total) FROM rollup_days") is None  # nothing folded
+    assert_same(store.all_stats(FIRST, LAST), before)
     sink.write(_batch(second, 1000))  # the retry lands once, in rows and rollups
     sink.close()
     assert_close(store.all_stats(FIRST, LAST), store.all_stats(FIRST, LAST, exact=True))
+    assert_same(rebuilt(path, tmp_path), store.all_stats(FIRST, LAST))
 
 
-def test_stale_or_missing_rollups_fall_back_to_exact_then_get_rebuilt(tmp_path: Path) -> None:
+def test_fold_refuses_to_run_after_an_insert_in_its_transaction(tmp_path: Path) -> None:
+    """Uncommitted rows carry provisional row ids: a watermark past them would skip rows."""
+    path = tmp_path / "s.db"
+    DuckDBSink(path).close()
+    con = duckdb.connect(str(path))
+    con.execute("BEGIN TRANSACTION")
+    con.execute(
+        "INSERT INTO records SELECT 'd', 'k', 0, TIMESTAMPTZ '2026-03-02 10:00:00+00', "
+        "'', 'api-request', 'c', '/', 200, 0.25, true"
+    )
+    with pytest.raises(RuntimeError, match="after an insert"):
+        rollups.fold(con)
+    con.execute("ROLLBACK")
+    con.close()
+
+
+def _crashing_writer(path: str, fold_crash: bool) -> None:
+    """Commit batches, then die by SIGKILL: after the commits, or inside a fold."""
+    sink = DuckDBSink(path, settle_every=0 if fold_crash else math.inf)
+    position = 0
+    for i, day in enumerate([FIRST, date(2026, 3, 2), FIRST, LAST]):
+        rows = _rows(10 + i, day)
+        sink.write(_batch(rows, position))
+        position += len(rows["ts"])
+    if fold_crash:
+        original = rollups._append
+
+        def die(*args: Any) -> None:
+            original(*args)
+            os.kill(os.getpid(), signal.SIGKILL)
+
+        rollups._append = die  # type: ignore[assignment]
+        sink.write(_batch(_rows(20, LAST), position))  # its fold dies half-way
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+@pytest.mark.parametrize("fold_crash", [False, True], ids=["before-fold", "inside-fold"])
+def test_kill_9_loses_nothing_and_counts_nothing_twice(tmp_path: Path, fold_crash: bool) -> None:
+    path = tmp_path / "s.db"
+    child = mp.get_context("spawn").Process(target=_crashing_writer, args=(str(path), fold_crash))
+    child.start()
+    child.join(60)
+    assert child.exitcode == -signal.SIGKILL
+    store = DuckDBStats(str(path))
+    exact = store.all_stats(FIRST, LAST, exact=True)
+    assert sum(c.total.total_requests for c in exact.customers) > 100
+    # Read-only, straight after the crash: rollups plus the rows they do not cover yet.
+    after_crash = store.all_stats(FIRST, LAST)
+    assert_close(after_crash, exact)
+    assert _unfolded(path) > 0
+    DuckDBSink(path).close()  # the next writer folds what the crash left
+    assert _unfolded(path) == 0
+    typed = "SELECT count(*) FROM records WHERE customer_id IS NOT NULL AND status_code IS NOT NULL"
+    assert _one(path, "SELECT sum(total) FROM rollup_days") == _one(path, typed)
+    assert _one(path, "SELECT records FROM rollup_state") == _one(
+        path, "SELECT count(*) FROM records"
+    )
+    assert_same(store.all_stats(FIRST, LAST), after_crash)
+    assert_same(rebuilt(path, tmp_path), after_crash)
+
+
+def test_rows_added_behind_the_sinks_back_are_counted_deleted_ones_mean_exact(
+    tmp_path: Path,
+) -> None:
     path = tmp_path / "s.db"
     sink = DuckDBSink(path)
     _fill(sink)
     sink.close()
-    # An older logferry (or a hand) adds rows behind the rollups' back.
+    store = DuckDBStats(str(path))
+    # An older logferry (or a hand) adds rows: they are past the watermark, so counted.
     con = duckdb.connect(str(path))
     con.execute(
         "INSERT INTO records SELECT 'old', 'x', range, TIMESTAMPTZ '2026-03-02 10:00:00+00', "
         "'', 'api-request', 'cust_9', '/', 200, 0.25, true FROM range(5)"
     )
     con.close()
-    store = DuckDBStats(str(path))
+    added = store.all_stats(FIRST, LAST)
+    assert "cust_9" in [c.customer_id for c in added.customers]
+    assert_close(added, store.all_stats(FIRST, LAST, exact=True))
+    # Rows deleted below the watermark: the rollups cannot be trusted, the answer is exact.
+    con = duckdb.connect(str(path))
+    con.execute(
+        "DELETE FROM records WHERE rowid IN "
+        "(SELECT rowid FROM records WHERE customer_id = 'cust_1' LIMIT 3)"
+    )
+    con.close()
     stale = store.all_stats(FIRST, LAST)
     assert stale.latency_method == "exact"
-    assert "cust_9" in [c.customer_id for c in stale.customers]
     DuckDBSink(path).close()  # a writer rebuilds them
     assert_close(store.all_stats(FIRST, LAST), store.all_stats(FIRST, LAST, exact=True))
+    # Rollups of another layout (an older logferry rebuilt them its way) answer exactly, and
+    # the next writer rebuilds them in this one.
+    con = duckdb.connect(str(path))
+    con.execute("UPDATE rollup_state SET version = 1")
+    con.close()
+    assert store.all_stats(FIRST, LAST).latency_method == "exact"
+    DuckDBSink(path).close()
+    assert store.all_stats(FIRST, LAST).latency_method == "ddsketch-1%"
     # A store without any rollup tables answers exactly, as before.
     con = duckdb.connect(str(path))
     con.execute("DROP TABLE rollup_state")

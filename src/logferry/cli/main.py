@@ -14,6 +14,7 @@ from logferry.cli.enqueue import enqueue
 from logferry.cli.errors import drain, errors
 from logferry.cli.generate import generate_group
 from logferry.cli.job import job
+from logferry.cli.ledger import ledger
 from logferry.cli.logs import add_output_options
 from logferry.cli.package import package
 from logferry.cli.pull import pull
@@ -46,6 +47,7 @@ for command in (
     status,
     errors,
     drain,
+    ledger,
     demo,
     deploy,
     generate_group,

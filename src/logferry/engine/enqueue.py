@@ -37,7 +37,7 @@ from logferry.records import ObjectInfo
 from logferry.sources.keytime import STAMP_LEAD, in_time_range, key_time_span
 from logferry.sources.s3 import S3Source
 
-__all__ = ["EnqueueResult", "Unit", "enqueue", "event_body", "plan_units"]
+__all__ = ["EnqueueResult", "Unit", "enqueue", "event_body", "message_id", "plan_units"]
 
 #: How many prefixes splitting aims for (fixed, so a resume finds the same plan anyway).
 SPLIT_TARGET = 64
@@ -116,6 +116,14 @@ def event_body(bucket: str, obj: ObjectInfo) -> bytes:
         },
     }
     return orjson.dumps({"Records": [record]})
+
+
+def message_id(bucket: str, obj: ObjectInfo) -> str:
+    """The id that lets a queue drop a repeated message: one per object version.
+
+    A hash, because keys are untrusted and may hold what a header must not (line breaks).
+    """
+    return hashlib.sha256(f"{bucket}/{obj.key}@{obj.etag}".encode()).hexdigest()
 
 
 def _outside(prefix: str, since: int | None, until: int | None) -> bool:
@@ -239,7 +247,7 @@ class _Run:
             bucket = self.source.bucket
             self.queue.publish(
                 [event_body(bucket, o) for o in chunk.items],
-                ids=[f"{bucket}/{o.key}@{o.etag}"[:1024] for o in chunk.items],
+                ids=[message_id(bucket, o) for o in chunk.items],
             )
         if chunk.finished:
             self.ledger.set_cursor(cursor_name, _DONE)

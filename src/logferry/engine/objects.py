@@ -86,6 +86,7 @@ def pending_objects(
     held = listed = 0
     shard, shards = options.shard_index, options.shard_count
     since, until = options.since, options.until
+    pruned = None if include_done else ledger.pruned_before(source.id)
     for page in source.list_pages():
         listed += len(page)
         if shards > 1:
@@ -98,6 +99,8 @@ def pending_objects(
         known = ledger.lookup(source.id, (o.key for o in page))
         for obj in page:
             seen = known.get(obj.key)
+            if seen is None and pruned is not None and obj.last_modified_ms < pruned:
+                continue  # shipped, then pruned from the ledger (`logferry ledger prune`)
             if seen is None or seen.etag != obj.etag:
                 todo.append(obj)
             elif seen.status == Status.FAILED:

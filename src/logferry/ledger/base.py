@@ -295,7 +295,15 @@ class Ledger(ABC):
 
     @abstractmethod
     def status(self) -> list[SourceStatus]:
-        """Aggregate progress per source."""
+        """Aggregate progress per source (objects pruned from the ledger still count)."""
+
+    def pruned_before(self, source: str) -> int | None:
+        """Epoch ms before which ``source`` was pruned (``logferry ledger prune``), if ever.
+
+        Objects of ``source`` last modified before it and unknown to the ledger were shipped
+        and then pruned: a listing must skip them.
+        """
+        return None
 
     # -- dead letters: records a sink refused for good (see ledger/dead_letters.py) --
 

@@ -99,6 +99,10 @@ class DeadLetterStore:
     def _counts(self, sql: str, param_rows: Iterable[Sequence[Any]]) -> list[int]:
         raise NotImplementedError
 
+    def _insert_once(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        """Run an INSERT ... RETURNING that must not be repeated (not idempotent)."""
+        raise NotImplementedError
+
     def _dead_letter_table(self, *, create: bool = True) -> bool:
         """Make the table if needed; False when it does not exist and cannot be made here
         (a ledger opened read-only, from before dead letters: it has none)."""
@@ -123,7 +127,7 @@ class DeadLetterStore:
     ) -> int:
         """Keep ``batch`` (positions ``batch.start``-``batch.end`` of its partition); its id."""
         self._dead_letter_table()
-        rows = self._rows(
+        rows = self._insert_once(
             "INSERT INTO logferry_dead_letters (source, key, etag, start_pos, end_pos, sink, "
             "error_class, error, nbytes, created, records) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import time
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 import psycopg
@@ -17,11 +18,17 @@ from logferry.ledger.base import (
     Claim,
     LedgerError,
     Seen,
-    SourceStatus,
     Status,
 )
-from logferry.ledger.sql import CRASHED, LAST_SHIPPED, SqlLedger, claim_verdict, crashed_reason
+from logferry.ledger.prune import PRUNED_DDL, TOTALS_DDL, TOTALS_SHARDS, totals_backfill
+from logferry.ledger.reconnect import Outage, connection_lost
+from logferry.ledger.sql import Run, SqlLedger
 from logferry.records import ObjectInfo
+
+T = TypeVar("T")
+
+#: How long a statement is retried while the server cannot be reached (seconds).
+RETRY_SECONDS = float(os.environ.get("LOGFERRY_LEDGER_RETRY_SECONDS", "120"))
 
 # Each entry upgrades the schema by one version; never edit a released step.
 MIGRATIONS: list[list[str]] = [
@@ -52,12 +59,36 @@ MIGRATIONS: list[list[str]] = [
         "CREATE INDEX logferry_objects_status ON logferry_objects (source, status)",
     ],
     ["ALTER TABLE logferry_objects ADD COLUMN cursor TEXT"],
+    [
+        # Unfinished rows (the error queue, pending/active listings, status): a small index
+        # however many done rows the table holds. No column a checkpoint changes is indexed
+        # (``updated``, say), so a checkpoint stays a HOT update that touches no index.
+        "CREATE INDEX logferry_objects_open ON logferry_objects (status, source) "
+        "WHERE status <> 'done'",
+        # A renamed tailed file: its cursor, and whether another key holds it now.
+        "CREATE INDEX logferry_objects_cursor ON logferry_objects (source, etag) "
+        "WHERE cursor IS NOT NULL",
+        "CREATE INDEX logferry_objects_held ON logferry_objects (source, etag) "
+        "WHERE status = 'active'",
+        # Room in each page for the new version of a row a checkpoint updates (HOT).
+        "ALTER TABLE logferry_objects SET (fillfactor = 90)",
+        TOTALS_DDL,
+        totals_backfill("logferry_objects"),
+        PRUNED_DDL,
+    ],
 ]
 
 # Any constant shared by every logferry process: serializes concurrent migrators.
 _MIGRATION_LOCK = 0x6C6F6766  # "logf"
 
-_ROW = "source = %s AND key = %s AND etag = %s"
+_ROW = "source = ? AND key = ? AND etag = ?"
+
+_KEEPALIVES = {
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+}
 
 
 def redact_url(url: str) -> str:
@@ -117,11 +148,23 @@ class PostgresLedger(SqlLedger):
                 self._check_schema(conn, readonly=readonly)
             if not readonly:
                 self._migrate(conn)
+        self.retry_seconds = RETRY_SECONDS
+        # The pool warns of every connection it drops during an outage, with libpq's
+        # multi-line text; the ledger says once that the server is unreachable instead.
+        pool_log = logging.getLogger("psycopg.pool")
+        if pool_log.level == logging.NOTSET:
+            pool_log.setLevel(logging.ERROR)
+        self._outage = Outage(self.display)
         self._pool = ConnectionPool(
             url,
-            kwargs=kwargs,
+            # Keepalives notice a server that vanished without closing the connection.
+            kwargs={**_KEEPALIVES, **kwargs},
             min_size=1,
             max_size=max_connections,
+            # Give up reconnecting soon: the pool's own backoff doubles without bound, so
+            # after a long outage it would wake late. _atomic keeps asking instead, and each
+            # request for a connection starts a fresh attempt.
+            reconnect_timeout=5,
             open=False,
             # Checked at checkout so a restarted server costs one reconnect, not a failure.
             check=ConnectionPool.check_connection,
@@ -152,16 +195,53 @@ class PostgresLedger(SqlLedger):
                 f"cannot connect to ledger {self.display}: {self._reason(exc)}"
             ) from None
 
-    @contextmanager
-    def _tx(self) -> Iterator[psycopg.Cursor[tuple[Any, ...]]]:
-        """A cursor in one transaction: committed on success, rolled back on error."""
+    def _atomic(self, work: Callable[[Run, int], T], *, patience: float | None = None) -> T:
+        """Run ``work`` in one transaction on a pooled connection.
+
+        A connection lost (server restarted, network cut) is retried with backoff for up to
+        ``retry_seconds`` (``patience`` if given), then fails with a LedgerError: the pool
+        reconnects meanwhile. Statements run by ``work`` must be safe to run again, as the
+        first attempt may have committed before the connection dropped (see _update_held).
+        """
+        attempt = 0
+        patience = self.retry_seconds if patience is None else patience
+        while True:
+            attempt += 1
+            wait = self._outage.connect_wait(patience)
+            began = time.monotonic()
+            try:
+                with self._pool.connection(timeout=wait) as conn, conn.cursor() as cur:
+
+                    def run(sql: str, params: Sequence[Any] = ()) -> tuple[int, list[Any]]:
+                        cur.execute(sql.replace("?", "%s"), params)
+                        return cur.rowcount, cur.fetchall() if cur.description else []
+
+                    result = work(run, attempt)
+                self._outage.over()
+                return result
+            except PoolTimeout:
+                reason = f"no connection within {wait:.0f} s"
+            except psycopg.Error as exc:
+                if not connection_lost(exc):
+                    raise self._failure(exc) from None
+                reason = self._reason(exc)
+            self._outage.wait(reason, patience, attempt, began)
+
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return self._atomic(lambda run, attempt: run(sql, params)[1])
+
+    def _counts(self, sql: str, param_rows: Iterable[Sequence[Any]]) -> list[int]:
+        rows = [tuple(p) for p in param_rows]
+        return self._atomic(lambda run, attempt: [run(sql, p)[0] for p in rows])
+
+    def _insert_once(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        """An INSERT that must not run twice: not retried once it may have reached the server."""
         try:
             with self._pool.connection() as conn, conn.cursor() as cur:
-                yield cur
+                cur.execute(sql.replace("?", "%s"), params)
+                return cur.fetchall()
         except PoolTimeout as exc:
-            raise ConfigError(
-                f"cannot connect to ledger {self.display}: {self._reason(exc)}"
-            ) from None
+            raise LedgerError(f"cannot reach ledger {self.display}: {self._reason(exc)}") from None
         except psycopg.Error as exc:
             raise self._failure(exc) from None
 
@@ -202,6 +282,9 @@ class PostgresLedger(SqlLedger):
 
     _table = "logferry_objects"
     _id = "id"
+    # Concurrent completions add to different rows of a source's totals (no lock queue).
+    _shard = f"mod(pg_backend_pid(), {TOTALS_SHARDS})"
+    _greatest = "greatest"
     _dead_letter_ddl = (
         "CREATE TABLE IF NOT EXISTS logferry_dead_letters (id BIGSERIAL PRIMARY KEY, "
         "source TEXT NOT NULL, key TEXT NOT NULL, etag TEXT NOT NULL, start_pos BIGINT NOT NULL, "
@@ -209,19 +292,6 @@ class PostgresLedger(SqlLedger):
         "error TEXT NOT NULL, nbytes BIGINT NOT NULL, created DOUBLE PRECISION NOT NULL, "
         "records BYTEA NOT NULL)"
     )
-
-    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        with self._tx() as cur:
-            cur.execute(sql.replace("?", "%s"), params)
-            return cur.fetchall() if cur.description else []
-
-    def _counts(self, sql: str, param_rows: Iterable[Sequence[Any]]) -> list[int]:
-        counts = []
-        with self._tx() as cur:
-            for params in param_rows:
-                cur.execute(sql.replace("?", "%s"), params)
-                counts.append(cur.rowcount)
-        return counts
 
     def _migrate(self, conn: psycopg.Connection[tuple[Any, ...]]) -> None:
         try:
@@ -254,14 +324,13 @@ class PostgresLedger(SqlLedger):
     def lookup(self, source: str, keys: Iterable[str]) -> dict[str, Seen]:
         """Map each known key to its most recently updated row."""
         found: dict[str, Seen] = {}
-        with self._tx() as cur:
-            cur.execute(
-                "SELECT key, etag, status, attempts FROM logferry_objects "
-                "WHERE source = %s AND key = ANY(%s) ORDER BY updated, id",
-                (source, list(keys)),
-            )
-            for key, etag, status, attempts in cur:
-                found[key] = Seen(etag, Status(status), attempts)
+        rows = self._rows(
+            "SELECT key, etag, status, attempts FROM logferry_objects "
+            "WHERE source = ? AND key = ANY(?) ORDER BY updated, id",
+            (source, list(keys)),
+        )
+        for key, etag, status, attempts in rows:
+            found[key] = Seen(etag, Status(status), attempts)
         return found
 
     def claim(
@@ -277,80 +346,44 @@ class PostgresLedger(SqlLedger):
         """Claim ``obj`` in one transaction holding the row lock, so two hosts cannot both win."""
         now = time.time()
         ident = (source, obj.key, obj.etag)
-        with self._tx() as cur:
+
+        def work(run: Run, attempt: int) -> Claim | None:
+            # Retried after a dropped connection, a claim that committed finds the row ours
+            # (held by ``owner``) and claims it again: one attempt too many is counted.
             row = None
             # A row is locked, or inserted by us; a concurrent purge between the failed insert
             # and the select can only happen a handful of times, hence the bounded loop.
             for _ in range(5):
-                row = cur.execute(
-                    "SELECT status, position, attempts, owner, lease_until, cursor "
-                    "FROM logferry_objects "
-                    f"WHERE {_ROW} FOR UPDATE",
+                _, found = run(
+                    "SELECT status, position, attempts, owner, lease_until, cursor, lines, bytes "
+                    f"FROM logferry_objects WHERE {_ROW} FOR UPDATE",
                     ident,
-                ).fetchone()
-                if row is not None:
+                )
+                if found:
+                    row = found[0]
                     break
                 # ON CONFLICT waits for a concurrent inserter and yields to it if it commits.
-                inserted = cur.execute(
+                _, inserted = run(
                     "INSERT INTO logferry_objects (source, key, etag, size, last_modified_ms, "
                     "status, attempts, owner, lease_until, first_seen, updated) "
-                    "VALUES (%s, %s, %s, %s, %s, 'active', 1, %s, %s, %s, %s) "
+                    "VALUES (?, ?, ?, ?, ?, 'active', 1, ?, ?, ?, ?) "
                     "ON CONFLICT (source, key, etag) DO NOTHING RETURNING id",
                     (*ident, obj.size, obj.last_modified_ms, owner, now + lease_seconds, now, now),
-                ).fetchone()
-                if inserted is not None:
+                )
+                if inserted:
                     return Claim(source, obj.key, obj.etag, owner, 0, 1)
             if row is None:
                 raise RuntimeError(f"ledger row for {obj.key} keeps vanishing during a claim")
-            status, position, attempts, holder, lease_until, cursor = row
-            verdict = claim_verdict(
-                (status, attempts, holder, lease_until),
-                owner,
-                now,
-                force=force,
-                max_attempts=max_attempts,
-            )
-            if verdict == "crashed":
-                cur.execute(
-                    self._q(self._CRASH).replace("?", "%s"),
-                    (CRASHED, crashed_reason(attempts), now, source, obj.key, obj.etag),
-                )
-            if verdict != "claim":
-                return None
-            if force:
-                position, cursor = 0, None
-            cur.execute(
-                "UPDATE logferry_objects SET status = 'active', owner = %s, lease_until = %s, "
-                "attempts = %s, position = %s, cursor = CASE WHEN %s THEN NULL ELSE cursor END, "
-                "lines = CASE WHEN %s THEN 0 ELSE lines END, "
-                f"bytes = CASE WHEN %s THEN 0 ELSE bytes END, updated = %s WHERE {_ROW}",
-                (owner, now + lease_seconds, attempts + 1, position, force, force, force, now,
-                 *ident),
-            )  # fmt: skip
-            return Claim(source, obj.key, obj.etag, owner, position, attempts + 1, cursor)
+            return self._claim_row(run, ident, row, owner, now, lease_seconds, force, max_attempts)
 
-    def status(self) -> list[SourceStatus]:
-        """Per source: counts by status, lines, bytes, last shipped time."""
-        # sum() of bigint is numeric in Postgres: cast back so callers get ints.
-        with self._tx() as cur:
-            rows = cur.execute(
-                "SELECT source, "
-                "count(*) FILTER (WHERE status = 'done'), "
-                "count(*) FILTER (WHERE status = 'failed'), "
-                "count(*) FILTER (WHERE status IN ('active', 'pending')), "
-                "coalesce(sum(lines), 0)::bigint, coalesce(sum(bytes), 0)::bigint, "
-                + LAST_SHIPPED
-                + " "
-                "FROM logferry_objects GROUP BY source ORDER BY source"
-            ).fetchall()
-        return [SourceStatus(*r) for r in rows]
+        return self._atomic(work)
 
     def check_writable(self) -> None:
         """A round trip in a read-write transaction."""
-        try:
-            rows = self._rows("SHOW transaction_read_only")
-        except psycopg.Error as exc:
-            raise LedgerError(f"cannot reach ledger {self.display}: {self._reason(exc)}") from None
+        # A readiness probe answers now: no waiting out an outage.
+        rows = self._atomic(
+            lambda run, attempt: run("SHOW transaction_read_only", ())[1], patience=0
+        )
         if rows and rows[0][0] == "on":
             raise LedgerError(f"ledger {self.display} is read-only")
 

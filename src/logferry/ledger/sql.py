@@ -10,12 +10,18 @@ from __future__ import annotations
 
 import time
 from abc import abstractmethod
-from collections.abc import Iterable, Sequence
-from typing import Any, ClassVar
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, ClassVar, TypeVar
 
 from logferry.ledger.base import Claim, ClaimLostError, Entry, Ledger, Status, owner_is_dead
 from logferry.ledger.cursors import CursorStore
 from logferry.ledger.dead_letters import DeadLetterStore
+from logferry.ledger.prune import PruneStore
+
+T = TypeVar("T")
+
+#: Runs one statement (``?`` placeholders) inside a transaction: (rows changed, rows returned).
+Run = Callable[[str, Sequence[Any]], tuple[int, list[tuple[Any, ...]]]]
 
 _COLUMNS = (
     "{id}, source, key, etag, size, status, position, lines, bytes, attempts, error_class, "
@@ -33,13 +39,6 @@ def _entry(row: Sequence[Any]) -> Entry:
 
 
 #: Error class of an object whose runners kept dying while they shipped it.
-#: ``status()``'s last shipped time: objects count when done, stream partitions (never done
-#: while followed) at their last checkpoint that shipped lines (``updated``).
-LAST_SHIPPED = (
-    "max(CASE WHEN status = 'done' THEN done_at "
-    "WHEN status IN ('active', 'pending') AND lines > 0 THEN updated END)"
-)
-
 CRASHED = "Crashed"
 
 
@@ -79,12 +78,20 @@ def claim_verdict(
     return "claim"
 
 
-class SqlLedger(CursorStore, DeadLetterStore, Ledger):
+class SqlLedger(PruneStore, CursorStore, DeadLetterStore, Ledger):
     """A ledger kept in one SQL table of objects; subclasses run the statements."""
 
     #: The objects table and its row id column, as the backend names them.
     _table: ClassVar[str]
     _id: ClassVar[str]
+
+    @abstractmethod
+    def _atomic(self, work: Callable[[Run, int], T]) -> T:
+        """Run ``work(run, attempt)`` in one transaction and return what it returns.
+
+        A backend may run ``work`` again (``attempt`` 2, 3, ...) when the connection dropped
+        before the commit was confirmed: the first attempt may or may not have committed.
+        """
 
     @abstractmethod
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
@@ -103,6 +110,47 @@ class SqlLedger(CursorStore, DeadLetterStore, Ledger):
     def _q(self, sql: str) -> str:
         return sql.format(t=self._table, columns=_COLUMNS.format(id=self._id), id=self._id)
 
+    def _claim_row(
+        self,
+        run: Run,
+        ident: tuple[str, str, str],
+        row: Sequence[Any],
+        owner: str,
+        now: float,
+        lease_seconds: float,
+        force: bool,
+        max_attempts: int | None,
+    ) -> Claim | None:
+        """Claim an existing, locked row per :func:`claim_verdict`."""
+        status, position, attempts, holder, lease_until, cursor, lines, nbytes = row
+        verdict = claim_verdict(
+            (status, attempts, holder, lease_until),
+            owner,
+            now,
+            force=force,
+            max_attempts=max_attempts,
+        )
+        if verdict == "crashed":
+            run(self._q(self._CRASH), (CRASHED, crashed_reason(attempts), now, *ident))
+        if verdict != "claim":
+            return None
+        if force:
+            position, cursor = 0, None
+            if status == Status.DONE:  # shipped again from the start: no longer counted done
+                run(self._totals_add, (ident[0], -1, -lines, -nbytes, None))
+        update = (
+            "UPDATE {t} SET status = 'active', owner = ?, lease_until = ?, attempts = ?, "
+            "position = ?, cursor = CASE WHEN ? THEN NULL ELSE cursor END, "
+            "lines = CASE WHEN ? THEN 0 ELSE lines END, bytes = CASE WHEN ? THEN 0 ELSE bytes END, "
+            "updated = ? WHERE source = ? AND key = ? AND etag = ?"
+        )
+        until = now + lease_seconds
+        run(
+            self._q(update),
+            (owner, until, attempts + 1, position, force, force, force, now, *ident),
+        )
+        return Claim(ident[0], ident[1], ident[2], owner, position, attempts + 1, cursor)
+
     def get(self, source: str, key: str, etag: str) -> Entry | None:
         """The row of this object version, if any."""
         rows = self._rows(
@@ -111,14 +159,42 @@ class SqlLedger(CursorStore, DeadLetterStore, Ledger):
         )
         return _entry(rows[0]) if rows else None
 
-    def _update_held(self, claim: Claim, sql: str, params: tuple[Any, ...]) -> None:
-        (changed,) = self._counts(
-            self._q("UPDATE {t} SET ") + sql + " WHERE source = ? AND key = ? AND etag = ? "
-            "AND owner = ?",
-            [(*params, claim.source, claim.key, claim.etag, claim.owner)],
-        )
-        if changed != 1:
+    def _update_held(
+        self, claim: Claim, sql: str, params: tuple[Any, ...], now: float, final: Status | None
+    ) -> list[tuple[Any, ...]]:
+        """Update a row we hold; its ``RETURNING`` rows. ClaimLostError when it is not ours.
+
+        ``final`` is the status the update leaves, when it also drops the claim: after a
+        dropped connection the first attempt may have committed, which the retry recognises
+        by the status and our ``updated`` time (see :meth:`_atomic`).
+        """
+        ident = (claim.source, claim.key, claim.etag)
+
+        def work(run: Run, attempt: int) -> list[tuple[Any, ...]] | None:
+            _, rows = run(
+                self._q("UPDATE {t} SET ") + sql + " WHERE source = ? AND key = ? AND etag = ? "
+                "AND owner = ? RETURNING lines, bytes",
+                (*params, *ident, claim.owner),
+            )
+            if rows:
+                if final == Status.DONE:
+                    run(self._totals_add, (claim.source, 1, rows[0][0], rows[0][1], now))
+                return rows
+            if attempt > 1 and final is not None:
+                _, mine = run(
+                    self._q(
+                        "SELECT lines, bytes FROM {t} WHERE source = ? AND key = ? AND etag = ? "
+                        "AND owner IS NULL AND status = ? AND updated = ?"
+                    ),
+                    (*ident, str(final), now),
+                )
+                return mine or None
+            return None
+
+        done = self._atomic(work)
+        if done is None:
             raise ClaimLostError(f"claim on {claim.key} was taken over by another runner")
+        return done
 
     def checkpoint(
         self,
@@ -130,11 +206,15 @@ class SqlLedger(CursorStore, DeadLetterStore, Ledger):
     ) -> None:
         """Advance the acknowledged position (only ever called after every sink acked)."""
         now = time.time()
+        # Bytes count only when the position moves: a checkpoint retried after a dropped
+        # connection (its first attempt committed) must not count them twice.
         self._update_held(
             claim,
-            "position = ?, lines = ?, bytes = bytes + ?, lease_until = ?, updated = ?, "
-            "cursor = COALESCE(?, cursor)",
-            (position, position, add_bytes, now + lease_seconds, now, cursor),
+            "position = ?, lines = ?, bytes = bytes + CASE WHEN position = ? THEN 0 ELSE ? END, "
+            "lease_until = ?, updated = ?, cursor = COALESCE(?, cursor)",
+            (position, position, position, add_bytes, now + lease_seconds, now, cursor),
+            now,
+            None,
         )
 
     def latest_cursor(self, source: str, etag: str) -> tuple[str, int, str] | None:
@@ -181,25 +261,33 @@ class SqlLedger(CursorStore, DeadLetterStore, Ledger):
             "status = 'done', owner = NULL, lease_until = NULL, last_error = NULL, "
             "updated = ?, done_at = ?",
             (now, now),
+            now,
+            Status.DONE,
         )
 
     def fail(self, claim: Claim, error: str, error_class: str = "") -> None:
         """Mark failed with a one-line reason."""
         # PostgreSQL text cannot hold NUL, which a decode error may quote.
         reason = error.splitlines()[0].replace("\x00", "") if error else "unknown error"
+        now = time.time()
         self._update_held(
             claim,
             "status = 'failed', owner = NULL, lease_until = NULL, last_error = ?, "
             "error_class = ?, updated = ?",
-            (reason, error_class or None, time.time()),
+            (reason, error_class or None, now),
+            now,
+            Status.FAILED,
         )
 
     def release(self, claim: Claim) -> None:
         """Hand the object back unfinished; the next claim resumes at its position."""
+        now = time.time()
         self._update_held(
             claim,
             "status = 'pending', owner = NULL, lease_until = NULL, updated = ?",
-            (time.time(),),
+            (now,),
+            now,
+            Status.PENDING,
         )
 
     def entries(self, source: str | None = None, status: Status | None = None) -> list[Entry]:
@@ -212,6 +300,9 @@ class SqlLedger(CursorStore, DeadLetterStore, Ledger):
         if status is not None:
             where.append("status = ?")
             params.append(str(status))
+            if status != Status.DONE:
+                # Implied, but lets either database use the partial index of unfinished rows.
+                where.append("status <> 'done'")
         sql = self._q("SELECT {columns} FROM {t}")
         if where:
             sql += " WHERE " + " AND ".join(where)
@@ -225,7 +316,7 @@ class SqlLedger(CursorStore, DeadLetterStore, Ledger):
 
     def purge_failed(self, ids: Iterable[int] | None = None, source: str | None = None) -> int:
         """Delete failed rows, optionally only these ids or this source."""
-        sql = self._q("DELETE FROM {t} WHERE status = 'failed'")
+        sql = self._q("DELETE FROM {t} WHERE status = 'failed' AND status <> 'done'")
         params: list[Any] = []
         if source is not None:
             sql += " AND source = ?"

@@ -8,10 +8,10 @@ import sqlite3
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 from logferry.errors import ConfigError
@@ -19,10 +19,10 @@ from logferry.ledger.base import (
     Claim,
     LedgerError,
     Seen,
-    SourceStatus,
     Status,
 )
-from logferry.ledger.sql import CRASHED, LAST_SHIPPED, SqlLedger, claim_verdict, crashed_reason
+from logferry.ledger.prune import PRUNED_DDL, TOTALS_DDL, totals_backfill
+from logferry.ledger.sql import Run, SqlLedger
 from logferry.records import ObjectInfo
 
 # Each entry upgrades the schema by one version; never edit a released step.
@@ -56,7 +56,20 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE objects ADD COLUMN cursor TEXT;
     """,
+    # Unfinished rows, renamed tailed files, totals and prune watermarks (see ledger/prune.py);
+    # the (source, key) index repeats the primary key's prefix.
+    f"""
+    CREATE INDEX objects_open ON objects (status, source) WHERE status <> 'done';
+    CREATE INDEX objects_cursor ON objects (source, etag) WHERE cursor IS NOT NULL;
+    CREATE INDEX objects_held ON objects (source, etag) WHERE status = 'active';
+    DROP INDEX objects_source_key;
+    {TOTALS_DDL};
+    {totals_backfill("objects")};
+    {PRUNED_DDL};
+    """,
 ]
+
+T = TypeVar("T")
 
 
 class SQLiteLedger(SqlLedger):
@@ -185,6 +198,20 @@ class SQLiteLedger(SqlLedger):
         "error TEXT NOT NULL, nbytes INTEGER NOT NULL, created REAL NOT NULL, records BLOB NOT NULL)"
     )
 
+    def _atomic(self, work: Callable[[Run, int], T]) -> T:
+        """Run ``work`` in one IMMEDIATE transaction (a local file: nothing to reconnect)."""
+        with self._tx() as conn:
+
+            def run(sql: str, params: Sequence[Any] = ()) -> tuple[int, list[Any]]:
+                cur = conn.execute(sql, params)
+                rows = cur.fetchall()
+                return cur.rowcount, rows
+
+            return work(run, 1)
+
+    def _insert_once(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        return self._atomic(lambda run, attempt: run(sql, params)[1])
+
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         # A read needs no transaction of its own: WAL gives it a consistent snapshot.
         try:
@@ -270,78 +297,27 @@ class SQLiteLedger(SqlLedger):
     ) -> Claim | None:
         """Claim ``obj`` in one IMMEDIATE transaction, so two processes cannot both win."""
         now = time.time()
-        with self._tx() as conn:
-            row = conn.execute(
-                "SELECT status, position, attempts, owner, lease_until, cursor FROM objects "
-                "WHERE source = ? AND key = ? AND etag = ?",
-                (source, obj.key, obj.etag),
-            ).fetchone()
-            if row is None:
-                conn.execute(
-                    "INSERT INTO objects (source, key, etag, size, last_modified_ms, status, "
-                    "attempts, owner, lease_until, first_seen, updated) "
-                    "VALUES (?, ?, ?, ?, ?, 'active', 1, ?, ?, ?, ?)",
-                    (
-                        source,
-                        obj.key,
-                        obj.etag,
-                        obj.size,
-                        obj.last_modified_ms,
-                        owner,
-                        now + lease_seconds,
-                        now,
-                        now,
-                    ),
-                )
-                return Claim(source, obj.key, obj.etag, owner, 0, 1)
-            status, position, attempts, holder, lease_until, cursor = row
-            verdict = claim_verdict(
-                (status, attempts, holder, lease_until),
-                owner,
-                now,
-                force=force,
-                max_attempts=max_attempts,
-            )
-            if verdict == "crashed":
-                conn.execute(
-                    self._q(self._CRASH),
-                    (CRASHED, crashed_reason(attempts), now, source, obj.key, obj.etag),
-                )
-            if verdict != "claim":
-                return None
-            if force:
-                position, cursor = 0, None
-            conn.execute(
-                "UPDATE objects SET status = 'active', owner = ?, lease_until = ?, attempts = ?, "
-                "position = ?, cursor = CASE WHEN ? THEN NULL ELSE cursor END, "
-                "lines = CASE WHEN ? THEN 0 ELSE lines END, "
-                "bytes = CASE WHEN ? THEN 0 ELSE bytes END, updated = ? "
-                "WHERE source = ? AND key = ? AND etag = ?",
-                (
-                    owner,
-                    now + lease_seconds,
-                    attempts + 1,
-                    position,
-                    force,
-                    force,
-                    force,
-                    now,
-                    source,
-                    obj.key,
-                    obj.etag,
-                ),
-            )
-            return Claim(source, obj.key, obj.etag, owner, position, attempts + 1, cursor)
+        ident = (source, obj.key, obj.etag)
 
-    def status(self) -> list[SourceStatus]:
-        """Per source: counts by status, lines, bytes, last shipped time."""
-        rows = self._rows(
-            "SELECT source, "
-            "sum(status = 'done'), sum(status = 'failed'), "
-            "sum(status IN ('active', 'pending')), sum(lines), sum(bytes), " + LAST_SHIPPED + " "
-            "FROM objects GROUP BY source ORDER BY source"
-        )
-        return [SourceStatus(r[0], r[1], r[2], r[3], r[4] or 0, r[5] or 0, r[6]) for r in rows]
+        def work(run: Run, attempt: int) -> Claim | None:
+            _, found = run(
+                "SELECT status, position, attempts, owner, lease_until, cursor, lines, bytes "
+                "FROM objects WHERE source = ? AND key = ? AND etag = ?",
+                ident,
+            )
+            if found:
+                return self._claim_row(
+                    run, ident, found[0], owner, now, lease_seconds, force, max_attempts
+                )
+            run(
+                "INSERT INTO objects (source, key, etag, size, last_modified_ms, status, "
+                "attempts, owner, lease_until, first_seen, updated) "
+                "VALUES (?, ?, ?, ?, ?, 'active', 1, ?, ?, ?, ?)",
+                (*ident, obj.size, obj.last_modified_ms, owner, now + lease_seconds, now, now),
+            )
+            return Claim(source, obj.key, obj.etag, owner, 0, 1)
+
+        return self._atomic(work)
 
     def check_writable(self) -> None:
         """Take the write lock and give it back at once."""

@@ -134,8 +134,9 @@ class SqsQueue(WorkQueue):
                 "sqs", endpoint_url=self.options.endpoint_url or where.endpoint_url, config=config
             )
         except (*_boto_errors(), ValueError) as exc:  # type: ignore[misc]
+            hint = " (set AWS_REGION, or ?region= in the queue URL)" if "region" in str(exc) else ""
             raise ConfigError(
-                redact(f"queue {self.name}: cannot create SQS client: {exc}")
+                redact(f"queue {self.name}: cannot create SQS client: {exc}{hint}")
             ) from None
         self.url = where.queue_url or self._resolve(where.name or "")
         attributes = self._setup(

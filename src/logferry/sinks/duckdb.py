@@ -16,11 +16,13 @@ Readers use :func:`open_store_readonly`, which retries while the writer holds th
 and must close promptly, since the sink likewise retries while a reader holds it. The
 price is a connect and checkpoint per batch (a few ms), which large batches amortise.
 
-Rollups: the same transaction appends the rows it inserts to the daily per-customer rollups
-the stats API reads (:mod:`logferry.stats.rollups`), so they move with ``records`` or not at
-all: a replay adds nothing twice, a crash loses both or neither, late rows update their day.
-At most every ``settle_every`` seconds a batch's transaction also settles the days touched
-since (compacts their rollup rows and stores their median and p99), and so does ``close``.
+Rollups: the daily per-customer rollups the stats API reads (:mod:`logferry.stats.rollups`)
+are folded in from ``records`` lazily: at most every ``settle_every`` seconds, at the start
+of a batch's transaction, every row committed since the last fold is aggregated once and
+appended, with the watermark it reached, and the days touched are settled (compacted, their
+median and p99 stored); so does ``close``. Readers add the rows past the watermark
+themselves, so answers never lag; a crash before a fold leaves rows past the watermark,
+which the next fold (or the next sink to open the store) picks up, counted once.
 
 Bulk path: the batch becomes a dict of NumPy arrays that DuckDB scans in place (a
 replacement scan); measured 400-550k lines/s against 110-140k for ``unnest`` of Python
@@ -108,6 +110,14 @@ _PRESENT = """SELECT position FROM records
     WHERE source = $source AND key = $key AND position >= $start AND position < $end"""
 _HAS_PRIMARY_KEY = """SELECT count(*) FROM duckdb_constraints()
     WHERE table_name = 'records' AND constraint_type = 'PRIMARY KEY'"""
+
+# DuckDB checkpoints inside a COMMIT once the WAL passes 16 MiB: every 2-3 batches of
+# 50,000 lines. The sink releases the file (which checkpoints) every ``max_hold`` second
+# anyway, so with a higher threshold the WAL holds about a second of rows and one checkpoint
+# does the work of several: 7-13 % less CPU for the sink's insert/commit pattern in a
+# microbenchmark (docs/performance.md). Not persisted: it applies to this connection's
+# database instance only.
+_CHECKPOINT_THRESHOLD = "SET checkpoint_threshold = '256MiB'"
 
 _TYPED = ("customer_id", "request_path", "status_code", "duration", "success")
 
@@ -220,11 +230,12 @@ class DuckDBSink(Sink):
         self.max_hold = max_hold
         self.idle_close = idle_close
         self._con: duckdb.DuckDBPyConnection | None = None
-        # Settling costs a few batches' worth of rollup work; readers cope with unsettled
-        # days (they read them from the sketch), so it need not happen every batch.
+        # Folding new rows into the rollups and settling their days costs tens of ms, for one
+        # batch or a second's worth alike; readers add the rows not folded yet themselves,
+        # so it runs at most every ``settle_every`` seconds (0: before every batch).
         self.settle_every = settle_every
         self._settled_at = time.monotonic()
-        self._unsettled = False
+        self._unfolded = False  # rows committed since the last fold
         self._opened_at = 0.0
         self._idle: threading.Timer | None = None
         require("store", "duckdb", "numpy")
@@ -301,25 +312,27 @@ class DuckDBSink(Sink):
             if self._keyed:
                 covered += [(p, p + 1) for (p,) in con.execute(_PRESENT, where).fetchall()]
             rows = _uncovered(columns, batch.start, covered)
+            # Before the insert: a fold must see committed rows only (see rollups.fold).
+            settle = self._unfolded and time.monotonic() - self._settled_at >= self.settle_every
+            if settle:
+                rollups.fold(con)
+                rollups.settle(con)
             if rows is not None:
                 # ``rows`` is found by name: DuckDB's replacement scan reads this frame's locals.
                 con.execute(
                     self._insert_sql,
                     {"source": batch.source, "key": batch.key, "format": batch.format or None},
                 )
-                rollups.add_batch(con, rows, len(rows["position"]))
                 if not con.execute(_EXTEND_RANGE, where).fetchall():
                     con.execute(_RECORD_RANGE, where)
-            settle = time.monotonic() - self._settled_at >= self.settle_every
-            if settle:
-                rollups.settle(con)
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
             raise
         if settle:
             self._settled_at = time.monotonic()
-        self._unsettled = not settle and (self._unsettled or rows is not None)
+            self._unfolded = False
+        self._unfolded = self._unfolded or rows is not None
 
     def _connection(self) -> duckdb.DuckDBPyConnection:
         """The held connection, reopened after a pause once it has been held ``max_hold``."""
@@ -340,6 +353,7 @@ class DuckDBSink(Sink):
             except (duckdb.IOException, duckdb.ConnectionException) as exc:
                 # Locked by another process, or held open by a reader in this one: later.
                 raise RetryableSinkError(f"{self.name}: cannot open the store: {exc}") from None
+            self._con.execute(_CHECKPOINT_THRESHOLD)
             self._opened_at = time.monotonic()
         return self._con
 
@@ -372,15 +386,16 @@ class DuckDBSink(Sink):
         self._idle.start()
 
     def close(self) -> None:
-        """Settle the rollups (when the store is still held) and release the store."""
+        """Fold and settle the rollups (when the store is still held) and release the store."""
         import duckdb
 
         with self._lock:
             if self._idle is not None:
                 self._idle.cancel()
                 self._idle = None
-            if self._unsettled:
-                # Best effort: unsettled days are read correctly, only a little slower.
+            if self._unfolded:
+                # Best effort: rows not folded are read correctly, only a little slower, and
+                # the next sink to open the store folds them.
                 with contextlib.suppress(duckdb.Error, RetryableSinkError):
                     self._settle(self._connection())
             self._release()
@@ -388,12 +403,13 @@ class DuckDBSink(Sink):
     def _settle(self, con: duckdb.DuckDBPyConnection) -> None:
         con.execute("BEGIN TRANSACTION")
         try:
+            rollups.fold(con)
             rollups.settle(con)
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
             raise
-        self._unsettled = False
+        self._unfolded = False
 
 
 def _uncovered(

@@ -17,11 +17,12 @@ durations sorted ascending ``x[1] ≤ … ≤ x[n]``):
 
 Latencies are ``None`` for a group without requests.
 
-Fast path (DuckDB): the sink keeps daily per-customer rollups (:mod:`logferry.stats.rollups`)
-in the same transactions as the rows. Counts, uptime and average come out as from the exact
-query; median and p99 come from a DDSketch with 1 % relative error, and every response says
-which in ``latency_method`` (``"exact"`` or ``"ddsketch-1%"``). ``exact=True`` (the API's
-``?exact=true``) always scans ``records``; so does a store without up-to-date rollups.
+Fast path (DuckDB): the sink keeps daily per-customer rollups (:mod:`logferry.stats.rollups`),
+folding new rows in about once a second; queries add the rows not folded yet. Counts, uptime
+and average come out as from the exact query; median and p99 come from a DDSketch with 1 %
+relative error, and every response says which in ``latency_method`` (``"exact"`` or
+``"ddsketch-1%"``). ``exact=True`` (the API's ``?exact=true``) always scans ``records``; so
+does a store whose rollups cannot be trusted (see :func:`logferry.stats.rollups.watermark`).
 """
 
 from __future__ import annotations
@@ -203,9 +204,13 @@ class DuckDBStats(StatsStore):
         except duckdb.Error as exc:
             raise StoreUnavailableError(f"cannot open DuckDB store {self.path}: {exc}") from None
         try:
-            # Checked on this connection: what it reads is the snapshot the query sees.
-            fast = not exact and rollups.usable(con)
+            # Read on this connection: what it reads is the snapshot the query sees.
+            watermark = None if exact else rollups.watermark(con)
+            fast = watermark is not None
             sql, params = queries[fast]
+            if fast:
+                # The rollups cover the rows below the watermark; the query adds the rest.
+                params = {**params, "next": watermark}
             method: LatencyMethod = "ddsketch-1%" if fast else "exact"
             return con.execute(sql, params).fetchall(), method
         except duckdb.CatalogException as exc:

@@ -1,7 +1,6 @@
-"""Daily per-customer rollups of the DuckDB store, kept in step with ``records`` as rows land.
+"""Daily per-customer rollups of the DuckDB store, folded in from ``records`` lazily.
 
-Tables, written in the same transaction as the rows they summarise, so a replay, a crash or
-a concurrent reader never sees them disagree with ``records``:
+Tables:
 
 - ``rollup_days (customer_id, day, total, successful, n_duration, sum_duration, settled,
   median_latency, p99_latency)``: exact counts and duration sums per customer and UTC day
@@ -12,19 +11,28 @@ a concurrent reader never sees them disagree with ``records``:
   ``2γ^i / (γ + 1)``, within 1 % of the exact order statistic of the same rank. Counts are
   exact, so sketches of several days merge by adding counts: range totals are as accurate
   as single days.
-- ``rollup_state (version, records)``: the layout, and how many ``records`` rows the rollups
-  account for.
+- ``rollup_state (version, records)`` and ``rollup_watermark (next_rowid)``: the layout, and
+  the watermark: the rollups account for exactly the ``records`` rows with
+  ``rowid < next_rowid``, ``records`` of them. (Two tables so that an older logferry, which
+  knows only the first, can still open the store: it sees another version and rebuilds.)
 
-Each batch *appends* its delta (a few rows per customer and day, one per latency bucket):
-an append costs a fraction of an upsert in DuckDB. Its days become unsettled. Now and then
-(:func:`settle`, run by the sink) the unsettled days are compacted to one row per key and
-their median and p99 stored, so readers normally find every number precomputed; a reader
-that meets unsettled days sums their rows and reads their quantiles from the sketch itself,
-with the same result.
+Folding (:func:`fold`) appends one aggregation of the rows past the watermark (a few rows per
+customer and day, one per latency bucket) and moves the watermark, in one transaction: a
+crash loses both or neither, so no row is lost or counted twice. DuckDB gives committed rows
+ascending row ids and prunes row groups on ``rowid`` filters, so the rows past the watermark
+cost a scan of themselves only. The sink folds at most once a second and on close, not per
+batch: per batch it cost a fifth of the ingest rate. Readers (:data:`STATS_SQL`) add the same
+aggregation of the rows not folded yet to what the rollups hold, so every answer covers every
+row, folded or not.
 
-A reader trusts the rollups only when ``rollup_state.records`` equals ``count(*)`` of
-``records``; otherwise (a store written by an older logferry, rows deleted by hand) it falls
-back to the exact query, and the next writer rebuilds them.
+Folded days are unsettled until :func:`settle` compacts them to one row per key and stores
+their median and p99, so readers normally find every number precomputed; a reader that meets
+unsettled days sums their rows and reads their quantiles from the sketch itself, with the
+same result.
+
+A reader trusts the rollups only when the rows below the watermark still number
+``rollup_state.records`` (rows deleted by hand break that); otherwise, or in a store written
+by an older logferry, it falls back to the exact query, and the next writer rebuilds them.
 
 Bucket keys are one ordered integer: ``0`` for |d| ≤ 1 ns (read back as 0), ``±(OFFSET + i)``
 for positive and negative durations, ``±INF_KEY`` for ±infinity and ``NAN_KEY`` for NaN
@@ -38,11 +46,10 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import duckdb
-    import numpy as np
 
 ALPHA = 0.01
 GAMMA = (1 + ALPHA) / (1 - ALPHA)
-VERSION = 1
+VERSION = 2
 
 OFFSET = 100_000
 INF_KEY = 200_000
@@ -68,8 +75,15 @@ CREATE TABLE IF NOT EXISTS rollup_latency (
     bucket INTEGER NOT NULL,
     n BIGINT NOT NULL
 );
-CREATE TABLE IF NOT EXISTS rollup_state (version INTEGER NOT NULL, records BIGINT NOT NULL)
+CREATE TABLE IF NOT EXISTS rollup_state (version INTEGER NOT NULL, records BIGINT NOT NULL);
+CREATE TABLE IF NOT EXISTS rollup_watermark (next_rowid BIGINT NOT NULL)
 """
+_TABLES = ("rollup_days", "rollup_latency", "rollup_state", "rollup_watermark")
+_STATE = """SELECT s.version, s.records, w.next_rowid
+    FROM rollup_state AS s, rollup_watermark AS w"""
+# DuckDB numbers a transaction's own uncommitted rows from 2^55 - 3968 up; committed ones
+# count from 0. A watermark that high would skip every row committed later.
+_LOCAL_ROWIDS = 1 << 54
 
 
 def bucket_sql(d: str) -> str:
@@ -127,21 +141,16 @@ SELECT customer_id, day, {bucket_sql("duration")} AS bucket, count(*) AS total,
        count(*) FILTER (WHERE success) AS successful, count(duration) AS n_duration,
        coalesce(sum(duration), 0) AS sum_duration
 FROM (
-    SELECT customer_id, {{day}} AS day, success, duration
+    SELECT customer_id, epoch_us(ts) // 86400000000 AS day, success, duration
     FROM {{source}}
     WHERE customer_id IS NOT NULL AND status_code IS NOT NULL
 )
 GROUP BY customer_id, day, bucket
 """
-# The sink's batch columns, cast as its INSERT casts them; ts is epoch milliseconds there.
-_BATCH = """(SELECT TRY_CAST(customer_id AS VARCHAR) AS customer_id,
-                    TRY_CAST(status_code AS INTEGER) AS status_code,
-                    TRY_CAST(duration AS DOUBLE) AS duration,
-                    TRY_CAST(success AS BOOLEAN) AS success, ts
-             FROM rows)"""
-_BATCH_DELTA = _DELTA.format(day="(ts * 1000) // 86400000000", source=_BATCH)
-_RECORDS_DELTA = _DELTA.format(day="epoch_us(ts) // 86400000000", source="records")
-# DuckDB reads a NaN in a NumPy float array back as NULL; a sum is never NULL, so NULL is NaN.
+# What a fold adds: the rows from the watermark to the last committed one.
+_FOLD_DELTA = _DELTA.format(
+    source="(SELECT * FROM records WHERE rowid >= $next AND rowid <= $last)"
+)
 _APPEND_DAYS = """INSERT INTO rollup_days
     SELECT customer_id, day, sum(total), sum(successful), sum(n_duration),
            sum(coalesce(sum_duration, 'nan'::DOUBLE)), false, NULL, NULL
@@ -172,43 +181,55 @@ _DROP_UNSETTLED = """DELETE FROM {table}
 
 
 def create(con: duckdb.DuckDBPyConnection) -> None:
-    """Create the rollup tables if missing and (re)build them when they do not match records.
+    """Create the rollup tables if missing, (re)build them when they do not match records, fold.
 
     Runs in its own transaction; the rebuild reads every row once (about a minute over 100
-    million rows), the first time a logferry with rollups opens an existing store.
+    million rows), the first time a logferry with this layout opens an existing store. Rows
+    a crashed writer committed but did not fold are folded here.
     """
     con.execute("BEGIN TRANSACTION")
     try:
         con.execute(DDL)
-        state = con.execute("SELECT version, records FROM rollup_state").fetchall()
-        count = _records(con)
-        if state != [(VERSION, count)]:
-            for table in ("rollup_days", "rollup_latency", "rollup_state"):
+        if watermark(con) is None:
+            for table in _TABLES:
                 con.execute(f"DELETE FROM {table}")
-            _append(con, _RECORDS_DELTA)
-            con.execute("INSERT INTO rollup_state VALUES ($v, $n)", {"v": VERSION, "n": count})
-            settle(con)
+            con.execute("INSERT INTO rollup_state VALUES ($v, 0)", {"v": VERSION})
+            con.execute("INSERT INTO rollup_watermark VALUES (0)")
+        fold(con)
+        settle(con)
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
         raise
 
 
-def add_batch(con: duckdb.DuckDBPyConnection, rows: dict[str, np.ndarray], inserted: int) -> None:
-    """Append the ``inserted`` rows just written to ``records`` (the sink's ``rows``).
+def fold(con: duckdb.DuckDBPyConnection) -> int:
+    """Append the committed rows past the watermark to the rollups; return how many there were.
 
-    Call inside the sink's batch transaction, after the insert, with exactly the rows it
-    inserted: then the rollups move with ``records`` or not at all.
+    Call inside a write transaction, before it inserts anything: its own uncommitted rows
+    carry provisional row ids. The appended rows and the new watermark commit (or roll
+    back) together.
     """
-    _append(con, _BATCH_DELTA, rows)
-    con.execute("UPDATE rollup_state SET records = records + $n", {"n": inserted})
+    state = con.execute("SELECT records, next_rowid FROM rollup_state, rollup_watermark").fetchone()
+    if state is None:
+        raise RuntimeError("no rollup watermark: call create() first")
+    pending = con.execute(
+        "SELECT count(*), max(rowid) FROM records WHERE rowid >= $next", {"next": state[1]}
+    ).fetchone()
+    if not pending or not pending[0]:
+        return 0
+    count, last = pending
+    if last >= _LOCAL_ROWIDS:
+        raise RuntimeError("fold() ran after an insert in the same transaction")
+    _append(con, _FOLD_DELTA, {"next": state[1], "last": last})
+    con.execute("UPDATE rollup_state SET records = records + $n", {"n": count})
+    con.execute("UPDATE rollup_watermark SET next_rowid = $next", {"next": last + 1})
+    return int(count)
 
 
-def _append(
-    con: duckdb.DuckDBPyConnection, delta_sql: str, rows: dict[str, np.ndarray] | None = None
-) -> None:
-    # DuckDB's replacement scans find ``rows`` and then ``delta`` among this frame's locals.
-    delta = con.execute(delta_sql).fetchnumpy()
+def _append(con: duckdb.DuckDBPyConnection, delta_sql: str, params: dict[str, int]) -> None:
+    # DuckDB's replacement scan finds ``delta`` among this frame's locals.
+    delta = con.execute(delta_sql, params).fetchnumpy()
     if len(delta["day"]):
         con.execute(_APPEND_DAYS)
         con.execute(_APPEND_LATENCY)
@@ -246,48 +267,74 @@ def settle(con: duckdb.DuckDBPyConnection) -> int:
     return len(compacted["day"])
 
 
-def _records(con: duckdb.DuckDBPyConnection) -> int:
-    row = con.execute("SELECT count(*) FROM records").fetchone()
-    return int(row[0]) if row else 0
+def watermark(con: duckdb.DuckDBPyConnection) -> int | None:
+    """The first row id the rollups do not cover, or None when they cannot be trusted.
 
-
-def usable(con: duckdb.DuckDBPyConnection) -> bool:
-    """Whether the store has rollups of this layout that account for every ``records`` row."""
+    None: no rollups, another layout, or rows below the watermark deleted since the fold.
+    """
     import duckdb
 
     try:
-        state = con.execute("SELECT version, records FROM rollup_state").fetchall()
-    except duckdb.CatalogException:
-        return False
-    return state == [(VERSION, _records(con))]
+        state = con.execute(_STATE).fetchall()
+    except (duckdb.CatalogException, duckdb.BinderException):
+        return None
+    if len(state) != 1 or state[0][0] != VERSION:
+        return None
+    _, records, next_rowid = state[0]
+    row = con.execute(
+        "SELECT count(*) FROM records WHERE rowid < $next", {"next": next_rowid}
+    ).fetchone()
+    return int(next_rowid) if row and row[0] == records else None
 
 
 _AVERAGE = "CASE WHEN n_duration > 0 THEN sum_duration / n_duration END"
+# The rows not folded yet, aggregated as a fold would (``{customer}`` filled in by the caller).
+_UNFOLDED = _DELTA.format(source="(SELECT * FROM records WHERE rowid >= $next {customer})")
+# The sketch rows in range, folded or not: written out where used rather than as a CTE, which
+# DuckDB would materialise (a copy of every bucket row in the range) for its two readers.
+_LATENCY = """(
+    SELECT customer_id, day, bucket, n
+    FROM rollup_latency
+    WHERE day >= $lo AND day <= $hi {customer}
+    UNION ALL
+    SELECT customer_id, day, bucket, n_duration FROM unfolded WHERE n_duration > 0
+)"""
 # The exact query's rows (customer, day or NULL for the range total, total, successful,
-# average, median, p99) from the rollups: settled days as stored, unsettled ones summed and
-# read from their sketch, totals from the days' sketches merged.
+# average, median, p99) from the rollups plus the rows not folded yet: settled days as
+# stored, unsettled ones summed and read from their sketch, totals from the days' sketches
+# merged. Parameters: $lo, $hi (epoch days), $next (the watermark), and $customer if used.
 STATS_SQL = f"""
-WITH days AS (
+WITH unfolded AS (
+    SELECT * FROM ({_UNFOLDED}) WHERE day >= $lo AND day <= $hi
+),
+day_rows AS (
+    SELECT customer_id, day, total, successful, n_duration, sum_duration, settled,
+           median_latency, p99_latency
+    FROM rollup_days
+    WHERE day >= $lo AND day <= $hi {{customer}}
+    UNION ALL
+    SELECT customer_id, day, sum(total), sum(successful), sum(n_duration), sum(sum_duration),
+           false, NULL, NULL
+    FROM unfolded GROUP BY customer_id, day
+),
+days AS (
     SELECT customer_id, day, sum(total) AS total, sum(successful) AS successful,
            sum(n_duration) AS n_duration, sum(sum_duration) AS sum_duration,
            bool_and(settled) AS settled,
            any_value(median_latency) AS median_latency, any_value(p99_latency) AS p99_latency
-    FROM rollup_days
-    WHERE day >= $lo AND day <= $hi {{customer}}
+    FROM day_rows
     GROUP BY customer_id, day
 ),
 merged AS (
     SELECT customer_id, bucket, sum(n) AS n
-    FROM rollup_latency
-    WHERE day >= $lo AND day <= $hi {{customer}}
+    FROM {_LATENCY}
     GROUP BY customer_id, bucket
 ),
 fresh_rows AS (
     SELECT l.customer_id, l.day, l.bucket, sum(l.n) AS n
-    FROM rollup_latency AS l
+    FROM {_LATENCY} AS l
     JOIN (SELECT customer_id, day FROM days WHERE NOT settled) AS u
         ON l.customer_id = u.customer_id AND l.day = u.day
-    WHERE l.day >= $lo AND l.day <= $hi
     GROUP BY l.customer_id, l.day, l.bucket
 ),
 totals AS (
@@ -308,4 +355,8 @@ LEFT JOIN ({quantiles_sql("fresh_rows", "customer_id, day")}) AS f
     ON f.customer_id = d.customer_id AND f.day = d.day
 ORDER BY 1, 2 NULLS FIRST
 """
-KNOWN_SQL = "SELECT 1 FROM rollup_days WHERE customer_id = $customer LIMIT 1"
+KNOWN_SQL = """SELECT 1 FROM rollup_days WHERE customer_id = $customer
+UNION ALL
+SELECT 1 FROM records
+WHERE rowid >= $next AND customer_id = $customer AND status_code IS NOT NULL
+LIMIT 1"""
