@@ -7,11 +7,12 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     PrivateAttr,
@@ -321,6 +322,79 @@ class SourceConfig(BaseModel):
         return routes
 
 
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([kmgt]?)(i?)b?", re.IGNORECASE)
+
+
+def parse_size(value: object) -> object:
+    """Bytes from a number or text such as ``100MB`` (10⁶) or ``1.5GiB`` (2³⁰); other values
+    are left for the field's own validation to refuse."""
+    if not isinstance(value, str):
+        return value
+    match = _SIZE.fullmatch(value.strip())
+    if match is None:
+        raise ValueError(f"{value!r} is not a size: write bytes, or e.g. 100MB, 1GiB")
+    number, unit, binary = match.groups()
+    power = "kmgt".find(unit.lower()) + 1 if unit else 0
+    return int(float(number) * (1024 if binary else 1000) ** power)
+
+
+ByteSize = Annotated[int, BeforeValidator(parse_size)]
+
+
+class LaneConfig(BaseModel):
+    """A worker lane for big objects: its own queue, consumers and visibility timeout.
+
+    Consumers of the main queue forward objects of ``min_size`` bytes or more to this
+    lane's queue, so that one huge object never holds up the small ones behind it.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    queue: str
+    min_size: ByteSize = Field(ge=1)
+    concurrency: int = Field(default=1, ge=1, le=64)
+    #: None: the queue URL's own, else the worker's.
+    visibility_timeout: float | None = Field(default=None, gt=0)
+    max_deliveries: int | None = Field(default=None, ge=1)
+    dead_letter: str | None = None
+
+
+class WorkerConfig(BaseModel):
+    """``worker:`` in a pipeline file: how ``logferry worker`` consumes notifications."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: The queue of object notifications (``--queue`` overrides it).
+    queue: str | None = None
+    concurrency: int = Field(default=4, ge=1, le=64)
+    #: None: the queue URL's own (``?visibility_timeout=``), else the queue's default.
+    visibility_timeout: float | None = Field(default=None, gt=0)
+    max_deliveries: int | None = Field(default=None, ge=1)
+    dead_letter: str | None = None
+    #: Seconds a sink may keep asking to retry within one delivery before the message is
+    #: given back to the queue (which delivers it again later).
+    retry_timeout: float = Field(default=30.0, gt=0)
+    #: First delay before a message given back is delivered again; doubles per delivery.
+    retry_delay: float = Field(default=2.0, ge=0)
+    retry_delay_cap: float = Field(default=300.0, ge=0)
+    lanes: dict[str, LaneConfig] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _distinct_lanes(self) -> WorkerConfig:
+        queues = [lane.queue for lane in self.lanes.values()]
+        if self.queue is not None:
+            queues.append(self.queue)
+        if len(queues) != len(set(queues)):
+            raise ValueError("every lane needs a queue of its own")
+        sizes = [lane.min_size for lane in self.lanes.values()]
+        if len(sizes) != len(set(sizes)):
+            raise ValueError("two lanes have the same min_size")
+        for name in self.lanes:
+            if name == "main" or not re.fullmatch(r"[A-Za-z][\w-]{0,31}", name):
+                raise ValueError(f"lane name {name!r}: use letters, digits, - and _ (not 'main')")
+        return self
+
+
 class PipelineConfig(BaseModel):
     """A pipeline file: sources with routes, named sinks, the ledger and run settings."""
 
@@ -339,6 +413,8 @@ class PipelineConfig(BaseModel):
     max_zstd_window: int = Field(default=2**31, ge=1 << 20)
     sinks: dict[str, SinkConfig] = Field(default_factory=dict)
     sources: dict[str, SourceConfig]
+    #: ``logferry worker``'s settings (ignored by ``run``).
+    worker: WorkerConfig = Field(default_factory=WorkerConfig)
     #: Where the file was read from, and the line of every path in it (set by parse_pipeline).
     _location: str | None = PrivateAttr(default=None)
     _lines: dict[tuple[Any, ...], int] = PrivateAttr(default_factory=dict)

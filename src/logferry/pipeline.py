@@ -28,8 +28,10 @@ from logferry.engine import (
     one_line,
 )
 from logferry.engine.objects import format_options_of
+from logferry.engine.results import plural
 from logferry.errors import ConfigError, ConfigErrors
 from logferry.ledger import Ledger
+from logferry.redact import redact_url
 from logferry.sinks import Sink, check_sink, open_sink
 from logferry.sinks.base import Batching
 from logferry.sinks.handler import HandlerSink, load_handler
@@ -187,6 +189,19 @@ class Pipeline:
     def plan_for_bucket(self, bucket: str) -> SourcePlan | None:
         """The configured source reading ``bucket`` (for notifications)."""
         return next((p for p in self.plans if getattr(p.source, "bucket", None) == bucket), None)
+
+    def notified_plan(self, bucket: str) -> SourcePlan:
+        """The source that ships ``bucket``'s notifications; a bucket no source reads is
+        refused (:class:`ConfigError`): whoever can send to a queue must not make us read
+        other buckets."""
+        plan = self.plan_for_bucket(bucket)
+        if plan is None:
+            read = sorted({b for p in self.plans if (b := getattr(p.source, "bucket", None))})
+            raise ConfigError(
+                f"no source reads bucket {bucket[:64]!r} (sources read: "
+                f"{', '.join(read) or 'no bucket'}): the notification is refused"
+            )
+        return plan
 
     def run_once(
         self,
@@ -385,3 +400,11 @@ def plans_summary(config: PipelineConfig) -> Iterable[str]:
         for route in sorted(source.all_routes(), key=lambda r: -len(r.prefix)):
             dest = "drop" if route.sinks == DROP else ", ".join(route.sinks)
             yield f"  {route.prefix or '(everything else)'} → {'|'.join(route.formats)} → {dest}"
+    worker = config.worker
+    if worker.queue or worker.lanes:
+        yield f"worker: {redact_url(worker.queue or '(--queue)')}, {plural(worker.concurrency, 'threads')}"
+        for name, lane in sorted(worker.lanes.items(), key=lambda kv: kv[1].min_size):
+            yield (
+                f"  lane {name}: objects of {lane.min_size:,} bytes or more → "
+                f"{redact_url(lane.queue)}, {plural(lane.concurrency, 'threads')}"
+            )

@@ -106,14 +106,18 @@ def handle_errors(func: F) -> F:
 
 
 def install_signal_handlers(
-    stop: threading.Event | Callable[[], None], shutdown_timeout: float = 30.0
+    stop: threading.Event | Callable[[], None],
+    shutdown_timeout: float = 30.0,
+    force_after: float | None = None,
 ) -> None:
     """First SIGINT/SIGTERM: finish the batch in flight, checkpoint, stop. Second: exit now.
 
     If the work in flight has not wound down after ``shutdown_timeout`` seconds (a sink
     hanging on a request, say), exit anyway: the ledger only ever holds acknowledged
-    positions, so stopping mid-batch costs at most a re-send of that batch.
+    positions, so stopping mid-batch costs at most a re-send of that batch. A command that
+    winds down by itself within ``shutdown_timeout`` (the worker) passes a later ``force_after``.
     """
+    force_after = shutdown_timeout if force_after is None else force_after
 
     def force_exit(why: str) -> None:
         err.print(f"{why}: exiting now (the ledger stays consistent)")
@@ -138,7 +142,7 @@ def install_signal_handlers(
                 f"(at most {shutdown_timeout:g} s; again to force)"
             )
         timer = threading.Timer(
-            shutdown_timeout, force_exit, args=(f"still busy after {shutdown_timeout:g} s",)
+            force_after, force_exit, args=(f"still busy after {force_after:g} s",)
         )
         timer.daemon = True
         timer.start()

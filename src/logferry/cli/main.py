@@ -18,6 +18,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "top": ("logferry.cli.top", "top"),
     "ship": ("logferry.cli.ship", "ship"),
     "enqueue": ("logferry.cli.enqueue", "enqueue"),
+    "worker": ("logferry.cli.worker", "worker"),
     "run": ("logferry.cli.run", "run"),
     "validate": ("logferry.cli.run", "validate"),
     "job": ("logferry.cli.job", "job"),

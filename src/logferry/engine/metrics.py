@@ -89,6 +89,17 @@ class Metrics:
             ["kind"],
             registry=r,
         )
+        self.worker_messages = Counter(
+            "logferry_worker_messages_total",
+            "Worker queue messages by lane and what became of them "
+            "(received, acked, naked, dead_lettered, forwarded).",
+            ["lane", "outcome"],
+            registry=r,
+        )
+        self.worker_in_flight = Gauge(
+            "logferry_worker_in_flight", "Queue messages a worker is handling now.", ["lane"],
+            registry=r,
+        )  # fmt: skip
         self._health: dict[str, tuple[bool, str]] = {}
         self._lock = threading.Lock()
 

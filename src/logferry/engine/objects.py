@@ -133,6 +133,7 @@ class ObjectRunner:
         *,
         progress: Progress | None = None,
         stop: threading.Event | None = None,
+        owner: str | None = None,
     ) -> None:
         self.options = options or ShipOptions()
         self.router = router
@@ -141,7 +142,8 @@ class ObjectRunner:
         self.ledger = ledger
         self.progress = progress or Progress()
         self.stop = stop or threading.Event()
-        self.owner = new_owner_id()
+        #: Whose claims these are; a process running many runners (a worker) passes one id.
+        self.owner = owner or new_owner_id()
         #: Copies of this command on this machine (``--processes``) divide what they list;
         #: keys given to ship (a notification, a queue message) are not divided again.
         self.share = Share.from_env() if self.options.mode != "key" else Share()
@@ -156,6 +158,9 @@ class ObjectRunner:
         #: Objects whose claim another runner took over: their workers stop at once.
         self._lost: set[tuple[str, str]] = set()
         self._transient: set[tuple[str, str]] = set()
+        #: Keys whose last failure may pass on a later attempt (a sink that kept asking to
+        #: retry later, a source outage): a worker gives their message back to the queue.
+        self.transient: set[str] = set()
 
     def pending(self, *, include_done: bool = False) -> list[ObjectInfo]:
         """Objects to ship, oldest first; see :func:`pending_objects`."""
@@ -218,6 +223,9 @@ class ObjectRunner:
             try:
                 obj = self.source.head(key)
             except ObjectError as exc:
+                if is_transient(exc):
+                    with self._lock:
+                        self.transient.add(key)
                 self.errors.failed(None, key, one_line(exc), type(exc).__name__)
                 continue
             entry = self.ledger.get(self.source.id, obj.key, obj.etag)
@@ -249,6 +257,8 @@ class ObjectRunner:
                 except Exception as exc:
                     # The ledger itself failed (locked, unreachable): this object is not
                     # shipped, and it must say so rather than vanish with a dead thread.
+                    with self._lock:
+                        self.transient.add(obj.key)
                     self.errors.failed(None, obj.key, f"ledger: {one_line(exc)}", "LedgerError")
 
         n = min(self.options.workers, len(objects))
@@ -420,6 +430,10 @@ class ObjectRunner:
             error_class = exc.outcome.error_class
         elif not isinstance(exc, LogferryError):
             log.debug("unexpected error shipping %s", obj.key, exc_info=True)
+        retry_later = isinstance(exc, NotDelivered) and isinstance(exc.outcome, RetryLater)
+        if is_transient(exc) or retry_later:
+            with self._lock:
+                self.transient.add(obj.key)
         if is_transient(exc) and claim.attempts < self.options.max_attempts:
             with self._lock:
                 self._transient.add((obj.key, obj.etag))

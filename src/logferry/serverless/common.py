@@ -13,15 +13,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 
 from logferry.config import PipelineConfig, SinkConfig, SourceConfig, load_pipeline
-from logferry.engine import ObjectRunner, Progress, Router, ShipResult
+from logferry.engine import Progress, Router
+from logferry.engine.items import ItemsOutcome, ship_work_items
 from logferry.errors import ConfigError
-from logferry.ledger import Ledger, Status
+from logferry.ledger import Ledger
 from logferry.notifications import WorkItem
 from logferry.pipeline import Pipeline, SourcePlan
-from logferry.sources import BucketSource, open_source
+from logferry.sources import open_source
 
 DEFAULT_DEADLINE_MARGIN_MS = 10_000
 
@@ -89,19 +89,6 @@ def deadline_margin_ms(env: Mapping[str, str] | None = None) -> int:
         ) from None
 
 
-@dataclass
-class ItemsOutcome:
-    """Which work items shipped, per (bucket, key)."""
-
-    done: set[tuple[str, str]] = field(default_factory=set)
-    errors: dict[tuple[str, str], str] = field(default_factory=dict)
-    results: list[ShipResult] = field(default_factory=list)
-
-    def ok(self, item: WorkItem) -> bool:
-        """True when the item's object is done in the ledger."""
-        return (item.bucket, item.key) in self.done
-
-
 def allowed_buckets(env: Mapping[str, str]) -> frozenset[str] | None:
     """``LOGFERRY_BUCKETS`` as a set; ``None`` for ``*`` (any bucket), empty when unset."""
     names = {b.strip() for b in env.get("LOGFERRY_BUCKETS", "").split(",") if b.strip()}
@@ -152,46 +139,14 @@ def ship_items(
 ) -> ItemsOutcome:
     """Ship the objects notifications named; report per (bucket, key) what is done."""
     env = os.environ if env is None else env
-    outcome = ItemsOutcome()
-    by_bucket: dict[str, list[str]] = {}
-    for item in items:
-        by_bucket.setdefault(item.bucket, []).append(item.key)
-    for bucket, keys in by_bucket.items():
-        try:
-            plan = plan_for(pipeline, bucket, env)
-        except (ConfigError, ValueError) as exc:  # ValueError: a name no URL can hold
-            for key in keys:
-                outcome.errors[(bucket, key)] = str(exc)
-            continue
-        assert isinstance(plan.source, BucketSource)  # plan_for_bucket only finds buckets
-        prefix = getattr(plan.source, "prefix", "")
-        for key in keys:
-            if not key.startswith(prefix):
-                outcome.errors[(bucket, key)] = (
-                    f"{key!r} is outside the source's prefix {prefix!r}: the notification is refused"
-                )
-        keys = [k for k in keys if k.startswith(prefix)]
-        if not keys:
-            continue
-        runner = ObjectRunner(
-            plan.source,
-            plan.router,
-            ledger,
-            pipeline.options(mode="key", keys=tuple(dict.fromkeys(keys))),
-            stop=pipeline.stop,
-            progress=progress,
-        )
-        result = runner.run()
-        outcome.results.append(result)
-        failed = {f.key: f.error for f in result.failed}
-        seen = ledger.lookup(plan.source.id, keys)
-        for key in keys:
-            entry = seen.get(key)
-            if entry is not None and entry.status == Status.DONE and key not in failed:
-                outcome.done.add((bucket, key))
-            else:
-                outcome.errors[(bucket, key)] = failed.get(key, "not finished before the deadline")
-    return outcome
+    return ship_work_items(
+        items,
+        ledger,
+        lambda bucket: plan_for(pipeline, bucket, env),
+        pipeline.options(),
+        stop=pipeline.stop,
+        progress=progress,
+    )
 
 
 __all__ = [
@@ -200,5 +155,6 @@ __all__ = [
     "config_from_env",
     "deadline_margin_ms",
     "default_source",
+    "plan_for",
     "ship_items",
 ]

@@ -1,0 +1,130 @@
+"""``logferry worker`` against SQS on the moto server: shipping, settling, dead letters."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from logferry.engine.messages import MAX_REASON
+from logferry.ledger import Status
+from tests.conftest import run_cli
+from tests.worker.world import WorkerSetup, s3_event, shapes
+
+
+@pytest.mark.parametrize("shape", ["s3", "sns", "eventbridge", "minio", "cos"])
+def test_a_message_of_each_shape_is_shipped_and_acked(world: WorkerSetup, shape: str) -> None:
+    world.put("logs/a.json", 10)
+    world.notify(shapes(world.bucket, "logs/a.json")[shape])
+    stats, _ = world.run(world.config())
+    assert len(world.shipped_lines()) == 10
+    assert stats.to_dict()["messages"]["acked"] == 1
+    assert world.counts() == (0, 0)
+
+
+def test_a_duplicate_delivery_is_acked_without_shipping(world: WorkerSetup, mezmo) -> None:
+    world.put("logs/a.json", 10)
+    config = world.config(mezmo=mezmo.url)
+    world.notify(s3_event(world.bucket, "logs/a.json"))
+    world.run(config)
+    requests = len(mezmo.requests)
+    world.notify(s3_event(world.bucket, "logs/a.json"))
+    stats, _ = world.run(config)
+    assert stats.to_dict()["duplicates_skipped"] == 1
+    assert stats.to_dict()["messages"]["acked"] == 1
+    assert len(mezmo.requests) == requests
+    assert len(mezmo.lines) == 10
+
+
+def test_duplicates_handled_at_once_ship_each_object_once(world: WorkerSetup, mezmo) -> None:
+    for i in range(4):
+        world.put(f"logs/{i}.json", 10)
+        for _ in range(3):
+            world.notify(s3_event(world.bucket, f"logs/{i}.json"))
+    stats, _ = world.run(world.config(mezmo=mezmo.url), concurrency=6, idle=3.0)
+    assert stats.to_dict()["messages"]["dead_lettered"] == 0
+    assert stats.to_dict()["messages"]["acked"] == 12
+    assert len(mezmo.lines) == 40
+    assert len(world.shipped_lines()) == 40
+
+
+def test_visibility_is_extended_while_a_slow_sink_ships(world: WorkerSetup, mezmo) -> None:
+    world.put("logs/big.json", 300)
+    mezmo.delay = 1.2  # three batches of 100 lines: ~3.6 s, over the 1 s visibility
+    world.notify(s3_event(world.bucket, "logs/big.json"))
+    stats, _ = world.run(
+        world.config(mezmo=mezmo.url), concurrency=3, visibility_timeout=1.0, max_deliveries=1
+    )
+    assert stats.to_dict()["messages"]["received"] == 1
+    assert stats.to_dict()["messages"]["acked"] == 1
+    assert len(mezmo.lines) == 300
+
+
+def test_a_transient_sink_failure_is_given_back_then_shipped(world: WorkerSetup, mezmo) -> None:
+    world.put("logs/a.json", 10)
+    mezmo.fail_next(6, 503)
+    world.notify(s3_event(world.bucket, "logs/a.json"))
+    stats, _ = world.run(
+        world.config(mezmo=mezmo.url),
+        retry_timeout=0.3,
+        max_deliveries=20,
+        retry_delay_cap=0.4,
+        idle=3.0,
+    )
+    messages = stats.to_dict()["messages"]
+    assert messages["naked"] >= 1
+    assert messages["acked"] == 1
+    assert len(mezmo.lines) == 10
+    assert len(world.shipped_lines()) == 10
+
+
+def test_a_failing_sink_gives_up_after_max_deliveries(world: WorkerSetup, mezmo) -> None:
+    world.put("logs/a.json", 10)
+    mezmo.fail_next(1000, 503)
+    world.notify(s3_event(world.bucket, "logs/a.json"))
+    stats, ledger = world.run(
+        world.config(mezmo=mezmo.url), retry_timeout=0.2, max_deliveries=2, idle=3.0
+    )
+    assert stats.to_dict()["messages"]["received"] == 2
+    assert stats.to_dict()["messages"]["dead_lettered"] == 1
+    assert [e.key for e in ledger.entries(status=Status.FAILED)] == ["logs/a.json"]
+    reasons = [d["MessageAttributes"]["reason"]["StringValue"] for d in world.dead_letters()]
+    assert len(reasons) == 1
+    assert "after 2 deliveries" in reasons[0]
+    assert world.counts() == (0, 0)
+
+
+def test_a_poison_object_waits_in_the_error_queue_and_the_dlq(world: WorkerSetup) -> None:
+    world.s3.put_object(
+        Bucket=world.bucket, Key="logs/bad.json.gz", Body=b"\x1f\x8b\x08" + b"x" * 99
+    )
+    world.notify(s3_event(world.bucket, "logs/bad.json.gz"))
+    config = world.config()
+    stats, _ = world.run(config)
+    assert stats.to_dict()["messages"]["dead_lettered"] == 1
+    assert world.counts() == (0, 0)
+    assert len(world.dead_letters()) == 1
+    listed = run_cli("errors", "--ledger", world.ledger_url, "--json")
+    assert [json.loads(line)["key"] for line in listed.stdout.splitlines()] == ["logs/bad.json.gz"]
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        ("not json \x1b[31m" + "x" * 5000, "not a notification"),
+        (json.dumps({"hello": "world"}), "not a notification"),
+        (json.dumps(s3_event("someone-elses-bucket", "secret.json")), "no source reads bucket"),
+    ],
+    ids=["garbage", "unknown-shape", "other-bucket"],
+)
+def test_an_unusable_message_is_dead_lettered_at_once(
+    world: WorkerSetup, body: str, reason: str
+) -> None:
+    world.notify(body)
+    stats, _ = world.run(world.config())
+    assert stats.to_dict()["messages"]["dead_lettered"] == 1
+    [letter] = world.dead_letters()
+    text = letter["MessageAttributes"]["reason"]["StringValue"]
+    assert reason in text
+    assert "\x1b" not in text
+    assert len(text) <= MAX_REASON
