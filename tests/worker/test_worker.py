@@ -128,3 +128,37 @@ def test_an_unusable_message_is_dead_lettered_at_once(
     assert reason in text
     assert "\x1b" not in text
     assert len(text) <= MAX_REASON
+
+
+def test_an_object_held_by_another_runner_is_never_dead_lettered(world: WorkerSetup) -> None:
+    """A live claim elsewhere is not a failure of the object: however many deliveries it
+    takes, the message comes back until the holder lets go, and is then shipped."""
+    import threading
+
+    from logferry.config import load_pipeline
+    from logferry.ledger import open_ledger
+    from logferry.pipeline import Pipeline
+    from logferry.records import ObjectInfo
+
+    world.put("logs/a.json", 10)
+    config = world.config()
+    pipeline = Pipeline(load_pipeline(str(config)))
+    source_id = pipeline.notified_plan(world.bucket).source.id
+    pipeline.close()
+    head = world.s3.head_object(Bucket=world.bucket, Key="logs/a.json")
+    info = ObjectInfo("logs/a.json", head["ContentLength"], head["ETag"].strip('"'), 0)
+    other = open_ledger(world.ledger_url)
+    claim = other.claim(source_id, info, "another-host:4242:boot", 300.0)
+    assert claim is not None
+    letting_go = threading.Timer(2.5, other.release, (claim,))
+    letting_go.start()
+    world.notify(s3_event(world.bucket, "logs/a.json"))
+    try:
+        stats, _ = world.run(config, max_deliveries=2, idle=6.0)
+    finally:
+        letting_go.cancel()
+    messages = stats.to_dict()["messages"]
+    assert messages["received"] > 2
+    assert messages["dead_lettered"] == 0
+    assert messages["acked"] == 1
+    assert len(world.shipped_lines()) == 10

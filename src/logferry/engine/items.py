@@ -36,6 +36,9 @@ class ItemsOutcome:
     #: Items whose failure may pass on a later attempt (sink outage, source error, held
     #: by another runner); the rest failed for good (refused, undecodable, refused bucket).
     transient: set[tuple[str, str]] = field(default_factory=set)
+    #: Items neither shipped nor failed here: another runner holds their claim (or the run
+    #: stopped). Not a failure of the item, so they never count towards dead-lettering.
+    held: set[tuple[str, str]] = field(default_factory=set)
     results: list[ShipResult] = field(default_factory=list)
 
     def ok(self, item: WorkItem) -> bool:
@@ -99,6 +102,8 @@ def ship_work_items(
                 outcome.done.add((bucket, key))
                 continue
             outcome.errors[(bucket, key)] = failed.get(key, NOT_FINISHED)
+            if key not in failed:
+                outcome.held.add((bucket, key))
             if key not in failed or key in runner.transient:
                 outcome.transient.add((bucket, key))
     return outcome

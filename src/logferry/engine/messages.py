@@ -75,6 +75,10 @@ def forward_body(items: list[WorkItem]) -> bytes:
     return json.dumps({"Records": records}).encode()
 
 
+#: The longest wait before a message whose object another runner holds is looked at again.
+HELD_DELAY_CAP = 30.0
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     """How a worker ships and retries (from the pipeline file's ``worker:``)."""
@@ -86,6 +90,11 @@ class Settings:
     def backoff(self, deliveries: int) -> float:
         """The delay before delivery ``deliveries + 1``: doubling, capped."""
         return float(min(self.retry_delay_cap, self.retry_delay * 2 ** max(0, deliveries - 1)))
+
+    def held_backoff(self, deliveries: int) -> float:
+        """The delay before asking again about an object another runner holds: short, as
+        the holder may finish any moment, and bounded, as it may have died (lease)."""
+        return min(self.backoff(deliveries), HELD_DELAY_CAP)
 
 
 class MessageHandler:
@@ -161,6 +170,7 @@ class MessageHandler:
             if item not in mine:  # another thread of this process ships it: ask again later
                 outcome.errors[(item.bucket, item.key)] = IN_HAND
                 outcome.transient.add((item.bucket, item.key))
+                outcome.held.add((item.bucket, item.key))
         self._count(outcome)
         self._settle(lane, message, todo, outcome)
 
@@ -235,6 +245,13 @@ class MessageHandler:
         reason = safe_reason(outcome.errors.get(keys[0], "not shipped"))
         if self.stop.is_set():
             self._nak(lane, message, 0.0)  # shutdown: the claims were released
+            return
+        if all(k in outcome.held for k in keys):
+            # Another runner holds the claim: it ships the object or fails it, and its claim
+            # expires if it died. Dead-lettering now would strand a live object, so the
+            # message comes back after the lease's worth of waiting, however often.
+            log.info("message %s: %s; again later", message.id, reason)
+            self._nak(lane, message, self.settings.held_backoff(message.deliveries))
             return
         transient = [k for k in keys if k in outcome.transient]
         if transient and message.deliveries < lane.max_deliveries:
