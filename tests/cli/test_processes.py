@@ -128,9 +128,11 @@ def test_usage_and_config_errors_exit_2_once(
     assert p.stderr.count("rror") == 1  # said once, by the one process that checked
 
 
-def test_sigterm_mid_run_then_rerun_loses_and_repeats_nothing(
+def start_slow_pair(  # type: ignore[no-untyped-def]
     s3, bucket, s3_endpoint, tmp_path
-) -> None:  # type: ignore[no-untyped-def]
+) -> tuple[subprocess.Popen[str], Path, Path, tuple[str, ...]]:
+    """A bucket of 3,000-line objects and a slow ``ship --processes 2`` of it, started:
+    (the process, its ledger file, its output dir, the ship arguments without the pacing)."""
     fill(s3, bucket, lines=3000)
     led, out = tmp_path / "l.db", tmp_path / "out"
     args = ship_args(bucket, s3_endpoint, f"sqlite:///{led}", "--to", f"file://{out}", "--json")
@@ -141,6 +143,13 @@ def test_sigterm_mid_run_then_rerun_loses_and_repeats_nothing(
         stderr=subprocess.PIPE,
         text=True,
     )
+    return proc, led, out, tuple(args)
+
+
+def test_sigterm_mid_run_then_rerun_loses_and_repeats_nothing(
+    s3, bucket, s3_endpoint, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    proc, led, out, args = start_slow_pair(s3, bucket, s3_endpoint, tmp_path)
 
     def two_objects_done() -> bool:
         assert proc.poll() is None, proc.communicate()
@@ -174,16 +183,7 @@ def children_of(pid: int) -> list[int]:
 def test_a_killed_process_is_reported_and_the_others_work_kept(
     s3, bucket, s3_endpoint, tmp_path
 ) -> None:  # type: ignore[no-untyped-def]
-    fill(s3, bucket, lines=3000)
-    led, out = tmp_path / "l.db", tmp_path / "out"
-    args = ship_args(bucket, s3_endpoint, f"sqlite:///{led}", "--to", f"file://{out}", "--json")
-    slow = ("--workers", "1", "--batch-bytes", "2048", "--processes", "2")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "logferry", *args, *slow],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc, led, out, args = start_slow_pair(s3, bucket, s3_endpoint, tmp_path)
     children = wait_for(
         lambda: len(children_of(proc.pid)) == 2 and children_of(proc.pid), timeout=30
     )
