@@ -157,6 +157,13 @@ def run_chaos(
 
 
 def check(report: ChaosReport, record: Callable[[str, object], None]) -> None:
-    """Record the counts on the test report."""
+    """Record the counts on the test report, then hold them to the promise: workers were
+    killed, nothing was lost anywhere, the file sink has no duplicate, and Mezmo's stay
+    within the batches that were in flight."""
     for name in ("killed", "lost_files", "duplicated_files", "lost_mezmo", "duplicated_mezmo"):
         record(name, getattr(report, name))
+    assert report.killed >= 2
+    assert report.lost_files == 0
+    assert report.duplicated_files == 0
+    assert report.lost_mezmo == 0
+    assert report.duplicated_mezmo <= report.duplicate_bound

@@ -25,9 +25,4 @@ def test_workers_killed_at_random_lose_nothing(
         out=js_world.out,
     )  # fmt: skip
     check(report, record_property)
-    assert report.killed >= 2
-    assert report.lost_files == 0
-    assert report.duplicated_files == 0
-    assert report.lost_mezmo == 0
-    assert report.duplicated_mezmo <= report.duplicate_bound
     assert js_world.remaining() == 0
