@@ -132,45 +132,108 @@ def _shipped_lines(out: Path) -> collections.Counter[str]:
     return found
 
 
+def _ride_out_an_outage(
+    command: list[str], pg_url: str, tmp_path: Path, env: dict[str, str]
+) -> tuple[subprocess.CompletedProcess[str], CuttableProxy, int, int]:
+    """Run ``logferry COMMAND --ledger <via the proxy>``, cut the ledger for 10 s once three
+    objects are done, restore it and wait for the end: (the run, the proxy, objects done at
+    the cut, objects done when the outage ended)."""
+    parts = urlsplit(pg_url)
+    proxy = CuttableProxy((parts.hostname or "127.0.0.1", parts.port or 5432)).start()
+    via_proxy = parts._replace(netloc=f"{parts.username}@127.0.0.1:{proxy.port}").geturl()
+    env = {**os.environ, **env, "LOGFERRY_LEDGER_RETRY_SECONDS": "60"}
+    run = subprocess.Popen(
+        [sys.executable, "-m", "logferry", *command, "--ledger", via_proxy, "--json", "--quiet"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        wait_for(lambda: _done(pg_url) >= 3, timeout=60, message="no progress before the cut")
+        proxy.cut()
+        done_at_cut = _done(pg_url)
+        assert run.poll() is None, "the run finished before the outage: give it more work"
+        time.sleep(OUTAGE_SECONDS)  # the outage itself, not a wait for something
+        done_after_outage = _done(pg_url)
+        proxy.restore()
+        stdout, stderr = run.communicate(timeout=180)
+    finally:
+        proxy.close()
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+    result = subprocess.CompletedProcess(run.args, run.returncode, stdout, stderr)
+    return result, proxy, done_at_cut, done_after_outage
+
+
+def _check_every_line_once(out: Path) -> None:
+    lines = _shipped_lines(out)
+    expected = {f"obj{o:03d} line{i:04d}" for o in range(OBJECTS) for i in range(LINES)}
+    assert set(lines) == expected
+    assert max(lines.values()) == 1
+
+
 def test_ship_rides_out_a_ten_second_ledger_outage(
     s3: Any, bucket: str, s3_endpoint: str, pg_url: str, tmp_path: Path
 ) -> None:
     for o in range(OBJECTS):
         s3.put_object(Bucket=bucket, Key=f"app/{o:03d}.log", Body=body(o))
-    parts = urlsplit(pg_url)
-    proxy = CuttableProxy((parts.hostname or "127.0.0.1", parts.port or 5432)).start()
-    via_proxy = parts._replace(netloc=f"{parts.username}@127.0.0.1:{proxy.port}").geturl()
     out = tmp_path / "out"
-    env = {**os.environ, "AWS_ENDPOINT_URL": s3_endpoint, "LOGFERRY_LEDGER_RETRY_SECONDS": "60"}
-    ship = subprocess.Popen(
-        [sys.executable, "-m", "logferry", "ship", f"s3://{bucket}/app/", "--to",
-         f"file://{out}", "--ledger", via_proxy, "--batch-lines", "10", "--workers", "2",
-         "--json", "--quiet"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        wait_for(lambda: _done(pg_url) >= 3, timeout=60, message="ship made no progress")
-        proxy.cut()
-        done_at_cut = _done(pg_url)
-        assert ship.poll() is None, "ship finished before the outage: give it more work"
-        time.sleep(OUTAGE_SECONDS)  # the outage itself, not a wait for something
-        done_after_outage = _done(pg_url)
-        proxy.restore()
-        stdout, stderr = ship.communicate(timeout=180)
-    finally:
-        proxy.close()
-        if ship.poll() is None:
-            ship.kill()
-            ship.wait()
-    assert ship.returncode == 0, stderr
+    command = ["ship", f"s3://{bucket}/app/", "--to", f"file://{out}", "--batch-lines", "10",
+               "--workers", "2"]  # fmt: skip
+    ship, proxy, done_at_cut, done_after_outage = _ride_out_an_outage(
+        command, pg_url, tmp_path, {"AWS_ENDPOINT_URL": s3_endpoint}
+    )
+    assert ship.returncode == 0, ship.stderr
     assert proxy.severed >= 1
     assert proxy.refused >= 1  # it kept trying while the ledger was away
     assert done_after_outage == done_at_cut  # and marked nothing done meanwhile
-    assert orjson.loads(stdout.splitlines()[-1])["objects"] == OBJECTS
-    lines = _shipped_lines(out)
-    expected = {f"obj{o:03d} line{i:04d}" for o in range(OBJECTS) for i in range(LINES)}
-    assert set(lines) == expected
-    assert max(lines.values()) == 1
+    assert orjson.loads(ship.stdout.splitlines()[-1])["objects"] == OBJECTS
+    _check_every_line_once(out)
+
+
+def test_a_worker_rides_out_a_ten_second_ledger_outage(
+    s3: Any, bucket: str, s3_endpoint: str, pg_url: str, tmp_path: Path
+) -> None:
+    """The issue's case: a queue worker loses its database for 10 s and resumes: every
+    object's message is acked only once its object is done, every line arrives once."""
+    import boto3
+
+    sqs = boto3.client("sqs", endpoint_url=s3_endpoint, region_name="us-east-1")
+    queue = sqs.create_queue(QueueName=f"outage-{bucket}")["QueueUrl"]
+    for o in range(OBJECTS):
+        key = f"app/{o:03d}.log"
+        s3.put_object(Bucket=bucket, Key=key, Body=body(o))
+        event = {
+            "Records": [
+                {
+                    "eventSource": "aws:s3",
+                    "eventName": "ObjectCreated:Put",
+                    "s3": {"bucket": {"name": bucket}, "object": {"key": key}},
+                }
+            ]
+        }
+        sqs.send_message(QueueUrl=queue, MessageBody=orjson.dumps(event).decode())  # fmt: skip
+    out = tmp_path / "out"
+    command = ["worker", "--queue", queue, "--source", f"s3://{bucket}/app/", "--to",
+               f"file://{out}", "--endpoint-url", s3_endpoint, "--concurrency", "2",
+               "--stop-when-idle", "5", "--visibility-timeout", "120"]  # fmt: skip
+    worker, proxy, done_at_cut, done_after_outage = _ride_out_an_outage(
+        command, pg_url, tmp_path, {}
+    )
+    assert worker.returncode == 0, worker.stderr
+    assert proxy.severed >= 1
+    assert done_after_outage == done_at_cut
+    summary = orjson.loads(worker.stdout.splitlines()[-1])
+    assert summary["messages"]["dead_lettered"] == 0
+    assert _done(pg_url) == OBJECTS
+    _check_every_line_once(out)
+    left = sqs.get_queue_attributes(
+        QueueUrl=queue,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    assert left == {
+        "ApproximateNumberOfMessages": "0",
+        "ApproximateNumberOfMessagesNotVisible": "0",
+    }
 
 
 def test_an_outage_past_the_bound_is_one_clear_error_and_then_over(pg_url: str) -> None:
