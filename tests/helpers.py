@@ -39,3 +39,20 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def age_object(bucket: str, key: str, days: float) -> None:
+    """Make an object of the in-process moto S3 server ``days`` older.
+
+    S3 sets LastModified when an object is written, so an old object is made old in the
+    server's own state (the session's moto server runs in the test process); listings and
+    HEAD then report that time.
+    """
+    import datetime as dt
+
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.s3.models import s3_backends
+
+    partitions = s3_backends[DEFAULT_ACCOUNT_ID]
+    backend = partitions["aws"] if "aws" in partitions else partitions["global"]
+    backend.buckets[bucket].keys[key].last_modified -= dt.timedelta(days=days)

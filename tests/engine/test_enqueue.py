@@ -102,6 +102,21 @@ def test_objects_done_in_the_ledger_are_skipped(
     assert result.done == 40
 
 
+def test_objects_under_the_prune_watermark_are_skipped(
+    sqs_harness: SqsHarness, source: S3Source, ledger: Ledger
+) -> None:
+    """`ledger prune` deleted their rows: unknown to the ledger and older than the source's
+    watermark, they were shipped, and a backfill must not send them again."""
+    from logferry.ledger.sql import SqlLedger
+
+    assert isinstance(ledger, SqlLedger)
+    day = "beta/year=2020/month=06/day=03/"
+    ledger.prune(int(datetime.now(UTC).timestamp() * 1000) + 60_000, source.id)
+    result = enqueue(source, sqs_harness.open(), ledger, prefixes=[day])
+    assert result.published == 0
+    assert result.done == PER_DAY
+
+
 def test_a_rerun_publishes_nothing_and_restart_lists_again(
     sqs_harness: SqsHarness, source: S3Source, ledger: Ledger
 ) -> None:

@@ -162,3 +162,28 @@ def test_an_object_held_by_another_runner_is_never_dead_lettered(world: WorkerSe
     assert messages["dead_lettered"] == 0
     assert messages["acked"] == 1
     assert len(world.shipped_lines()) == 10
+
+
+def test_a_pruned_object_is_acked_without_shipping_again(world: WorkerSetup, mezmo) -> None:
+    """``logferry ledger prune`` deleted its row: the prune watermark still says shipped."""
+    import sqlite3
+
+    from tests.helpers import age_object
+
+    world.put("logs/a.json", 10)
+    age_object(world.bucket, "logs/a.json", 3)
+    config = world.config(mezmo=mezmo.url)
+    world.notify(s3_event(world.bucket, "logs/a.json"))
+    world.run(config)
+    assert len(mezmo.lines) == 10
+    ledger_file = world.ledger_url.removeprefix("sqlite:///")
+    with sqlite3.connect(ledger_file) as conn:
+        conn.execute("UPDATE objects SET done_at = done_at - 172800")
+    pruned = run_cli("ledger", "prune", "--before", "1d", "--ledger", world.ledger_url)
+    assert pruned.returncode == 0, pruned.stderr
+    world.notify(s3_event(world.bucket, "logs/a.json"))
+    stats, _ = world.run(config)
+    assert stats.to_dict()["messages"]["acked"] == 1
+    assert stats.to_dict()["messages"]["naked"] == 0
+    assert len(mezmo.lines) == 10
+    assert world.counts() == (0, 0)

@@ -10,6 +10,7 @@ import click
 from logferry.cli.common import emit_json, err, handle_errors, safe_text
 from logferry.errors import ConfigError
 from logferry.ledger import open_ledger
+from logferry.ledger.prune import NOT_PRUNABLE
 from logferry.ledger.sql import SqlLedger
 from logferry.timeparse import parse_time
 
@@ -68,11 +69,13 @@ def prune(
     if as_json:
         key = "would_prune" if dry_run else "pruned"
         emit_json({key: result.total, "before": when, "sources": result.rows,
-                   "seconds": round(result.seconds, 3)})  # fmt: skip
+                   "kept": result.kept, "seconds": round(result.seconds, 3)})  # fmt: skip
         return
     verb = "would prune" if dry_run else "pruned"
     for src, n in sorted(result.rows.items()):
         err.print(f"  {safe_text(src, markup=False)}: {n} objects")
+    for src in result.kept:
+        err.print(f"  {safe_text(src, markup=False)}: kept ({NOT_PRUNABLE})")
     rate = ""
     if not dry_run and result.total and result.seconds > 0:
         rate = f" ({result.total / result.seconds:,.0f} rows/s)"

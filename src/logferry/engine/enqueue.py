@@ -31,7 +31,7 @@ from urllib.parse import quote_plus
 import orjson
 
 from logferry.errors import ConfigError
-from logferry.ledger.base import Ledger, Status
+from logferry.ledger.base import Ledger, shipped_before
 from logferry.queues.base import WorkQueue
 from logferry.records import ObjectInfo
 from logferry.sources.keytime import STAMP_LEAD, in_time_range, key_time_span
@@ -196,6 +196,7 @@ class _Run:
         self.source, self.queue, self.ledger = source, work_queue, ledger
         self.since, self.until, self.batch, self.stop = since, until, batch, stop
         self.result = EnqueueResult()
+        self._pruned = ledger.pruned_before(source.id)
 
     # -- listing (several threads) ----------------------------------------------------------
 
@@ -214,11 +215,7 @@ class _Run:
 
     def _done_keys(self, page: list[ObjectInfo]) -> set[str]:
         seen = self.ledger.lookup(self.source.id, [o.key for o in page])
-        return {
-            o.key
-            for o in page
-            if (s := seen.get(o.key)) is not None and s.status == Status.DONE and s.etag == o.etag
-        }
+        return {o.key for o in page if shipped_before(seen.get(o.key), o, self._pruned)}
 
     def _chunk(self, unit: Unit, listed: list[ObjectInfo], done: set[str]) -> _Chunk:
         chunk = _Chunk(unit, last_key=listed[-1].key, listed=len(listed))

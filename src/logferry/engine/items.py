@@ -98,7 +98,9 @@ def ship_work_items(
         seen = ledger.lookup(plan.source.id, keys)
         for key in keys:
             entry = seen.get(key)
-            if entry is not None and entry.status == Status.DONE and key not in failed:
+            if key in runner.already_shipped or (
+                entry is not None and entry.status == Status.DONE and key not in failed
+            ):
                 outcome.done.add((bucket, key))
                 continue
             outcome.errors[(bucket, key)] = failed.get(key, NOT_FINISHED)

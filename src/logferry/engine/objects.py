@@ -28,7 +28,14 @@ from logferry.engine.processes import Share, shard_of
 from logferry.engine.results import Failure, Progress, ShipResult, close_result, one_line
 from logferry.engine.routing import Route, Router
 from logferry.errors import DecodeError, LogferryError, ObjectError, is_transient
-from logferry.ledger.base import Claim, ClaimLostError, Ledger, Status, new_owner_id
+from logferry.ledger.base import (
+    Claim,
+    ClaimLostError,
+    Ledger,
+    Status,
+    new_owner_id,
+    shipped_before,
+)
 from logferry.ledger.sql import CRASHED
 from logferry.records import Batch, ObjectInfo
 from logferry.sinks.base import Sink
@@ -99,7 +106,7 @@ def pending_objects(
         known = ledger.lookup(source.id, (o.key for o in page))
         for obj in page:
             seen = known.get(obj.key)
-            if seen is None and pruned is not None and obj.last_modified_ms < pruned:
+            if seen is None and shipped_before(seen, obj, pruned):
                 continue  # shipped, then pruned from the ledger (`logferry ledger prune`)
             if seen is None or seen.etag != obj.etag:
                 todo.append(obj)
@@ -161,6 +168,8 @@ class ObjectRunner:
         #: Keys whose last failure may pass on a later attempt (a sink that kept asking to
         #: retry later, a source outage): a worker gives their message back to the queue.
         self.transient: set[str] = set()
+        #: Keys named to the runner (``--key``, notifications) it found shipped already.
+        self.already_shipped: set[str] = set()
 
     def pending(self, *, include_done: bool = False) -> list[ObjectInfo]:
         """Objects to ship, oldest first; see :func:`pending_objects`."""
@@ -219,6 +228,7 @@ class ObjectRunner:
 
     def _ship_keys(self, keys: tuple[str, ...]) -> None:
         todo: list[ObjectInfo] = []
+        pruned = self.ledger.pruned_before(self.source.id)
         for key in keys:
             try:
                 obj = self.source.head(key)
@@ -229,9 +239,11 @@ class ObjectRunner:
                 self.errors.failed(None, key, one_line(exc), type(exc).__name__)
                 continue
             entry = self.ledger.get(self.source.id, obj.key, obj.etag)
-            if entry is not None and entry.status == Status.DONE and not self.options.force:
-                self.progress.message(f"{key}: already shipped (ledger says done); skipped")
+            if not self.options.force and shipped_before(entry, obj, pruned):
+                said = "ledger says done" if entry is not None else "pruned from the ledger"
+                self.progress.message(f"{key}: already shipped ({said}); skipped")
                 self.result.skipped += 1
+                self.already_shipped.add(key)
                 continue
             todo.append(obj)
         self._ship_pass(todo, force=self.options.force)

@@ -82,6 +82,15 @@ class Seen:
     attempts: int
 
 
+def shipped_before(seen: Seen | Entry | None, obj: ObjectInfo, pruned_before: int | None) -> bool:
+    """Whether ``obj`` (this version) was shipped: done in the ledger, or unknown to it and
+    last modified before the source's prune watermark (``logferry ledger prune`` deleted its
+    row). Every place that skips shipped objects asks this, so a prune never re-ships."""
+    if seen is None:
+        return pruned_before is not None and obj.last_modified_ms < pruned_before
+    return seen.status == Status.DONE and seen.etag == obj.etag
+
+
 @dataclass(frozen=True, slots=True)
 class SourceStatus:
     """Aggregate progress of one source."""

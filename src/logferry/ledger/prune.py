@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from logferry.errors import ConfigError
 from logferry.ledger.base import SourceStatus
 
 #: Shards of a source's totals (PostgreSQL: by backend process; SQLite has one writer).
@@ -49,6 +50,21 @@ def totals_backfill(table: str) -> str:
     )
 
 
+#: Source ids of local directories (``LocalDirSource.id`` is the directory's file URI).
+LOCAL_PREFIX = "file:"
+NOT_PRUNABLE = (
+    "a local directory's files can come back with an old modification time (cp -p, rsync -a, "
+    "tar x), which the prune watermark would take for shipped; its rows are kept"
+)
+
+
+def prunable(source: str) -> bool:
+    """Whether ``source``'s done rows may be pruned: its objects' modification times are set
+    by the store when they are written (S3, COS), so nothing unshipped can turn up older
+    than the watermark. A local directory's mtimes are the user's to set."""
+    return not source.startswith(LOCAL_PREFIX)
+
+
 @dataclass
 class PruneResult:
     """What a prune deleted (or would delete), per source."""
@@ -57,6 +73,8 @@ class PruneResult:
     dry_run: bool
     rows: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    #: Sources whose rows are never pruned (local directories: see ``prunable``).
+    kept: list[str] = field(default_factory=list)
 
     @property
     def total(self) -> int:
@@ -140,11 +158,18 @@ class PruneStore:
         """
         started = time.monotonic()
         result = PruneResult(before_ms, dry_run)
-        cond = "status = 'done' AND done_at < ? AND last_modified_ms < ?"
-        params: list[Any] = [before_ms / 1000, before_ms]
+        if source is not None and not prunable(source):
+            raise ConfigError(f"{source} cannot be pruned: {NOT_PRUNABLE}")
+        cond = "status = 'done' AND done_at < ? AND last_modified_ms < ? AND source NOT LIKE ?"
+        params: list[Any] = [before_ms / 1000, before_ms, LOCAL_PREFIX + "%"]
         if source is not None:
             cond += " AND source = ?"
             params.append(source)
+        result.kept = sorted(
+            src
+            for (src,) in self._rows("SELECT DISTINCT source FROM logferry_totals")
+            if not prunable(src) and source is None
+        )
         t, rowid = self._table, self._id
         if dry_run:
             for src, n in self._rows(
@@ -156,7 +181,11 @@ class PruneStore:
         sources = (
             [source]
             if source is not None
-            else [r[0] for r in self._rows("SELECT DISTINCT source FROM logferry_totals")]
+            else [
+                r[0]
+                for r in self._rows("SELECT DISTINCT source FROM logferry_totals")
+                if prunable(r[0])
+            ]
         )
         self._raise_watermarks(sources, before_ms)
         bounds = self._rows(f"SELECT min({rowid}), max({rowid}) FROM {t}")
