@@ -84,3 +84,29 @@ def test_validate_lists_the_lanes(tmp_path) -> None:  # type: ignore[no-untyped-
     )
     result = run_cli("validate", "-c", str(path))
     assert "lane slow: objects of 1,000,000 bytes or more → sqs://big, 1 thread" in result.stdout
+
+
+def test_a_lane_that_keeps_refusing_ends_in_the_dead_letters(world: WorkerSetup) -> None:
+    """Forwarding that fails every time (the lane's queue is gone) must not loop for ever."""
+    slow = world.new_queue(world.queue.rsplit("/", 1)[1] + "-gone")
+    world.put("logs/big.json", 800)
+    config = world.config(
+        worker=f"  lanes:\n    slow: {{queue: '{slow}', min_size: 10KB}}\n",
+    )
+
+    def lane_gone_then_notified() -> None:  # after the worker opened its lanes
+        world.sqs.delete_queue(QueueUrl=slow)
+        world.notify(s3_event(world.bucket, "logs/big.json"))
+
+    timer = threading.Timer(1.5, lane_gone_then_notified)
+    timer.start()
+    try:
+        stats, _ = world.run(config, max_deliveries=2, idle=4.0)
+    finally:
+        timer.cancel()
+    messages = stats.to_dict()["messages"]
+    assert messages["dead_lettered"] == 1
+    reasons = [d["MessageAttributes"]["reason"]["StringValue"] for d in world.dead_letters()]
+    assert len(reasons) == 1
+    assert "forwarding to a lane failed" in reasons[0]
+    assert world.counts() == (0, 0)

@@ -147,8 +147,16 @@ class MessageHandler:
             try:
                 todo = self._forward(lane, todo, plans, forward_to)
             except Exception as exc:  # the lane's queue is unreachable: try again later
-                log.warning("forwarding to a lane failed: %s", one_line(exc))
-                self._nak(lane, message)
+                reason = f"forwarding to a lane failed: {one_line(exc)}"
+                if message.deliveries < lane.max_deliveries:
+                    log.warning("%s; again later", reason)
+                    self._nak(lane, message)
+                else:  # a lane that keeps refusing (access, size) must not loop for ever
+                    self._dead_letter(
+                        lane,
+                        message,
+                        f"still failing after {message.deliveries} deliveries: " + reason,
+                    )
                 return
         if not todo:
             self._ack(lane, message)
