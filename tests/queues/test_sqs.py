@@ -107,3 +107,19 @@ def test_without_dead_letter_the_redrive_policy_target_is_used(sqs_harness: SqsH
     queue.publish([b"poison"])
     queue.dead_letter(_receive_one(queue), "bad")
     assert wait_for(sqs_harness.dead_letters) == [b"poison"]
+
+
+@pytest.mark.parametrize(("max_receive", "warned"), [("3", True), ("50", False)])
+def test_a_redrive_policy_stricter_than_max_deliveries_is_warned_about(
+    sqs_harness: SqsHarness, caplog: pytest.LogCaptureFixture, max_receive: str, warned: bool
+) -> None:
+    arn = sqs_harness.client.get_queue_attributes(
+        QueueUrl=sqs_harness.dlq_url, AttributeNames=["QueueArn"]
+    )["Attributes"]["QueueArn"]
+    policy = {"deadLetterTargetArn": arn, "maxReceiveCount": max_receive}
+    sqs_harness.client.set_queue_attributes(
+        QueueUrl=sqs_harness.queue_url, Attributes={"RedrivePolicy": orjson.dumps(policy).decode()}
+    )
+    with caplog.at_level("WARNING", logger="logferry"):
+        sqs_harness.open(max_deliveries=5)
+    assert ("after 3 receives" in caplog.text) is warned

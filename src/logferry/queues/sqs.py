@@ -15,6 +15,7 @@ in parallel.
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import random
 import re
@@ -33,6 +34,8 @@ from logferry.queues.base import Message, QueueError, QueueOptions, WorkQueue
 from logferry.queues.options import split_options
 from logferry.redact import redact, redact_url
 from logferry.registry import Component
+
+log = logging.getLogger("logferry")
 
 __all__ = ["MAX_BATCH", "MAX_BYTES", "SqsQueue"]
 
@@ -147,6 +150,7 @@ class SqsQueue(WorkQueue):
         ).get("Attributes", {})
         self.fifo = attributes.get("FifoQueue") == "true" or self.url.endswith(".fifo")
         self.dead_letter_url = self._dead_letter_url(attributes.get("RedrivePolicy"))
+        self._warn_if_redrive_is_stricter(attributes.get("RedrivePolicy"))
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
 
@@ -191,6 +195,22 @@ class SqsQueue(WorkQueue):
             if len(fields) == 6:
                 return self._resolve(fields[5], fields[4])
         return None
+
+    def _warn_if_redrive_is_stricter(self, redrive: str | None) -> None:
+        # SQS moves a message on its own after maxReceiveCount receives, whatever the worker
+        # decided: a message given back while another runner holds its object (never a
+        # dead letter for the worker) or still retrying would leave early.
+        try:
+            limit = int(orjson.loads(redrive or "{}").get("maxReceiveCount", 0))
+        except (orjson.JSONDecodeError, TypeError, ValueError, AttributeError):
+            return
+        if 0 < limit <= self.options.max_deliveries:
+            log.warning(
+                "queue %s: its RedrivePolicy moves messages to the dead-letter queue after %d "
+                "receives, no more than max_deliveries (%d): raise maxReceiveCount well above "
+                "it, or retries and objects held by other runners may be dead-lettered early",
+                self.name, limit, self.options.max_deliveries,
+            )  # fmt: skip
 
     # -- calls ------------------------------------------------------------------------------
 
