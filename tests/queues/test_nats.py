@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
+import threading
+from typing import Any
+
 import pytest
 
 from logferry.errors import ConfigError
 from logferry.queues import open_queue
 from logferry.queues.nats import NatsQueue
 from tests.helpers import free_port, wait_for
-from tests.queues.harness import NatsHarness
+from tests.queues.harness import NatsHarness, _nats
 from tests.queues.test_contract import _receive_all
 
 
@@ -29,6 +35,46 @@ def test_publish_with_ids_drops_duplicates(nats_harness: NatsHarness) -> None:
     assert sorted(m.body for m in got) == [b"a", b"b", b"c"]
 
 
+def test_each_receiving_thread_pulls_through_its_own_subscription(
+    nats_harness: NatsHarness,
+) -> None:
+    queue = nats_harness.open()
+    assert isinstance(queue, NatsQueue)
+    for _ in range(4):  # one after another: a shared subscription would be made once
+        thread = threading.Thread(target=lambda: [queue.receive(1, 0.05) for _ in range(2)])
+        thread.start()
+        thread.join()
+    assert len({id(s) for s in queue._subscriptions}) == 4
+
+
+def _ack_wait(harness: NatsHarness) -> float:
+    async def read(js: Any) -> float:
+        return float((await js.consumer_info(harness.stream, "workers")).config.ack_wait)
+
+    return float(_nats(read))
+
+
+def test_opening_again_keeps_the_consumers_ack_wait(
+    nats_harness: NatsHarness, caplog: pytest.LogCaptureFixture
+) -> None:
+    nats_harness.open(visibility_timeout=5)
+    with caplog.at_level(logging.WARNING, logger="logferry"):
+        second = nats_harness.open(visibility_timeout=60)
+    assert _ack_wait(nats_harness) == 5
+    assert second.options.visibility_timeout == 5
+    assert "ack_wait 5 s, not the requested visibility timeout 60 s" in caplog.text
+
+
+def test_opening_with_the_same_timeout_does_not_warn(
+    nats_harness: NatsHarness, caplog: pytest.LogCaptureFixture
+) -> None:
+    nats_harness.open(visibility_timeout=5)
+    with caplog.at_level(logging.WARNING, logger="logferry"):
+        second = nats_harness.open(visibility_timeout=5)
+    assert second.options.visibility_timeout == 5
+    assert caplog.text == ""
+
+
 @pytest.mark.parametrize(
     ("url", "words"),
     [
@@ -44,6 +90,30 @@ def test_a_bad_url_is_a_one_line_config_error(url: str, words: str) -> None:
         open_queue(url)
     assert words in str(caught.value)
     assert "\n" not in str(caught.value)
+
+
+def _connections_to_nats() -> int:
+    """This process's established TCP connections to port 4222 (Linux /proc)."""
+    ours = set()
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            ours.add(os.readlink(f"/proc/self/fd/{fd}"))
+    count = 0
+    with open("/proc/net/tcp") as table:
+        for line in table.readlines()[1:]:
+            fields = line.split()
+            remote, state, inode = fields[2], fields[3], fields[9]
+            if remote.endswith(":107E") and state == "01" and f"socket:[{inode}]" in ours:
+                count += 1
+    return count
+
+
+def test_a_failed_setup_closes_its_connection(nats_harness: NatsHarness) -> None:
+    before = _connections_to_nats()
+    with pytest.raises(ConfigError) as caught:  # fails after connecting: a wildcard subject
+        open_queue(nats_harness.url + "&dead_letter=dead.*")
+    assert "dead_letter" in str(caught.value)
+    wait_for(lambda: _connections_to_nats() == before, timeout=5, message="connection left open")
 
 
 def test_an_unreachable_server_is_a_config_error_without_the_password() -> None:

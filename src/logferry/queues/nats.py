@@ -3,7 +3,9 @@
 URL: ``nats://[USER:PASS@]HOST[:4222]/STREAM?subject=SUBJECT&durable=NAME`` plus the common
 options (``visibility_timeout``, ``max_deliveries``, ``dead_letter``). The stream (work-queue
 retention, capturing ``subject``; default: the stream's name) and the durable consumer
-(default ``logferry``; ``ack_wait`` = the visibility timeout) are created when missing.
+(default ``logferry``; ``ack_wait`` = the visibility timeout) are created when missing. An
+existing consumer is left as it is: its ``ack_wait`` becomes this queue's visibility timeout
+(with a warning when it differs), so one worker cannot change the timing of the others.
 
 nats-py is asyncio; one event loop runs in a daemon thread per queue and the synchronous
 methods hand it coroutines, so worker threads use it like any other queue. Each thread pulls
@@ -19,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import logging
 import re
 import threading
 import time
@@ -35,6 +38,8 @@ from logferry.redact import redact, redact_url
 from logferry.registry import Component
 
 __all__ = ["NatsQueue"]
+
+log = logging.getLogger("logferry")
 
 #: A name JetStream accepts for a stream or a durable consumer.
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -135,13 +140,14 @@ class NatsQueue(WorkQueue):
         self._subscriptions: list[Any] = []
         self._keepers: dict[int, asyncio.Task[None]] = {}  # touched on the loop only
         self._deliveries = _Deliveries()
+        self.nc: Any = None
         try:
             self._loop.run(self._connect(), CALL_TIMEOUT + 5)
         except ConfigError:
-            self._loop.stop()
+            self._abandon()
             raise
         except Exception as exc:
-            self._loop.stop()
+            self._abandon()
             raise ConfigError(
                 redact(f"queue {self.name}: cannot connect or set up JetStream: {_text(exc)}")
             ) from None
@@ -163,16 +169,21 @@ class NatsQueue(WorkQueue):
                     name=w.stream, subjects=[w.subject], retention=RetentionPolicy.WORK_QUEUE
                 )
             )
-        await self.js.add_consumer(
-            w.stream,
-            ConsumerConfig(
-                durable_name=w.durable,
-                ack_policy=AckPolicy.EXPLICIT,
-                ack_wait=self.options.visibility_timeout,
-                max_deliver=-1,
-                filter_subject=w.subject,
-            ),
-        )
+        try:
+            info = await self.js.consumer_info(w.stream, w.durable)
+        except NotFoundError:
+            await self.js.add_consumer(
+                w.stream,
+                ConsumerConfig(
+                    durable_name=w.durable,
+                    ack_policy=AckPolicy.EXPLICIT,
+                    ack_wait=self.options.visibility_timeout,
+                    max_deliver=-1,
+                    filter_subject=w.subject,
+                ),
+            )
+        else:
+            self._adopt_ack_wait(info.config.ack_wait)
         dead = self.options.dead_letter
         if dead:
             if not _SUBJECT.match(dead):
@@ -183,6 +194,29 @@ class NatsQueue(WorkQueue):
                 await self.js.add_stream(
                     StreamConfig(name=f"{w.stream}_DEAD_LETTERS", subjects=[dead])
                 )
+
+    def _adopt_ack_wait(self, ack_wait: float | None) -> None:
+        """Use an existing consumer's ``ack_wait`` as the visibility timeout.
+
+        Updating the consumer instead would change the redelivery timing of every worker
+        already reading it; their keepers renew at their own timeout's pace.
+        """
+        wanted = self.options.visibility_timeout
+        if not ack_wait or abs(ack_wait - wanted) < 0.001:
+            return
+        log.warning(
+            "queue %s: consumer %r has ack_wait %g s, not the requested visibility timeout "
+            "%g s; using %g s (delete the consumer to change it)",
+            self.name, self.where.durable, ack_wait, wanted, ack_wait,
+        )  # fmt: skip
+        self.options = self.options.model_copy(update={"visibility_timeout": ack_wait})
+
+    def _abandon(self) -> None:
+        """After a failed setup: close the connection, if any, and stop the loop."""
+        if self.nc is not None:
+            with contextlib.suppress(Exception):
+                self._loop.run(self.nc.close(), CALL_TIMEOUT)
+        self._loop.stop()
 
     async def _first_connection(self) -> Any:
         """Connect, reconnecting forever later on, but failing at once if the first try fails.
@@ -227,16 +261,30 @@ class NatsQueue(WorkQueue):
     def receive(self, max_messages: int, wait: float) -> list[Message]:
         """Fetch up to ``max_messages`` through this thread's subscription."""
         wait = max(wait, 0.05)
-        return self._run("receive", self._fetch(max(1, max_messages), wait), CALL_TIMEOUT + wait)
+        subscription = self._subscription()
+        fetch = self._fetch(subscription, max(1, max_messages), wait)
+        return self._run("receive", fetch, CALL_TIMEOUT + wait)
 
-    async def _fetch(self, batch: int, wait: float) -> list[Message]:
+    def _subscription(self) -> Any:
+        """The calling thread's pull subscription, made on its first receive.
+
+        Looked up here, in the caller's thread: the coroutines all run on the loop's thread,
+        where a thread-local would be one and the same for every worker.
+        """
         subscription = getattr(self._local, "subscription", None)
         if subscription is None:
-            subscription = await self.js.pull_subscribe_bind(
-                durable=self.where.durable, stream=self.where.stream
-            )
+            subscription = self._run("subscribe", self._subscribe())
             self._local.subscription = subscription
-            self._subscriptions.append(subscription)
+        return subscription
+
+    async def _subscribe(self) -> Any:
+        subscription = await self.js.pull_subscribe_bind(
+            durable=self.where.durable, stream=self.where.stream
+        )
+        self._subscriptions.append(subscription)
+        return subscription
+
+    async def _fetch(self, subscription: Any, batch: int, wait: float) -> list[Message]:
         try:
             found = await subscription.fetch(batch, timeout=wait)
         except TimeoutError:  # nats.errors.TimeoutError is one: nothing came in time
