@@ -119,3 +119,24 @@ def test_processes_on_postgres_ship_duplicated_notifications_once(
     ledger.close()
     assert sorted(e.attempts for e in entries) == [1] * 8
     assert world.counts() == (0, 0)
+
+
+def test_processes_stop_when_idle_fail_once_with_one_summary(world: WorkerSetup) -> None:
+    for key in ("logs/a.json", "logs/b.json"):
+        world.put(key, 5)
+        world.notify(s3_event(world.bucket, key))
+    world.notify("garbage")  # dead-lettered by whichever copy receives it: that copy exits 1
+    result = run_cli(
+        "worker", "--queue", world.queue, "-c", str(world.config()),
+        "--processes", "2", "--stop-when-idle", "3", "--json",
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    [line] = result.stdout.splitlines()  # one JSON document, the copies' summaries added up
+    summary = json.loads(line)
+    assert summary["messages"] == {
+        "received": 3, "acked": 2, "naked": 0, "dead_lettered": 1, "forwarded": 0
+    }  # fmt: skip
+    assert summary["lines"] == 10
+    assert result.stderr.count("worker: 3 messages received") == 1
+    assert "restarting" not in result.stderr  # a copy that ended by itself is not restarted
+    assert len(world.dead_letters()) == 1

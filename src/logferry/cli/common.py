@@ -357,6 +357,30 @@ def print_summary(
     return EXIT_OK if result.ok else EXIT_FAILED
 
 
+def print_worker_summary(data: dict[str, Any], *, as_json: bool, quiet: bool) -> None:
+    """Print a worker's summary (``WorkerStats.to_dict()``: human on stderr, ``--json`` on
+    stdout). Under ``--processes`` it goes to the supervisor, which adds them up into one."""
+    reporter = Reporter.current()
+    if reporter is not None:
+        reporter.send({"e": "summary", "worker": data, "json": as_json, "quiet": quiet})
+        return
+    if as_json:
+        sys.stdout.write(json_text(data) + "\n")
+        sys.stdout.flush()
+    if quiet:
+        return
+    m = data["messages"]
+    err.print(
+        f"worker: {plural(m['received'], 'messages')} received: {m['acked']} acked, "
+        f"{m['naked']} given back, {m['dead_lettered']} dead-lettered, "
+        f"{m['forwarded']} forwarded; shipped {plural(data['objects'], 'objects')}, "
+        f"{plural(data['lines'], 'lines')} ({human_bytes(data['bytes'])}), "
+        f"{data['duplicates_skipped']} duplicates skipped in {data['seconds']:.1f} s",
+        soft_wrap=True,
+        highlight=False,
+    )
+
+
 def emit_json(value: Any) -> None:
     """Print one JSON document on stdout."""
     click.echo(json_text(value, indent=True))

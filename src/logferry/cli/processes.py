@@ -26,10 +26,12 @@ from logferry.cli.common import (
     fail_usage,
     make_progress,
     print_summary,
+    print_worker_summary,
 )
 from logferry.engine import Progress, ShipResult
 from logferry.engine.processes import Event, Reporter, Supervisor, watch_parent
 from logferry.engine.results import merge_results
+from logferry.engine.worker import WorkerStats
 from logferry.records import ObjectInfo
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -82,15 +84,18 @@ def fan_out(
     as_json: bool,
     quiet: bool,
     passed_on: tuple[signal.Signals, ...] = (),
+    restart_failed: bool = True,
 ) -> int:
     """Run this command as ``processes`` copies; show one progress and one summary per
-    source; return the exit status (the worst of the copies'). Followed runs restart a
-    copy that crashed, after a doubling delay. SIGINT and SIGTERM stop the copies; the
-    ``passed_on`` signals (SIGHUP for a daemon that reloads) are sent on to them as they are."""
+    source; return the exit status (the worst of every exit of every copy). Followed runs
+    restart a copy that crashed (killed, or exit status 1 unless not ``restart_failed``),
+    after a doubling delay. SIGINT and SIGTERM stop the copies; the ``passed_on`` signals
+    (SIGHUP for a daemon that reloads) are sent on to them as they are."""
     view = Combined(processes, as_json=as_json, quiet=quiet, follow=follow)
     supervisor = Supervisor(
-        child_command(sys.argv), processes, view.on_event, view.on_exit, restart=follow
-    )
+        child_command(sys.argv), processes, view.on_event, view.on_exit,
+        restart=follow, restart_failed=restart_failed,
+    )  # fmt: skip
     view.supervisor = supervisor
 
     def on_signal(signum: int, frame: Any) -> None:
@@ -124,6 +129,8 @@ class Combined:
         self._passes: list[list[tuple[int, int]]] = [[] for _ in range(count)]
         self._shown_passes = 0
         self._finals: list[ShipResult] = []
+        #: Workers' summaries (``logferry worker``), added up into one at the end.
+        self._workers: list[dict[str, Any]] = []
         self._summarized: set[int] = set()
 
     def on_event(self, index: int, event: Event) -> None:
@@ -146,6 +153,10 @@ class Combined:
             self._summary(index, event)
 
     def _summary(self, index: int, event: Event) -> None:
+        if isinstance(event.get("worker"), dict):
+            self._workers.append(event["worker"])
+            self._summarized.add(index)
+            return
         result = ShipResult.from_dict(event["result"], str(event.get("unit", "objects")))
         if event.get("final"):
             self._finals.append(result)
@@ -190,6 +201,9 @@ class Combined:
         for results in by_source.values():
             merged = merge_results(results)
             status = max(status, print_summary(merged, as_json=self.as_json, quiet=self.quiet))
+        if self._workers:
+            merged_stats = WorkerStats.add_up(self._workers)
+            print_worker_summary(merged_stats, as_json=self.as_json, quiet=self.quiet)
         # A daemon asked to stop ends well; a one-off run stopped early is interrupted.
         stopped = EXIT_OK if self.follow else EXIT_FAILED
         codes = [stopped if self._stopped_early(c) else c for c in codes]

@@ -15,9 +15,8 @@ from logferry.cli.common import (
     err,
     fail_usage,
     handle_errors,
-    human_bytes,
     install_signal_handlers,
-    json_text,
+    print_worker_summary,
     safe_text,
 )
 from logferry.cli.metrics import metrics_options, serving_metrics
@@ -30,8 +29,8 @@ from logferry.config import (
     load_pipeline,
 )
 from logferry.engine.messages import Settings
-from logferry.engine.results import Progress, plural
-from logferry.engine.worker import Worker, WorkerStats, close_lanes, open_lanes
+from logferry.engine.results import Progress
+from logferry.engine.worker import Worker, close_lanes, open_lanes
 from logferry.errors import ConfigError
 from logferry.ledger import open_ledger
 from logferry.pipeline import Pipeline, check_pipeline
@@ -63,25 +62,6 @@ def _config(config_path: str | None, sources: tuple[str, ...], sinks: tuple[str,
         )
     except ValueError as exc:
         raise ConfigError(str(exc).splitlines()[0]) from None
-
-
-def _summary(stats: WorkerStats, as_json: bool, quiet: bool) -> None:
-    data = stats.to_dict()
-    if as_json:
-        sys.stdout.write(json_text(data) + "\n")
-        sys.stdout.flush()
-    if quiet:
-        return
-    m = data["messages"]
-    err.print(
-        f"worker: {plural(m['received'], 'messages')} received: {m['acked']} acked, "
-        f"{m['naked']} given back, {m['dead_lettered']} dead-lettered, "
-        f"{m['forwarded']} forwarded; shipped {plural(data['objects'], 'objects')}, "
-        f"{plural(data['lines'], 'lines')} ({human_bytes(data['bytes'])}), "
-        f"{data['duplicates_skipped']} duplicates skipped in {data['seconds']:.1f} s",
-        soft_wrap=True,
-        highlight=False,
-    )
 
 
 @click.command()
@@ -144,8 +124,13 @@ def worker(queue_url: str | None, config_path: str | None, sources: tuple[str, .
     assert queue_url is not None
     if processes > 1:
         # Each copy is a worker of its own (its threads, its owner id); the queue shares out
-        # the messages, so nothing is divided here.
-        sys.exit(fan_out(processes, follow=True, as_json=as_json, quiet=quiet))
+        # the messages, so nothing is divided here. With --stop-when-idle a copy that ends
+        # by itself (exit 1: it dead-lettered) is done, not crashed: it is not restarted.
+        code = fan_out(
+            processes, follow=True, as_json=as_json, quiet=quiet,
+            restart_failed=stop_when_idle is None,
+        )  # fmt: skip
+        sys.exit(code)
     led = open_ledger(ledger or config.ledger)
     pipeline: Pipeline | None = None
     lanes = []
@@ -179,6 +164,7 @@ def worker(queue_url: str | None, config_path: str | None, sources: tuple[str, .
         if pipeline is not None:
             pipeline.close()
         led.close()
-    _summary(stats, as_json, quiet)
-    dead = stats.to_dict()["messages"]["dead_lettered"]
+    data = stats.to_dict()
+    print_worker_summary(data, as_json=as_json, quiet=quiet)
+    dead = data["messages"]["dead_lettered"]
     sys.exit(EXIT_FAILED if stop_when_idle is not None and dead else EXIT_OK)

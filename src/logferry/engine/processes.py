@@ -192,8 +192,10 @@ class Supervisor:
     ``on_event(index, event)`` is called in the caller's thread for every event a copy
     reports; ``on_exit(index, returncode, restart_in)`` when a copy ends (``restart_in``:
     seconds until it starts again, or None). With ``restart``, a copy that crashed (killed
-    by a signal, or exit status 1 while nobody asked it to stop) starts again after a
-    doubling delay; a copy that ran ``healthy`` seconds has its delay reset.
+    by a signal, or, with ``restart_failed``, exit status 1 while nobody asked it to stop)
+    starts again after a doubling delay; a copy that ran ``healthy`` seconds has its delay
+    reset. Without ``restart_failed`` exit status 1 is a copy's own verdict (it ran and some
+    work failed), kept as it is.
     """
 
     def __init__(
@@ -204,6 +206,7 @@ class Supervisor:
         on_exit: Callable[[int, int, float | None], None],
         *,
         restart: bool = False,
+        restart_failed: bool = True,
         backoff: tuple[float, float] = (1.0, 60.0),
         healthy: float = 60.0,
         env: Mapping[str, str] | None = None,
@@ -213,6 +216,7 @@ class Supervisor:
         self.on_event = on_event
         self.on_exit = on_exit
         self.restart = restart
+        self.restart_failed = restart_failed
         self.backoff = backoff
         self.healthy = healthy
         self.env = dict(os.environ if env is None else env)
@@ -222,7 +226,9 @@ class Supervisor:
         self._lock = threading.RLock()
 
     def run(self) -> list[int]:
-        """Start every copy and wait for them all; return the last exit status of each."""
+        """Start every copy and wait for them all; return every exit status of every copy
+        (a restarted copy's earlier ones too: a failure is not hidden by the run after it;
+        1 for a copy that never ran)."""
         for child in self.children:
             self._spawn(child)
         while True:
@@ -233,7 +239,7 @@ class Supervisor:
             if all(c.process is None and c.restart_at is None for c in self.children):
                 break
         self._pump(0)
-        return [c.returncode if c.returncode is not None else 1 for c in self.children]
+        return [code for c in self.children for code in (c.exits or [1])]
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         """Pass ``sig`` on to every running copy (each finishes its batches and stops); no
@@ -329,7 +335,7 @@ class Supervisor:
         child.process, child.returncode = None, code
         child.exits.append(code)
         restart_in: float | None = None
-        crashed = code < 0 or code == 1
+        crashed = code < 0 or (code == 1 and self.restart_failed)
         if self.restart and crashed and not self._stopping.is_set():
             if now - child.started >= self.healthy:
                 child.crashes = 0

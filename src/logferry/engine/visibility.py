@@ -3,7 +3,9 @@
 A message received from a work queue is hidden from the other consumers for the queue's
 visibility timeout (SQS) or ack wait (JetStream). Shipping a big object can take longer;
 the keeper extends every held message a third of the way into its timeout, so no second
-worker is handed a message that is still being worked on.
+worker is handed a message that is still being worked on. An extension that fails is
+tried again after a doubling delay (from :data:`RETRY_FIRST` seconds up to the third of the
+timeout), and said once per message at WARNING, the retries at DEBUG.
 """
 
 from __future__ import annotations
@@ -11,12 +13,16 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from logferry.engine.results import one_line
 from logferry.queues.base import Message, WorkQueue
 
 log = logging.getLogger("logferry")
+
+#: Seconds before the first retry of an extension that failed; doubled at each failure.
+RETRY_FIRST = 1.0
 
 
 @dataclass(slots=True)
@@ -25,12 +31,16 @@ class _Held:
     message: Message
     timeout: float
     due: float
+    #: Extensions that failed in a row (0: the last one worked).
+    failures: int = 0
+    #: A failure of this message was logged at WARNING already.
+    warned: bool = False
 
 
 class VisibilityKeeper:
     """Extends held messages every third of their timeout, in a background thread."""
 
-    def __init__(self, tick: float = 0.5) -> None:
+    def __init__(self, tick: float = 0.5, clock: Callable[[], float] = time.monotonic) -> None:
         self._held: dict[int, _Held] = {}
         self._lock = threading.Lock()
         # Held while extending, so that ``drop`` waits: a message is never extended after
@@ -38,12 +48,13 @@ class VisibilityKeeper:
         self._extending = threading.Lock()
         self._stop = threading.Event()
         self._tick = tick
+        self._clock = clock
         self._thread: threading.Thread | None = None
 
     def hold(self, queue: WorkQueue, message: Message, timeout: float) -> None:
         """Keep ``message`` invisible, ``timeout`` seconds at a time, until :meth:`drop`."""
         with self._lock:
-            self._held[id(message)] = _Held(queue, message, timeout, time.monotonic() + timeout / 3)
+            self._held[id(message)] = _Held(queue, message, timeout, self._clock() + timeout / 3)
 
     def drop(self, message: Message) -> None:
         """Stop extending ``message`` (it is being settled): no extension follows this call."""
@@ -65,20 +76,28 @@ class VisibilityKeeper:
     def extend_due(self) -> None:
         """One round: extend the messages whose third of the timeout has passed."""
         with self._extending:
-            now = time.monotonic()
+            now = self._clock()
             with self._lock:
                 due = [h for h in self._held.values() if h.due <= now]
             for held in due:
                 self._extend(held)
 
-    @staticmethod
-    def _extend(held: _Held) -> None:
+    def _extend(self, held: _Held) -> None:
         try:
             held.queue.extend(held.message, held.timeout)
-        except Exception as exc:  # tried again next tick; the message may come back
-            log.warning("extending message %s failed: %s", held.message.id, one_line(exc))
+        except Exception as exc:  # tried again soon, not every tick; the message may come back
+            retry_in = min(RETRY_FIRST * 2**held.failures, held.timeout / 3)
+            held.failures += 1
+            held.due = self._clock() + retry_in
+            level = logging.DEBUG if held.warned else logging.WARNING
+            held.warned = True
+            log.log(
+                level, "extending message %s failed: %s; trying again in %g s",
+                held.message.id, one_line(exc), retry_in,
+            )  # fmt: skip
             return
-        held.due = time.monotonic() + held.timeout / 3
+        held.failures = 0
+        held.due = self._clock() + held.timeout / 3
         log.debug("extended message %s by %g s", held.message.id, held.timeout)
 
     def _run(self) -> None:

@@ -100,6 +100,23 @@ class WorkerStats:
             "seconds": round(time.monotonic() - self.started, 3),
         }
 
+    @staticmethod
+    def add_up(summaries: list[dict[str, Any]]) -> dict[str, Any]:
+        """One summary for workers that ran side by side (``--processes``): counts added
+        up, the longest time."""
+        total: dict[str, Any] = {
+            "messages": dict.fromkeys(WorkerStats.MESSAGES, 0),
+            "objects": 0, "lines": 0, "bytes": 0, "duplicates_skipped": 0,
+            "objects_forwarded": 0, "seconds": 0.0,
+        }  # fmt: skip
+        for summary in summaries:
+            for name in WorkerStats.MESSAGES:
+                total["messages"][name] += int(summary.get("messages", {}).get(name, 0))
+            for name in ("objects", "lines", "bytes", "duplicates_skipped", "objects_forwarded"):
+                total[name] += int(summary.get(name, 0))
+            total["seconds"] = max(total["seconds"], float(summary.get("seconds", 0.0)))
+        return total
+
 
 class Worker:
     """Consumes the lanes' queues with their threads until :meth:`request_stop`."""
