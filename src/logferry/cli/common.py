@@ -31,6 +31,7 @@ from logferry.engine.processes import Reporter, ReportingProgress
 from logferry.engine.results import plural
 from logferry.errors import ConfigError, LogferryError
 from logferry.records import ObjectInfo
+from logferry.untrusted import visible
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 #: The reader of standard output went away: 128 + SIGPIPE, as a shell reports ``cat | head``.
@@ -42,21 +43,6 @@ err.soft_wrap = not err.is_terminal
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-# What must never reach a terminal as it is: C0 and C1 controls (escape sequences, BEL,
-# carriage returns and newlines that fake output lines), DEL, bidirectional overrides and
-# line separators (text that reads differently from what it is), and the lone surrogates
-# that undecodable file names become (printing them raises UnicodeEncodeError).
-_UNSAFE = re.compile(
-    r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2028\u2029\u2066-\u2069\ud800-\udfff]"
-)
-
-
-def _visible(match: re.Match[str]) -> str:
-    code = ord(match.group())
-    if 0xDC80 <= code <= 0xDCFF:  # surrogateescape: the byte the name really had
-        return f"\\x{code - 0xDC00:02x}"
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
-
 
 def safe_text(value: object, *, markup: bool = True) -> str:
     """Text from outside (keys, source ids, error text, server answers), safe to print.
@@ -64,7 +50,7 @@ def safe_text(value: object, *, markup: bool = True) -> str:
     Control characters and other invisible tricks become visible escapes (``\\x1b``), and
     with ``markup`` (for rich) ``[`` is escaped so the text can never be read as a tag.
     """
-    text = _UNSAFE.sub(_visible, str(value))
+    text = visible(value)
     return escape(text) if markup else text
 
 

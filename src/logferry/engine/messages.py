@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ from logferry.notifications import NotificationError, WorkItem, parse_event
 from logferry.queues.base import Message, WorkQueue
 from logferry.records import ObjectInfo
 from logferry.sources import BucketSource
+from logferry.untrusted import visible
 
 if TYPE_CHECKING:
     from logferry.config import ShipOptions
@@ -46,12 +46,11 @@ log = logging.getLogger("logferry")
 IN_HAND = "being shipped by another thread of this worker"
 #: A reason is one line of at most this many characters.
 MAX_REASON = 300
-_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2028\u2029\u2066-\u2069]")
 
 
 def safe_reason(text: str) -> str:
     """One line, bounded, invisible characters escaped: text from a queue is untrusted."""
-    text = _UNSAFE.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    text = visible(text)
     return text if len(text) <= MAX_REASON else text[: MAX_REASON - 1] + "…"
 
 
