@@ -20,9 +20,12 @@ import json
 import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from itertools import islice
 from typing import Any
-from urllib.parse import unquote_plus
+from urllib.parse import quote_plus, unquote_plus
+
+import orjson
 
 __all__ = [
     "LogEvents",
@@ -31,6 +34,8 @@ __all__ = [
     "parse_code_engine",
     "parse_event",
     "parse_sqs_record",
+    "s3_event_body",
+    "s3_event_record",
 ]
 
 
@@ -421,3 +426,30 @@ def parse_code_engine(env: Mapping[str, str]) -> list[WorkItem]:
     if not isinstance(data, Mapping) or not _COS_FIELDS.intersection(data):
         raise NotificationError(f"unknown CE_DATA ({context}): {_describe(data)}")
     return _cos_items(data, _Via(source="cos"), env)
+
+
+def s3_event_record(
+    bucket: str,
+    key: str,
+    size: int | None,
+    etag: str | None,
+    *,
+    event: str = "ObjectCreated:Put",
+    time_ms: int | None = None,
+) -> dict[str, Any]:
+    """One S3 event notification record naming an object, as ``parse_event`` reads it back
+    (the key URL-encoded as S3 does): what logferry itself publishes to work queues."""
+    record: dict[str, Any] = {"eventVersion": "2.1", "eventSource": "aws:s3", "eventName": event}
+    if time_ms is not None:
+        moment = datetime.fromtimestamp(time_ms / 1000, UTC)
+        record["eventTime"] = moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    obj: dict[str, Any] = {"key": quote_plus(key, safe="/"), "size": size}
+    if etag:
+        obj["eTag"] = etag
+    record["s3"] = {"bucket": {"name": bucket}, "object": obj}
+    return record
+
+
+def s3_event_body(records: list[dict[str, Any]]) -> bytes:
+    """A notification message holding ``records`` (see :func:`s3_event_record`)."""
+    return orjson.dumps({"Records": records})

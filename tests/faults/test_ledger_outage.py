@@ -26,6 +26,7 @@ import pytest
 from logferry.engine.leases import LeaseKeeper
 from logferry.ledger import Claim, ClaimLostError, LedgerError, open_ledger
 from logferry.ledger.postgres import PostgresLedger
+from logferry.notifications import s3_event_body, s3_event_record
 from logferry.records import ObjectInfo
 from tests.helpers import free_port, wait_for
 
@@ -202,16 +203,8 @@ def test_a_worker_rides_out_a_ten_second_ledger_outage(
     for o in range(OBJECTS):
         key = f"app/{o:03d}.log"
         s3.put_object(Bucket=bucket, Key=key, Body=body(o))
-        event = {
-            "Records": [
-                {
-                    "eventSource": "aws:s3",
-                    "eventName": "ObjectCreated:Put",
-                    "s3": {"bucket": {"name": bucket}, "object": {"key": key}},
-                }
-            ]
-        }
-        sqs.send_message(QueueUrl=queue, MessageBody=orjson.dumps(event).decode())  # fmt: skip
+        event = s3_event_body([s3_event_record(bucket, key, None, None)])
+        sqs.send_message(QueueUrl=queue, MessageBody=event.decode())
     out = tmp_path / "out"
     command = ["worker", "--queue", queue, "--source", f"s3://{bucket}/app/", "--to",
                f"file://{out}", "--endpoint-url", s3_endpoint, "--concurrency", "2",

@@ -24,14 +24,13 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote_plus
 
 import orjson
 
 from logferry.errors import ConfigError
 from logferry.ledger.base import Ledger, shipped_before
+from logferry.notifications import s3_event_body, s3_event_record
 from logferry.queues.base import WorkQueue
 from logferry.records import ObjectInfo
 from logferry.sources.keytime import STAMP_LEAD, in_time_range, key_time_span
@@ -104,18 +103,11 @@ class _Chunk:
 
 def event_body(bucket: str, obj: ObjectInfo) -> bytes:
     """An S3 event notification naming ``obj``, as ``notifications.parse_event`` reads it."""
-    moment = datetime.fromtimestamp(obj.last_modified_ms / 1000, UTC)
-    record = {
-        "eventVersion": "2.1",
-        "eventSource": "aws:s3",
-        "eventName": "ObjectCreated:Backfill",
-        "eventTime": moment.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-        "s3": {
-            "bucket": {"name": bucket},
-            "object": {"key": quote_plus(obj.key, safe="/"), "size": obj.size, "eTag": obj.etag},
-        },
-    }
-    return orjson.dumps({"Records": [record]})
+    record = s3_event_record(
+        bucket, obj.key, obj.size, obj.etag,
+        event="ObjectCreated:Backfill", time_ms=obj.last_modified_ms,
+    )  # fmt: skip
+    return s3_event_body([record])
 
 
 def message_id(bucket: str, obj: ObjectInfo) -> str:

@@ -17,19 +17,23 @@ Objects of a lane's ``min_size`` or more are forwarded to that lane's queue inst
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
-from urllib.parse import quote_plus
 
 from logferry.engine.items import ItemsOutcome, ship_work_items
 from logferry.engine.results import Progress, one_line
 from logferry.errors import ConfigError, ObjectError
 from logferry.ledger.base import Ledger, Status
-from logferry.notifications import NotificationError, WorkItem, parse_event
+from logferry.notifications import (
+    NotificationError,
+    WorkItem,
+    parse_event,
+    s3_event_body,
+    s3_event_record,
+)
 from logferry.queues.base import Message, WorkQueue
 from logferry.records import ObjectInfo
 from logferry.sources import BucketSource
@@ -56,22 +60,7 @@ def safe_reason(text: str) -> str:
 
 def forward_body(items: list[WorkItem]) -> bytes:
     """An S3 event notification naming ``items``: what a lane's consumers parse."""
-    records = [
-        {
-            "eventSource": "aws:s3",
-            "eventName": "ObjectCreated:Put",
-            "s3": {
-                "bucket": {"name": item.bucket},
-                "object": {
-                    "key": quote_plus(item.key, safe="/"),
-                    "size": item.size,
-                    **({"eTag": item.etag} if item.etag else {}),
-                },
-            },
-        }
-        for item in items
-    ]
-    return json.dumps({"Records": records}).encode()
+    return s3_event_body([s3_event_record(i.bucket, i.key, i.size, i.etag) for i in items])
 
 
 #: The longest wait before a message whose object another runner holds is looked at again.
