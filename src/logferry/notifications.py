@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import gzip
 import json
 import zlib
 from collections.abc import Callable, Mapping
@@ -74,6 +73,9 @@ class NotificationError(ValueError):
 _MAX_KEYS = 8
 _MAX_NAME = 40
 _MAX_DEPTH = 16
+#: A CloudWatch Logs subscription delivery inflates to a few MB (its events are at most 1 MB
+#: compressed): anything past this is refused, not held in memory.
+_MAX_INFLATED = 64 << 20
 
 
 def _clip(text: str, limit: int = _MAX_NAME) -> str:
@@ -291,11 +293,18 @@ def _awslogs(payload: Mapping[str, Any], via: _Via) -> list[Item]:
             f"CloudWatch Logs 'awslogs.data' should be a string, got {_describe(data)}"
         )
     try:
-        raw = gzip.decompress(base64.b64decode(data, validate=True))
+        inflater = zlib.decompressobj(31)  # gzip; bounded: a queue message may be a bomb
+        raw = inflater.decompress(base64.b64decode(data, validate=True), _MAX_INFLATED + 1)
     except (binascii.Error, OSError, EOFError, zlib.error) as exc:
         raise NotificationError(
             f"CloudWatch Logs 'awslogs.data' is not base64 gzip ({type(exc).__name__}): {_describe(data)}"
         ) from None
+    if len(raw) > _MAX_INFLATED:
+        raise NotificationError(
+            f"CloudWatch Logs 'awslogs.data' inflates to over {_MAX_INFLATED >> 20} MiB: refused"
+        )
+    if not inflater.eof:
+        raise NotificationError("CloudWatch Logs 'awslogs.data' is not base64 gzip (truncated)")
     decoded = _loads(raw, "CloudWatch Logs 'awslogs.data'")
     if not isinstance(decoded, Mapping) or "messageType" not in decoded:
         raise NotificationError(f"unknown CloudWatch Logs data: {_describe(decoded)}")

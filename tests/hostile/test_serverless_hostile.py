@@ -206,3 +206,37 @@ def test_job_refuses_ce_data_for_another_bucket(  # type: ignore[no-untyped-def]
     ok = run_cli("job", "--no-catchup", env={**job_env, "CE_DATA": json.dumps(ce)})
     assert ok.returncode == 0, ok.stderr
     assert shipped(tmp_path / "out") == ["ours"]
+
+
+def test_a_cloudwatch_gzip_bomb_in_a_message_is_refused_in_bounded_memory(tmp_path: Path) -> None:
+    """A queue message is about 1 MB; its awslogs.data may inflate a thousandfold. Before the
+    fix a 1 GB bomb was inflated whole by the notification parser (a worker, a Lambda)."""
+    import subprocess
+    import sys
+    import zlib
+
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)
+    zeros = b"\0" * (1 << 20)
+    bomb = b"".join(packer.compress(zeros) for _ in range(1024)) + packer.flush()
+    assert len(bomb) < 1_100_000  # it fits in one SQS message
+    body = tmp_path / "bomb.json"
+    import base64
+
+    body.write_text(json.dumps({"awslogs": {"data": base64.b64encode(bomb).decode()}}))
+    probe = (
+        "import json, resource, sys\n"
+        "from logferry.notifications import NotificationError, parse_event\n"
+        "try:\n"
+        "    parse_event(json.loads(open(sys.argv[1]).read()))\n"
+        "    print('parsed')\n"
+        "except NotificationError as exc:\n"
+        "    print(exc)\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe, str(body)], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    said, peak_mb = out.stdout.strip().splitlines()
+    assert "inflates to over 64 MiB: refused" in said
+    assert int(peak_mb) < 200
