@@ -181,6 +181,9 @@ def test_run_daemon_serves_metrics(tmp_path: Path) -> None:
     try:
         samples = wait_for(lambda: (s := _try_scrape(url)) and value(
             s, "logferry_records_total") == 2 and s, timeout=30)  # fmt: skip
+        # The age is set at each listing (every 0.2 s): the first one saw a.log waiting.
+        samples = wait_for(lambda: (s := _try_scrape(url)) and value(
+            s, "logferry_oldest_unshipped_age_seconds") == 0 and s, timeout=30)  # fmt: skip
         assert value(samples, "logferry_oldest_unshipped_age_seconds") == 0
         assert httpx.get(f"{url}/readyz").json() == {"ready": True, "problems": {}}
     finally:
