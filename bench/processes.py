@@ -5,7 +5,9 @@ What it does, in one run:
 1. Generates one gzip NDJSON object of ``--mb`` MB (uncompressed; default 8) with
    ship_throughput.py's realistic app lines, and uploads it ``--objects`` times (default 40)
    under different keys to moto in server mode.
-2. Serves a loopback Mezmo-compatible ingest server (``store=False, validate=False``). Both
+2. Serves a loopback Mezmo-compatible ingest server (``store=False, validate=False``, and
+   ``count_later``: it inflates and counts the bodies after each run, unless
+   ``--count-inline``; a real ingest service does not share the 2 cores). Both
    servers live in this process; the tools run in their own processes (through
    ship_throughput.py's spawner, so wall time, CPU and peak RSS are measured by ``wait4``,
    the copies of ``--processes`` included). The servers' CPU is reported beside them: on a
@@ -49,6 +51,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--processes", type=int, nargs="+", default=[1, 2], help="process counts")
     p.add_argument("--repeat", type=int, default=1, help="runs of each process count")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument(
+        "--count-inline",
+        action="store_true",
+        help="the receiver inflates and counts each request as it comes, on the cores the "
+        "tools run on (default: it keeps the bodies and counts them after each run)",
+    )
     p.add_argument("--json", action="store_true", help="figures as JSON on stdout")
     return p.parse_args(argv)
 
@@ -83,7 +91,11 @@ def main(argv: list[str] | None = None) -> int:
         s3.create_bucket(Bucket=BUCKET)
         for i in range(args.objects):
             s3.upload_file(data.path, BUCKET, f"app/2024/05/01/app-{i:04d}.ndjson.gz")
-        server = stack.enter_context(MezmoServer(st.INGESTION_KEY, store=False, validate=False))
+        server = stack.enter_context(
+            MezmoServer(
+                st.INGESTION_KEY, store=False, validate=False, count_later=not args.count_inline
+            )
+        )
         env = {
             **os.environ,
             "AWS_ENDPOINT_URL": f"http://{host}:{port}",

@@ -23,6 +23,7 @@ Schemes are lower case; ``""`` stands for a plain path (no scheme) and ``"-"`` f
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import pkgutil
 import re
@@ -48,6 +49,7 @@ __all__ = [
     "kind_of",
     "lookup",
     "open",
+    "preload",
     "reload",
     "scheme_of",
     "schemes",
@@ -104,6 +106,9 @@ class Component:
     #: URL forms for messages and ``--help``, e.g. ``s3://BUCKET/PREFIX``.
     usage: str
     summary: str = ""
+    #: Libraries it imports when opened (boto3, duckdb): ``--processes`` imports them once,
+    #: before forking its copies, which then share them.
+    preload: tuple[str, ...] = ()
 
     def make_options(self, values: BaseModel | Mapping[str, Any] | None = None) -> BaseModel:
         """Validate the fields of ``values`` this component knows into its options model."""
@@ -244,6 +249,16 @@ def check(
     component = find(url, kind)
     component.check(url, component.make_options(options))
     return component
+
+
+def preload(url: str, kind: Kind | Role) -> None:
+    """Import the libraries the component for ``url`` uses when opened (see
+    ``Component.preload``); quietly nothing for an unknown URL or a missing extra: opening
+    it says what is wrong."""
+    component = lookup(url, kind)
+    for name in component.preload if component is not None else ():
+        with contextlib.suppress(ImportError):
+            importlib.import_module(name)
 
 
 def open(

@@ -210,6 +210,11 @@ def test_a_killed_process_is_reported_and_the_others_work_kept(
     assert max(ns.values()) == 1
 
 
+def cmdline(pid: int) -> list[str]:
+    """A process's arguments."""
+    return Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+
+
 def test_run_once_with_two_processes(s3, bucket, s3_endpoint, tmp_path) -> None:  # type: ignore[no-untyped-def]
     fill(s3, bucket, objects=10)
     s3.put_object(Bucket=bucket, Key="other/a.ndjson.gz", Body=ndjson(10**6, 50))
@@ -249,13 +254,18 @@ def test_a_daemon_restarts_a_killed_process(s3, bucket, s3_endpoint, tmp_path) -
         first = wait_for(
             lambda: len(children_of(proc.pid)) == 2 and children_of(proc.pid), timeout=30
         )
+        # Both copies were forked: they still carry the supervisor's command line.
+        assert all("--processes" in cmdline(pid) for pid in first)
         os.kill(first[0], signal.SIGKILL)
         again = wait_for(
-            lambda: len(children_of(proc.pid)) == 2 and first[0] not in children_of(proc.pid),
+            lambda: (now := children_of(proc.pid)) and len(now) == 2 and first[0] not in now
+            and now,
             timeout=30,
             message="the killed process was not started again",
-        )
-        assert again
+        )  # fmt: skip
+        # The restarted one is a new program (the supervisor runs threads by then).
+        (restarted,) = set(again) - set(first)
+        assert "--processes" not in cmdline(restarted)
         # the new copy ships what arrives, its share included
         s3.put_object(Bucket=bucket, Key="logs/later.ndjson.gz", Body=ndjson(10**6, 7))
         wait_for(lambda: (tmp_path / "out" / "logs" / "later.ndjson.gz.jsonl").exists(), timeout=30)

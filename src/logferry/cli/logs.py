@@ -43,8 +43,6 @@ class JsonFormatter(logging.Formatter):
     """One JSON object per log line: ``time`` (UTC), ``level``, ``logger``, ``message``, and
     ``process`` under ``--processes``."""
 
-    process = _process()
-
     def format(self, record: logging.LogRecord) -> str:
         moment = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
         doc: dict[str, Any] = {
@@ -53,8 +51,9 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        if self.process:
-            doc["process"] = self.process
+        process = _process()  # read each time: a forked copy learns its share after import
+        if process:
+            doc["process"] = process
         if record.exc_info:
             doc["exception"] = self.formatException(record.exc_info)
         return json_text(doc)

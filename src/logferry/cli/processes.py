@@ -2,8 +2,9 @@
 
 Adding it to a command is two lines: ``@processes_option`` among its options, and, once
 its arguments and configuration are checked (config errors are reported once, here),
-``if processes > 1: sys.exit(fan_out(processes, follow=..., as_json=..., quiet=...))``.
-The copies are this command line again without ``--processes``; see
+``if processes > 1 and (code := fan_out(processes, follow=..., ...)) is not None:
+sys.exit(code)``: the copies are forked there and go on with the command (restarted
+ones are this command line again without ``--processes``); see
 :mod:`logferry.engine.processes` for how they share the work.
 """
 
@@ -13,11 +14,12 @@ import functools
 import os
 import signal
 import sys
-from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from logferry import registry
 from logferry.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
@@ -33,6 +35,10 @@ from logferry.engine.processes import Event, Reporter, Supervisor, watch_parent
 from logferry.engine.results import merge_results
 from logferry.engine.worker import WorkerStats
 from logferry.records import ObjectInfo
+from logferry.registry import Role
+
+if TYPE_CHECKING:
+    from logferry.config import PipelineConfig
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -85,17 +91,33 @@ def fan_out(
     quiet: bool,
     passed_on: tuple[signal.Signals, ...] = (),
     restart_failed: bool = True,
-) -> int:
+    preload: Iterable[tuple[str, Role]] = (),
+) -> int | None:
     """Run this command as ``processes`` copies; show one progress and one summary per
     source; return the exit status (the worst of every exit of every copy). Followed runs
     restart a copy that crashed (killed, or exit status 1 unless not ``restart_failed``),
     after a doubling delay. SIGINT and SIGTERM stop the copies; the ``passed_on`` signals
-    (SIGHUP for a daemon that reloads) are sent on to them as they are."""
-    view = Combined(processes, as_json=as_json, quiet=quiet, follow=follow)
+    (SIGHUP for a daemon that reloads) are sent on to them as they are.
+
+    Copies are forked from this process where that is safe (see
+    :meth:`Supervisor.fork_copies`): in a copy this returns None, and the caller goes on
+    with the command as that copy. So call it once the arguments are checked and before
+    opening connections or starting threads. ``preload`` names the sources, sinks and
+    queues the copies will open (``(url, role)``): their libraries are imported before the
+    fork, once for all.
+    """
     supervisor = Supervisor(
-        child_command(sys.argv), processes, view.on_event, view.on_exit,
+        child_command(sys.argv), processes, _unset_event, _unset_exit,
         restart=follow, restart_failed=restart_failed,
     )  # fmt: skip
+    for url, role in preload:
+        registry.preload(url, role)  # before forking: imported once, shared by the copies
+
+    if supervisor.fork_copies() is not None:
+        watch_parent(lambda: os.kill(os.getpid(), signal.SIGTERM))
+        return None
+    view = Combined(processes, as_json=as_json, quiet=quiet, follow=follow)
+    supervisor.on_event, supervisor.on_exit = view.on_event, view.on_exit
     view.supervisor = supervisor
 
     def on_signal(signum: int, frame: Any) -> None:
@@ -111,6 +133,21 @@ def fan_out(
     for sig in passed_on:
         signal.signal(sig, lambda signum, _: supervisor.send(signum))
     return view.finish(supervisor.run())
+
+
+def pipeline_targets(config: PipelineConfig) -> list[tuple[str, Role]]:
+    """The sources and sinks of a pipeline file, for ``fan_out``'s ``preload``."""
+    targets: list[tuple[str, Role]] = [(src.url, "source") for src in config.sources.values()]
+    targets += [(sink.url, "sink") for sink in config.sinks.values() if sink.url]
+    return targets
+
+
+def _unset_event(index: int, event: Event) -> None:
+    raise AssertionError("the supervisor's view is set before it runs")
+
+
+def _unset_exit(index: int, code: int, restart_in: float | None) -> None:
+    raise AssertionError("the supervisor's view is set before it runs")
 
 
 class Combined:

@@ -22,7 +22,7 @@ from logferry.cli.common import (
     safe_text,
 )
 from logferry.cli.metrics import metrics_options, serving_metrics
-from logferry.cli.processes import fan_out, processes_option
+from logferry.cli.processes import fan_out, pipeline_targets, processes_option
 from logferry.config import load_pipeline
 from logferry.engine import ShipResult
 from logferry.errors import ConfigErrors
@@ -53,9 +53,15 @@ def run_pipeline(
     check_pipeline(config)
     led = open_ledger(ledger or config.ledger)
     if processes > 1:
-        led.close()
+        led.close()  # a connection must not be shared by forked copies
         reload = (signal.SIGHUP,) if hasattr(signal, "SIGHUP") and not once else ()
-        return fan_out(processes, follow=not once, as_json=as_json, quiet=quiet, passed_on=reload)
+        code = fan_out(
+            processes, follow=not once, as_json=as_json, quiet=quiet, passed_on=reload,
+            preload=pipeline_targets(config),
+        )  # fmt: skip
+        if code is not None:
+            return code
+        led = open_ledger(ledger or config.ledger)  # this copy's own
     last: list[ShipResult] = []
 
     verbose = logging.getLogger("logferry").getEffectiveLevel() <= logging.INFO

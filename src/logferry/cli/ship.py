@@ -24,6 +24,7 @@ from logferry.codecs.formats import FORMATS
 from logferry.config import ShipOptions, SinkOptions, build
 from logferry.engine import ShipResult
 from logferry.ledger import open_ledger
+from logferry.registry import Role
 from logferry.sinks import check_sink
 from logferry.sources import is_stream_url
 from logferry.timeparse import parse_time
@@ -314,7 +315,12 @@ def ship(
         if options.mode == "key":
             fail_usage("--key names one object: drop --processes")
         check_shared(source, sinks, sink_options, ledger)
-        sys.exit(fan_out(processes, follow=options.follow, as_json=as_json, quiet=quiet))
+        targets: list[tuple[str, Role]] = [(source, "source"), *((s, "sink") for s in sinks)]
+        code = fan_out(
+            processes, follow=options.follow, as_json=as_json, quiet=quiet, preload=targets
+        )
+        if code is not None:
+            sys.exit(code)
     stop = threading.Event()
     install_signal_handlers(stop, shutdown_timeout)
     following_bucket = options.follow and not is_stream_url(source)

@@ -20,6 +20,7 @@ import os
 import queue
 import signal
 import subprocess
+import sys
 import threading
 import time
 import zlib
@@ -96,6 +97,11 @@ class Reporter:
         self._lock = threading.Lock()
 
     @classmethod
+    def forget(cls) -> None:
+        """Look at the environment again on the next :meth:`current` (a forked copy)."""
+        cls._current, cls._looked = None, False
+
+    @classmethod
     def current(cls) -> Reporter | None:
         """The pipe this process reports to, when a supervisor started it."""
         if not cls._looked:
@@ -170,12 +176,42 @@ def watch_parent(on_orphaned: Callable[[], None], every: float = 1.0) -> None:
     threading.Thread(target=watch, name="logferry-parent-watch", daemon=True).start()
 
 
+class Forked:
+    """A copy started by ``fork``, with the part of ``Popen``'s interface the supervisor uses
+    (``returncode`` as ``Popen`` gives it: negative for a signal)."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        """Its exit status once it ended (reaping it), else None."""
+        if self.returncode is None:
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:  # reaped elsewhere: its status is lost
+                self.returncode = 1
+            else:
+                if pid:
+                    self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def send_signal(self, sig: int) -> None:
+        """Signal it while it runs (never a PID reused after it was reaped)."""
+        if self.poll() is None:
+            os.kill(self.pid, sig)
+
+    def terminate(self) -> None:
+        """SIGTERM."""
+        self.send_signal(signal.SIGTERM)
+
+
 @dataclass
 class Child:
     """One copy of the command, as the supervisor sees it."""
 
     index: int
-    process: subprocess.Popen[bytes] | None = None
+    process: subprocess.Popen[bytes] | Forked | None = None
     reader: threading.Thread | None = None
     started: float = 0.0
     #: Exit status of its last run (negative: killed by that signal).
@@ -220,17 +256,58 @@ class Supervisor:
         self.backoff = backoff
         self.healthy = healthy
         self.env = dict(os.environ if env is None else env)
-        self._events: queue.Queue[tuple[int, Event]] = queue.Queue()
+        #: Events from the copies; ``None`` when a copy's pipe closed (it is exiting).
+        self._events: queue.Queue[tuple[int, Event | None]] = queue.Queue()
         self._stopping = threading.Event()
         # Re-entrant: stop() runs in a signal handler, which may interrupt _spawn holding it.
         self._lock = threading.RLock()
 
+    def fork_copies(self) -> int | None:
+        """Start every copy by forking this process, where that is safe: on a system with
+        ``fork``, while this process runs one thread. Return the copy's index in each copy,
+        which then goes on with the command as that copy; None here, in the supervisor
+        (and when it could not fork: :meth:`run` then starts the copies as new programs).
+
+        A forked copy starts in milliseconds and shares the modules the command imported;
+        a new program imports them again (a large part of a short run's CPU, paid N times
+        on N cores that have other work to do). Copies restarted after a crash are new
+        programs: by then the supervisor runs threads, which ``fork`` does not copy.
+        """
+        if not hasattr(os, "fork") or threading.active_count() > 1 or self._stopping.is_set():
+            return None
+        pipes = [os.pipe() for _ in self.children]
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()  # else each copy would write the buffered text again
+        for child, (_, write) in zip(self.children, pipes, strict=True):
+            pid = os.fork()
+            if pid == 0:
+                self._become(child.index, write, pipes)
+                return child.index
+            child.process, child.started = Forked(pid), time.monotonic()
+        for child, (read, write) in zip(self.children, pipes, strict=True):
+            os.close(write)
+            self._start_reader(child, read)
+        return None
+
+    def _become(self, index: int, write: int, pipes: list[tuple[int, int]]) -> None:
+        """In a forked copy: its own session (as for a new program), its pipe, its share."""
+        os.setsid()
+        for read, other in pipes:
+            os.close(read)
+            if other != write:
+                os.close(other)
+        os.environ[ENV_SHARE] = f"{index}/{len(self.children)}"
+        os.environ[ENV_REPORT_FD] = str(write)
+        Reporter.forget()
+
     def run(self) -> list[int]:
-        """Start every copy and wait for them all; return every exit status of every copy
-        (a restarted copy's earlier ones too: a failure is not hidden by the run after it;
-        1 for a copy that never ran)."""
+        """Start every copy not started yet and wait for them all; return every exit status
+        of every copy (a restarted copy's earlier ones too: a failure is not hidden by the
+        run after it; 1 for a copy that never ran)."""
         for child in self.children:
-            self._spawn(child)
+            if child.process is None:
+                self._spawn(child)
         while True:
             self._pump(0.1)
             now = time.monotonic()
@@ -289,6 +366,9 @@ class Supervisor:
             if self._stopping.is_set():  # stop() came during Popen, before it knew this one
                 child.process.terminate()
         child.started = time.monotonic()
+        self._start_reader(child, read)
+
+    def _start_reader(self, child: Child, read: int) -> None:
         pipe = os.fdopen(read, "rb")
         child.reader = threading.Thread(
             target=self._read, args=(child.index, pipe), name=f"logferry-child-{child.index}"
@@ -305,6 +385,7 @@ class Supervisor:
                     continue  # a copy cut off mid-line by a kill: its last event is lost
                 if isinstance(event, dict):
                     self._events.put((index, event))
+        self._events.put((index, None))  # its end: wake the pump to reap it now
 
     def _pump(self, timeout: float) -> None:
         try:
@@ -313,25 +394,35 @@ class Supervisor:
             )
         except queue.Empty:
             return
-        self.on_event(index, event)
         while True:
+            if event is not None:
+                self.on_event(index, event)
             try:
                 index, event = self._events.get_nowait()
             except queue.Empty:
                 return
-            self.on_event(index, event)
 
     def _reap(self, child: Child, now: float) -> None:
         if child.restart_at is not None and now >= child.restart_at:
             self._spawn(child)
             return
         process = child.process
-        if process is None or process.poll() is None:
+        if process is None:
             return
+        if process.poll() is None:
+            if child.reader is None or child.reader.is_alive():
+                return
+            # Its pipe closed: it is exiting. Reap it now rather than on the next tick.
+            deadline = now + 0.2
+            while process.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.002)
+            if process.returncode is None:
+                return
         if child.reader is not None:
             child.reader.join(5.0)  # its last events (the summary) come before its exit
         self._pump(0)
         code = process.returncode
+        assert code is not None  # polled above
         child.process, child.returncode = None, code
         child.exits.append(code)
         restart_in: float | None = None

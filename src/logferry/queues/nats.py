@@ -414,4 +414,5 @@ COMPONENT = Component(
     open=_open,
     usage="nats://HOST:4222/STREAM?subject=SUBJECT&durable=NAME",
     summary="a NATS JetStream stream read by a durable pull consumer",
+    preload=("nats", "nats.js.api"),
 )

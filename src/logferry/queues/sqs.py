@@ -402,4 +402,5 @@ COMPONENT = Component(
     open=_open,
     usage="sqs://QUEUE, https://sqs.REGION.amazonaws.com/ACCOUNT/QUEUE",
     summary="an Amazon SQS queue (or a moto/LocalStack endpoint's)",
+    preload=("boto3", "botocore.config"),
 )

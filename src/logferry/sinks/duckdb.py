@@ -452,4 +452,5 @@ COMPONENT = Component(
     open=_open,
     usage="duckdb:///PATH",
     summary="the embedded DuckDB store the stats API queries (exactly-once on replay)",
+    preload=("duckdb",),
 )
