@@ -187,3 +187,20 @@ def test_a_pruned_object_is_acked_without_shipping_again(world: WorkerSetup, mez
     assert stats.to_dict()["messages"]["naked"] == 0
     assert len(mezmo.lines) == 10
     assert world.counts() == (0, 0)
+
+
+def test_a_key_written_again_is_shipped_again_without_an_etag(world: WorkerSetup) -> None:
+    """A notification naming no eTag (EventBridge, COS) cannot tell versions apart: the
+    worker reads the object's current eTag, so a rewritten key is not taken for done."""
+    key = "logs/again.json"
+    for tag, lines in (("v1", 10), ("v2", 12)):
+        world.put(key, lines, tag=tag)
+        world.notify(shapes(world.bucket, key)["eventbridge"])
+        stats, _ = world.run(world.config())
+        assert stats.to_dict()["messages"]["acked"] == 1
+    tags = [row["tag"] for row in world.shipped_lines()]
+    assert tags.count("v2") == 12
+    world.notify(shapes(world.bucket, key)["eventbridge"])  # the same version again
+    stats, _ = world.run(world.config())
+    assert stats.to_dict()["duplicates_skipped"] == 1
+    assert [row["tag"] for row in world.shipped_lines()].count("v2") == 12

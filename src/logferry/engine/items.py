@@ -39,6 +39,8 @@ class ItemsOutcome:
     #: Items neither shipped nor failed here: another runner holds their claim (or the run
     #: stopped). Not a failure of the item, so they never count towards dead-lettering.
     held: set[tuple[str, str]] = field(default_factory=set)
+    #: Items found done in the ledger for the object's current version, not shipped again.
+    already: set[tuple[str, str]] = field(default_factory=set)
     results: list[ShipResult] = field(default_factory=list)
 
     def ok(self, item: WorkItem) -> bool:
@@ -98,6 +100,8 @@ def ship_work_items(
         seen = ledger.lookup(plan.source.id, keys)
         for key in keys:
             entry = seen.get(key)
+            if key in runner.already_shipped:
+                outcome.already.add((bucket, key))
             if key in runner.already_shipped or (
                 entry is not None and entry.status == Status.DONE and key not in failed
             ):

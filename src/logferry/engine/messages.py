@@ -189,13 +189,16 @@ class MessageHandler:
     # -- deciding -----------------------------------------------------------------------
 
     def _done(self, plan: SourcePlan, item: WorkItem) -> bool:
-        """The ledger has this object version done: a duplicate delivery, not shipped again."""
+        """The ledger has this object version done: a duplicate delivery, not shipped again.
+
+        A notification without an eTag (EventBridge's may lack it, COS's) cannot tell which
+        version it names: the key may have been written again since. The runner then reads
+        the object's current eTag and ships it unless that version is done.
+        """
+        if item.etag is None:
+            return False
         seen = self.ledger.lookup(plan.source.id, [item.key]).get(item.key)
-        return (
-            seen is not None
-            and seen.status == Status.DONE
-            and (item.etag is None or seen.etag == item.etag)
-        )
+        return seen is not None and seen.status == Status.DONE and seen.etag == item.etag
 
     def _forward(
         self, lane: Lane, items: list[WorkItem], plans: dict[str, SourcePlan], lanes: list[Lane]
@@ -275,6 +278,7 @@ class MessageHandler:
 
     def _count(self, outcome: ItemsOutcome) -> None:
         self.stats.add(
+            skipped=len(outcome.already),
             objects=sum(r.objects for r in outcome.results),
             lines=sum(r.lines for r in outcome.results),
             bytes=sum(r.bytes for r in outcome.results),
