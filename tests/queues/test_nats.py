@@ -26,6 +26,20 @@ def test_the_stream_and_consumer_are_created_from_the_url(nats_harness: NatsHarn
     assert nats_harness.remaining() == 0  # the consumer "workers" exists
 
 
+def test_identity_is_server_stream_and_subject(nats_harness: NatsHarness) -> None:
+    """The same queue written with other options is one queue (for lanes: no sharing)."""
+    first = nats_harness.open()
+    other = open_queue(nats_harness.url + "&visibility_timeout=30")
+    try:
+        assert (
+            first.identity
+            == other.identity
+            == (f"nats://127.0.0.1:4222/{nats_harness.stream}/{nats_harness.subject}")
+        )
+    finally:
+        other.close()
+
+
 def test_publish_with_ids_drops_duplicates(nats_harness: NatsHarness) -> None:
     queue = nats_harness.open()
     queue.publish([b"a", b"b"], ids=["bucket/a", "bucket/b"])

@@ -140,3 +140,18 @@ def test_processes_stop_when_idle_fail_once_with_one_summary(world: WorkerSetup)
     assert result.stderr.count("worker: 3 messages received") == 1
     assert "restarting" not in result.stderr  # a copy that ended by itself is not restarted
     assert len(world.dead_letters()) == 1
+
+
+def test_queue_flag_naming_a_lane_queue_is_a_usage_error(world: WorkerSetup) -> None:
+    """``--queue`` written as ``sqs://NAME`` while the slow lane has the queue's URL: one
+    queue, two lanes, and forwarded objects would come straight back."""
+    slow = world.new_queue(world.queue.rsplit("/", 1)[1] + "-slow")
+    config = world.config(worker=f"  lanes:\n    slow: {{queue: '{slow}', min_size: 10KB}}\n")
+    name = slow.rsplit("/", 1)[1]
+    result = run_cli(
+        "worker", "-c", str(config), "--queue", f"sqs://{name}?endpoint_url={world.endpoint}",
+        "--stop-when-idle", "1",
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert "every lane needs a queue of its own" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -25,6 +25,7 @@ from logferry.engine.messages import MessageHandler, Settings, settle_quietly
 from logferry.engine.metrics import METRICS
 from logferry.engine.results import Progress, one_line
 from logferry.engine.visibility import VisibilityKeeper
+from logferry.errors import ConfigError
 from logferry.ledger.base import Ledger, new_owner_id
 from logferry.queues.base import Message, WorkQueue
 
@@ -262,10 +263,24 @@ def open_lanes(config: WorkerConfig, queue_url: str) -> list[Lane]:
                 ),
             )
             lanes.append(_lane(name, queue, cfg.concurrency, cfg.min_size))
+        _distinct_queues(lanes)
     except BaseException:
         close_lanes(lanes)
         raise
     return lanes
+
+
+def _distinct_queues(lanes: list[Lane]) -> None:
+    """Refuse two lanes on one queue (``--queue`` may name a lane's queue, or the same queue
+    written another way): objects forwarded to a lane would come back to the sender."""
+    seen: dict[str, str] = {}
+    for lane in lanes:
+        first = seen.setdefault(lane.queue.identity, lane.name)
+        if first != lane.name:
+            raise ConfigError(
+                f"lanes {first!r} and {lane.name!r} read the same queue "
+                f"({lane.queue.name}): every lane needs a queue of its own"
+            )
 
 
 def _lane(name: str, queue: WorkQueue, concurrency: int, min_size: int = 0) -> Lane:

@@ -64,6 +64,12 @@ class WorkQueue(abc.ABC):
     name: str
     options: QueueOptions
 
+    @property
+    def identity(self) -> str:
+        """What names the queue itself, however its URL was written (``sqs://q`` and
+        ``https://sqs…/ACCOUNT/q`` are one queue): two lanes must not share it."""
+        return self.name
+
     @abc.abstractmethod
     def receive(self, max_messages: int, wait: float) -> list[Message]:
         """Up to ``max_messages`` messages, waiting at most ``wait`` seconds for the first."""

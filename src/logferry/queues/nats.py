@@ -195,6 +195,13 @@ class NatsQueue(WorkQueue):
                     StreamConfig(name=f"{w.stream}_DEAD_LETTERS", subjects=[dead])
                 )
 
+    @property
+    def identity(self) -> str:
+        """Server, stream and subject, without credentials: two consumers of one subject
+        would take each other's messages, whatever their durable names."""
+        host = self.where.server.rpartition("@")[2].lower()
+        return f"{host}/{self.where.stream}/{self.where.subject}"
+
     def _adopt_ack_wait(self, ack_wait: float | None) -> None:
         """Use an existing consumer's ``ack_wait`` as the visibility timeout.
 

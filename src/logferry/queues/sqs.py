@@ -156,6 +156,12 @@ class SqsQueue(WorkQueue):
 
     # -- opening ----------------------------------------------------------------------------
 
+    @property
+    def identity(self) -> str:
+        """The queue URL SQS resolved (its scheme and host in lower case)."""
+        parts = urlsplit(self.url)
+        return f"{parts.scheme.lower()}://{parts.netloc.lower()}{parts.path}"
+
     def _setup(self, what: str, call: Callable[[], T]) -> T:
         """A call made while opening: any failure is a configuration error (exit 2)."""
         try:
