@@ -8,10 +8,16 @@ Library use::
     print(result.to_dict())
 """
 
-from logferry.api import drain, ship
-from logferry.config import ShipOptions, SinkOptions
-from logferry.engine import ShipResult
-from logferry.records import Batch, ObjectInfo, Record
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from logferry.api import drain, ship
+    from logferry.config import ShipOptions, SinkOptions
+    from logferry.engine import ShipResult
+    from logferry.records import Batch, ObjectInfo, Record
 
 __all__ = [
     "Batch",
@@ -24,3 +30,30 @@ __all__ = [
     "ship",
 ]
 __version__ = "0.1.0"
+
+# The library's names are imported on first use: importing any ``logferry.*`` module (the
+# CLI, a worker, a codec) runs this file first, and the engine, pydantic models and HTTP
+# stack behind these names would otherwise be every command's start-up cost.
+_LAZY = {
+    "drain": "logferry.api",
+    "ship": "logferry.api",
+    "ShipOptions": "logferry.config",
+    "SinkOptions": "logferry.config",
+    "ShipResult": "logferry.engine",
+    "Batch": "logferry.records",
+    "ObjectInfo": "logferry.records",
+    "Record": "logferry.records",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'logferry' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

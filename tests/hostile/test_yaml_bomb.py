@@ -11,14 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from logferry.config import (
-    MAX_YAML_ALIASES,
-    MAX_YAML_BYTES,
-    MAX_YAML_NODES,
-    load_yaml_limited,
-    parse_pipeline,
-)
+from logferry.config import parse_pipeline
 from logferry.errors import ConfigError
+from logferry.yamlfile import MAX_YAML_ALIASES, MAX_YAML_BYTES, MAX_YAML_NODES, load_yaml_limited
 from tests.conftest import run_cli
 
 VALID = "sinks: {out: {url: '-'}}\nsources: {s: {url: /tmp, sinks: [out]}}\n"

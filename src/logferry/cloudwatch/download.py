@@ -25,7 +25,7 @@ from logferry.cloudwatch.layout import STATE_DIR, encode_json, encode_lines, key
 from logferry.cloudwatch.migrate import migrate_state_files, refuse_earlier_daemon
 from logferry.cloudwatch.reader import MAX_PAGE
 from logferry.cloudwatch.status import SOURCE_ID, DaemonStatus, ledger_path
-from logferry.config import ShipOptions, load_yaml_limited
+from logferry.config import ShipOptions
 from logferry.engine.results import Progress
 from logferry.engine.routing import Router
 from logferry.engine.streams import StreamRunner
@@ -35,6 +35,7 @@ from logferry.sinks.stream_files import StreamFileSink
 from logferry.sources.cloudwatch import CloudWatchSource
 from logferry.sources.stream import PartitionInfo
 from logferry.timeparse import parse_time
+from logferry.yamlfile import load_yaml_limited
 
 #: The environment names of the original downloader, mapped to our option names.
 ENV_NAMES = {

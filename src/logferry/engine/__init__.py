@@ -8,11 +8,57 @@
 - :mod:`.objects` and :mod:`.streams`: the two runners; :mod:`.drain`: the error queue's retry.
 """
 
-from logferry.engine.delivery import Delivered, Deliverer, Outcome, Refused, RetryLater, RetryPolicy
-from logferry.engine.objects import ObjectRunner, follow_bucket
-from logferry.engine.results import Failure, Progress, ShipResult, one_line
-from logferry.engine.routing import Route, Router
-from logferry.engine.streams import StreamRunner
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from logferry.engine.delivery import Delivered as Delivered
+    from logferry.engine.delivery import Deliverer as Deliverer
+    from logferry.engine.delivery import Outcome as Outcome
+    from logferry.engine.delivery import Refused as Refused
+    from logferry.engine.delivery import RetryLater as RetryLater
+    from logferry.engine.delivery import RetryPolicy as RetryPolicy
+    from logferry.engine.objects import ObjectRunner as ObjectRunner
+    from logferry.engine.objects import follow_bucket as follow_bucket
+    from logferry.engine.results import Failure as Failure
+    from logferry.engine.results import Progress as Progress
+    from logferry.engine.results import ShipResult as ShipResult
+    from logferry.engine.results import one_line as one_line
+    from logferry.engine.routing import Route as Route
+    from logferry.engine.routing import Router as Router
+    from logferry.engine.streams import StreamRunner as StreamRunner
+
+# Each name is imported from its module on first use: ``logferry.engine.results`` (what the
+# CLI's progress printing needs) must not pull in the runners, sinks and metrics with it.
+_HOME = {
+    "Delivered": "delivery",
+    "Deliverer": "delivery",
+    "Outcome": "delivery",
+    "Refused": "delivery",
+    "RetryLater": "delivery",
+    "RetryPolicy": "delivery",
+    "ObjectRunner": "objects",
+    "follow_bucket": "objects",
+    "Failure": "results",
+    "Progress": "results",
+    "ShipResult": "results",
+    "one_line": "results",
+    "Route": "routing",
+    "Router": "routing",
+    "StreamRunner": "streams",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOME.get(name)
+    if home is None:
+        raise AttributeError(f"module 'logferry.engine' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"logferry.engine.{home}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "Delivered",

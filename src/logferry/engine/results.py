@@ -5,11 +5,13 @@ from __future__ import annotations
 import collections
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from logferry.errors import LogferryError
 from logferry.records import ObjectInfo
-from logferry.sinks.base import Sink
+
+if TYPE_CHECKING:
+    from logferry.sinks.base import Sink
 
 
 class Progress:

@@ -18,7 +18,6 @@ unacked in a work-queue stream because the server gave up on it.
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 import contextlib
 import logging
@@ -27,7 +26,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Coroutine, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 from logferry.errors import ConfigError
@@ -36,6 +35,11 @@ from logferry.queues.base import Message, QueueError, QueueOptions, WorkQueue
 from logferry.queues.options import split_options
 from logferry.redact import redact, redact_url
 from logferry.registry import Component
+
+if TYPE_CHECKING:
+    # asyncio is imported where it is used: the registry imports this module for every
+    # command, and a plain ``ship`` should not pay for the event loop machinery.
+    import asyncio
 
 __all__ = ["NatsQueue"]
 
@@ -81,11 +85,15 @@ class _Loop:
     """An asyncio loop in a daemon thread, and a way to run coroutines on it from others."""
 
     def __init__(self, name: str) -> None:
+        import asyncio
+
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name=name, daemon=True)
         self.thread.start()
 
     def run(self, coro: Coroutine[Any, Any, T], timeout: float) -> T:
+        import asyncio
+
         future = asyncio.run_coroutine_threadsafe(coro, self.loop)
         try:
             return future.result(timeout)
@@ -231,6 +239,8 @@ class NatsQueue(WorkQueue):
         nats-py retries a first connection as often as later ones; its error callback tells
         of the first failure, which ends the attempt.
         """
+        import asyncio
+
         first_error: asyncio.Future[Exception] = asyncio.get_running_loop().create_future()
 
         async def on_error(exc: Exception) -> None:  # later failures surface through calls
@@ -311,6 +321,8 @@ class NatsQueue(WorkQueue):
         self._run("extend", self._extend(message.handle, seconds))
 
     async def _extend(self, msg: Any, seconds: float) -> None:
+        import asyncio
+
         self._forget(msg)
         await msg.in_progress()
         if seconds > self.options.visibility_timeout:
@@ -319,6 +331,8 @@ class NatsQueue(WorkQueue):
 
     async def _keep(self, msg: Any, until: float) -> None:
         """Renew ``msg``'s ack wait before it runs out, until ``until`` is covered."""
+        import asyncio
+
         ack_wait = self.options.visibility_timeout
         while (remaining := until - time.monotonic()) > ack_wait:
             await asyncio.sleep(min(ack_wait / 2, remaining - ack_wait))
@@ -374,6 +388,8 @@ class NatsQueue(WorkQueue):
         self._run("publish", self._publish(bodies, ids), timeout)
 
     async def _publish(self, bodies: Sequence[bytes], ids: Sequence[str] | None) -> None:
+        import asyncio
+
         for start in range(0, len(bodies), PUBLISH_WINDOW):
             futures = []
             for i in range(start, min(start + PUBLISH_WINDOW, len(bodies))):

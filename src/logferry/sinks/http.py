@@ -13,6 +13,7 @@ from __future__ import annotations
 import concurrent.futures
 import email.utils
 import ipaddress
+import os
 import ssl
 import threading
 import time
@@ -130,6 +131,48 @@ def _tls_failure(exc: BaseException) -> bool:
     return False
 
 
+class _DeferredTLS:
+    """httpx's default TLS context (CA bundle and all), built at the first TLS handshake.
+
+    Reading the CA bundle takes ~14 ms, a fixed cost of every start-up; a sink that posts
+    over plain ``http://`` (a local relay, a test server) never needs it. httpcore only calls
+    on the context (``set_alpn_protocols``, ``wrap_socket``) when it opens a TLS connection,
+    so each attribute is looked up on a context made with ``httpx.create_ssl_context`` then:
+    the same context, the same checks, only later.
+    """
+
+    def __init__(self) -> None:
+        self._context: ssl.SSLContext | None = None
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name: str) -> Any:
+        context = self._context
+        if context is None:
+            with self._lock:
+                if self._context is None:
+                    try:
+                        self._context = httpx.create_ssl_context(verify=True)
+                    except (OSError, ValueError) as exc:  # a CA file that is not PEM
+                        # A transport error, classified like any failure to connect.
+                        raise httpx.ConnectError(f"cannot load CA certificates: {exc}") from exc
+                context = self._context
+        return getattr(context, name)
+
+
+def _tls_context(verify: bool | str) -> Any:
+    """What to pass httpx as ``verify``: a deferred default context when it can be one."""
+    if verify is not True:
+        return verify
+    # httpx reads SSL_CERT_FILE, else SSL_CERT_DIR, else certifi's bundle. A path that is
+    # not there is left to httpx now, so that it fails when the sink opens, as it always has.
+    cafile, capath = os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR")
+    if (cafile and not os.path.isfile(cafile)) or (
+        not cafile and capath and not os.path.isdir(capath)
+    ):
+        return verify
+    return _DeferredTLS()
+
+
 class HttpSender:
     """One keep-alive ``httpx.Client`` shared by every worker thread of a sink.
 
@@ -163,7 +206,7 @@ class HttpSender:
         self._owns_client = client is None
         self._client = client or httpx.Client(
             timeout=httpx.Timeout(timeout, connect=connect_timeout),
-            verify=verify,
+            verify=_tls_context(verify),
             limits=httpx.Limits(
                 max_connections=max_connections, max_keepalive_connections=max_connections
             ),

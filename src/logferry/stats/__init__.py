@@ -1,13 +1,17 @@
 """Per-customer request statistics (SLIs) computed by the store: DuckDB or InfluxDB."""
 
-from logferry.stats.queries import (
-    CustomerStats,
-    DayStats,
-    Stats,
-    StatsStore,
-    UnknownCustomerError,
-    open_stats_store,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from logferry.stats.queries import CustomerStats as CustomerStats
+    from logferry.stats.queries import DayStats as DayStats
+    from logferry.stats.queries import Stats as Stats
+    from logferry.stats.queries import StatsStore as StatsStore
+    from logferry.stats.queries import UnknownCustomerError as UnknownCustomerError
+    from logferry.stats.queries import open_stats_store as open_stats_store
 
 __all__ = [
     "CustomerStats",
@@ -17,3 +21,13 @@ __all__ = [
     "UnknownCustomerError",
     "open_stats_store",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # The queries (httpx, pydantic models) load on first use: the duckdb sink, which the
+    # registry imports for every command, needs only ``logferry.stats.rollups``.
+    if name not in __all__:
+        raise AttributeError(f"module 'logferry.stats' has no attribute {name!r}")
+    value = getattr(importlib.import_module("logferry.stats.queries"), name)
+    globals()[name] = value
+    return value
