@@ -33,7 +33,6 @@ from logferry.cli.common import (
 from logferry.engine import Progress, ShipResult
 from logferry.engine.processes import Event, Reporter, Supervisor, watch_parent
 from logferry.engine.results import merge_results
-from logferry.engine.worker import WorkerStats
 from logferry.records import ObjectInfo
 from logferry.registry import Role
 
@@ -239,6 +238,8 @@ class Combined:
             merged = merge_results(results)
             status = max(status, print_summary(merged, as_json=self.as_json, quiet=self.quiet))
         if self._workers:
+            from logferry.engine.worker import WorkerStats
+
             merged_stats = WorkerStats.add_up(self._workers)
             print_worker_summary(merged_stats, as_json=self.as_json, quiet=self.quiet)
         # A daemon asked to stop ends well; a one-off run stopped early is interrupted.

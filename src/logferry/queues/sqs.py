@@ -408,5 +408,5 @@ COMPONENT = Component(
     open=_open,
     usage="sqs://QUEUE, https://sqs.REGION.amazonaws.com/ACCOUNT/QUEUE",
     summary="an Amazon SQS queue (or a moto/LocalStack endpoint's)",
-    preload=("boto3", "botocore.config"),
+    preload=("logferry.aws", "boto3", "botocore.config"),
 )

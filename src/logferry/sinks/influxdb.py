@@ -495,4 +495,5 @@ COMPONENT = Component(
     open=_open,
     usage="influxdb+http://HOST:8086/DB, influxdb2+http://HOST:8086/ORG/BUCKET",
     summary="InfluxDB points (v1 /write, v2 API; exactly-once on replay)",
+    preload=("httpcore",),
 )

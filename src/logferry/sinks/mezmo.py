@@ -389,4 +389,5 @@ COMPONENT = Component(
     open=_open,
     usage="mezmo+https://HOST/logs/ingest, logdna:REGION",
     summary="Mezmo / LogDNA / IBM Log Analysis ingest API (key from LOGDNA_INGESTION_KEY)",
+    preload=("httpcore",),
 )

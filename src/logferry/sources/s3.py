@@ -302,5 +302,5 @@ COMPONENT = Component(
     open=_open,
     usage="s3://BUCKET/PREFIX, cos://BUCKET/PREFIX",
     summary="objects of an S3-compatible bucket (AWS S3, IBM COS, MinIO)",
-    preload=("boto3", "botocore.config"),
+    preload=("logferry.aws", "boto3", "boto3.s3.inject", "botocore.config"),
 )
