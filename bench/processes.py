@@ -102,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
             "LOGDNA_INGESTION_KEY": st.INGESTION_KEY,
         }
         lf_source = st.which_logferry(env)
+        st.compile_logferry(lf_source)
         log(f"logferry: {lf_source}; load average {os.getloadavg()[0]:.2f}")
 
         runs: dict[int, list[dict[str, Any]]] = {n: [] for n in args.processes}
