@@ -19,7 +19,7 @@ import orjson
 
 from logferry.codecs.formats.base import NO_FIELDS, DecodeContext, Format
 from logferry.codecs.framing import iter_lines
-from logferry.codecs.timestamps import parse_timestamps
+from logferry.codecs.timestamps import cached_timestamps, parse_timestamps
 from logferry.records import Chunk
 
 #: orjson reads integers in this range as int, larger ones as float; so do we.
@@ -118,6 +118,9 @@ def _times(picked: list[Any], picker: _Picker, default: int) -> list[int]:
     """Each line's time from the first present timestamp field, else ``default``."""
     first, *others = picker.times
     raws = list(map(first, picked))
+    known = cached_timestamps(raws)  # RFC 3339 strings seen before: no None, "" or int
+    if known is not None:
+        return known
     if others and (None in raws or "" in raws):
         for i, raw in enumerate(raws):
             if raw is None or raw == "":
