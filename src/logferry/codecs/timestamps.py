@@ -7,7 +7,6 @@ so parsed strings go through a small bounded cache.
 from __future__ import annotations
 
 import math
-import operator
 import re
 import time
 from collections.abc import Iterable
@@ -22,8 +21,6 @@ _cache: dict[str, int | None] = {}
 _second_cache: dict[str, int] = {}
 _suffix_cache: dict[str, int] = {}
 _HEAD = re.compile(r"\d{4}-\d\d-\d\d[Tt ]\d\d:\d\d:\d\d")
-_SECOND = operator.itemgetter(slice(None, 19))
-_SUFFIX = operator.itemgetter(slice(19, None))
 _days_cache: dict[tuple[int, int, int], int] = {}
 _iso_cache: dict[int, str] = {}
 
@@ -66,35 +63,12 @@ def parse_timestamp(value: object) -> int | None:
     return None
 
 
-def cached_timestamps(values: list[Any]) -> list[int] | None:
-    """:func:`parse_timestamp` of each value if the caches know every one, else None.
-
-    The common case, a block of RFC 3339 strings of seconds and suffixes seen before, costs
-    a few C-level passes over the list and no Python code per value. Anything else (another
-    type, ``None``, a short or new string) fails a lookup, and the caller parses one by one.
-    """
-    try:
-        return list(
-            map(
-                operator.add,
-                map(_second_cache.__getitem__, map(_SECOND, values)),
-                map(_suffix_cache.__getitem__, map(_SUFFIX, values)),
-            )
-        )
-    except (KeyError, TypeError):  # TypeError: not sliceable, or a slice not hashable
-        return None
-
-
 def parse_timestamps(values: Iterable[object], default: int) -> list[int]:
     """:func:`parse_timestamp` of each value, ``default`` where it gives None.
 
     The cache lookups that answer nearly every RFC 3339 string run inline here, so a block
     of lines costs one Python call rather than one per line.
     """
-    if type(values) is list:
-        known = cached_timestamps(values)
-        if known is not None:
-            return known
     seconds, suffixes = _second_cache, _suffix_cache  # cleared in place, never replaced
     parse = parse_timestamp
     out: list[int] = []
