@@ -33,16 +33,18 @@ def iter_lines(
     :func:`iter_line_blocks` says, and a list holds at most :data:`MAX_BLOCK_LINES` lines.
     """
     for data in _whole_lines(chunks, max_line_bytes, counters):
+        if _newlines_only(data):
+            continue
         # Cutting at b"\n" never splits a UTF-8 sequence, so one decode per block is safe.
         text = data.decode("utf-8", "replace")
         if "\r" in text:
             text = text.replace("\r\n", "\n")
-        # maxsplit bounds the list without counting the lines first (one more pass).
+        # maxsplit bounds the list without counting the lines first (a pass less).
         lines = text.split("\n", MAX_BLOCK_LINES)
         if lines.pop():
             # More lines than a list may hold (tiny lines): cut the bytes by count instead.
             for block in _split_by_count(data, MAX_BLOCK_LINES):
-                lines = block_lines(block)
+                lines = [] if _newlines_only(block) else block_lines(block)
                 if lines:
                     yield lines
             continue
@@ -50,6 +52,11 @@ def iter_lines(
             lines = list(filter(None, lines))  # blank lines
         if lines:
             yield lines
+
+
+def _newlines_only(block: bytes) -> bool:
+    """Whether a block is empty lines only (a flood of them is skipped without a split)."""
+    return block.startswith(b"\n") and block.count(b"\n") == len(block)
 
 
 def iter_line_blocks(
