@@ -8,6 +8,7 @@ and encoding a million lines costs list appends, not a million object creations.
 
 from __future__ import annotations
 
+import itertools
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -182,7 +183,11 @@ class Batch:
             ]
         if self.fields is None:
             return None
-        return [f.get(name) if f else None for f in self.fields]
+        try:
+            # One C-level pass when every record has a dict (what the formats make).
+            return list(map(dict.get, self.fields, itertools.repeat(name)))  # type: ignore[arg-type]  # None raises
+        except TypeError:  # a record without fields (None), or not a dict
+            return [f.get(name) if f else None for f in self.fields]
 
     def array(self, name: str) -> np.ndarray | None:
         """One field for every record as a NumPy array (object dtype unless vectorised)."""

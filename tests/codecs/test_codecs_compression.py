@@ -11,10 +11,28 @@ from collections.abc import Callable
 import pytest
 import zstandard
 
+from logferry.codecs import compression
 from logferry.codecs.compression import PIECE_SIZE, decompress, detect
 from logferry.errors import DecodeError
 
 Chunker = Callable[[bytes, int], list[bytes]]
+
+
+@pytest.fixture(autouse=True, params=["isal", "zlib"])
+def inflater(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test runs with ISA-L inflating gzip (the fast extra) and with zlib alone."""
+    if request.param == "isal" and compression._isal_zlib is None:
+        # tests/sinks/test_mezmo_payload.py fails the suite when dev lacks ISA-L.
+        pytest.skip("ISA-L (isal) not installed")
+    if request.param == "zlib":
+        monkeypatch.setattr(compression, "_isal_zlib", None)
+    return str(request.param)
+
+
+def test_isal_inflates_when_installed(inflater: str) -> None:
+    dec, _ = compression._new_decompressor("gzip")
+    assert type(dec).__module__.startswith("isal" if inflater == "isal" else "zlib")
+
 
 TEXT = b"".join(b"line %d with some text\n" % i for i in range(50_000))
 
@@ -122,16 +140,43 @@ def test_truncated_second_gzip_member_raises() -> None:
         list(decompress([blob]))
 
 
-def test_corrupt_gzip_names_reason_and_position() -> None:
-    # A deflate block header with type 3 (reserved) is "invalid block type".
+def test_corrupt_gzip_names_reason_and_position(inflater: str) -> None:
+    # A deflate block header with type 3 (reserved): each library names it its own way.
     blob = bytearray(gzip.compress(TEXT[:1000]))
     blob[10] = 0xFF
     with pytest.raises(DecodeError) as info:
         list(decompress([bytes(blob)]))
     message = str(info.value)
-    assert message.startswith("corrupt gzip stream: invalid block type at byte ~")
-    assert "at byte ~" in message
+    reason = "invalid deflate block found" if inflater == "isal" else "invalid block type"
+    assert message.startswith(f"corrupt gzip stream: {reason} at byte ~")
     assert "\n" not in message
+
+
+def test_corrupt_gzip_checksum(inflater: str) -> None:
+    blob = bytearray(gzip.compress(TEXT[:1000]))
+    blob[-8] ^= 0xFF  # CRC-32 of the member
+    reason = "incorrect checksum found" if inflater == "isal" else "incorrect data check"
+    with pytest.raises(DecodeError, match=rf"^corrupt gzip stream: {reason} at byte ~\d+$"):
+        list(decompress([bytes(blob)]))
+
+
+@pytest.mark.parametrize(
+    ("second", "reason"),
+    [
+        (b"\x1f\x8c\x08\x00" + bytes(20), "incorrect header check"),
+        (b"\x1f\x8b\x07\x00" + bytes(20), "unknown compression method"),
+        (b"\x1f\x8b\x08\xe0" + bytes(20), "unknown header flags set"),
+        (b"\x1f\x8b\x08\x00garbage, not deflate" * 4, None),
+    ],
+)
+@pytest.mark.parametrize("size", [1, 3, 1000])
+def test_bad_second_member_header_is_corrupt_in_zlibs_words(
+    second: bytes, reason: str | None, size: int, chunked: Chunker
+) -> None:
+    # The member header is checked before either library sees it, even one byte at a time.
+    blob = gzip.compress(b"ok\n") + second
+    with pytest.raises(DecodeError, match=rf"^corrupt gzip stream: {reason or '.+'} at byte ~"):
+        list(decompress(chunked(blob, size)))
 
 
 def test_garbage_after_gzip_member_is_corrupt() -> None:

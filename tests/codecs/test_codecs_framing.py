@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
-from logferry.codecs.framing import iter_lines, peek, read_document
+from logferry.codecs.framing import MAX_BLOCK_LINES, iter_lines, peek, read_document
 from logferry.errors import DecodeError
 
 Chunker = Callable[[bytes, int], list[bytes]]
@@ -77,3 +77,13 @@ def test_peek_keeps_every_byte(chunked: Chunker) -> None:
     assert (head, list(rest)) == (b"ab", [b"ab"])
     head, rest = peek([], 20)
     assert (head, list(rest)) == (b"", [])
+
+
+@pytest.mark.parametrize("line", [b"a", b"", b"ab\r", b"\xff"])
+def test_lists_stay_bounded_with_more_lines_than_a_list_holds(line: bytes) -> None:
+    count = MAX_BLOCK_LINES * 2 + 7
+    lists = list(iter_lines([line + b"\n"] * 3 + [(line + b"\n") * count, b"tail\n"]))
+    assert all(0 < len(lines) <= MAX_BLOCK_LINES for lines in lists)
+    text = line.decode("utf-8", "replace").removesuffix("\r")
+    want = [text] * (count + 3) if text else []
+    assert [x for lines in lists for x in lines] == [*want, "tail"]

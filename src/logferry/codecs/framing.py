@@ -30,14 +30,33 @@ def iter_lines(
 
     Invalid UTF-8 is replaced, never fatal. A chunk that completes no line yields nothing;
     a last line without a trailing newline is still a line. Lines are capped as
-    :func:`iter_line_blocks` says.
+    :func:`iter_line_blocks` says, and a list holds at most :data:`MAX_BLOCK_LINES` lines.
     """
-    for block in iter_line_blocks(chunks, max_line_bytes, counters):
-        if block.count(b"\n") == len(block):
-            continue  # empty lines only
-        lines = block_lines(block)
+    for data in _whole_lines(chunks, max_line_bytes, counters):
+        if _newlines_only(data):
+            continue
+        # Cutting at b"\n" never splits a UTF-8 sequence, so one decode per block is safe.
+        text = data.decode("utf-8", "replace")
+        if "\r" in text:
+            text = text.replace("\r\n", "\n")
+        # maxsplit bounds the list without counting the lines first (a pass less).
+        lines = text.split("\n", MAX_BLOCK_LINES)
+        if lines.pop():
+            # More lines than a list may hold (tiny lines): cut the bytes by count instead.
+            for block in _split_by_count(data, MAX_BLOCK_LINES):
+                lines = [] if _newlines_only(block) else block_lines(block)
+                if lines:
+                    yield lines
+            continue
+        if not all(lines):
+            lines = list(filter(None, lines))  # blank lines
         if lines:
             yield lines
+
+
+def _newlines_only(block: bytes) -> bool:
+    """Whether a block is empty lines only (a flood of them is skipped without a split)."""
+    return block.startswith(b"\n") and block.count(b"\n") == len(block)
 
 
 def iter_line_blocks(
@@ -54,6 +73,14 @@ def iter_line_blocks(
     (vectorised) start here; :func:`block_lines` turns a block into the lines of
     :func:`iter_lines`.
     """
+    for data in _whole_lines(chunks, max_line_bytes, counters):
+        yield from _split_by_count(data, MAX_BLOCK_LINES)
+
+
+def _whole_lines(
+    chunks: Iterable[bytes], max_line_bytes: int, counters: collections.Counter[str] | None
+) -> Iterator[bytes]:
+    """The whole lines completed by each chunk, capped, as one block (any number of lines)."""
     pending = _PendingLine(max_line_bytes)  # the line being read, across chunks
     truncated = 0
     first = True
@@ -79,7 +106,8 @@ def iter_line_blocks(
         if first:
             data = data.removeprefix(_BOM_BYTES)
             first = False
-        yield from _split_by_count(data, MAX_BLOCK_LINES)
+        if data:
+            yield data
         if truncated and counters is not None:
             counters["truncated_lines"] += truncated
         truncated = 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import queue
 import threading
 import time
@@ -59,14 +60,23 @@ def batches(
             seen = skip
         seen += len(chunk)
         i = 0
+        ends: list[int] | None = None  # ends[k]: bytes of the chunk's first k lines
         while i < len(chunk):
             room = max_lines - count
-            piece = chunk if i == 0 and room >= len(chunk) else chunk.slice(i, i + room)
-            size = sum(map(len, piece.lines))
-            # A piece of huge lines is cut until it fits the byte budget (one line at least).
-            while nbytes + size > max_bytes and len(piece) > 1:
-                piece = piece.slice(0, max(1, len(piece) // 2))
-                size = sum(map(len, piece.lines))
+            n = min(room, len(chunk) - i)
+            if ends is None:
+                size = sum(map(len, chunk.lines if n == len(chunk) else chunk.lines[i : i + n]))
+            else:
+                size = ends[i + n] - ends[i]
+            # A piece that overflows the byte budget is halved until it fits (one line at
+            # least); the sizes come from running sums, not a new sum for every half.
+            if nbytes + size > max_bytes and n > 1:
+                if ends is None:
+                    ends = list(itertools.accumulate(map(len, chunk.lines), initial=0))
+                while nbytes + size > max_bytes and n > 1:
+                    n = max(1, n // 2)
+                    size = ends[i + n] - ends[i]
+            piece = chunk if n == len(chunk) else chunk.slice(i, i + n)
             pieces.append(piece)
             count += len(piece)
             nbytes += size

@@ -37,10 +37,13 @@ class _Picker:
     def __init__(self, names: tuple[str, ...]) -> None:
         wanted = list(dict.fromkeys((*names, "level")))
         attrs = [f"f{i}" for i in range(len(wanted))]
+        # gc=False: JSON values never form cycles, and untracked structs keep the cyclic
+        # collector from running (and walking every live object) every 700 lines.
         struct = msgspec.defstruct(
             "Picked",
             [(a, Any, None) for a in attrs],
             rename=dict(zip(attrs, wanted, strict=True)),
+            gc=False,
         )
         self.struct = struct
         self.decoder = msgspec.json.Decoder(struct)
