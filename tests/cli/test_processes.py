@@ -263,9 +263,14 @@ def test_a_daemon_restarts_a_killed_process(s3, bucket, s3_endpoint, tmp_path) -
             timeout=30,
             message="the killed process was not started again",
         )  # fmt: skip
-        # The restarted one is a new program (the supervisor runs threads by then).
+        # The restarted one is a new program (the supervisor runs threads by then). Popen
+        # forks before it execs: until then the new process still shows the supervisor's
+        # command line, so wait for the exec rather than read it at once.
         (restarted,) = set(again) - set(first)
-        assert "--processes" not in cmdline(restarted)
+        wait_for(
+            lambda: "--processes" not in cmdline(restarted), timeout=10,
+            message="the restarted process was forked, not a new program",
+        )  # fmt: skip
         # the new copy ships what arrives, its share included
         s3.put_object(Bucket=bucket, Key="logs/later.ndjson.gz", Body=ndjson(10**6, 7))
         wait_for(lambda: (tmp_path / "out" / "logs" / "later.ndjson.gz.jsonl").exists(), timeout=30)

@@ -3,8 +3,11 @@ adding up their results."""
 
 from __future__ import annotations
 
+import os
+import threading
+
 from logferry.cli.processes import child_command
-from logferry.engine.processes import Share, shard_of
+from logferry.engine.processes import Share, shard_of, watch_parent
 from logferry.engine.results import Failure, ShipResult, merge_results
 from logferry.records import ObjectInfo
 
@@ -51,3 +54,11 @@ def test_results_add_up_and_a_failure_counts_once() -> None:
     merged = merge_results([a, ShipResult.from_dict(b.to_dict())])
     assert (merged.objects, merged.lines, merged.counters) == (5, 15, {"x": 3})
     assert merged.failed == [Failure("k", "bad")]
+
+
+def test_a_parent_gone_before_the_watch_began_is_noticed() -> None:
+    # A forked copy names its supervisor's PID from before the fork: if the supervisor died
+    # before the copy started watching, getppid() already names another process.
+    orphaned = threading.Event()
+    watch_parent(orphaned.set, every=0.01, parent=os.getppid() + 10**6)
+    assert orphaned.wait(2)

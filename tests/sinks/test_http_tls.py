@@ -91,3 +91,16 @@ def test_a_ca_file_that_is_not_pem_fails_the_request(
             sender.post(f"https://localhost:{tls_port}/", b"[]")
     finally:
         sender.close()
+
+
+def test_httpx_0_27_gets_verify_as_it_is(monkeypatch: pytest.MonkeyPatch) -> None:
+    # httpx 0.27 (allowed by the requirements) takes any verify object but an SSLContext for
+    # a CA bundle path: a deferred context would fail every sink when it opens.
+    import httpx
+
+    from logferry.sinks import http
+
+    monkeypatch.setattr(httpx, "__version__", "0.27.2")
+    assert http._tls_context(True) is True
+    monkeypatch.setattr(httpx, "__version__", "0.28.1")
+    assert isinstance(http._tls_context(True), _DeferredTLS)

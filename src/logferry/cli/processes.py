@@ -112,8 +112,10 @@ def fan_out(
     for url, role in preload:
         registry.preload(url, role)  # before forking: imported once, shared by the copies
 
+    supervisor_pid = os.getpid()
     if supervisor.fork_copies() is not None:
-        watch_parent(lambda: os.kill(os.getpid(), signal.SIGTERM))
+        # The PID from before the fork: a supervisor killed since then is noticed too.
+        watch_parent(lambda: os.kill(os.getpid(), signal.SIGTERM), parent=supervisor_pid)
         return None
     view = Combined(processes, as_json=as_json, quiet=quiet, follow=follow)
     supervisor.on_event, supervisor.on_exit = view.on_event, view.on_exit

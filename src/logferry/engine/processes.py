@@ -163,10 +163,14 @@ class ReportingProgress(Progress):
         self._flush()
 
 
-def watch_parent(on_orphaned: Callable[[], None], every: float = 1.0) -> None:
+def watch_parent(
+    on_orphaned: Callable[[], None], every: float = 1.0, parent: int | None = None
+) -> None:
     """Call ``on_orphaned`` once if the process that started this one goes away (a supervisor
-    killed with -9 must not leave its copies running for ever)."""
-    parent = os.getppid()
+    killed with -9 must not leave its copies running for ever). ``parent``: its PID, known
+    from before this process began (a forked copy), so that a parent gone already counts."""
+    if parent is None:
+        parent = os.getppid()
 
     def watch() -> None:
         while os.getppid() == parent:

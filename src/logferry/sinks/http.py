@@ -159,9 +159,19 @@ class _DeferredTLS:
         return getattr(context, name)
 
 
+def _passes_context_on() -> bool:
+    """Whether this httpx hands a ``verify`` that is not a bool or str to httpcore as it is
+    (0.28 on); 0.27 takes such a value for a CA bundle path and fails on the deferred one."""
+    try:
+        major, minor = (int(part) for part in httpx.__version__.split(".")[:2])
+    except ValueError:
+        return False
+    return (major, minor) >= (0, 28)
+
+
 def _tls_context(verify: bool | str) -> Any:
     """What to pass httpx as ``verify``: a deferred default context when it can be one."""
-    if verify is not True:
+    if verify is not True or not _passes_context_on():
         return verify
     # httpx reads SSL_CERT_FILE, else SSL_CERT_DIR, else certifi's bundle. A path that is
     # not there is left to httpx now, so that it fails when the sink opens, as it always has.

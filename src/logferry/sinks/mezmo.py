@@ -175,6 +175,9 @@ _ENCODER = msgspec.json.Encoder()
 #: (a non-empty str) from one to leave out. Bounded; past the bound, a Python loop decides.
 _LEVELS: dict[str, str] = {}
 _MAX_LEVELS = 256
+#: Longest level kept in ``_LEVELS``: levels come from the logs (untrusted), and 256 kept
+#: for the process's life must not be 256 lines' worth of memory.
+_MAX_LEVEL_CHARS = 64
 
 
 def _sendable_levels(levels: list[Any]) -> Iterator[Any] | None:
@@ -185,7 +188,7 @@ def _sendable_levels(levels: list[Any]) -> Iterator[Any] | None:
         return None
     for level in new:
         if isinstance(level, str) and level:
-            if len(_LEVELS) >= _MAX_LEVELS:
+            if len(_LEVELS) >= _MAX_LEVELS or len(level) > _MAX_LEVEL_CHARS:
                 return None
             _LEVELS[level] = level
     return map(_LEVELS.get, levels, itertools.repeat(msgspec.UNSET))
