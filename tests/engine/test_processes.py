@@ -62,3 +62,31 @@ def test_a_parent_gone_before_the_watch_began_is_noticed() -> None:
     orphaned = threading.Event()
     watch_parent(orphaned.set, every=0.01, parent=os.getppid() + 10**6)
     assert orphaned.wait(2)
+
+
+def test_copies_that_cannot_be_forked_start_as_new_programs(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import sys
+
+    from logferry.engine.processes import Supervisor
+
+    def no_fork() -> int:
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(os, "fork", no_fork)
+    exits: list[int] = []
+    supervisor = Supervisor(
+        [sys.executable, "-c", "import os; print(os.environ['LOGFERRY_PROCESS'])"],
+        2, lambda i, e: None, lambda i, code, again: exits.append(code),
+    )  # fmt: skip
+    assert supervisor.fork_copies() is None  # nothing forked, nothing left half-open
+    assert supervisor.run() == [0, 0]
+    assert exits == [0, 0]
+
+
+def test_pipelines_with_python_handlers_are_not_forked() -> None:
+    from logferry.cli.processes import forkable
+    from logferry.config import parse_pipeline
+
+    text = "sources: {a: {url: 's3://b', sinks: [h]}}\nsinks: {h: %s}\n"
+    assert forkable(parse_pipeline(text % "{url: 'file:///tmp/x'}"))
+    assert not forkable(parse_pipeline(text % "{type: python, handler: 'mod:Cls'}"))

@@ -91,6 +91,7 @@ def fan_out(
     passed_on: tuple[signal.Signals, ...] = (),
     restart_failed: bool = True,
     preload: Iterable[tuple[str, Role]] = (),
+    fork: bool = True,
 ) -> int | None:
     """Run this command as ``processes`` copies; show one progress and one summary per
     source; return the exit status (the worst of every exit of every copy). Followed runs
@@ -103,7 +104,8 @@ def fan_out(
     with the command as that copy. So call it once the arguments are checked and before
     opening connections or starting threads. ``preload`` names the sources, sinks and
     queues the copies will open (``(url, role)``): their libraries are imported before the
-    fork, once for all.
+    fork, once for all. ``fork=False`` starts every copy as a new program (a user's own
+    handler module may hold a client or a socket made at import, which copies must not share).
     """
     supervisor = Supervisor(
         child_command(sys.argv), processes, _unset_event, _unset_exit,
@@ -113,7 +115,7 @@ def fan_out(
         registry.preload(url, role)  # before forking: imported once, shared by the copies
 
     supervisor_pid = os.getpid()
-    if supervisor.fork_copies() is not None:
+    if fork and supervisor.fork_copies() is not None:
         # The PID from before the fork: a supervisor killed since then is noticed too.
         watch_parent(lambda: os.kill(os.getpid(), signal.SIGTERM), parent=supervisor_pid)
         return None
@@ -141,6 +143,12 @@ def pipeline_targets(config: PipelineConfig) -> list[tuple[str, Role]]:
     targets: list[tuple[str, Role]] = [(src.url, "source") for src in config.sources.values()]
     targets += [(sink.url, "sink") for sink in config.sinks.values() if sink.url]
     return targets
+
+
+def forkable(config: PipelineConfig) -> bool:
+    """False when the pipeline has ``type: python`` sinks: their modules are the user's, and
+    what they make at import (a client, a socket, a file) must not be shared by copies."""
+    return all(sink.type != "python" for sink in config.sinks.values())
 
 
 def _unset_event(index: int, event: Event) -> None:

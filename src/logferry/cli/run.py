@@ -22,7 +22,7 @@ from logferry.cli.common import (
     safe_text,
 )
 from logferry.cli.metrics import metrics_options, serving_metrics
-from logferry.cli.processes import fan_out, pipeline_targets, processes_option
+from logferry.cli.processes import fan_out, forkable, pipeline_targets, processes_option
 from logferry.config import load_pipeline
 from logferry.engine import ShipResult
 from logferry.errors import ConfigErrors
@@ -57,7 +57,7 @@ def run_pipeline(
         reload = (signal.SIGHUP,) if hasattr(signal, "SIGHUP") and not once else ()
         code = fan_out(
             processes, follow=not once, as_json=as_json, quiet=quiet, passed_on=reload,
-            preload=pipeline_targets(config),
+            preload=pipeline_targets(config), fork=forkable(config),
         )  # fmt: skip
         if code is not None:
             return code

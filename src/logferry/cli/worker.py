@@ -20,7 +20,7 @@ from logferry.cli.common import (
     safe_text,
 )
 from logferry.cli.metrics import metrics_options, serving_metrics
-from logferry.cli.processes import fan_out, pipeline_targets, processes_option
+from logferry.cli.processes import fan_out, forkable, pipeline_targets, processes_option
 from logferry.config import (
     PipelineConfig,
     SinkConfig,
@@ -129,7 +129,7 @@ def worker(queue_url: str | None, config_path: str | None, sources: tuple[str, .
         code = fan_out(
             processes, follow=True, as_json=as_json, quiet=quiet,
             restart_failed=stop_when_idle is None,
-            preload=[(queue_url, "queue"), *pipeline_targets(config)],
+            preload=[(queue_url, "queue"), *pipeline_targets(config)], fork=forkable(config),
         )  # fmt: skip
         if code is not None:
             sys.exit(code)

@@ -284,14 +284,21 @@ class Supervisor:
             with contextlib.suppress(Exception):
                 stream.flush()  # else each copy would write the buffered text again
         for child, (_, write) in zip(self.children, pipes, strict=True):
-            pid = os.fork()
+            try:
+                pid = os.fork()
+            except OSError as exc:  # EAGAIN, ENOMEM: run() starts the rest as new programs
+                log.warning("cannot fork process %d: %s; starting it anew", child.index + 1, exc)
+                break
             if pid == 0:
                 self._become(child.index, write, pipes)
                 return child.index
             child.process, child.started = Forked(pid), time.monotonic()
         for child, (read, write) in zip(self.children, pipes, strict=True):
             os.close(write)
-            self._start_reader(child, read)
+            if child.process is None:
+                os.close(read)
+            else:
+                self._start_reader(child, read)
         return None
 
     def _become(self, index: int, write: int, pipes: list[tuple[int, int]]) -> None:

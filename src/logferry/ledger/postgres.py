@@ -112,6 +112,20 @@ def _read_only(conn: psycopg.Connection[tuple[Any, ...]]) -> None:
     conn.commit()
 
 
+def _transaction(
+    conn: psycopg.Connection[tuple[Any, ...]], work: Callable[[Run, int], T], attempt: int
+) -> T:
+    """``work`` on ``conn``'s cursor (whoever holds ``conn`` commits: the pool, or the
+    connection's own context)."""
+    with conn.cursor() as cur:
+
+        def run(sql: str, params: Sequence[Any] = ()) -> tuple[int, list[Any]]:
+            cur.execute(sql.replace("?", "%s"), params)
+            return cur.rowcount, cur.fetchall() if cur.description else []
+
+        return work(run, attempt)
+
+
 def _passwords(url: str) -> list[str]:
     parts = urlsplit(url)
     found = [parts.password, dict(parse_qsl(parts.query)).get("password")]
@@ -142,6 +156,7 @@ class PostgresLedger(SqlLedger):
         # libpq waits for the OS timeout (minutes) on an unreachable host; fail sooner.
         kwargs: dict[str, Any] = {} if "connect_timeout" in params else {"connect_timeout": 10}
         self._url, self._kwargs = url, kwargs
+        self._readonly = readonly
         # Migrating over a direct connection first surfaces a clear connection error.
         with self._connect() as conn:
             if readonly or not create:
@@ -210,13 +225,13 @@ class PostgresLedger(SqlLedger):
             wait = self._outage.connect_wait(patience)
             began = time.monotonic()
             try:
-                with self._pool.connection(timeout=wait) as conn, conn.cursor() as cur:
-
-                    def run(sql: str, params: Sequence[Any] = ()) -> tuple[int, list[Any]]:
-                        cur.execute(sql.replace("?", "%s"), params)
-                        return cur.rowcount, cur.fetchall() if cur.description else []
-
-                    result = work(run, attempt)
+                try:
+                    with self._pool.connection(timeout=wait) as conn:
+                        result = _transaction(conn, work, attempt)
+                except PoolTimeout:
+                    # After an outage the pool reconnects on its own backoff (seconds apart),
+                    # so a server that is back may still find it empty: ask the server itself.
+                    result = self._direct(work, attempt, wait)
                 self._outage.over()
                 return result
             except PoolTimeout:
@@ -226,6 +241,15 @@ class PostgresLedger(SqlLedger):
                     raise self._failure(exc) from None
                 reason = self._reason(exc)
             self._outage.wait(reason, patience, attempt, began)
+
+    def _direct(self, work: Callable[[Run, int], T], attempt: int, wait: float) -> T:
+        """``work`` in one transaction on a connection of its own, opened within ``wait`` s."""
+        timeout = max(1, round(wait))
+        with psycopg.connect(self._url, **{**_KEEPALIVES, **self._kwargs, "connect_timeout": timeout}
+                             ) as conn:  # fmt: skip
+            if self._readonly:
+                _read_only(conn)
+            return _transaction(conn, work, attempt)
 
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         return self._atomic(lambda run, attempt: run(sql, params)[1])
