@@ -10,8 +10,9 @@ Library use::
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from logferry.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from logferry.api import drain, ship
@@ -34,25 +35,19 @@ __version__ = "0.1.0"
 # The library's names are imported on first use: importing any ``logferry.*`` module (the
 # CLI, a worker, a codec) runs this file first, and the engine, pydantic models and HTTP
 # stack behind these names would otherwise be every command's start-up cost.
-_LAZY = {
-    "drain": "logferry.api",
-    "ship": "logferry.api",
-    "ShipOptions": "logferry.config",
-    "SinkOptions": "logferry.config",
-    "ShipResult": "logferry.engine",
-    "Batch": "logferry.records",
-    "ObjectInfo": "logferry.records",
-    "Record": "logferry.records",
-}
-
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'logferry' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "drain": "logferry.api",
+        "ship": "logferry.api",
+        "ShipOptions": "logferry.config",
+        "SinkOptions": "logferry.config",
+        "ShipResult": "logferry.engine",
+        "Batch": "logferry.records",
+        "ObjectInfo": "logferry.records",
+        "Record": "logferry.records",
+    },
+)
 
 
 def __dir__() -> list[str]:

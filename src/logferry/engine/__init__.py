@@ -10,8 +10,9 @@
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from logferry.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from logferry.engine.delivery import Delivered as Delivered
@@ -32,32 +33,26 @@ if TYPE_CHECKING:
 
 # Each name is imported from its module on first use: ``logferry.engine.results`` (what the
 # CLI's progress printing needs) must not pull in the runners, sinks and metrics with it.
-_HOME = {
-    "Delivered": "delivery",
-    "Deliverer": "delivery",
-    "Outcome": "delivery",
-    "Refused": "delivery",
-    "RetryLater": "delivery",
-    "RetryPolicy": "delivery",
-    "ObjectRunner": "objects",
-    "follow_bucket": "objects",
-    "Failure": "results",
-    "Progress": "results",
-    "ShipResult": "results",
-    "one_line": "results",
-    "Route": "routing",
-    "Router": "routing",
-    "StreamRunner": "streams",
-}
-
-
-def __getattr__(name: str) -> Any:
-    home = _HOME.get(name)
-    if home is None:
-        raise AttributeError(f"module 'logferry.engine' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"logferry.engine.{home}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "Delivered": "logferry.engine.delivery",
+        "Deliverer": "logferry.engine.delivery",
+        "Outcome": "logferry.engine.delivery",
+        "Refused": "logferry.engine.delivery",
+        "RetryLater": "logferry.engine.delivery",
+        "RetryPolicy": "logferry.engine.delivery",
+        "ObjectRunner": "logferry.engine.objects",
+        "follow_bucket": "logferry.engine.objects",
+        "Failure": "logferry.engine.results",
+        "Progress": "logferry.engine.results",
+        "ShipResult": "logferry.engine.results",
+        "one_line": "logferry.engine.results",
+        "Route": "logferry.engine.routing",
+        "Router": "logferry.engine.routing",
+        "StreamRunner": "logferry.engine.streams",
+    },
+)
 
 
 __all__ = [

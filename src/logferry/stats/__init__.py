@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from logferry.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from logferry.stats.queries import CustomerStats as CustomerStats
@@ -23,11 +24,6 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    # The queries (httpx, pydantic models) load on first use: the duckdb sink, which the
-    # registry imports for every command, needs only ``logferry.stats.rollups``.
-    if name not in __all__:
-        raise AttributeError(f"module 'logferry.stats' has no attribute {name!r}")
-    value = getattr(importlib.import_module("logferry.stats.queries"), name)
-    globals()[name] = value
-    return value
+# The queries (httpx, pydantic models) load on first use: the duckdb sink, which the
+# registry imports for every command, needs only ``logferry.stats.rollups``.
+__getattr__ = lazy_exports(__name__, dict.fromkeys(__all__, "logferry.stats.queries"))
