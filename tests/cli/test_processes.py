@@ -112,6 +112,7 @@ def test_a_failed_object_fails_the_run_once(s3, bucket, s3_endpoint, tmp_path) -
         (("--processes", "-2"), "--processes"),
         (("--processes", "2", "--to", "nosuch://x"), "nosuch://x"),
         (("--processes", "2", "--to", "-"), "stdout sink"),
+        (("--processes", "2", "--to", "stdout://"), "stdout sink"),
         (("--processes", "2", "--metrics-port", "0"), "--metrics-port"),
         (("--processes", "2", "--key", "a.log"), "--key"),
     ],
@@ -290,3 +291,16 @@ def test_a_bad_pipeline_file_is_reported_once(tmp_path: Path) -> None:
     p = run_cli("run", "-c", str(cfg), "--once", "--processes", "2", timeout=30)
     assert p.returncode == 2, p.stderr
     assert p.stderr.count("nosuch") == 1
+
+
+@pytest.mark.parametrize("command", ["run", "worker"])
+def test_a_pipeline_with_a_stdout_sink_takes_one_process(tmp_path: Path, command: str) -> None:
+    """As ``ship --to -``: the copies' lines would interleave on stdout."""
+    cfg = tmp_path / "p.yaml"
+    cfg.write_text("sinks: {out: {url: '-'}}\nsources:\n  a:\n    url: s3://b/\n    sinks: [out]\n")
+    extra = ("--once",) if command == "run" else ("--queue", "sqs://q", "--stop-when-idle", "0")
+    led = f"sqlite:///{tmp_path}/l.db"
+    p = run_cli(command, "-c", str(cfg), *extra, "--processes", "2", "--ledger", led, timeout=30)
+    assert p.returncode == 2, p.stderr
+    assert "stdout sink" in p.stderr
+    assert p.stderr.count("rror") == 1

@@ -145,6 +145,13 @@ def pipeline_targets(config: PipelineConfig) -> list[tuple[str, Role]]:
     return targets
 
 
+def refuse_stdout(sink_urls: Iterable[str | None]) -> None:
+    """A usage error when a sink writes to stdout (``-``, ``stdout://``): the copies' lines
+    would interleave there."""
+    if any(url and registry.scheme_of(url, "sink") in ("-", "stdout") for url in sink_urls):
+        fail_usage("--processes and the stdout sink (-) would mix their lines: pick one")
+
+
 def forkable(config: PipelineConfig) -> bool:
     """False when the pipeline has ``type: python`` sinks: their modules are the user's, and
     what they make at import (a client, a socket, a file) must not be shared by copies."""

@@ -22,7 +22,13 @@ from logferry.cli.common import (
     safe_text,
 )
 from logferry.cli.metrics import metrics_options, serving_metrics
-from logferry.cli.processes import fan_out, forkable, pipeline_targets, processes_option
+from logferry.cli.processes import (
+    fan_out,
+    forkable,
+    pipeline_targets,
+    processes_option,
+    refuse_stdout,
+)
 from logferry.config import load_pipeline
 from logferry.engine import ShipResult
 from logferry.errors import ConfigErrors
@@ -53,6 +59,7 @@ def run_pipeline(
     check_pipeline(config)
     led = open_ledger(ledger or config.ledger)
     if processes > 1:
+        refuse_stdout(sink.url for sink in config.sinks.values())
         led.close()  # a connection must not be shared by forked copies
         reload = (signal.SIGHUP,) if hasattr(signal, "SIGHUP") and not once else ()
         code = fan_out(

@@ -19,7 +19,7 @@ from logferry.cli.common import (
     print_summary,
 )
 from logferry.cli.metrics import metrics_options, serving_metrics
-from logferry.cli.processes import fan_out, processes_option
+from logferry.cli.processes import fan_out, processes_option, refuse_stdout
 from logferry.codecs.formats import FORMATS
 from logferry.config import ShipOptions, SinkOptions, build
 from logferry.engine import ShipResult
@@ -357,8 +357,7 @@ def check_shared(
     """What the copies of ``ship --processes`` would each find wrong, found once, here."""
     if is_stream_url(source):
         fail_usage("--processes divides a bucket's objects: a stream source takes one process")
-    if "-" in sinks:
-        fail_usage("--processes and the stdout sink (-) would mix their lines: pick one")
+    refuse_stdout(sinks)
     for sink in sinks:
         check_sink(sink, sink_options)
     open_ledger(ledger).close()  # its URL is sound, and its schema made once

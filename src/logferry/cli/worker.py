@@ -20,7 +20,13 @@ from logferry.cli.common import (
     safe_text,
 )
 from logferry.cli.metrics import metrics_options, serving_metrics
-from logferry.cli.processes import fan_out, forkable, pipeline_targets, processes_option
+from logferry.cli.processes import (
+    fan_out,
+    forkable,
+    pipeline_targets,
+    processes_option,
+    refuse_stdout,
+)
 from logferry.config import (
     PipelineConfig,
     SinkConfig,
@@ -123,6 +129,7 @@ def worker(queue_url: str | None, config_path: str | None, sources: tuple[str, .
         fail_usage("give --queue URL (or worker.queue in the pipeline file)")
     assert queue_url is not None
     if processes > 1:
+        refuse_stdout(sink.url for sink in config.sinks.values())
         # Each copy is a worker of its own (its threads, its owner id); the queue shares out
         # the messages, so nothing is divided here. With --stop-when-idle a copy that ends
         # by itself (exit 1: it dead-lettered) is done, not crashed: it is not restarted.
