@@ -100,6 +100,9 @@ def test_a_recent_before_is_refused(tmp_path: Path) -> None:
     r = run_cli("ledger", "prune", "--before", "10m", "--ledger", str(tmp_path / "l.db"))
     assert r.returncode == 2
     assert "less than an hour ago" in r.stderr
+    r = run_cli("ledger", "prune", "--before", "2099-01-01", "--ledger", str(tmp_path / "l.db"))
+    assert r.returncode == 2
+    assert "'2099-01-01' is in the future" in r.stderr
 
 
 def test_no_ledger_is_an_error_not_a_new_one(tmp_path: Path) -> None:

@@ -93,7 +93,8 @@ def test_opening_with_the_same_timeout_does_not_warn(
     ("url", "words"),
     [
         ("nats://127.0.0.1:4222", "no stream name"),
-        ("nats://127.0.0.1:4222/bad.stream", "no stream name"),
+        ("nats://127.0.0.1:4222/", "no stream name"),
+        ("nats://127.0.0.1:4222/bad.stream", "stream name may hold only letters"),
         ("nats://127.0.0.1:4222/S?subject=a.*", "subject"),
         ("nats://127.0.0.1:4222/S?durable=a.b", "durable"),
         ("nats://127.0.0.1:4222/S?shape=round", "unknown parameter 'shape'"),

@@ -51,6 +51,7 @@ def test_a_bad_url_is_a_one_line_config_error(url: str, words: str) -> None:
         open_queue(url)
     message = str(caught.value)
     assert words in message
+    assert f"queue '{url.partition('?')[0].replace('s3cr3t', '***')}" in message  # as given
     assert "\n" not in message
     assert "s3cr3t" not in message
 

@@ -55,9 +55,8 @@ def prune(
     if before_ms > (time.time() - MIN_AGE) * 1000:
         # Listings give times to the second and clocks of buckets and runners differ: an
         # object arriving now must never fall under the watermark.
-        raise ConfigError(
-            f"--before {before_text!r} is less than an hour ago: prune only history (90d, say)"
-        )
+        when = "is in the future" if before_ms > time.time() * 1000 else "is less than an hour ago"
+        raise ConfigError(f"--before {before_text!r} {when}: prune only history (90d, say)")
     led = open_ledger(ledger, create=False)
     try:
         if not isinstance(led, SqlLedger):

@@ -63,8 +63,13 @@ class _Where:
     def __init__(self, url: str, own: dict[str, str]) -> None:
         parts = urlsplit(url)
         self.stream = parts.path.strip("/")
-        if not parts.hostname or not _NAME.match(self.stream):
+        if not parts.hostname or not self.stream:
             raise ConfigError(f"queue {redact_url(url)!r}: no stream name; {_USAGE}")
+        if not _NAME.match(self.stream):
+            raise ConfigError(
+                f"queue {redact_url(url)!r}: the stream name may hold only letters, digits, "
+                f"'_' and '-' (64 at most); {_USAGE}"
+            )
         try:
             port = parts.port or 4222
         except ValueError:

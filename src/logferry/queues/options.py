@@ -62,5 +62,8 @@ def split_options(
         raise ConfigError(
             f"queue {redact_url(url)!r}: invalid {where}: {first.get('msg', 'invalid value')}"
         ) from None
+    # urlunsplit drops an empty authority ("sqs://" would come back as "sqs:").
     base = urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+    if not parts.netloc and url[len(parts.scheme) + 1 :].startswith("//"):
+        base = f"{parts.scheme}://{parts.path}"
     return base, merged, mine
