@@ -10,6 +10,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -304,3 +305,29 @@ def test_a_pipeline_with_a_stdout_sink_takes_one_process(tmp_path: Path, command
     assert p.returncode == 2, p.stderr
     assert "stdout sink" in p.stderr
     assert p.stderr.count("rror") == 1
+
+
+def test_a_daemon_says_it_runs_once_not_once_per_process(tmp_path: Path) -> None:
+    (tmp_path / "src").mkdir()
+    cfg = tmp_path / "p.yaml"
+    cfg.write_text(
+        f"ledger: sqlite:///{tmp_path}/l.db\ninterval: 60\n"
+        f"sinks: {{out: {{url: 'file://{tmp_path}/out'}}}}\n"
+        f"sources:\n  a:\n    url: {tmp_path / 'src'}\n    sinks: [out]\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "logferry", "run", "-c", str(cfg), "--processes", "2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for(lambda: len(children_of(proc.pid)) == 2, timeout=30)
+        # both copies are past their start-up once the ledger has been opened by each
+        wait_for(lambda: (tmp_path / "l.db").exists(), timeout=30)
+        time.sleep(1.0)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr
+    assert stderr.count("running 1 source every 60 s in 2 processes") == 1, stderr

@@ -31,6 +31,7 @@ from logferry.cli.processes import (
 )
 from logferry.config import load_pipeline
 from logferry.engine import ShipResult
+from logferry.engine.processes import Share
 from logferry.errors import ConfigErrors
 from logferry.ledger import open_ledger
 from logferry.pipeline import Daemon, check_pipeline, plans_summary
@@ -95,9 +96,13 @@ def run_pipeline(
         install_signal_handlers(daemon.request_shutdown, shutdown_timeout)
         if hasattr(signal, "SIGHUP"):
             signal.signal(signal.SIGHUP, lambda *_: daemon.request_reload())
-        if not once and not quiet:
+        share = Share.from_env()
+        if not once and not quiet and share.index == 0:  # said once, not by every copy
+            count = len(config.sources)
+            copies = f" in {share.count} processes" if share.shared else ""
             err.print(
-                f"running {len(config.sources)} sources every {config.interval:g} s "
+                f"running {count} source{'s' if count != 1 else ''} every "
+                f"{config.interval:g} s{copies} "
                 f"(SIGHUP reloads {safe_text(config_path)}, SIGINT/SIGTERM stop)"
             )
         with serving_metrics(metrics_port, metrics_host, led):

@@ -35,6 +35,7 @@ from logferry.config import (
     load_pipeline,
 )
 from logferry.engine.messages import Settings
+from logferry.engine.processes import Share
 from logferry.engine.results import Progress
 from logferry.engine.worker import Worker, close_lanes, open_lanes
 from logferry.errors import ConfigError
@@ -159,11 +160,13 @@ def worker(queue_url: str | None, config_path: str | None, sources: tuple[str, .
         install_signal_handlers(
             work.request_stop, shutdown_timeout, shutdown_timeout + FORCE_EXIT_GRACE
         )
-        if not quiet:
+        share = Share.from_env()
+        if not quiet and share.index == 0:  # said once, not by every copy
             extra = "".join(f", lane {ln.name} ({ln.concurrency})" for ln in lanes[1:])
+            each = f"{share.count} processes of " if share.shared else ""
             err.print(
                 f"worker: consuming {safe_text(redact_url(queue_url))} with "
-                f"{lanes[0].concurrency} threads{extra} (SIGINT/SIGTERM stop)",
+                f"{each}{lanes[0].concurrency} threads{extra} (SIGINT/SIGTERM stop)",
                 soft_wrap=True,
             )
         with serving_metrics(metrics_port, metrics_host, led):
