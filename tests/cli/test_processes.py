@@ -331,3 +331,21 @@ def test_a_daemon_says_it_runs_once_not_once_per_process(tmp_path: Path) -> None
         _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 0, stderr
     assert stderr.count("running 1 source every 60 s in 2 processes") == 1, stderr
+
+
+def test_a_failed_object_is_retried_once_per_run_not_once_per_process(tmp_path: Path) -> None:
+    """The copies' passes start at different instants: the one whose share a failed object
+    is in retries it, the other leaves it (it would spend two attempts and say so twice)."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "broken.ndjson.gz").write_bytes(gzip.compress(b'{"a": 1}\n')[:-6])
+    led = tmp_path / "l.db"
+    args = ("ship", str(src), "--to", f"file://{tmp_path}/out", "--ledger", f"sqlite:///{led}")
+    runs = 3
+    for _ in range(runs):
+        p = run_cli(*args, "--processes", "2", timeout=30)
+        assert p.returncode == 1, p.stderr
+        assert p.stderr.count("failed broken.ndjson.gz") == 1, p.stderr
+    with sqlite3.connect(led) as db:
+        (attempts,) = db.execute("SELECT attempts FROM objects").fetchone()
+    assert attempts == runs

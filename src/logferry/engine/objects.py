@@ -122,10 +122,19 @@ def pending_objects(
     return todo, held
 
 
-def touched_since(ledger: Ledger, source: str, obj: ObjectInfo, moment: float) -> bool:
-    """True when the ledger's row of ``obj`` changed at or after ``moment`` (epoch s)."""
+def left_to_sibling(
+    ledger: Ledger, source: str, obj: ObjectInfo, moment: float, *, own: bool
+) -> bool:
+    """True when another copy of this command has ``obj``: its row changed at or after
+    ``moment`` (epoch s, this pass's start), or, for an object of another copy's share
+    (``own`` False), it failed. The copies' passes do not start at the same instant, so a
+    failure before ``moment`` may be the owner's in this very pass: retrying it here too
+    would spend two of its ``max_attempts`` in one run and report it twice. A failed object
+    is retried by its owner."""
     entry = ledger.get(source, obj.key, obj.etag)
-    return entry is not None and entry.updated >= moment
+    if entry is None:
+        return False
+    return entry.updated >= moment or (not own and entry.status == Status.FAILED)
 
 
 class ObjectRunner:
@@ -292,8 +301,10 @@ class ObjectRunner:
         self.progress.message(f"{claim.key}: claim lost to another runner; stopping it here")
 
     def _ship_object(self, obj: ObjectInfo, force: bool) -> None:
-        if self.share.shared and touched_since(self.ledger, self.source.id, obj, self._pass_began):
-            return  # another copy shipped it, ships it, or failed it in this pass: its own
+        if self.share.shared and left_to_sibling(
+            self.ledger, self.source.id, obj, self._pass_began, own=self.share.owns(obj.key)
+        ):
+            return  # another copy shipped it, ships it, or failed it: its own
         route = self.router.route(obj.key)
         claim = self.ledger.claim(
             self.source.id,
