@@ -212,6 +212,16 @@ def test_a_killed_process_is_reported_and_the_others_work_kept(
     assert max(ns.values()) == 1
 
 
+def start_daemon(cfg: Path) -> subprocess.Popen[str]:
+    """``logferry run -c CFG --processes 2`` as a daemon."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "logferry", "run", "-c", str(cfg), "--processes", "2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 def cmdline(pid: int) -> list[str]:
     """A process's arguments."""
     return Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
@@ -246,12 +256,7 @@ def test_a_daemon_restarts_a_killed_process(s3, bucket, s3_endpoint, tmp_path) -
         "sources:\n"
         f"  logs:\n    url: s3://{bucket}/logs/\n    endpoint_url: {s3_endpoint}\n    sinks: [out]\n"
     )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "logferry", "run", "-c", str(cfg), "--processes", "2"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_daemon(cfg)
     try:
         first = wait_for(
             lambda: len(children_of(proc.pid)) == 2 and children_of(proc.pid), timeout=30
@@ -315,12 +320,7 @@ def test_a_daemon_says_it_runs_once_not_once_per_process(tmp_path: Path) -> None
         f"sinks: {{out: {{url: 'file://{tmp_path}/out'}}}}\n"
         f"sources:\n  a:\n    url: {tmp_path / 'src'}\n    sinks: [out]\n"
     )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "logferry", "run", "-c", str(cfg), "--processes", "2"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_daemon(cfg)
     try:
         wait_for(lambda: len(children_of(proc.pid)) == 2, timeout=30)
         # both copies are past their start-up once the ledger has been opened by each
