@@ -119,14 +119,16 @@ class NatsHarness(Harness):
         self.dead_letter = f"test.{self.stream}.dead"
 
     def remaining(self) -> int:
+        # A work-queue stream holds exactly the messages not acked yet (waiting or in
+        # flight), with or without a consumer (a publisher alone makes none).
         async def count(js: Any) -> int:
             from nats.js.errors import NotFoundError
 
             try:
-                info = await js.consumer_info(self.stream, "workers")
-            except NotFoundError:  # not made yet (the command under test makes it)
+                info = await js.stream_info(self.stream)
+            except NotFoundError:
                 return 0
-            return int(info.num_pending + info.num_ack_pending)
+            return int(info.state.messages)
 
         return int(_nats(count))
 

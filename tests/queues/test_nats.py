@@ -23,7 +23,7 @@ def test_the_stream_and_consumer_are_created_from_the_url(nats_harness: NatsHarn
     assert isinstance(queue, NatsQueue)
     assert queue.where.stream == nats_harness.stream
     assert queue.where.subject == nats_harness.subject
-    assert nats_harness.remaining() == 0  # the consumer "workers" exists
+    assert _ack_wait(nats_harness) == 45  # the consumer "workers" exists, with that timeout
 
 
 def test_identity_is_server_stream_and_subject(nats_harness: NatsHarness) -> None:
@@ -38,6 +38,24 @@ def test_identity_is_server_stream_and_subject(nats_harness: NatsHarness) -> Non
         )
     finally:
         other.close()
+
+
+def test_a_publisher_leaves_the_consumer_to_the_workers(nats_harness: NatsHarness) -> None:
+    """``logferry enqueue`` before any worker: the worker's visibility timeout is the
+    consumer's ack wait, not the publisher's default (60 s, which workers had to adopt, so a
+    killed worker's messages came back a minute later)."""
+    publisher = open_queue(nats_harness.url, publish_only=True)
+    try:
+        publisher.publish([b"one"])
+        assert nats_harness.remaining() == 1
+        with pytest.raises(Exception, match="consumer not found"):
+            _ack_wait(nats_harness)  # the publisher made none
+        worker = nats_harness.open(visibility_timeout=7)
+        assert worker.options.visibility_timeout == 7
+        assert _ack_wait(nats_harness) == 7
+        assert [m.body for m in _receive_all(worker, 1)] == [b"one"]
+    finally:
+        publisher.close()
 
 
 def test_publish_with_ids_drops_duplicates(nats_harness: NatsHarness) -> None:

@@ -194,7 +194,7 @@ class JetStreamSetup(WorkerSetup):
         self.harness = NatsHarness()
         self.queue = self.harness.url
         self.dlq = self.harness.dead_letter
-        self.publisher = open_queue(self.queue)
+        self.publisher = open_queue(self.queue, publish_only=True)
 
     def new_queue(self, name: str) -> str:
         """SQS queues only in the base class; JetStream streams are made by their URL."""

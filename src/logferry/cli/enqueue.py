@@ -161,7 +161,7 @@ def enqueue(
     if not isinstance(bucket, S3Source):
         fail_usage(f"enqueue lists s3:// or cos:// buckets, not {safe_text(bucket.display)}")
     assert isinstance(bucket, S3Source)
-    work_queue = open_queue(queue_url)
+    work_queue = open_queue(queue_url, publish_only=True)
     led = open_ledger(ledger or file_ledger)
     stop = threading.Event()
     install_signal_handlers(stop)

@@ -103,8 +103,18 @@ class WorkQueue(abc.ABC):
         """Release connections."""
 
 
-def open_queue(url: str, options: QueueOptions | dict[str, object] | None = None) -> WorkQueue:
-    """Open the queue ``url`` names (``sqs://…``, ``https://sqs.…``, ``nats://…``)."""
-    queue = registry.open(url, "queue", options)
+def open_queue(
+    url: str,
+    options: QueueOptions | dict[str, object] | None = None,
+    *,
+    publish_only: bool = False,
+) -> WorkQueue:
+    """Open the queue ``url`` names (``sqs://…``, ``https://sqs.…``, ``nats://…``).
+
+    ``publish_only`` (``logferry enqueue``): nothing of the consumers' side is made or read.
+    A JetStream consumer made by a publisher would carry the publisher's visibility
+    timeout, which every worker then has to adopt.
+    """
+    queue = registry.open(url, "queue", options, publish_only=publish_only)
     assert isinstance(queue, WorkQueue)
     return queue

@@ -142,8 +142,9 @@ class _Deliveries:
 class NatsQueue(WorkQueue):
     """A JetStream stream and durable pull consumer behind the synchronous queue contract."""
 
-    def __init__(self, url: str, options: QueueOptions) -> None:
+    def __init__(self, url: str, options: QueueOptions, *, publish_only: bool = False) -> None:
         base, self.options, own = split_options(url, options, ("subject", "durable"))
+        self._publish_only = publish_only
         self.where = _Where(base, own)
         self.name = redact_url(url)
         (nats,) = require("queue", "nats")
@@ -182,6 +183,8 @@ class NatsQueue(WorkQueue):
                     name=w.stream, subjects=[w.subject], retention=RetentionPolicy.WORK_QUEUE
                 )
             )
+        if self._publish_only:
+            return  # the workers make the consumer, with their own visibility timeout
         try:
             info = await self.js.consumer_info(w.stream, w.durable)
         except NotFoundError:
@@ -429,8 +432,8 @@ def _check(url: str, options: QueueOptions) -> None:
     _Where(base, own)
 
 
-def _open(url: str, options: QueueOptions) -> NatsQueue:
-    return NatsQueue(url, options)
+def _open(url: str, options: QueueOptions, *, publish_only: bool = False) -> NatsQueue:
+    return NatsQueue(url, options, publish_only=publish_only)
 
 
 COMPONENT = Component(

@@ -395,8 +395,8 @@ def _check(url: str, options: QueueOptions) -> None:
         _Where(merged.dead_letter)
 
 
-def _open(url: str, options: QueueOptions) -> SqsQueue:
-    return SqsQueue(url, options)
+def _open(url: str, options: QueueOptions, *, publish_only: bool = False) -> SqsQueue:
+    return SqsQueue(url, options)  # an SQS queue has no consumer side to make
 
 
 COMPONENT = Component(
