@@ -65,10 +65,6 @@ def main(argv: list[str] | None = None) -> int:
     """Run the benchmark."""
     args = parse_args(argv)
     spawner = st.Spawner()  # first, while this process is small (see Spawner)
-    from moto.server import ThreadedMotoServer
-
-    from logferry.testing.mezmo_server import MezmoServer
-
     log = (lambda *a: None) if args.json else (lambda *a: print(*a, file=sys.stderr))
     os.environ.update(st.FAKE_AWS_ENV)
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
@@ -81,24 +77,13 @@ def main(argv: list[str] | None = None) -> int:
             f"{args.objects} objects of {data.lines:,} lines ({data.raw_bytes / st.MB:.1f} MB, "
             f"{data.gz_bytes / st.MB:.1f} MB gzip): {lines:,} lines"
         )
-        moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        moto.start()
-        stack.callback(moto.stop)
-        host, port = moto.get_host_and_port()
-        import boto3
-
-        s3 = boto3.client("s3", endpoint_url=f"http://{host}:{port}")
-        s3.create_bucket(Bucket=BUCKET)
-        for i in range(args.objects):
-            s3.upload_file(data.path, BUCKET, f"app/2024/05/01/app-{i:04d}.ndjson.gz")
-        server = stack.enter_context(
-            MezmoServer(
-                st.INGESTION_KEY, store=False, validate=False, count_later=not args.count_inline
-            )
+        keys = {f"app/2024/05/01/app-{i:04d}.ndjson.gz": data.path for i in range(args.objects)}
+        s3_endpoint, server = st.start_servers(
+            stack, BUCKET, keys, count_later=not args.count_inline
         )
         env = {
             **os.environ,
-            "AWS_ENDPOINT_URL": f"http://{host}:{port}",
+            "AWS_ENDPOINT_URL": s3_endpoint,
             "LOGDNA_INGESTION_KEY": st.INGESTION_KEY,
         }
         lf_source = st.which_logferry(env)

@@ -407,6 +407,30 @@ def which_logferry(env: dict[str, str]) -> str:
     return f"{path} ({'engine/ package' if engine == 'True' else 'no engine/ package'})"
 
 
+def start_servers(
+    stack: contextlib.ExitStack, bucket: str, objects: dict[str, str], *, count_later: bool
+) -> tuple[str, Any]:
+    """Start moto (server mode) with ``bucket`` holding ``objects`` (key: local file) and the
+    Mezmo test server in counting mode, both stopped by ``stack``; return moto's endpoint
+    and the Mezmo server."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    from logferry.testing.mezmo_server import MezmoServer
+
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    moto.start()
+    stack.callback(moto.stop)
+    host, port = moto.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    s3 = boto3.client("s3", endpoint_url=endpoint)
+    s3.create_bucket(Bucket=bucket)
+    for key, path in objects.items():
+        s3.upload_file(path, bucket, key)
+    server = MezmoServer(INGESTION_KEY, store=False, validate=False, count_later=count_later)
+    return endpoint, stack.enter_context(server)
+
+
 def compile_logferry(lf_source: str) -> None:
     """Write the ``.pyc`` files of the logferry the tools import, as ``pip install`` does.
 
@@ -535,10 +559,6 @@ def main(argv: list[str] | None = None) -> int:
         return spawner_main()
     spawner = Spawner()  # first, while this process is still small: see Spawner
 
-    from moto.server import ThreadedMotoServer
-
-    from logferry.testing.mezmo_server import MezmoServer
-
     log = (lambda *a: None) if args.json else (lambda *a: print(*a, file=sys.stderr))
     os.environ.update(FAKE_AWS_ENV)
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's access log
@@ -561,20 +581,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{data.gz_bytes / MB:.1f} MB gzip in {data.seconds:.1f} s"
         )
 
-        moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        moto.start()
-        stack.callback(moto.stop)
-        host, port = moto.get_host_and_port()
-        s3_endpoint = f"http://{host}:{port}"
-        import boto3
-
-        s3 = boto3.client("s3", endpoint_url=s3_endpoint)
-        s3.create_bucket(Bucket=BUCKET)
-        s3.upload_file(data.path, BUCKET, KEY)
-        server = stack.enter_context(
-            MezmoServer(
-                INGESTION_KEY, store=False, validate=False, count_later=not args.count_inline
-            )
+        s3_endpoint, server = start_servers(
+            stack, BUCKET, {KEY: data.path}, count_later=not args.count_inline
         )
 
         env = {

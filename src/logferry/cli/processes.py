@@ -90,7 +90,7 @@ def fan_out(
     quiet: bool,
     passed_on: tuple[signal.Signals, ...] = (),
     restart_failed: bool = True,
-    preload: Iterable[tuple[str, Role]] = (),
+    targets: Iterable[tuple[str, Role]] = (),
     fork: bool = True,
 ) -> int | None:
     """Run this command as ``processes`` copies; show one progress and one summary per
@@ -102,16 +102,19 @@ def fan_out(
     Copies are forked from this process where that is safe (see
     :meth:`Supervisor.fork_copies`): in a copy this returns None, and the caller goes on
     with the command as that copy. So call it once the arguments are checked and before
-    opening connections or starting threads. ``preload`` names the sources, sinks and
-    queues the copies will open (``(url, role)``): their libraries are imported before the
-    fork, once for all. ``fork=False`` starts every copy as a new program (a user's own
+    opening connections or starting threads. ``targets`` names the sources, sinks and
+    queues the copies will open (``(url, role)``): a stdout sink among them is refused (the
+    copies' lines would interleave), and their libraries are imported before the fork, once
+    for all. ``fork=False`` starts every copy as a new program (a user's own
     handler module may hold a client or a socket made at import, which copies must not share).
     """
     supervisor = Supervisor(
         child_command(sys.argv), processes, _unset_event, _unset_exit,
         restart=follow, restart_failed=restart_failed,
     )  # fmt: skip
-    for url, role in preload:
+    targets = list(targets)
+    _refuse_stdout(url for url, role in targets if role == "sink")
+    for url, role in targets:
         registry.preload(url, role)  # before forking: imported once, shared by the copies
 
     supervisor_pid = os.getpid()
@@ -139,13 +142,13 @@ def fan_out(
 
 
 def pipeline_targets(config: PipelineConfig) -> list[tuple[str, Role]]:
-    """The sources and sinks of a pipeline file, for ``fan_out``'s ``preload``."""
+    """The sources and sinks of a pipeline file, for ``fan_out``'s ``targets``."""
     targets: list[tuple[str, Role]] = [(src.url, "source") for src in config.sources.values()]
     targets += [(sink.url, "sink") for sink in config.sinks.values() if sink.url]
     return targets
 
 
-def refuse_stdout(sink_urls: Iterable[str | None]) -> None:
+def _refuse_stdout(sink_urls: Iterable[str | None]) -> None:
     """A usage error when a sink writes to stdout (``-``, ``stdout://``): the copies' lines
     would interleave there."""
     if any(url and registry.scheme_of(url, "sink") in ("-", "stdout") for url in sink_urls):

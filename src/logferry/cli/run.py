@@ -27,7 +27,6 @@ from logferry.cli.processes import (
     forkable,
     pipeline_targets,
     processes_option,
-    refuse_stdout,
 )
 from logferry.config import load_pipeline
 from logferry.engine import ShipResult
@@ -60,12 +59,11 @@ def run_pipeline(
     check_pipeline(config)
     led = open_ledger(ledger or config.ledger)
     if processes > 1:
-        refuse_stdout(sink.url for sink in config.sinks.values())
         led.close()  # a connection must not be shared by forked copies
         reload = (signal.SIGHUP,) if hasattr(signal, "SIGHUP") and not once else ()
         code = fan_out(
             processes, follow=not once, as_json=as_json, quiet=quiet, passed_on=reload,
-            preload=pipeline_targets(config), fork=forkable(config),
+            targets=pipeline_targets(config), fork=forkable(config),
         )  # fmt: skip
         if code is not None:
             return code

@@ -19,7 +19,7 @@ from logferry.cli.common import (
     print_summary,
 )
 from logferry.cli.metrics import metrics_options, serving_metrics
-from logferry.cli.processes import fan_out, processes_option, refuse_stdout
+from logferry.cli.processes import fan_out, processes_option
 from logferry.codecs.formats import FORMATS
 from logferry.config import ShipOptions, SinkOptions, build
 from logferry.engine import ShipResult
@@ -317,7 +317,7 @@ def ship(
         check_shared(source, sinks, sink_options, ledger)
         targets: list[tuple[str, Role]] = [(source, "source"), *((s, "sink") for s in sinks)]
         code = fan_out(
-            processes, follow=options.follow, as_json=as_json, quiet=quiet, preload=targets
+            processes, follow=options.follow, as_json=as_json, quiet=quiet, targets=targets
         )
         if code is not None:
             sys.exit(code)
@@ -357,7 +357,6 @@ def check_shared(
     """What the copies of ``ship --processes`` would each find wrong, found once, here."""
     if is_stream_url(source):
         fail_usage("--processes divides a bucket's objects: a stream source takes one process")
-    refuse_stdout(sinks)
     for sink in sinks:
         check_sink(sink, sink_options)
     open_ledger(ledger).close()  # its URL is sound, and its schema made once

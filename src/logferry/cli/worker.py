@@ -25,7 +25,6 @@ from logferry.cli.processes import (
     forkable,
     pipeline_targets,
     processes_option,
-    refuse_stdout,
 )
 from logferry.config import (
     PipelineConfig,
@@ -130,14 +129,13 @@ def worker(queue_url: str | None, config_path: str | None, sources: tuple[str, .
         fail_usage("give --queue URL (or worker.queue in the pipeline file)")
     assert queue_url is not None
     if processes > 1:
-        refuse_stdout(sink.url for sink in config.sinks.values())
         # Each copy is a worker of its own (its threads, its owner id); the queue shares out
         # the messages, so nothing is divided here. With --stop-when-idle a copy that ends
         # by itself (exit 1: it dead-lettered) is done, not crashed: it is not restarted.
         code = fan_out(
             processes, follow=True, as_json=as_json, quiet=quiet,
             restart_failed=stop_when_idle is None,
-            preload=[(queue_url, "queue"), *pipeline_targets(config)], fork=forkable(config),
+            targets=[(queue_url, "queue"), *pipeline_targets(config)], fork=forkable(config),
         )  # fmt: skip
         if code is not None:
             sys.exit(code)
