@@ -152,13 +152,14 @@ def test_error_queue_filters_and_drain(browser: Browser, server: Server, shots: 
         page.screenshot(path=str(shots / "dashboard-errors.png"), full_page=True)
 
         page.select_option("select[name=kind]", "dead_letter")
-        page.click("form.filters button")
-        page.wait_for_load_state("load")
+        with page.expect_navigation():  # the filtered page, not the one before it
+            page.click("form.filters button")
         shown = page.eval_on_selector_all("#queue tbody tr", "rs => rs.map(r => r.dataset.id)")
         assert shown == letters
         page.select_option("select[name=kind]", "")
         page.select_option("select[name=error_class]", index=1)
-        page.click("form.filters button")
+        with page.expect_navigation():
+            page.click("form.filters button")
         classes = page.eval_on_selector_all(
             "#queue td[data-field=error_class]", "t => t.map(x => x.textContent)"
         )
@@ -220,8 +221,8 @@ def test_customer_slis_match_the_api(browser: Browser, server: Server, shots: Pa
         page.screenshot(path=str(shots / "dashboard-customers.png"), full_page=True)
 
         page.select_option("select[name=sort]", "p99")
-        page.click("form.filters button")
-        page.wait_for_load_state("load")
+        with page.expect_navigation():  # the filtered page, not the one before it
+            page.click("form.filters button")
         rows = page.eval_on_selector_all(
             "#customers tbody tr", "rs => rs.map(r => r.dataset.customer)"
         )
